@@ -1,0 +1,401 @@
+//! `RunConfig`: the single description of a run. The GUI, `presets/*.toml` and the CLI all
+//! build one; a run is reproducible from its saved `config.toml` and seed.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::peft::MethodConfig;
+
+/// Everything a training run needs to know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// `"builtin"` or a path to a Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// `"builtin:<task>"` or a path to a `.jsonl` / `.csv` file.
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    /// Optional separate evaluation file; without it a user dataset holds out a tenth for evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_dataset: Option<String>,
+    /// Optimizer steps to run.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Examples per optimizer step.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longer examples are cut to this many tokens.
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: usize,
+    /// Evaluate every this many steps (and at the start and the end).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    /// At most this many evaluation examples are scored at each evaluation.
+    #[serde(default = "default_eval_examples")]
+    pub eval_examples: usize,
+    /// Seed of the data order and of the method's initialisation.
+    #[serde(default)]
+    pub seed: u64,
+    /// `"cpu"`, or `"cuda:N"` when built with the `cuda` feature.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// The fine-tuning method and its own parameters.
+    #[serde(default)]
+    pub method: MethodConfig,
+    /// AdamW and its learning-rate schedule.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+}
+
+/// AdamW with warm-up and a decay schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Peak learning rate, reached after the warm-up.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW), applied to trainable tensors only.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Steps of linear warm-up from 0 to `lr`.
+    #[serde(default = "default_warmup")]
+    pub warmup_steps: usize,
+    /// How the learning rate falls after the warm-up.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Gradients whose global L2 norm exceeds this are scaled down to it; 0 turns clipping off.
+    #[serde(default = "default_clip")]
+    pub max_grad_norm: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+/// Learning-rate decay after the warm-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Half a cosine from `lr` down to 0 at the last step.
+    #[default]
+    Cosine,
+    /// A straight line from `lr` down to 0 at the last step.
+    Linear,
+    /// `lr` throughout.
+    Constant,
+}
+
+impl Schedule {
+    pub const ALL: [Schedule; 3] = [Schedule::Cosine, Schedule::Linear, Schedule::Constant];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Cosine => "cosine",
+            Schedule::Linear => "linear",
+            Schedule::Constant => "constant",
+        }
+    }
+}
+
+fn default_model() -> String {
+    "builtin".into()
+}
+fn default_dataset() -> String {
+    "builtin:sentiment".into()
+}
+fn default_steps() -> usize {
+    300
+}
+fn default_batch_size() -> usize {
+    8
+}
+fn default_max_seq_len() -> usize {
+    128
+}
+fn default_eval_every() -> usize {
+    25
+}
+fn default_eval_examples() -> usize {
+    128
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_warmup() -> usize {
+    10
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            lr: default_lr(),
+            weight_decay: 0.0,
+            warmup_steps: default_warmup(),
+            schedule: Schedule::default(),
+            max_grad_norm: default_clip(),
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            dataset: default_dataset(),
+            eval_dataset: None,
+            steps: default_steps(),
+            batch_size: default_batch_size(),
+            max_seq_len: default_max_seq_len(),
+            eval_every: default_eval_every(),
+            eval_examples: default_eval_examples(),
+            seed: 0,
+            device: default_device(),
+            method: MethodConfig::default(),
+            optimizer: OptimizerConfig::default(),
+        }
+    }
+}
+
+/// A configuration that cannot describe a run, with the offending key named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value for `{key}`: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML file and applies `key=value` overrides (dotted paths such as `method.rank=4`).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_with(&text, overrides)
+    }
+
+    /// Parses TOML text, applies overrides, and validates the result.
+    pub fn from_toml_with(text: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        let cfg: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The resolved configuration as TOML, as written to a run's `config.toml`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("RunConfig always serialises")
+    }
+
+    /// Checks every value a run depends on; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.steps == 0 {
+            return Err(invalid("steps", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("batch_size", "must be at least 1"));
+        }
+        if self.max_seq_len < 2 {
+            return Err(invalid("max_seq_len", "must be at least 2"));
+        }
+        if self.eval_every == 0 {
+            return Err(invalid("eval_every", "must be at least 1"));
+        }
+        if self.eval_examples == 0 {
+            return Err(invalid("eval_examples", "must be at least 1"));
+        }
+        let o = &self.optimizer;
+        if !o.lr.is_finite() || o.lr <= 0.0 {
+            return Err(invalid(
+                "optimizer.lr",
+                format!("{} is not a positive finite number", o.lr),
+            ));
+        }
+        if !o.weight_decay.is_finite() || o.weight_decay < 0.0 {
+            return Err(invalid(
+                "optimizer.weight_decay",
+                "must be a finite number ≥ 0",
+            ));
+        }
+        if !o.max_grad_norm.is_finite() || o.max_grad_norm < 0.0 {
+            return Err(invalid(
+                "optimizer.max_grad_norm",
+                "must be a finite number ≥ 0",
+            ));
+        }
+        for (key, b) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(invalid(key, "must be in [0, 1)"));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(invalid("optimizer.eps", "must be a positive finite number"));
+        }
+        if self.device != "cpu" && !self.device.starts_with("cuda") {
+            return Err(invalid(
+                "device",
+                format!("`{}` is neither \"cpu\" nor \"cuda:N\"", self.device),
+            ));
+        }
+        self.method
+            .validate()
+            .map_err(|(key, why)| invalid(&format!("method.{key}"), why))
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML table. The value is read as TOML (numbers, booleans,
+/// arrays) and falls back to a plain string, so `dataset=path/to/file.jsonl` needs no quotes.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+    let (key, raw) = item.split_once('=').ok_or_else(|| {
+        ConfigError::Parse(format!("override `{item}` is not of the form key=value"))
+    })?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Parse(format!(
+            "override key `{key}` is empty or malformed"
+        )));
+    }
+    let mut cur = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| invalid(key, format!("`{part}` is not a table")))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"
+model = "builtin"
+dataset = "builtin:sentiment"
+steps = 300
+batch_size = 8
+max_seq_len = 128
+eval_every = 25
+seed = 0
+device = "cpu"
+
+[method]
+kind = "lora"
+rank = 8
+alpha = 16
+dropout = 0.0
+target_modules = ["q_proj", "v_proj"]
+
+[optimizer]
+lr = 1e-3
+weight_decay = 0.0
+warmup_steps = 10
+schedule = "cosine"
+"#;
+
+    #[test]
+    fn parses_the_documented_shape_and_round_trips() {
+        let cfg = RunConfig::from_toml_with(ISSUE_EXAMPLE, &[]).unwrap();
+        assert_eq!(cfg.steps, 300);
+        match &cfg.method {
+            MethodConfig::Lora(l) => {
+                assert_eq!(l.rank, 8);
+                assert_eq!(l.target_modules, vec!["q_proj", "v_proj"]);
+            }
+            other => panic!("expected lora, got {other:?}"),
+        }
+        let again = RunConfig::from_toml_with(&cfg.to_toml(), &[]).unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn overrides_set_dotted_keys() {
+        let cfg = RunConfig::from_toml_with(
+            ISSUE_EXAMPLE,
+            &[
+                "method.rank=4".into(),
+                "dataset=path/to/file.jsonl".into(),
+                "optimizer.lr=5e-4".into(),
+                "method.target_modules=[\"q_proj\"]".into(),
+            ],
+        )
+        .unwrap();
+        let MethodConfig::Lora(l) = &cfg.method else {
+            panic!()
+        };
+        assert_eq!(l.rank, 4);
+        assert_eq!(l.target_modules, vec!["q_proj"]);
+        assert_eq!(cfg.dataset, "path/to/file.jsonl");
+        assert_eq!(cfg.optimizer.lr, 5e-4);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["method.rnak=4".into()]).unwrap_err();
+        assert!(e.to_string().contains("rnak"), "{e}");
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["stpes=4".into()]).unwrap_err();
+        assert!(e.to_string().contains("stpes"), "{e}");
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["optimizer.lr=-1".into()]).unwrap_err();
+        assert!(e.to_string().contains("optimizer.lr"), "{e}");
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["method.rank=0".into()]).unwrap_err();
+        assert!(e.to_string().contains("method.rank"), "{e}");
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["batch_size=0".into()]).unwrap_err();
+        assert!(e.to_string().contains("batch_size"), "{e}");
+        let e = RunConfig::from_toml_with(ISSUE_EXAMPLE, &["steps=ten".into()]).unwrap_err();
+        assert!(e.to_string().contains("steps"), "{e}");
+        let e =
+            RunConfig::from_toml_with(ISSUE_EXAMPLE, &["method.kind=bogus".into()]).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,287 @@
+//! Datasets: built-in tasks and user files (JSONL or CSV with `prompt`/`completion`, `text`,
+//! or `text`/`label` columns), tokenised into examples with a loss mask.
+
+pub mod batch;
+pub mod builtin;
+
+use anyhow::{Context, Result, bail};
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One training example before tokenisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Example {
+    /// Loss on the completion only.
+    Completion { prompt: String, completion: String },
+    /// Plain causal language modelling: loss on every token.
+    Text { text: String },
+}
+
+/// How an evaluation is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Share of evaluation examples whose whole completion the model predicts greedily.
+    ExactMatch,
+    /// exp(mean token loss); lower is better.
+    Perplexity,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ExactMatch => "exact_match",
+            Metric::Perplexity => "perplexity",
+        }
+    }
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::ExactMatch)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub name: String,
+    pub train: Vec<Example>,
+    pub eval: Vec<Example>,
+    pub metric: Metric,
+}
+
+/// The built-in tasks, by the name used after `builtin:`.
+pub const BUILTIN_TASKS: [&str; 3] = ["sentiment", "arithmetic", "reverse"];
+
+pub fn builtin_dir() -> PathBuf {
+    crate::assets_dir().join("datasets")
+}
+
+/// Loads a config's `dataset` (and optional `eval_dataset`).
+pub fn load(dataset: &str, eval_dataset: Option<&str>, seed: u64) -> Result<Dataset> {
+    if let Some(task) = dataset.strip_prefix("builtin:") {
+        if !BUILTIN_TASKS.contains(&task) {
+            bail!(
+                "unknown built-in dataset `{task}` (built-in: {})",
+                BUILTIN_TASKS.join(", ")
+            );
+        }
+        let dir = builtin_dir();
+        let train = read_file(&dir.join(format!("{task}.train.jsonl")))?;
+        let eval = read_file(&dir.join(format!("{task}.eval.jsonl")))?;
+        return finish(dataset.to_string(), train, eval);
+    }
+    let mut train = read_file(Path::new(dataset))?;
+    let eval = match eval_dataset {
+        Some(e) => read_file(Path::new(e))?,
+        None => {
+            // Hold out a tenth (at least one, at most 500) in a seeded order.
+            train.shuffle(&mut StdRng::seed_from_u64(seed));
+            let n = (train.len() / 10).clamp(1, 500);
+            if train.len() < 2 {
+                bail!(
+                    "{dataset} has {} example(s): at least 2 are needed to hold one out for evaluation",
+                    train.len()
+                );
+            }
+            train.split_off(train.len() - n)
+        }
+    };
+    finish(dataset.to_string(), train, eval)
+}
+
+fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Dataset> {
+    let completion = |e: &Example| matches!(e, Example::Completion { .. });
+    let metric = if train.iter().all(completion) && eval.iter().all(completion) {
+        Metric::ExactMatch
+    } else if !train.iter().any(completion) && !eval.iter().any(completion) {
+        Metric::Perplexity
+    } else {
+        bail!("{name} mixes prompt/completion examples with plain text ones");
+    };
+    if eval.is_empty() {
+        bail!("{name} has no evaluation examples");
+    }
+    Ok(Dataset {
+        name,
+        train,
+        eval,
+        metric,
+    })
+}
+
+/// Reads a `.jsonl` or `.csv` file of examples.
+pub fn read_file(path: &Path) -> Result<Vec<Example>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 (first bad byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let examples = match ext {
+        "csv" => parse_csv(&text),
+        "jsonl" | "json" => parse_jsonl(&text),
+        other => bail!(
+            "{}: unsupported dataset extension `.{other}` (use .jsonl or .csv)",
+            path.display()
+        ),
+    }
+    .with_context(|| format!("in {}", path.display()))?;
+    if examples.is_empty() {
+        bail!("{} has no examples", path.display());
+    }
+    Ok(examples)
+}
+
+/// A row as read, before its fields are checked.
+#[derive(Deserialize)]
+struct Row {
+    prompt: Option<String>,
+    completion: Option<String>,
+    text: Option<String>,
+    label: Option<serde_json::Value>,
+}
+
+fn row_to_example(row: Row) -> Result<Example> {
+    match row {
+        Row {
+            prompt: Some(prompt),
+            completion: Some(completion),
+            ..
+        } => Ok(Example::Completion { prompt, completion }),
+        Row {
+            text: Some(text),
+            label: Some(label),
+            ..
+        } => {
+            let label = match label {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => bail!("`label` must be a string or number, found {other}"),
+            };
+            // A decoder answers a label with a word after a fixed cue.
+            Ok(Example::Completion {
+                prompt: format!("{text}\nLabel:"),
+                completion: format!(" {label}"),
+            })
+        }
+        Row {
+            text: Some(text), ..
+        } => Ok(Example::Text { text }),
+        _ => bail!("needs `prompt` and `completion`, or `text` (with an optional `label`)"),
+    }
+}
+
+pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Row =
+            serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
+        out.push(row_to_example(row).with_context(|| format!("line {}", i + 1))?);
+    }
+    Ok(out)
+}
+
+pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers = rdr.headers().context("cannot read the CSV header")?.clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (p, c, t, l) = (col("prompt"), col("completion"), col("text"), col("label"));
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.with_context(|| format!("line {line}: malformed CSV"))?;
+        let get = |idx: Option<usize>| idx.and_then(|j| rec.get(j)).map(str::to_string);
+        let row = Row {
+            prompt: get(p),
+            completion: get(c),
+            text: get(t),
+            label: get(l).map(serde_json::Value::String),
+        };
+        out.push(row_to_example(row).with_context(|| format!("line {line}"))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_rows_of_each_shape() {
+        let ex = parse_jsonl(
+            "{\"prompt\":\"2+2=\",\"completion\":\"4\"}\n\n{\"text\":\"hello\"}\n{\"text\":\"good\",\"label\":\"pos\"}\n",
+        )
+        .unwrap();
+        assert_eq!(ex.len(), 3);
+        assert_eq!(
+            ex[0],
+            Example::Completion {
+                prompt: "2+2=".into(),
+                completion: "4".into()
+            }
+        );
+        assert_eq!(
+            ex[1],
+            Example::Text {
+                text: "hello".into()
+            }
+        );
+        assert_eq!(
+            ex[2],
+            Example::Completion {
+                prompt: "good\nLabel:".into(),
+                completion: " pos".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let e = parse_jsonl("{\"text\":\"a\"}\n{oops\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+        let e = parse_jsonl("{\"text\":\"a\"}\n{\"foo\":1}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+        let e = parse_jsonl("{\"text\":\"a\",\"label\":[1]}\n").unwrap_err();
+        assert!(format!("{e:#}").contains("label"), "{e:#}");
+    }
+
+    #[test]
+    fn csv_with_quotes() {
+        let ex = parse_csv("prompt,completion\n\"a, b\",c\nd,\"e\"\"f\"\n").unwrap();
+        assert_eq!(
+            ex[0],
+            Example::Completion {
+                prompt: "a, b".into(),
+                completion: "c".into()
+            }
+        );
+        assert_eq!(
+            ex[1],
+            Example::Completion {
+                prompt: "d".into(),
+                completion: "e\"f".into()
+            }
+        );
+        let e = parse_csv("prompt,completion\nonly\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+    }
+
+    #[test]
+    fn builtin_datasets_load_with_their_metric() {
+        for task in BUILTIN_TASKS {
+            let d = load(&format!("builtin:{task}"), None, 0).unwrap();
+            assert!(d.train.len() >= 1000, "{task}");
+            assert!(d.eval.len() >= 100, "{task}");
+            assert_eq!(d.metric, Metric::ExactMatch);
+        }
+        assert!(load("builtin:nope", None, 0).is_err());
+    }
+}

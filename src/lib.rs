@@ -1,0 +1,31 @@
+//! peft-workbench: fine-tune language models with parameter-efficient methods and see how
+//! the methods differ. The library holds everything but the window; `app` (feature `gui`)
+//! draws it.
+
+pub mod config;
+pub mod data;
+pub mod models;
+pub mod peft;
+pub mod pretrain;
+pub mod train;
+
+#[cfg(feature = "gui")]
+pub mod app;
+
+use std::path::PathBuf;
+
+/// The folder of shipped assets (built-in model and datasets): `$PEFT_WORKBENCH_ASSETS`,
+/// else `assets/` beside the executable, else the source tree's `assets/`.
+pub fn assets_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEFT_WORKBENCH_ASSETS") {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.join("assets")))
+        && dir.join("models").is_dir()
+    {
+        return dir;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}

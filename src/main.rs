@@ -1,0 +1,147 @@
+//! peft-workbench: with no arguments, the window; with a subcommand, the headless CLI.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use peft_workbench::config::RunConfig;
+use peft_workbench::train::{self, Event};
+
+#[derive(Parser)]
+#[command(
+    name = "peft-workbench",
+    version,
+    about = "See how parameter-efficient fine-tuning methods differ"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Open the workbench window (the default).
+    Gui,
+    /// Train one run without a window, as a preset describes it.
+    Train {
+        /// A RunConfig in TOML (see presets/).
+        preset: PathBuf,
+        /// Override a key by its dotted path, e.g. --set method.rank=4 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Shorthand for --set steps=N.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Run folder: config.toml, metrics.jsonl, summary.json, adapter/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
+    Pretrain(peft_workbench::pretrain::PretrainArgs),
+    /// Print the token ids and the last position's logits of a text as one JSON object, to
+    /// compare this forward pass with another implementation.
+    Logits {
+        /// "builtin" or a model folder.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        #[arg(long)]
+        text: String,
+    },
+    /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
+    MakeDatasets {
+        #[arg(long, default_value = "assets/datasets")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None | Some(Cmd::Gui) => open_window(),
+        Some(Cmd::Train {
+            preset,
+            mut overrides,
+            steps,
+            out,
+        }) => {
+            if let Some(n) = steps {
+                overrides.push(format!("steps={n}"));
+            }
+            let cfg = RunConfig::load(&preset, &overrides)?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("runs").join(train::worker::run_folder_name(0, &cfg))
+            });
+            eprintln!("training {} → {}", cfg.method.short_label(), out.display());
+            let summary = train::run(&cfg, 0, Some(&out), None, &mut print_progress, &mut || {
+                false
+            })?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Some(Cmd::Pretrain(args)) => {
+            let summary = peft_workbench::pretrain::pretrain(&args, &mut print_progress)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Some(Cmd::Logits { model, text }) => {
+            let (ids, logits) = peft_workbench::models::last_logits(&model, &text)?;
+            println!(
+                "{}",
+                serde_json::json!({ "token_ids": ids, "logits": logits })
+            );
+            Ok(())
+        }
+        Some(Cmd::MakeDatasets { out, seed }) => {
+            peft_workbench::data::builtin::write_all(&out, seed)
+                .with_context(|| format!("cannot write datasets into {}", out.display()))?;
+            eprintln!("wrote built-in datasets into {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Progress on stderr: every eval, and every tenth step.
+fn print_progress(e: Event) {
+    match e {
+        Event::Started {
+            trainable_params,
+            total_params,
+            steps,
+            ..
+        } => eprintln!(
+            "trainable {trainable_params} of {total_params} parameters ({:.3}%), {steps} steps",
+            100.0 * trainable_params as f64 / total_params.max(1) as f64
+        ),
+        Event::Notice { text, .. } => eprintln!("note: {text}"),
+        Event::Step(p) if p.step % 10 == 0 => eprintln!(
+            "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} tok/s",
+            p.step, p.loss, p.lr, p.tokens_per_second
+        ),
+        Event::Eval(p) => eprintln!(
+            "eval  {:>5}  loss {:.4}  metric {:.4}",
+            p.step, p.loss, p.metric
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_window() -> Result<()> {
+    peft_workbench::app::run_native().map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_window() -> Result<()> {
+    anyhow::bail!(
+        "this build has no window (built without the `gui` feature); use a subcommand, see --help"
+    )
+}

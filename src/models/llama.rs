@@ -1,0 +1,513 @@
+//! A LLaMA-family decoder (RMSNorm, rotary embeddings, SwiGLU MLP, grouped-query attention)
+//! in the Hugging Face layout, written for training: every op here has a backward pass
+//! (the slow RMSNorm and softmax, rotary embeddings from plain tensor ops), and the hooks
+//! PEFT methods need are explicit: each projection goes through `Injector::linear_adapter`,
+//! each sub-layer output through `Injector::sublayer_adapter`, and `Hooks` carries prompt
+//! embeddings and per-layer key/value prefixes.
+
+use anyhow::{Context, Result, bail};
+use candle_core::{D, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use super::linear::Linear;
+use super::weights::Weights;
+use super::{Hooks, Injector, Site, SublayerAdapter};
+
+/// The keys of a Hugging Face `config.json` that this model reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LlamaConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    pub num_hidden_layers: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// transformers ≤ 4 writes `rope_theta` at the top level …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// … transformers 5 writes it under `rope_parameters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<RopeParameters>,
+    pub vocab_size: usize,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RopeParameters {
+    pub rope_theta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_type: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+impl LlamaConfig {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    /// LLaMA's own default when a config names none.
+    pub fn rope_theta(&self) -> f64 {
+        self.rope_parameters
+            .as_ref()
+            .map(|r| r.rope_theta)
+            .or(self.rope_theta)
+            .unwrap_or(10_000.0)
+    }
+    /// First end-of-sequence id (configs write either a number or a list).
+    pub fn eos_id(&self) -> Option<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32),
+            Some(serde_json::Value::Array(a)) => {
+                a.first().and_then(|n| n.as_u64()).map(|n| n as u32)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let arch = v
+            .get("model_type")
+            .and_then(|m| m.as_str())
+            .unwrap_or("llama");
+        if !matches!(arch, "llama" | "mistral" | "qwen2") {
+            bail!(
+                "unsupported model_type `{arch}` in {} (supported: llama)",
+                path.display()
+            );
+        }
+        let cfg: Self = serde_json::from_value(v)
+            .with_context(|| format!("{} is not a LLaMA config", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 {
+            bail!("config has zero attention heads");
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            bail!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.kv_heads()
+            );
+        }
+        if self.head_dim() % 2 != 0 {
+            bail!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_dim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Parameters of the model this config describes (tied head counted once).
+    pub fn param_count(&self) -> usize {
+        let h = self.hidden_size;
+        let hd = self.head_dim();
+        let q = h * self.num_attention_heads * hd;
+        let kv = 2 * h * self.kv_heads() * hd;
+        let o = self.num_attention_heads * hd * h;
+        let mlp = 3 * h * self.intermediate_size;
+        let layer = q + kv + o + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + head + self.num_hidden_layers * layer + h
+    }
+}
+
+/// Rotary tables `cos`, `sin` of shape `[positions, head_dim]` (each half repeated, as
+/// `rotate_half` expects), built once.
+#[derive(Debug)]
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &LlamaConfig, device: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        let n = cfg.max_position_embeddings.min(16_384);
+        let theta = cfg.rope_theta();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
+        let pos = Tensor::arange(0u32, n as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((n, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    /// Rotates `x: [B, H, T, D]` at positions `offset..offset + T`.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_, _, t, d) = x.dims4()?;
+        if offset + t > self.cos.dim(0)? {
+            bail!(
+                "sequence of {} positions exceeds the model's {}",
+                offset + t,
+                self.cos.dim(0)?
+            );
+        }
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.sin.narrow(0, offset, t)?;
+        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    }
+}
+
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // The slow form: candle's fused rms_norm has no backward pass.
+        Ok(candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)?)
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// `x: [B, T, hidden]`; `prefix`: this layer's extra keys and values `[B, kv_heads, P, D]`,
+    /// which sit before the sequence (already rotated, as a cache would hold them).
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        prefix: Option<&(Tensor, Tensor)>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let q = self
+            .q_proj
+            .forward(x, train)?
+            .reshape((b, t, h, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = self
+            .k_proj
+            .forward(x, train)?
+            .reshape((b, t, kvh, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = self
+            .v_proj
+            .forward(x, train)?
+            .reshape((b, t, kvh, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
+        let q = rotary.apply(&q, p)?;
+        let k = rotary.apply(&k, p)?;
+        let (k, v) = match prefix {
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+            None => (k, v),
+        };
+        let s = p + t;
+        let rep = h / kvh;
+        // Grouped-query attention without copying keys: the `rep` query heads that share a
+        // key/value head are stacked along the time axis, one matmul per kv head.
+        let q = q.reshape((b, kvh, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let mask = causal_mask(t, p, x.device())?;
+        let scores = scores.reshape((b, kvh, rep, t, s))?.broadcast_add(&mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = probs.reshape((b, kvh, rep * t, s))?.matmul(&v)?;
+        let out = out
+            .reshape((b, h, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+        Ok(self.o_proj.forward(&out, train)?)
+    }
+}
+
+/// `[T, P + T]`: 0 where query i may see key j (every prefix key, and real keys up to i),
+/// −∞ elsewhere. Right padding needs no other mask: padded keys come after every real query.
+fn causal_mask(t: usize, p: usize, device: &Device) -> Result<Tensor> {
+    let s = p + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j <= p + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, s), device)?)
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x, train)?.silu()?;
+        let up = self.up_proj.forward(x, train)?;
+        Ok(self.down_proj.forward(&(gate * up)?, train)?)
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+    after_attn: Option<Box<dyn SublayerAdapter>>,
+    after_mlp: Option<Box<dyn SublayerAdapter>>,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        prefix: Option<&(Tensor, Tensor)>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let a = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, rotary, prefix, train)?;
+        let a = match &self.after_attn {
+            Some(ad) => ad.forward(&a, train)?,
+            None => a,
+        };
+        let x = (x + a)?;
+        let m = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?, train)?;
+        let m = match &self.after_mlp {
+            Some(ad) => ad.forward(&m, train)?,
+            None => m,
+        };
+        Ok((x + m)?)
+    }
+}
+
+#[derive(Debug)]
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    /// `None` when tied to the input embeddings.
+    lm_head: Option<Tensor>,
+    rotary: Rotary,
+    cfg: LlamaConfig,
+}
+
+impl Llama {
+    pub fn load(
+        cfg: &LlamaConfig,
+        w: &mut Weights,
+        inj: &mut dyn Injector,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let h = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let embed_tokens = w.get("model.embed_tokens.weight", &[cfg.vocab_size, h], inj)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mut lin =
+                |name: &str, in_dim: usize, out_dim: usize, bias: bool| -> Result<Linear> {
+                    let path = format!("{p}.{name}");
+                    let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
+                    let bias = if bias {
+                        Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?)
+                    } else {
+                        None
+                    };
+                    let adapter = inj.linear_adapter(&path, in_dim, out_dim)?;
+                    Ok(Linear::new(weight, bias, adapter))
+                };
+            let self_attn = Attention {
+                q_proj: lin("self_attn.q_proj", h, nh * hd, cfg.attention_bias)?,
+                k_proj: lin("self_attn.k_proj", h, nkv * hd, cfg.attention_bias)?,
+                v_proj: lin("self_attn.v_proj", h, nkv * hd, cfg.attention_bias)?,
+                o_proj: lin("self_attn.o_proj", nh * hd, h, false)?,
+                heads: nh,
+                kv_heads: nkv,
+                head_dim: hd,
+            };
+            let mlp = Mlp {
+                gate_proj: lin("mlp.gate_proj", h, cfg.intermediate_size, cfg.mlp_bias)?,
+                up_proj: lin("mlp.up_proj", h, cfg.intermediate_size, cfg.mlp_bias)?,
+                down_proj: lin("mlp.down_proj", cfg.intermediate_size, h, cfg.mlp_bias)?,
+            };
+            let eps = cfg.rms_norm_eps as f32;
+            layers.push(Block {
+                input_layernorm: RmsNorm {
+                    weight: w.get(&format!("{p}.input_layernorm.weight"), &[h], inj)?,
+                    eps,
+                },
+                self_attn,
+                post_attention_layernorm: RmsNorm {
+                    weight: w.get(&format!("{p}.post_attention_layernorm.weight"), &[h], inj)?,
+                    eps,
+                },
+                mlp,
+                after_attn: inj.sublayer_adapter(i, Site::AfterAttention, h)?,
+                after_mlp: inj.sublayer_adapter(i, Site::AfterMlp, h)?,
+            });
+        }
+        let norm = RmsNorm {
+            weight: w.get("model.norm.weight", &[h], inj)?,
+            eps: cfg.rms_norm_eps as f32,
+        };
+        let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
+            None
+        } else {
+            Some(w.get("lm_head.weight", &[cfg.vocab_size, h], inj)?)
+        };
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary: Rotary::new(cfg, device)?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Embeddings of `ids: [B, T]` → `[B, T, hidden]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let flat = ids.flatten_all()?;
+        Ok(self
+            .embed_tokens
+            .index_select(&flat, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?)
+    }
+
+    /// Final hidden states `[B, n + T, hidden]` (n prompt embeddings first, if any).
+    pub fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
+        let x = self.embed(ids)?;
+        let mut x = match &hooks.prompt_embeds {
+            Some(p) => {
+                let b = x.dim(0)?;
+                let p = p.unsqueeze(0)?.broadcast_as((b, p.dim(0)?, p.dim(1)?))?;
+                Tensor::cat(&[&p, &x], 1)?
+            }
+            None => x,
+        };
+        if let Some(kv) = &hooks.kv_prefix
+            && kv.len() != self.layers.len()
+        {
+            bail!(
+                "{} key/value prefixes given for {} layers",
+                kv.len(),
+                self.layers.len()
+            );
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let prefix = hooks.kv_prefix.as_ref().map(|kv| &kv[i]);
+            x = layer.forward(&x, &self.rotary, prefix, train)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let dims = hidden.dims();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let l = hidden
+            .reshape((rows, self.cfg.hidden_size))?
+            .matmul(&head.t()?)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
+        Ok(l.reshape(out)?)
+    }
+
+    /// Full forward: logits `[B, n + T, vocab]`.
+    pub fn forward(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
+        self.logits(&self.forward_hidden(ids, hooks, train)?)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Keys and values each layer computes for `ids` (rotated), as a cache would hold them:
+    /// `[B, kv_heads, T, D]` per layer. Used to check the prefix hook against a real prefix.
+    pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
+        let (b, t) = ids.dims2()?;
+        let mut x = self.embed(ids)?;
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            let a = &layer.self_attn;
+            let n = layer.input_layernorm.forward(&x)?;
+            let k = a
+                .k_proj
+                .forward(&n, false)?
+                .reshape((b, t, a.kv_heads, a.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = a
+                .v_proj
+                .forward(&n, false)?
+                .reshape((b, t, a.kv_heads, a.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            out.push((self.rotary.apply(&k, 0)?, v));
+            x = layer.forward(&x, &self.rotary, None, false)?;
+        }
+        Ok(out)
+    }
+}

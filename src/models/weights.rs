@@ -1,0 +1,86 @@
+//! Base weights read from safetensors. They are plain tensors, frozen by construction;
+//! the few a method trains (full fine-tuning, Freeze) are turned into `Var`s here.
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor, Var};
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::Injector;
+
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    /// Base tensors that the method trains, in load order, by their checkpoint name.
+    trained: Vec<(String, Var)>,
+}
+
+impl Weights {
+    pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
+        Self {
+            tensors,
+            trained: Vec::new(),
+        }
+    }
+
+    /// Reads every `*.safetensors` file of a folder (sharded checkpoints included) as f32.
+    pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read model folder {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("no .safetensors file in {}", dir.display());
+        }
+        let mut tensors = HashMap::new();
+        for f in &files {
+            let part = candle_core::safetensors::load(f, device)
+                .with_context(|| format!("cannot read weights {}", f.display()))?;
+            for (name, t) in part {
+                tensors.insert(name, t.to_dtype(DType::F32)?);
+            }
+        }
+        Ok(Self::from_tensors(tensors))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The tensor `name`, checked against the shape the config implies. If the method trains
+    /// it, it becomes a `Var` (and is remembered for the optimizer and the export).
+    pub fn get(&mut self, name: &str, shape: &[usize], inj: &dyn Injector) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .with_context(|| format!("weight `{name}` is missing from the checkpoint"))?;
+        if t.dims() != shape {
+            bail!(
+                "weight `{name}` has shape {:?} but the config implies {:?}",
+                t.dims(),
+                shape
+            );
+        }
+        if inj.trains_base(name) {
+            if let Some((_, v)) = self.trained.iter().find(|(n, _)| n == name) {
+                return Ok(v.as_tensor().clone());
+            }
+            // A copy: the optimizer updates the Var in place and must never touch the
+            // tensor the checkpoint was read into.
+            let var = Var::from_tensor(&t.copy()?)?;
+            let out = var.as_tensor().clone();
+            self.trained.push((name.to_string(), var));
+            return Ok(out);
+        }
+        Ok(t.clone())
+    }
+
+    pub fn trained(&self) -> &[(String, Var)] {
+        &self.trained
+    }
+
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+}

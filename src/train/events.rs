@@ -1,0 +1,106 @@
+//! What the UI (or the CLI, or a test) sends the trainer, and what the trainer reports.
+//! Plain data: no tensor and no egui type crosses this boundary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+
+pub type RunId = u64;
+
+/// UI → worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Queue a run; it starts when the runs before it have finished.
+    Start { id: RunId, config: Box<RunConfig> },
+    /// Stop the run `id` at the end of its current step (or drop it from the queue).
+    Stop { id: RunId },
+    /// Stop everything and end the worker thread.
+    Shutdown,
+}
+
+/// Worker → UI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started {
+        run: RunId,
+        trainable_params: usize,
+        total_params: usize,
+        steps: usize,
+        metric_name: String,
+        out_dir: Option<String>,
+    },
+    /// Something the user should know that does not stop the run (e.g. truncated examples).
+    Notice {
+        run: RunId,
+        text: String,
+    },
+    Step(StepPoint),
+    Eval(EvalPoint),
+    Finished {
+        run: RunId,
+        summary: Box<Summary>,
+    },
+    Failed {
+        run: RunId,
+        error: String,
+    },
+}
+
+impl Event {
+    pub fn run(&self) -> RunId {
+        match self {
+            Event::Started { run, .. }
+            | Event::Notice { run, .. }
+            | Event::Finished { run, .. }
+            | Event::Failed { run, .. } => *run,
+            Event::Step(p) => p.run,
+            Event::Eval(p) => p.run,
+        }
+    }
+}
+
+/// One optimizer step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepPoint {
+    #[serde(skip)]
+    pub run: RunId,
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    /// Real (unpadded) training tokens per second of training time, averaged so far.
+    pub tokens_per_second: f64,
+    pub tokens_seen: usize,
+    /// Seconds since the run started, evaluations included.
+    pub elapsed_s: f64,
+}
+
+/// One evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    #[serde(skip)]
+    pub run: RunId,
+    pub step: usize,
+    pub loss: f64,
+    pub metric: f64,
+    pub elapsed_s: f64,
+}
+
+/// What a finished run reports, written as `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub method: String,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub steps: usize,
+    /// True when the run was stopped before its last step.
+    pub stopped_early: bool,
+    pub initial_eval_loss: f64,
+    pub final_train_loss: f64,
+    pub final_eval_loss: f64,
+    pub metric_name: String,
+    pub initial_metric_value: f64,
+    pub metric_value: f64,
+    pub tokens_per_second: f64,
+    pub peak_rss_bytes: u64,
+    pub wall_seconds: f64,
+}

@@ -1,0 +1,420 @@
+//! The trainer: takes a `RunConfig`, an event sink and a stop check, and returns a summary.
+//! It knows nothing of any UI.
+
+pub mod events;
+pub mod schedule;
+pub mod worker;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{D, DType, Device, Tensor, Var, backprop::GradStore};
+use candle_nn::Optimizer;
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::config::RunConfig;
+use crate::data::{
+    self, Dataset, Metric,
+    batch::{Batch, Encoded, encode_all},
+};
+use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, resolve_model_dir};
+use crate::peft::{
+    ExportContext, Method,
+    export::{save_json, write_atomic, write_dir_atomic},
+};
+pub use events::{Command, EvalPoint, Event, RunId, StepPoint, Summary};
+
+/// The device a config names.
+pub fn device_for(name: &str) -> Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let idx = name
+        .strip_prefix("cuda")
+        .map(|r| r.trim_start_matches(':'))
+        .map(|r| {
+            if r.is_empty() {
+                Ok(0)
+            } else {
+                r.parse::<usize>()
+            }
+        })
+        .transpose()
+        .ok()
+        .flatten()
+        .with_context(|| format!("unknown device `{name}` (use \"cpu\" or \"cuda:N\")"))?;
+    if !candle_core::utils::cuda_is_available() {
+        bail!(
+            "device `{name}` asked for, but this build has no CUDA support (build with --features cuda) — use device = \"cpu\""
+        );
+    }
+    Ok(Device::new_cuda(idx)?)
+}
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The end-of-sequence id: the config's, else the tokenizer's usual names.
+fn eos_id(cfg: &LlamaConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
+    cfg.eos_id()
+        .or_else(|| {
+            ["<|endoftext|>", "</s>", "<|im_end|>", "<eos>"]
+                .iter()
+                .find_map(|t| tok.token_to_id(t))
+        })
+        .context("the model names no end-of-sequence token (eos_token_id in config.json)")
+}
+
+/// Mean (or summed) next-token loss over a batch's scored positions, and the logits there.
+fn scored_logits(model: &Llama, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
+    let hidden = model.forward_hidden(&batch.inputs, hooks, train)?;
+    let (b, t, h) = hidden.dims3()?;
+    // Prompt embeddings (if any) come first; the real tokens are the last `l` positions.
+    let l = batch.inputs.dim(1)?;
+    let hidden = hidden.narrow(1, t - l, l)?.reshape((b * l, h))?;
+    // Only the scored positions go through the output head: for prompt/completion data that
+    // is a few tokens per example instead of all of them.
+    let picked = hidden.index_select(&batch.positions, 0)?;
+    Ok(model.logits(&picked)?)
+}
+
+/// Evaluation loss (mean over scored tokens) and exact match (share of examples whose every
+/// scored token is the argmax).
+pub fn evaluate(
+    model: &Llama,
+    hooks: &Hooks,
+    eval: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let mut loss_sum = 0.0;
+    let mut tokens = 0usize;
+    let mut exact = 0usize;
+    for chunk in eval.chunks(batch_size.max(1)) {
+        let refs: Vec<&Encoded> = chunk.iter().collect();
+        let batch = Batch::new(&refs, pad, device)?;
+        let logits = scored_logits(model, hooks, &batch, false)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let nll = logp
+            .gather(&batch.targets.unsqueeze(1)?, 1)?
+            .neg()?
+            .flatten_all()?;
+        loss_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
+        tokens += batch.owner.len();
+        let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let tgt = batch.targets.to_vec1::<u32>()?;
+        let mut ok = vec![true; chunk.len()];
+        for ((p, t), o) in pred.iter().zip(&tgt).zip(&batch.owner) {
+            if p != t {
+                ok[*o] = false;
+            }
+        }
+        exact += ok.iter().filter(|x| **x).count();
+    }
+    Ok((
+        loss_sum / tokens.max(1) as f64,
+        exact as f64 / eval.len().max(1) as f64,
+    ))
+}
+
+fn metric_value(metric: Metric, loss: f64, exact: f64) -> f64 {
+    match metric {
+        Metric::ExactMatch => exact,
+        Metric::Perplexity => loss.exp(),
+    }
+}
+
+/// Scales gradients down so their global L2 norm is at most `max_norm`; returns the norm.
+fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / (norm + 1e-6);
+        for v in vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                let scaled = (g * scale)?;
+                grads.insert(v.as_tensor(), scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// Everything a run holds once its model and data are loaded.
+struct Prepared {
+    model: Llama,
+    method: Box<dyn Method>,
+    loaded_trained: Vec<(String, Var)>,
+    train: Vec<Encoded>,
+    eval: Vec<Encoded>,
+    metric: Metric,
+    pad: u32,
+    device: Device,
+    total_params: usize,
+}
+
+fn prepare(
+    cfg: &RunConfig,
+    dataset: Option<Dataset>,
+    emit: &mut dyn FnMut(Event),
+    run: RunId,
+) -> Result<Prepared> {
+    cfg.validate()?;
+    let device = device_for(&cfg.device)?;
+    let dir = resolve_model_dir(&cfg.model)?;
+    let model_cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let mut method = cfg.method.build(&model_cfg, cfg.seed, &device);
+    let loaded = LoadedModel::load(&dir, method.as_mut(), &device)?;
+    let module_names: Vec<String> = loaded
+        .weights
+        .tensors()
+        .keys()
+        .filter_map(|k| k.strip_suffix(".weight").map(str::to_string))
+        .collect();
+    method.check_attached(&module_names)?;
+    let dataset = match dataset {
+        Some(d) => d,
+        None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
+    };
+    let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
+    let (train, cut_train) = encode_all(&loaded.tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
+    let eval_examples: Vec<_> = dataset
+        .eval
+        .iter()
+        .take(cfg.eval_examples)
+        .cloned()
+        .collect();
+    let (eval, cut_eval) = encode_all(&loaded.tokenizer, &eval_examples, eos, cfg.max_seq_len)?;
+    if cut_train + cut_eval > 0 {
+        emit(Event::Notice {
+            run,
+            text: format!(
+                "{} training and {} evaluation examples were longer than max_seq_len = {} and were cut",
+                cut_train, cut_eval, cfg.max_seq_len
+            ),
+        });
+    }
+    if train.is_empty() || eval.is_empty() {
+        bail!(
+            "{}: no example has a token to predict after tokenisation",
+            dataset.name
+        );
+    }
+    let base_params: usize = loaded
+        .weights
+        .tensors()
+        .values()
+        .map(|t| t.elem_count())
+        .sum();
+    let method_params: usize = method.vars().iter().map(|(_, v)| v.elem_count()).sum();
+    Ok(Prepared {
+        loaded_trained: loaded.weights.trained().to_vec(),
+        model: loaded.model,
+        method,
+        train,
+        eval,
+        metric: dataset.metric,
+        pad: eos,
+        device,
+        total_params: base_params + method_params,
+    })
+}
+
+/// Appends JSON lines to `metrics.jsonl`, flushed at once so a killed run keeps its curve.
+struct MetricsLog(Option<std::fs::File>);
+
+impl MetricsLog {
+    fn write(&mut self, kind: &str, value: &impl serde::Serialize) -> Result<()> {
+        if let Some(f) = &mut self.0 {
+            let mut v = serde_json::to_value(value)?;
+            v["type"] = serde_json::Value::String(kind.into());
+            writeln!(f, "{v}").context("cannot write metrics.jsonl")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs training to the end (or until `stop()` answers true), reporting through `emit`.
+/// With `out_dir`, writes `config.toml`, `metrics.jsonl`, `summary.json` and `adapter/`.
+/// `dataset` overrides the config's (used by pretraining, which builds its own).
+pub fn run(
+    cfg: &RunConfig,
+    run: RunId,
+    out_dir: Option<&Path>,
+    dataset: Option<Dataset>,
+    emit: &mut dyn FnMut(Event),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let p = prepare(cfg, dataset, emit, run)?;
+    let mut vars: Vec<(String, Var)> = p.loaded_trained.clone();
+    vars.extend(p.method.vars());
+    let trainable: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    if trainable == 0 {
+        bail!("the method trains no parameter");
+    }
+    let plain_vars: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let o = &cfg.optimizer;
+    let mut opt = candle_nn::AdamW::new(
+        plain_vars.clone(),
+        candle_nn::ParamsAdamW {
+            lr: o.lr,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+        },
+    )?;
+
+    let mut log = MetricsLog(None);
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create run folder {}", dir.display()))?;
+        write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        log.0 = Some(
+            std::fs::File::create(dir.join("metrics.jsonl")).with_context(|| {
+                format!("cannot create {}", dir.join("metrics.jsonl").display())
+            })?,
+        );
+    }
+    emit(Event::Started {
+        run,
+        trainable_params: trainable,
+        total_params: p.total_params,
+        steps: cfg.steps,
+        metric_name: p.metric.name().into(),
+        out_dir: out_dir.map(|d| d.display().to_string()),
+    });
+
+    let hooks = Hooks::default();
+    let eval_bs = cfg.batch_size.max(16);
+    let eval_point = |step: usize,
+                      model: &Llama,
+                      log: &mut MetricsLog,
+                      emit: &mut dyn FnMut(Event)|
+     -> Result<(f64, f64)> {
+        let (loss, exact) = evaluate(model, &hooks, &p.eval, eval_bs, p.pad, &p.device)?;
+        let point = EvalPoint {
+            run,
+            step,
+            loss,
+            metric: metric_value(p.metric, loss, exact),
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        log.write("eval", &point)?;
+        emit(Event::Eval(point.clone()));
+        Ok((point.loss, point.metric))
+    };
+    let (initial_eval_loss, initial_metric) = eval_point(0, &p.model, &mut log, emit)?;
+
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = Vec::new();
+    let mut train_time = 0.0f64;
+    let mut tokens_seen = 0usize;
+    let mut last_loss = f64::NAN;
+    let mut last_eval = (initial_eval_loss, initial_metric);
+    let mut last_eval_step = 0;
+    let mut steps_done = 0;
+    let mut stopped_early = false;
+    for step in 1..=cfg.steps {
+        if stop() {
+            stopped_early = true;
+            break;
+        }
+        let t0 = Instant::now();
+        let mut picked = Vec::with_capacity(cfg.batch_size);
+        while picked.len() < cfg.batch_size {
+            if order.is_empty() {
+                order = (0..p.train.len()).collect();
+                order.shuffle(&mut rng);
+            }
+            picked.push(&p.train[order.pop().expect("refilled above")]);
+        }
+        let batch = Batch::new(&picked, p.pad, &p.device)?;
+        let logits = scored_logits(&p.model, &hooks, &batch, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &batch.targets)?;
+        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !loss_value.is_finite() {
+            bail!(
+                "loss became {loss_value} at step {step}: training diverged; lower the learning rate (now {})",
+                o.lr
+            );
+        }
+        let lr = schedule::lr_at(step, cfg.steps, o);
+        opt.set_learning_rate(lr);
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &plain_vars, o.max_grad_norm)?;
+        opt.step(&grads)?;
+        train_time += t0.elapsed().as_secs_f64();
+        tokens_seen += batch.real_tokens;
+        last_loss = loss_value;
+        steps_done = step;
+        let point = StepPoint {
+            run,
+            step,
+            loss: loss_value,
+            lr,
+            tokens_per_second: tokens_seen as f64 / train_time.max(1e-9),
+            tokens_seen,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        log.write("step", &point)?;
+        emit(Event::Step(point));
+        if step % cfg.eval_every == 0 || step == cfg.steps {
+            last_eval = eval_point(step, &p.model, &mut log, emit)?;
+            last_eval_step = step;
+        }
+    }
+    if steps_done > 0 && last_eval_step != steps_done {
+        last_eval = eval_point(steps_done, &p.model, &mut log, emit)?;
+    }
+
+    let summary = Summary {
+        method: cfg.method.kind().into(),
+        trainable_params: trainable,
+        total_params: p.total_params,
+        steps: steps_done,
+        stopped_early,
+        initial_eval_loss,
+        final_train_loss: last_loss,
+        final_eval_loss: last_eval.0,
+        metric_name: p.metric.name().into(),
+        initial_metric_value: initial_metric,
+        metric_value: last_eval.1,
+        tokens_per_second: tokens_seen as f64 / train_time.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    if let Some(dir) = out_dir {
+        let base_model = if cfg.model == "builtin" {
+            "peft-workbench/builtin".to_string()
+        } else {
+            cfg.model.clone()
+        };
+        let ctx = ExportContext {
+            base_model: &base_model,
+            trained_base: &p.loaded_trained,
+        };
+        write_dir_atomic(&dir.join("adapter"), |d| p.method.export(d, &ctx))?;
+        save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,134 @@
+//! The background trainer thread. It takes `Command`s, runs queued runs one after another,
+//! and sends `Event`s; after each event it calls `notify` (the GUI passes a repaint request).
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::events::{Command, Event, RunId};
+use crate::config::RunConfig;
+
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+pub struct WorkerHandle {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Stops any run at its next step boundary and waits for the thread to end.
+    pub fn shutdown(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Folder name of a run: sortable by time, readable by method.
+pub fn run_folder_name(id: RunId, cfg: &RunConfig) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs}-{id:03}-{}", cfg.method.kind())
+}
+
+/// Starts the worker. Runs write their files under `runs_dir` (None: nothing is written).
+pub fn spawn(runs_dir: Option<PathBuf>, notify: Notify) -> WorkerHandle {
+    let (cmd_tx, cmd_rx) = unbounded::<Command>();
+    let (ev_tx, ev_rx) = unbounded::<Event>();
+    let thread = std::thread::Builder::new()
+        .name("trainer".into())
+        .spawn(move || worker_loop(cmd_rx, ev_tx, runs_dir, notify))
+        .expect("cannot start the trainer thread");
+    WorkerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        thread: Some(thread),
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<(RunId, Box<RunConfig>)>,
+    shutdown: bool,
+}
+
+impl Queue {
+    /// Applies a command that arrives while `current` runs; true if `current` must stop.
+    fn apply(&mut self, cmd: Command, current: Option<RunId>) -> bool {
+        match cmd {
+            Command::Start { id, config } => {
+                self.pending.push_back((id, config));
+                false
+            }
+            Command::Stop { id } => {
+                self.pending.retain(|(p, _)| *p != id);
+                current == Some(id)
+            }
+            Command::Shutdown => {
+                self.shutdown = true;
+                self.pending.clear();
+                true
+            }
+        }
+    }
+}
+
+fn worker_loop(
+    cmds: Receiver<Command>,
+    events: Sender<Event>,
+    runs_dir: Option<PathBuf>,
+    notify: Notify,
+) {
+    let mut queue = Queue::default();
+    let send = |e: Event| {
+        // The UI may be gone already when the app closes; nothing is lost but the message.
+        let _ = events.send(e);
+        notify();
+    };
+    loop {
+        if queue.shutdown {
+            return;
+        }
+        let Some((id, cfg)) = queue.pending.pop_front() else {
+            match cmds.recv() {
+                Ok(cmd) => {
+                    queue.apply(cmd, None);
+                    continue;
+                }
+                Err(_) => return,
+            }
+        };
+        let out_dir = runs_dir.as_ref().map(|d| d.join(run_folder_name(id, &cfg)));
+        let mut stop_requested = false;
+        let mut stop = || {
+            while let Ok(cmd) = cmds.try_recv() {
+                stop_requested |= queue.apply(cmd, Some(id));
+            }
+            stop_requested
+        };
+        let mut emit = |e: Event| send(e);
+        let result = super::run(&cfg, id, out_dir.as_deref(), None, &mut emit, &mut stop);
+        match result {
+            Ok(summary) => send(Event::Finished {
+                run: id,
+                summary: Box::new(summary),
+            }),
+            Err(e) => send(Event::Failed {
+                run: id,
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+}
