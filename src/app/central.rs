@@ -1,0 +1,219 @@
+//! The central panel: progress of the running run, live loss and metric curves of every
+//! run, and the list of runs with their results.
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot};
+
+use super::runs::{RunRecord, RunStatus, ema};
+use super::{Action, WorkbenchApp};
+
+/// A stable colour per run id.
+fn run_color(id: u64) -> egui::Color32 {
+    const PALETTE: [egui::Color32; 8] = [
+        egui::Color32::from_rgb(31, 119, 180),
+        egui::Color32::from_rgb(255, 127, 14),
+        egui::Color32::from_rgb(44, 160, 44),
+        egui::Color32::from_rgb(214, 39, 40),
+        egui::Color32::from_rgb(148, 103, 189),
+        egui::Color32::from_rgb(140, 86, 75),
+        egui::Color32::from_rgb(227, 119, 194),
+        egui::Color32::from_rgb(23, 190, 207),
+    ];
+    PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()]
+}
+
+pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    progress(app, ui);
+    ui.separator();
+    curves(app, ui);
+    ui.separator();
+    run_list(app, ui, actions);
+}
+
+fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
+    let Some(r) = app.store.active() else {
+        ui.label(if app.store.runs.is_empty() {
+            "Pick a method and press Start. Curves appear here as the run trains."
+        } else {
+            "No run is training."
+        });
+        return;
+    };
+    ui.horizontal(|ui| {
+        ui.strong(&r.label);
+        ui.label(format!(
+            "trainable {} of {} ({:.3} %)",
+            human(r.trainable_params),
+            human(r.total_params),
+            r.trainable_percent()
+        ));
+    });
+    let eta = r
+        .eta_s()
+        .map(|s| format!(" · ETA {}", duration(s)))
+        .unwrap_or_default();
+    ui.add(
+        egui::ProgressBar::new(r.progress())
+            .show_percentage()
+            .text(format!(
+                "step {} / {} · {:.0} tokens/s{}",
+                r.steps_done(),
+                r.config.steps,
+                r.tokens_per_second,
+                eta
+            )),
+    );
+}
+
+fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.label("Smoothing");
+        ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99));
+    });
+    let height = (ui.available_height() * 0.33).max(140.0);
+    let smoothing = app.smoothing;
+    ui.columns(2, |cols| {
+        cols[0].label("Training loss (solid) and evaluation loss (dashed)");
+        Plot::new("loss_plot")
+            .height(height)
+            .legend(Legend::default())
+            .show(&mut cols[0], |plot| {
+                for r in &app.store.runs {
+                    let c = run_color(r.id);
+                    if !r.train_loss.is_empty() {
+                        plot.line(
+                            Line::new(r.label.clone(), ema(&r.train_loss, smoothing)).color(c),
+                        );
+                    }
+                    if !r.eval_loss.is_empty() {
+                        plot.line(
+                            Line::new(format!("{} eval", r.label), r.eval_loss.clone())
+                                .color(c)
+                                .style(egui_plot::LineStyle::dashed_loose()),
+                        );
+                    }
+                }
+            });
+        cols[1].label("Evaluation metric");
+        Plot::new("metric_plot")
+            .height(height)
+            .legend(Legend::default())
+            .show(&mut cols[1], |plot| {
+                for r in &app.store.runs {
+                    if !r.eval_metric.is_empty() {
+                        plot.line(
+                            Line::new(
+                                format!("{} {}", r.label, r.metric_name),
+                                r.eval_metric.clone(),
+                            )
+                            .color(run_color(r.id)),
+                        );
+                    }
+                }
+            });
+    });
+}
+
+fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.heading("Runs");
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        egui::Grid::new("runs_table")
+            .striped(true)
+            .num_columns(8)
+            .show(ui, |ui| {
+                for h in [
+                    "Run",
+                    "Status",
+                    "Trainable",
+                    "Eval loss",
+                    "Metric",
+                    "Tokens/s",
+                    "Time",
+                    "",
+                ] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for r in app.store.runs.iter().rev() {
+                    run_row(r, ui, actions);
+                    ui.end_row();
+                }
+            });
+        for r in app.store.runs.iter().rev() {
+            if let RunStatus::Failed(e) = &r.status {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("{} failed: {e}", r.label),
+                );
+            }
+            for n in &r.notices {
+                ui.small(format!("{}: {n}", r.label));
+            }
+        }
+    });
+}
+
+fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.colored_label(run_color(r.id), &r.label);
+    ui.label(match &r.status {
+        RunStatus::Queued => "queued",
+        RunStatus::Running => "running",
+        RunStatus::Finished => "finished",
+        RunStatus::Stopped => "stopped",
+        RunStatus::Failed(_) => "failed",
+    });
+    if r.total_params > 0 {
+        ui.label(format!(
+            "{} ({:.2} %)",
+            human(r.trainable_params),
+            r.trainable_percent()
+        ));
+    } else {
+        ui.label("–");
+    }
+    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
+    match (first, last) {
+        (Some(f), Some(l)) => ui.label(format!("{:.3} → {:.3}", f[1], l[1])),
+        _ => ui.label("–"),
+    };
+    match r.eval_metric.last() {
+        Some(m) => ui.label(format!("{} {:.3}", r.metric_name, m[1])),
+        None => ui.label("–"),
+    };
+    ui.label(format!("{:.0}", r.tokens_per_second));
+    ui.label(duration(
+        r.summary
+            .as_ref()
+            .map(|s| s.wall_seconds)
+            .unwrap_or(r.elapsed_s),
+    ));
+    if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
+        if ui.small_button("Stop").clicked() {
+            actions.push(Action::Stop(r.id));
+        }
+    } else if let Some(dir) = &r.out_dir {
+        ui.small(dir.as_str())
+            .on_hover_text("Run folder: config.toml, metrics.jsonl, summary.json, adapter/");
+    } else {
+        ui.label("");
+    }
+}
+
+/// 4 600 000 → "4.60 M".
+pub fn human(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

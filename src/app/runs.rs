@@ -1,0 +1,228 @@
+//! The runs the UI knows about, built from trainer events. Plain data, no egui: the plots
+//! and tables read it, and it is unit-tested on its own.
+
+use crate::config::RunConfig;
+use crate::train::{Event, RunId, Summary};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Finished,
+    Stopped,
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub label: String,
+    pub config: RunConfig,
+    pub status: RunStatus,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub metric_name: String,
+    pub out_dir: Option<String>,
+    /// (step, loss)
+    pub train_loss: Vec<[f64; 2]>,
+    /// (step, loss)
+    pub eval_loss: Vec<[f64; 2]>,
+    /// (step, metric)
+    pub eval_metric: Vec<[f64; 2]>,
+    pub tokens_per_second: f64,
+    pub elapsed_s: f64,
+    pub notices: Vec<String>,
+    pub summary: Option<Summary>,
+}
+
+impl RunRecord {
+    pub fn new(id: RunId, config: RunConfig) -> Self {
+        Self {
+            id,
+            label: format!("#{id} {}", config.method.short_label()),
+            config,
+            status: RunStatus::Queued,
+            trainable_params: 0,
+            total_params: 0,
+            metric_name: String::new(),
+            out_dir: None,
+            train_loss: Vec::new(),
+            eval_loss: Vec::new(),
+            eval_metric: Vec::new(),
+            tokens_per_second: 0.0,
+            elapsed_s: 0.0,
+            notices: Vec::new(),
+            summary: None,
+        }
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.train_loss.last().map(|p| p[0] as usize).unwrap_or(0)
+    }
+
+    /// Share of the run done, 0..=1.
+    pub fn progress(&self) -> f32 {
+        (self.steps_done() as f32 / self.config.steps.max(1) as f32).min(1.0)
+    }
+
+    /// Seconds left at the pace so far.
+    pub fn eta_s(&self) -> Option<f64> {
+        let done = self.steps_done();
+        (done > 0 && self.status == RunStatus::Running)
+            .then(|| self.elapsed_s / done as f64 * (self.config.steps - done) as f64)
+    }
+
+    pub fn trainable_percent(&self) -> f64 {
+        100.0 * self.trainable_params as f64 / self.total_params.max(1) as f64
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RunStore {
+    pub runs: Vec<RunRecord>,
+    next_id: RunId,
+}
+
+impl RunStore {
+    /// Registers a run about to be queued and returns its id.
+    pub fn add(&mut self, config: RunConfig) -> RunId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.runs.push(RunRecord::new(id, config));
+        id
+    }
+
+    pub fn get(&self, id: RunId) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// The run training now, if any.
+    pub fn active(&self) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.status == RunStatus::Running)
+    }
+
+    pub fn has_unfinished(&self) -> bool {
+        self.runs
+            .iter()
+            .any(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+    }
+
+    pub fn apply(&mut self, event: Event) {
+        let Some(r) = self.runs.iter_mut().find(|r| r.id == event.run()) else {
+            return;
+        };
+        match event {
+            Event::Started {
+                trainable_params,
+                total_params,
+                metric_name,
+                out_dir,
+                ..
+            } => {
+                r.status = RunStatus::Running;
+                r.trainable_params = trainable_params;
+                r.total_params = total_params;
+                r.metric_name = metric_name;
+                r.out_dir = out_dir;
+            }
+            Event::Notice { text, .. } => r.notices.push(text),
+            Event::Step(p) => {
+                r.train_loss.push([p.step as f64, p.loss]);
+                r.tokens_per_second = p.tokens_per_second;
+                r.elapsed_s = p.elapsed_s;
+            }
+            Event::Eval(p) => {
+                r.eval_loss.push([p.step as f64, p.loss]);
+                r.eval_metric.push([p.step as f64, p.metric]);
+            }
+            Event::Finished { summary, .. } => {
+                r.status = if summary.stopped_early {
+                    RunStatus::Stopped
+                } else {
+                    RunStatus::Finished
+                };
+                r.summary = Some(*summary);
+            }
+            Event::Failed { error, .. } => r.status = RunStatus::Failed(error),
+        }
+    }
+}
+
+/// Exponential moving average of a curve's y values (`alpha` = weight of the past, 0..1),
+/// bias-corrected so the start is not pulled towards zero.
+pub fn ema(points: &[[f64; 2]], alpha: f64) -> Vec<[f64; 2]> {
+    if alpha <= 0.0 {
+        return points.to_vec();
+    }
+    let mut avg = 0.0;
+    let mut weight = 0.0;
+    points
+        .iter()
+        .map(|[x, y]| {
+            avg = alpha * avg + (1.0 - alpha) * y;
+            weight = alpha * weight + (1.0 - alpha);
+            [*x, avg / weight]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{EvalPoint, StepPoint};
+
+    #[test]
+    fn events_build_a_run() {
+        let mut store = RunStore::default();
+        let id = store.add(RunConfig::default());
+        store.apply(Event::Started {
+            run: id,
+            trainable_params: 10,
+            total_params: 1000,
+            steps: 300,
+            metric_name: "exact_match".into(),
+            out_dir: None,
+        });
+        assert_eq!(store.active().map(|r| r.id), Some(id));
+        store.apply(Event::Step(StepPoint {
+            run: id,
+            step: 3,
+            loss: 2.0,
+            lr: 0.1,
+            tokens_per_second: 100.0,
+            tokens_seen: 30,
+            elapsed_s: 1.0,
+        }));
+        store.apply(Event::Eval(EvalPoint {
+            run: id,
+            step: 3,
+            loss: 1.5,
+            metric: 0.25,
+            elapsed_s: 1.0,
+        }));
+        let r = store.get(id).unwrap();
+        assert_eq!(r.steps_done(), 3);
+        assert!((r.trainable_percent() - 1.0).abs() < 1e-12);
+        assert_eq!(r.eta_s(), Some(99.0));
+        assert_eq!(r.eval_metric, vec![[3.0, 0.25]]);
+        store.apply(Event::Failed {
+            run: id,
+            error: "boom".into(),
+        });
+        assert_eq!(
+            store.get(id).unwrap().status,
+            RunStatus::Failed("boom".into())
+        );
+        assert!(!store.has_unfinished());
+    }
+
+    #[test]
+    fn ema_is_bias_corrected_and_smooths() {
+        let pts = vec![[0.0, 4.0], [1.0, 4.0], [2.0, 0.0]];
+        let s = ema(&pts, 0.5);
+        assert_eq!(s[0], [0.0, 4.0]);
+        assert_eq!(s[1], [1.0, 4.0]);
+        assert!(s[2][1] > 0.0 && s[2][1] < 4.0);
+        assert_eq!(ema(&pts, 0.0), pts);
+    }
+}
