@@ -216,9 +216,9 @@ impl RunConfig {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
-        let cfg: RunConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_string()))?;
+        // Re-read as text so that errors carry a position, which names the key.
+        let doc = toml::to_string(&table).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let cfg: RunConfig = toml::from_str(&doc).map_err(|e| describe_error(&doc, &e))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -282,6 +282,29 @@ impl RunConfig {
             .validate()
             .map_err(|(key, why)| invalid(&format!("method.{key}"), why))
     }
+}
+
+/// A one-line message naming the dotted key an error points at.
+fn describe_error(doc: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(span) = e.span() else {
+        return ConfigError::Parse(e.message().to_string());
+    };
+    let before = &doc[..span.start.min(doc.len())];
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = doc[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')));
+    let path = match section {
+        Some(sec) if !key.is_empty() && !key.starts_with('[') => format!("{sec}.{key}"),
+        _ => key.to_string(),
+    };
+    if path.is_empty() {
+        return ConfigError::Parse(e.message().to_string());
+    }
+    invalid(&path, e.message())
 }
 
 /// Sets `a.b.c = value` in a TOML table. The value is read as TOML (numbers, booleans,

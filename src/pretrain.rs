@@ -49,12 +49,12 @@ pub struct PretrainArgs {
     pub kv_heads: usize,
     #[arg(long, default_value_t = 512)]
     pub intermediate: usize,
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 700)]
     pub steps: usize,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Corpus chunk length in characters (about four per token).
-    #[arg(long, default_value_t = 480)]
+    #[arg(long, default_value_t = 240)]
     pub chunk_chars: usize,
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,

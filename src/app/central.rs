@@ -67,8 +67,9 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
 
 fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        ui.label("Smoothing");
-        ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99));
+        let label = ui.label("Smoothing");
+        ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99))
+            .labelled_by(label.id);
     });
     let height = (ui.available_height() * 0.33).max(140.0);
     let smoothing = app.smoothing;
@@ -173,7 +174,7 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     }
     let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
     match (first, last) {
-        (Some(f), Some(l)) => ui.label(format!("{:.3} → {:.3}", f[1], l[1])),
+        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
         _ => ui.label("–"),
     };
     match r.eval_metric.last() {

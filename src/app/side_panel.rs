@@ -114,8 +114,11 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         }
         MethodConfig::Freeze(c) => {
             ui.horizontal(|ui| {
-                ui.label("Trainable last blocks");
-                ui.add(egui::DragValue::new(&mut c.trainable_layers).range(0..=128));
+                row(
+                    ui,
+                    "Trainable last blocks",
+                    egui::DragValue::new(&mut c.trainable_layers).range(0..=128),
+                );
             });
             let mut all = c.trainable_modules.iter().any(|m| m == "all");
             if ui.checkbox(&mut all, "Whole blocks").changed() {
@@ -149,18 +152,21 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             egui::Grid::new("lora_params")
                 .num_columns(2)
                 .show(ui, |ui| {
-                    ui.label("Rank r");
-                    ui.add(egui::DragValue::new(&mut c.rank).range(1..=256));
+                    row(
+                        ui,
+                        "Rank r",
+                        egui::DragValue::new(&mut c.rank).range(1..=256),
+                    );
                     ui.end_row();
-                    ui.label("Alpha");
-                    ui.add(
+                    row(
+                        ui,
+                        "Alpha",
                         egui::DragValue::new(&mut c.alpha)
                             .range(0.1..=1024.0)
                             .speed(0.5),
                     );
                     ui.end_row();
-                    ui.label("Dropout");
-                    ui.add(egui::Slider::new(&mut c.dropout, 0.0..=0.5));
+                    row(ui, "Dropout", egui::Slider::new(&mut c.dropout, 0.0..=0.5));
                     ui.end_row();
                 });
             ui.checkbox(&mut c.use_rslora, "rsLoRA scaling (α/√r)");
@@ -190,20 +196,33 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     egui::Grid::new("training_params")
         .num_columns(2)
         .show(ui, |ui| {
-            ui.label("Steps");
-            ui.add(egui::DragValue::new(&mut f.steps).range(1..=100_000));
+            row(
+                ui,
+                "Steps",
+                egui::DragValue::new(&mut f.steps).range(1..=100_000),
+            );
             ui.end_row();
-            ui.label("Batch size");
-            ui.add(egui::DragValue::new(&mut f.batch_size).range(1..=256));
+            row(
+                ui,
+                "Batch size",
+                egui::DragValue::new(&mut f.batch_size).range(1..=256),
+            );
             ui.end_row();
-            ui.label("Max sequence length");
-            ui.add(egui::DragValue::new(&mut f.max_seq_len).range(2..=4096));
+            row(
+                ui,
+                "Max sequence length",
+                egui::DragValue::new(&mut f.max_seq_len).range(2..=4096),
+            );
             ui.end_row();
-            ui.label("Evaluate every");
-            ui.add(egui::DragValue::new(&mut f.eval_every).range(1..=10_000));
+            row(
+                ui,
+                "Evaluate every",
+                egui::DragValue::new(&mut f.eval_every).range(1..=10_000),
+            );
             ui.end_row();
-            ui.label("Learning rate");
-            ui.add(
+            row(
+                ui,
+                "Learning rate",
                 egui::DragValue::new(&mut f.optimizer.lr)
                     .range(1e-6..=1.0)
                     .speed(1e-5)
@@ -211,28 +230,35 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                     .custom_parser(|s| s.trim().parse().ok()),
             );
             ui.end_row();
-            ui.label("Weight decay");
-            ui.add(
+            row(
+                ui,
+                "Weight decay",
                 egui::DragValue::new(&mut f.optimizer.weight_decay)
                     .range(0.0..=1.0)
                     .speed(0.001),
             );
             ui.end_row();
-            ui.label("Warm-up steps");
-            ui.add(egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000));
+            row(
+                ui,
+                "Warm-up steps",
+                egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000),
+            );
             ui.end_row();
             ui.label("Schedule");
-            egui::ComboBox::from_id_salt("schedule")
-                .selected_text(f.optimizer.schedule.name())
-                .show_ui(ui, |ui| {
-                    for s in Schedule::ALL {
-                        ui.selectable_value(&mut f.optimizer.schedule, s, s.name());
-                    }
-                });
+            ui.horizontal(|ui| {
+                for s in Schedule::ALL {
+                    ui.selectable_value(&mut f.optimizer.schedule, s, s.name());
+                }
+            });
             ui.end_row();
-            ui.label("Seed");
-            ui.add(egui::DragValue::new(&mut f.seed));
+            row(ui, "Seed", egui::DragValue::new(&mut f.seed));
             ui.end_row();
         });
     ui.small("Device: CPU (f32)");
+}
+
+/// A label and the widget it names (so screen readers, and tests, find the widget by it).
+fn row(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget) {
+    let label = ui.label(text);
+    ui.add(widget).labelled_by(label.id);
 }

@@ -87,7 +87,7 @@ fn scored_logits(model: &Llama, hooks: &Hooks, batch: &Batch, train: bool) -> Re
     // Only the scored positions go through the output head: for prompt/completion data that
     // is a few tokens per example instead of all of them.
     let picked = hidden.index_select(&batch.positions, 0)?;
-    Ok(model.logits(&picked)?)
+    model.logits(&picked)
 }
 
 /// Evaluation loss (mean over scored tokens) and exact match (share of examples whose every
@@ -156,6 +156,16 @@ fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<
         }
     }
     Ok(norm)
+}
+
+/// Stops a run whose loss is no longer a number, naming the step.
+fn ensure_finite(loss: f64, step: usize, lr: f64) -> Result<()> {
+    if !loss.is_finite() {
+        bail!(
+            "loss became {loss} at step {step}: training diverged; lower the learning rate (now {lr})"
+        );
+    }
+    Ok(())
 }
 
 /// Everything a run holds once its model and data are loaded.
@@ -352,12 +362,7 @@ pub fn run(
         let logits = scored_logits(&p.model, &hooks, &batch, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &batch.targets)?;
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !loss_value.is_finite() {
-            bail!(
-                "loss became {loss_value} at step {step}: training diverged; lower the learning rate (now {})",
-                o.lr
-            );
-        }
+        ensure_finite(loss_value, step, o.lr)?;
         let lr = schedule::lr_at(step, cfg.steps, o);
         opt.set_learning_rate(lr);
         let mut grads = loss.backward()?;
@@ -417,4 +422,30 @@ pub fn run(
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_loss_stops_the_run_with_its_step() {
+        assert!(ensure_finite(2.5, 3, 1e-3).is_ok());
+        let e = ensure_finite(f64::NAN, 17, 10.0).unwrap_err().to_string();
+        assert!(
+            e.contains("NaN") && e.contains("step 17") && e.contains("10"),
+            "{e}"
+        );
+        assert!(ensure_finite(f64::INFINITY, 1, 1.0).is_err());
+    }
+
+    #[test]
+    fn cuda_without_the_feature_is_refused_with_a_way_out() {
+        if !candle_core::utils::cuda_is_available() {
+            let e = device_for("cuda:0").unwrap_err().to_string();
+            assert!(e.contains("cpu"), "{e}");
+        }
+        assert!(device_for("tpu").is_err());
+        assert!(device_for("cpu").is_ok());
+    }
 }
