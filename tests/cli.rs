@@ -1,0 +1,112 @@
+//! The headless CLI as scripts use it.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_peft-workbench"))
+}
+
+fn preset(name: &str) -> String {
+    format!("{}/presets/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn train_writes_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = bin()
+        .args([
+            "train",
+            &preset("lora.toml"),
+            "--steps",
+            "4",
+            "--set",
+            "eval_examples=8",
+            "--set",
+            "method.rank=4",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "method",
+        "trainable_params",
+        "total_params",
+        "steps",
+        "initial_eval_loss",
+        "final_train_loss",
+        "final_eval_loss",
+        "metric_name",
+        "metric_value",
+        "tokens_per_second",
+        "peak_rss_bytes",
+        "wall_seconds",
+    ] {
+        assert!(summary.get(key).is_some(), "summary.json lacks {key}");
+    }
+    assert_eq!(summary["steps"], 4);
+    assert_eq!(summary["method"], "lora");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("rank = 4"), "{config}");
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps = lines
+        .lines()
+        .filter(|l| l.contains("\"type\":\"step\""))
+        .count();
+    assert_eq!(steps, 4);
+    // The saved config reproduces the run's description.
+    let again = peft_workbench::config::RunConfig::load(&out.join("config.toml"), &[]).unwrap();
+    assert_eq!(again.steps, 4);
+}
+
+#[test]
+fn bad_input_fails_with_one_line_naming_it() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--set", "method.rnak=4"], "rnak"),
+        (&["--set", "optimizer.lr=-1"], "optimizer.lr"),
+        (&["--set", "model=/nonexistent/model"], "/nonexistent/model"),
+        (
+            &["--set", "dataset=/nonexistent.jsonl"],
+            "/nonexistent.jsonl",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = bin()
+            .arg("train")
+            .arg(preset("lora.toml"))
+            .args(args)
+            .arg("--steps")
+            .arg("1")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("error:") && last.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unknown_target_modules_are_listed_against_the_real_names() {
+    let o = bin()
+        .args([
+            "train",
+            &preset("lora.toml"),
+            "--steps",
+            "1",
+            "--set",
+            "method.target_modules=[\"query\"]",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("query") && err.contains("q_proj"), "{err}");
+}
