@@ -2,6 +2,9 @@
 //! (the class of bug where a fused op silently stops backprop), causality, and the hooks
 //! PEFT methods use (prompt embeddings, key/value prefixes, LoRA).
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{D, Device, Tensor, Var};
 use std::collections::HashMap;
 
@@ -74,19 +77,6 @@ fn loss(model: &Llama, seq: &[u32]) -> Tensor {
         .squeeze(0)
         .unwrap();
     candle_nn::loss::cross_entropy(&logits, &tgt).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! End to end on the built-in model: each method lowers the evaluation loss of a built-in
 //! task by a clear margin, trains only what it should, and never touches the base weights.
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 
@@ -36,19 +39,6 @@ fn run(preset: &str, overrides: &[&str]) -> (train::Summary, tempfile::TempDir, 
     )
     .unwrap();
     (summary, dir, events)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn assert_learned(s: &train::Summary) {
@@ -95,7 +85,7 @@ fn lora_learns_and_leaves_the_base_untouched() {
     );
     let after = base_weights();
     for (name, t) in &before {
-        assert_eq!(max_diff(t, &after[name]), 0.0, "{name} changed");
+        assert_eq!(max_abs_diff(t, &after[name]), 0.0, "{name} changed");
     }
     let cfg: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("adapter/adapter_config.json")).unwrap(),
@@ -123,7 +113,10 @@ fn freeze_trains_only_the_last_blocks() {
             "{name} trained"
         );
         if name.ends_with("proj.weight") {
-            assert!(max_diff(t, &before[name]) > 0.0, "{name} did not change");
+            assert!(
+                max_abs_diff(t, &before[name]) > 0.0,
+                "{name} did not change"
+            );
         }
     }
     let per_block = 2 * 256 * 256 + 2 * 256 * 128 + 3 * 256 * 512 + 2 * 256;

@@ -228,24 +228,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(x, train)?
-            .reshape((b, t, h, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let k = self
-            .k_proj
-            .forward(x, train)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let v = self
-            .v_proj
-            .forward(x, train)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let q = split_heads(&self.q_proj, x, h, hd, train)?;
+        let k = split_heads(&self.k_proj, x, kvh, hd, train)?;
+        let v = split_heads(&self.v_proj, x, kvh, hd, train)?;
         let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
         let q = rotary.apply(&q, p)?;
         let k = rotary.apply(&k, p)?;
@@ -270,6 +255,22 @@ impl Attention {
             .reshape((b, t, h * hd))?;
         Ok(self.o_proj.forward(&out, train)?)
     }
+}
+
+/// A projection of `x: [B, T, hidden]` split into heads: `[B, heads, T, head_dim]`.
+fn split_heads(
+    proj: &Linear,
+    x: &Tensor,
+    heads: usize,
+    head_dim: usize,
+    train: bool,
+) -> Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    Ok(proj
+        .forward(x, train)?
+        .reshape((b, t, heads, head_dim))?
+        .transpose(1, 2)?
+        .contiguous()?)
 }
 
 /// `[T, P + T]`: 0 where query i may see key j (every prefix key, and real keys up to i),
@@ -487,24 +488,13 @@ impl Llama {
     /// Keys and values each layer computes for `ids` (rotated), as a cache would hold them:
     /// `[B, kv_heads, T, D]` per layer. Used to check the prefix hook against a real prefix.
     pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
-        let (b, t) = ids.dims2()?;
         let mut x = self.embed(ids)?;
         let mut out = Vec::new();
         for layer in &self.layers {
             let a = &layer.self_attn;
             let n = layer.input_layernorm.forward(&x)?;
-            let k = a
-                .k_proj
-                .forward(&n, false)?
-                .reshape((b, t, a.kv_heads, a.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let v = a
-                .v_proj
-                .forward(&n, false)?
-                .reshape((b, t, a.kv_heads, a.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?;
+            let k = split_heads(&a.k_proj, &n, a.kv_heads, a.head_dim, false)?;
+            let v = split_heads(&a.v_proj, &n, a.kv_heads, a.head_dim, false)?;
             out.push((self.rotary.apply(&k, 0)?, v));
             x = layer.forward(&x, &self.rotary, None, false)?;
         }
