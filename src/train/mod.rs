@@ -77,7 +77,7 @@ fn eos_id(cfg: &LlamaConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
         .context("the model names no end-of-sequence token (eos_token_id in config.json)")
 }
 
-/// Mean (or summed) next-token loss over a batch's scored positions, and the logits there.
+/// Logits `[scored, vocab]` at the positions of a batch whose next token is scored.
 fn scored_logits(model: &Llama, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
     let hidden = model.forward_hidden(&batch.inputs, hooks, train)?;
     let (b, t, h) = hidden.dims3()?;
