@@ -255,13 +255,13 @@ impl RunConfig {
         if !o.weight_decay.is_finite() || o.weight_decay < 0.0 {
             return Err(invalid(
                 "optimizer.weight_decay",
-                "must be a finite number ≥ 0",
+                "must be a finite number >= 0",
             ));
         }
         if !o.max_grad_norm.is_finite() || o.max_grad_norm < 0.0 {
             return Err(invalid(
                 "optimizer.max_grad_norm",
-                "must be a finite number ≥ 0",
+                "must be a finite number >= 0",
             ));
         }
         for (key, b) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
@@ -280,7 +280,12 @@ impl RunConfig {
         }
         self.method
             .validate()
-            .map_err(|(key, why)| invalid(&format!("method.{key}"), why))
+            .map_err(|(key, why)| invalid(&format!("method.{key}"), why))?;
+        if let crate::peft::MethodConfig::Adalora(c) = &self.method {
+            c.validate_steps(self.steps)
+                .map_err(|(key, why)| invalid(&format!("method.{key}"), why))?;
+        }
+        Ok(())
     }
 }
 

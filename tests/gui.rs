@@ -10,8 +10,14 @@ use peft_workbench::app::WorkbenchApp;
 use peft_workbench::app::runs::RunStatus;
 
 fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
+    harness_sized(app, 800.0)
+}
+
+/// AdaLoRA's parameters make the side panel taller than 800 points; a person would scroll,
+/// the test uses a taller window so Start stays on screen.
+fn harness_sized(app: WorkbenchApp, height: f32) -> Harness<'static, WorkbenchApp> {
     Harness::builder()
-        .with_size([1280.0, 800.0])
+        .with_size([1280.0, height])
         .wgpu()
         .build_ui_state(|ui, app: &mut WorkbenchApp| app.show(ui), app)
 }
@@ -103,4 +109,64 @@ fn a_failed_run_shows_its_error_and_the_app_keeps_going() {
     h.run();
     assert_eq!(h.state().store.runs.len(), 1);
     h.get_by_label_contains("method.target_modules");
+}
+
+#[test]
+fn every_method_shows_its_own_parameters_and_adalora_its_ranks() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.steps = 12;
+    app.form.eval_every = 6;
+    app.form.eval_examples = 16;
+    let mut h = harness_sized(app, 1100.0);
+    h.run();
+    // (button, kind, a parameter only that method shows)
+    let methods = [
+        ("DoRA", "dora", "Rank r"),
+        ("IA3", "ia3", "Feed-forward (input rescaled)"),
+        ("BitFit", "bitfit", "Train norm gains"),
+        ("Adapter", "adapter", "Bottleneck m"),
+        ("Prompt Tuning", "prompt-tuning", "Initialise from"),
+        ("P-Tuning", "p-tuning", "LSTM layers"),
+        (
+            "Prefix Tuning",
+            "prefix-tuning",
+            "Reparameterise with an MLP",
+        ),
+        ("P-Tuning v2", "p-tuning-v2", "Init text (optional)"),
+        ("AdaLoRA", "adalora", "Target rank"),
+    ];
+    for (button, kind, param) in methods {
+        h.get_by_label(button).click();
+        h.run();
+        assert_eq!(h.state().form.method.kind(), kind);
+        assert!(
+            h.get_all_by_label(param).next().is_some(),
+            "{kind} shows {param}"
+        );
+        // The count is the method's formula on the built-in model, shown before training.
+        h.get_by_label_contains("Trains ");
+    }
+    h.get_by_label("BitFit").click();
+    h.run();
+    h.get_by_label_contains("no bias terms");
+    h.get_by_label("AdaLoRA").click();
+    h.run();
+    h.get_by_label("Start").click();
+    h.step();
+    assert_eq!(h.state().store.runs.len(), 1, "the AdaLoRA run is queued");
+    wait_for(&mut h, "a rank allocation", |a| {
+        a.store.runs.first().is_some_and(|r| {
+            r.ranks
+                .as_ref()
+                .is_some_and(|(_, a)| a.budget < a.init_r * a.ranks.len())
+        })
+    });
+    h.run();
+    h.get_by_label_contains("AdaLoRA rank per matrix");
+    wait_for(&mut h, "the run to finish", |a| {
+        a.store.runs[0].status == RunStatus::Finished
+    });
+    h.run();
+    let image = h.render().expect("render");
+    image.save(snapshot_path("adalora_ranks")).unwrap();
 }

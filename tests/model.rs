@@ -3,69 +3,17 @@
 //! PEFT methods use (prompt embeddings, key/value prefixes, LoRA).
 
 mod common;
-use common::max_abs_diff;
+use common::{build, ids, max_abs_diff, tiny_config, tiny_weights};
 
 use candle_core::{D, Device, Tensor, Var};
 use std::collections::HashMap;
 
-use peft_workbench::models::{Hooks, Injector, Llama, LlamaConfig, NoMethod, Weights};
+use peft_workbench::models::{Hooks, Llama, NoMethod, Weights};
 use peft_workbench::peft::lora::{Lora, LoraConfig};
 use peft_workbench::peft::{
     Method,
     full::{Full, FullConfig},
 };
-use peft_workbench::pretrain::{PretrainArgs, init_weights, model_config};
-
-fn tiny_config() -> LlamaConfig {
-    let args = PretrainArgs {
-        corpus: "unused".into(),
-        out: "unused".into(),
-        vocab: 32,
-        hidden: 16,
-        layers: 2,
-        heads: 4,
-        kv_heads: 2,
-        intermediate: 24,
-        steps: 0,
-        batch: 1,
-        chunk_chars: 0,
-        lr: 0.0,
-        seed: 0,
-    };
-    let mut cfg = model_config(&args, 32, 0);
-    cfg.max_position_embeddings = 64;
-    cfg
-}
-
-fn tiny_weights(cfg: &LlamaConfig, seed: u64) -> HashMap<String, Tensor> {
-    // Norm weights away from 1 and larger matrices, so every part of the graph matters.
-    init_weights(cfg, seed)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| {
-            let t = if n.contains("norm") {
-                (t + 0.1).unwrap()
-            } else {
-                (t * 10.0).unwrap()
-            };
-            (n, t)
-        })
-        .collect()
-}
-
-fn build(
-    cfg: &LlamaConfig,
-    tensors: &HashMap<String, Tensor>,
-    inj: &mut dyn Injector,
-) -> (Llama, Weights) {
-    let mut w = Weights::from_tensors(tensors.clone());
-    let m = Llama::load(cfg, &mut w, inj, &Device::Cpu).unwrap();
-    (m, w)
-}
-
-fn ids(v: &[u32]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
-}
 
 /// Mean next-token cross-entropy of a sequence.
 fn loss(model: &Llama, seq: &[u32]) -> Tensor {

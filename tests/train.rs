@@ -153,3 +153,175 @@ fn stop_ends_a_run_early_and_still_saves_it() {
             .is_file()
     );
 }
+
+/// Runs a preset for 60 steps and checks the evaluation loss fell below `max_ratio` of
+/// where it started (thresholds from measured runs with a margin; each method has its own
+/// pace on this tiny model) and the count trained equals the method's formula.
+fn learns(
+    preset: &str,
+    overrides: &[&str],
+    max_ratio: f64,
+) -> (train::Summary, tempfile::TempDir, Vec<Event>) {
+    let (s, dir, events) = run(preset, overrides);
+    let ratio = s.final_eval_loss / s.initial_eval_loss;
+    assert!(
+        ratio < max_ratio,
+        "{preset}: eval loss {:.3} -> {:.3} (ratio {ratio:.2}, needed < {max_ratio})",
+        s.initial_eval_loss,
+        s.final_eval_loss
+    );
+    assert_eq!(s.steps, 60);
+    let cfg = RunConfig::load(&dir.path().join("config.toml"), &[]).unwrap();
+    let model =
+        peft_workbench::models::LlamaConfig::from_file(&builtin_model_dir().join("config.json"))
+            .unwrap();
+    assert_eq!(
+        s.trainable_params,
+        cfg.method.trainable_params(&model),
+        "{preset}: count"
+    );
+    (s, dir, events)
+}
+
+fn adapter_file(dir: &tempfile::TempDir, name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.path().join("adapter").join(name), &Device::Cpu).unwrap()
+}
+
+fn adapter_config(dir: &tempfile::TempDir) -> serde_json::Value {
+    let name = ["adapter_config.json", "method.json"]
+        .into_iter()
+        .find(|n| dir.path().join("adapter").join(n).is_file())
+        .unwrap();
+    serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter").join(name)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn dora_learns_and_exports_its_magnitudes() {
+    let (_, dir, _) = learns("dora.toml", &[], 0.75);
+    assert_eq!(adapter_config(&dir)["use_dora"], true);
+    let t = adapter_file(&dir, "adapter_model.safetensors");
+    assert_eq!(
+        t["base_model.model.model.layers.2.self_attn.v_proj.lora_magnitude_vector"].dims(),
+        &[128]
+    );
+}
+
+#[test]
+fn adalora_learns_and_moves_its_budget() {
+    let (_, dir, events) = learns(
+        "adalora.toml",
+        &["method.tinit=10", "method.tfinal=20"],
+        0.6,
+    );
+    let budgets: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ranks { allocation, .. } => Some(allocation.budget),
+            _ => None,
+        })
+        .collect();
+    let matrices = 4 * 6;
+    assert_eq!(budgets.first(), Some(&(12 * matrices)));
+    assert_eq!(budgets.last(), Some(&(4 * matrices)));
+    let c = adapter_config(&dir);
+    assert_eq!(c["peft_type"], "ADALORA");
+    let kept: usize = c["rank_pattern"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| {
+            p.as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k.as_bool().unwrap())
+                .count()
+        })
+        .sum();
+    assert!(kept <= 4 * matrices, "{kept} ranks kept");
+}
+
+#[test]
+fn ia3_learns_with_vectors_shaped_as_peft() {
+    let (_, dir, _) = learns("ia3.toml", &[], 0.85);
+    let t = adapter_file(&dir, "adapter_model.safetensors");
+    assert_eq!(
+        t["base_model.model.model.layers.0.self_attn.k_proj.ia3_l"].dims(),
+        &[128, 1]
+    );
+    assert_eq!(
+        t["base_model.model.model.layers.0.mlp.down_proj.ia3_l"].dims(),
+        &[1, 512]
+    );
+    assert_eq!(adapter_config(&dir)["peft_type"], "IA3");
+}
+
+#[test]
+fn bitfit_learns_with_biases_and_gains_only() {
+    let (_, dir, _) = learns("bitfit.toml", &[], 0.85);
+    let t = adapter_file(&dir, "model.safetensors");
+    assert!(
+        t.keys().all(|n| n.ends_with(".bias") || n.contains("norm")),
+        "{:?}",
+        t.keys()
+    );
+    assert_eq!(t["model.layers.3.mlp.up_proj.bias"].dims(), &[512]);
+}
+
+#[test]
+fn adapter_learns() {
+    let (_, dir, _) = learns("adapter.toml", &[], 0.6);
+    assert_eq!(adapter_config(&dir)["format"], "peft-workbench/adapter-v1");
+    let t = adapter_file(&dir, "model.safetensors");
+    assert_eq!(
+        t["model.layers.5.output_adapter.up.weight"].dims(),
+        &[256, 32]
+    );
+}
+
+#[test]
+fn prompt_tuning_learns() {
+    let (_, dir, _) = learns("prompt-tuning.toml", &[], 0.92);
+    assert_eq!(adapter_config(&dir)["peft_type"], "PROMPT_TUNING");
+    assert_eq!(
+        adapter_file(&dir, "adapter_model.safetensors")["prompt_embeddings"].dims(),
+        &[10, 256]
+    );
+}
+
+#[test]
+fn p_tuning_learns() {
+    let (_, dir, _) = learns("p-tuning.toml", &[], 0.96);
+    let c = adapter_config(&dir);
+    assert_eq!(c["peft_type"], "P_TUNING");
+    assert_eq!(c["encoder_reparameterization_type"], "LSTM");
+    assert_eq!(
+        adapter_file(&dir, "adapter_model.safetensors")["prompt_embeddings"].dims(),
+        &[10, 256]
+    );
+}
+
+#[test]
+fn prefix_tuning_learns() {
+    let (_, dir, _) = learns("prefix-tuning.toml", &[], 0.8);
+    let c = adapter_config(&dir);
+    assert_eq!(
+        (c["peft_type"].as_str(), c["token_dim"].as_u64()),
+        (Some("PREFIX_TUNING"), Some(128))
+    );
+    // layers · 2 · key/value width (4 key/value heads of 32).
+    assert_eq!(
+        adapter_file(&dir, "adapter_model.safetensors")["prompt_embeddings"].dims(),
+        &[10, 6 * 2 * 128]
+    );
+}
+
+#[test]
+fn p_tuning_v2_learns() {
+    let (_, dir, _) = learns("p-tuning-v2.toml", &[], 0.88);
+    let c = adapter_config(&dir);
+    assert_eq!(
+        (c["peft_type"].as_str(), c["prefix_projection"].as_bool()),
+        (Some("PREFIX_TUNING"), Some(false))
+    );
+}

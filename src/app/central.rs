@@ -27,6 +27,10 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
     ui.separator();
     curves(app, ui);
     ui.separator();
+    if let Some(r) = rank_run(app) {
+        rank_heat_map(r, ui);
+        ui.separator();
+    }
     run_list(app, ui, actions);
 }
 
@@ -113,6 +117,99 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 }
             });
     });
+}
+
+/// The run whose AdaLoRA allocation is shown: the training one if it has one, else the
+/// latest that has.
+fn rank_run(app: &WorkbenchApp) -> Option<&RunRecord> {
+    app.store
+        .active()
+        .filter(|r| r.ranks.is_some())
+        .or_else(|| app.store.runs.iter().rev().find(|r| r.ranks.is_some()))
+}
+
+/// AdaLoRA's rank per adapted matrix: a row per block, a column per projection, each cell
+/// shaded by its share of the initial rank and labelled with the rank.
+fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
+    let Some((step, alloc)) = &r.ranks else {
+        return;
+    };
+    ui.label(format!(
+        "{}: AdaLoRA rank per matrix at step {step} (budget {} of {})",
+        r.label,
+        alloc.budget,
+        alloc.init_r * alloc.ranks.len()
+    ));
+    // (layer, projection) of each path like `model.layers.3.self_attn.q_proj`.
+    let cells: Vec<(usize, &str, usize)> = alloc
+        .ranks
+        .iter()
+        .filter_map(|(path, rank)| {
+            let rest = path.strip_prefix("model.layers.")?;
+            let (layer, _) = rest.split_once('.')?;
+            let leaf = path.rsplit('.').next()?;
+            Some((layer.parse().ok()?, leaf, *rank))
+        })
+        .collect();
+    let mut columns: Vec<&str> = Vec::new();
+    for (_, leaf, _) in &cells {
+        if !columns.contains(leaf) {
+            columns.push(leaf);
+        }
+    }
+    let layers = cells.iter().map(|c| c.0 + 1).max().unwrap_or(0);
+    let (cell_w, cell_h, label_w, head_h) = (64.0, 18.0, 64.0, 18.0);
+    let size = egui::vec2(
+        label_w + cell_w * columns.len() as f32,
+        head_h + cell_h * layers as f32,
+    );
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let text = ui.visuals().text_color();
+    let font = egui::FontId::proportional(12.0);
+    for (j, name) in columns.iter().enumerate() {
+        let x = rect.left() + label_w + cell_w * (j as f32 + 0.5);
+        painter.text(
+            egui::pos2(x, rect.top() + head_h / 2.0),
+            egui::Align2::CENTER_CENTER,
+            *name,
+            font.clone(),
+            text,
+        );
+    }
+    for l in 0..layers {
+        let y = rect.top() + head_h + cell_h * l as f32;
+        painter.text(
+            egui::pos2(rect.left() + 4.0, y + cell_h / 2.0),
+            egui::Align2::LEFT_CENTER,
+            format!("layer {l}"),
+            font.clone(),
+            text,
+        );
+    }
+    let base = run_color(r.id);
+    for (layer, leaf, rank) in &cells {
+        let j = columns.iter().position(|c| c == leaf).unwrap_or(0);
+        let min = egui::pos2(
+            rect.left() + label_w + cell_w * j as f32,
+            rect.top() + head_h + cell_h * *layer as f32,
+        );
+        let cell = egui::Rect::from_min_size(min, egui::vec2(cell_w, cell_h)).shrink(1.0);
+        let share = *rank as f32 / alloc.init_r.max(1) as f32;
+        painter.rect_filled(cell, 2.0, base.gamma_multiply(0.15 + 0.85 * share));
+        painter.text(
+            cell.center(),
+            egui::Align2::CENTER_CENTER,
+            rank.to_string(),
+            font.clone(),
+            if share > 0.5 {
+                egui::Color32::WHITE
+            } else {
+                text
+            },
+        );
+    }
+    response.on_hover_text("Darker cells kept more of their rank; the budget moves to the matrices whose singular triplets matter most");
 }
 
 fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {

@@ -3,6 +3,7 @@
 //! its `Event`s each frame.
 
 mod central;
+mod method_params;
 pub mod runs;
 mod side_panel;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
+use crate::models::{LlamaConfig, resolve_model_dir};
 use crate::peft::MethodConfig;
 use crate::train::worker::{self, Notify, WorkerHandle};
 use crate::train::{Command, RunId};
@@ -35,6 +37,8 @@ pub struct WorkbenchApp {
     pub form_error: Option<String>,
     /// EMA weight of the past for the training-loss curves (0 = raw).
     pub smoothing: f64,
+    /// The shape of the form's model, read once per model (for parameter counts).
+    model_shape: Option<(String, Result<LlamaConfig, String>)>,
 }
 
 impl WorkbenchApp {
@@ -48,7 +52,23 @@ impl WorkbenchApp {
             worker: worker::spawn(runs_dir, notify),
             form_error: None,
             smoothing: 0.6,
+            model_shape: None,
         }
+    }
+
+    /// The configuration of the form's model, or why it cannot be read.
+    pub fn model_shape(&mut self) -> Result<&LlamaConfig, &String> {
+        let stale = self
+            .model_shape
+            .as_ref()
+            .is_none_or(|(m, _)| *m != self.form.model);
+        if stale {
+            let shape = resolve_model_dir(&self.form.model)
+                .and_then(|d| LlamaConfig::from_file(&d.join("config.json")))
+                .map_err(|e| format!("{e:#}"));
+            self.model_shape = Some((self.form.model.clone(), shape));
+        }
+        self.model_shape.as_ref().expect("filled above").1.as_ref()
     }
 
     /// Moves the worker's events into the run store, within a small time budget so a burst

@@ -2,7 +2,7 @@
 //! and tables read it, and it is unit-tested on its own.
 
 use crate::config::RunConfig;
-use crate::train::{Event, RunId, Summary};
+use crate::train::{Event, RankAllocation, RunId, Summary};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunStatus {
@@ -33,6 +33,8 @@ pub struct RunRecord {
     pub elapsed_s: f64,
     pub notices: Vec<String>,
     pub summary: Option<Summary>,
+    /// AdaLoRA's latest rank allocation and the step it was made at.
+    pub ranks: Option<(usize, RankAllocation)>,
 }
 
 impl RunRecord {
@@ -53,6 +55,7 @@ impl RunRecord {
             elapsed_s: 0.0,
             notices: Vec::new(),
             summary: None,
+            ranks: None,
         }
     }
 
@@ -135,6 +138,9 @@ impl RunStore {
                 r.eval_loss.push([p.step as f64, p.loss]);
                 r.eval_metric.push([p.step as f64, p.metric]);
             }
+            Event::Ranks {
+                step, allocation, ..
+            } => r.ranks = Some((step, allocation)),
             Event::Finished { summary, .. } => {
                 r.status = if summary.stopped_early {
                     RunStatus::Stopped

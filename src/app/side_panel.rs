@@ -2,20 +2,12 @@
 
 use eframe::egui;
 
+use super::central::human;
+use super::method_params::{self, row};
 use super::{Action, WorkbenchApp};
 use crate::config::Schedule;
 use crate::data::BUILTIN_TASKS;
 use crate::peft::MethodConfig;
-
-const PROJECTIONS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.heading("Run");
@@ -108,86 +100,31 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     if let Some(kind) = chosen {
         app.select_method(kind);
     }
-    match &mut app.form.method {
-        MethodConfig::Full(_) => {
-            ui.small("Every weight of the model trains. The baseline to beat.");
-        }
-        MethodConfig::Freeze(c) => {
-            ui.horizontal(|ui| {
-                row(
-                    ui,
-                    "Trainable last blocks",
-                    egui::DragValue::new(&mut c.trainable_layers).range(0..=128),
-                );
-            });
-            let mut all = c.trainable_modules.iter().any(|m| m == "all");
-            if ui.checkbox(&mut all, "Whole blocks").changed() {
-                c.trainable_modules = if all {
-                    vec!["all".into()]
-                } else {
-                    vec!["mlp".into()]
-                };
-            }
-            if !all {
-                ui.horizontal(|ui| {
-                    for part in ["self_attn", "mlp"] {
-                        let mut on = c.trainable_modules.iter().any(|m| m == part);
-                        if ui.checkbox(&mut on, part).changed() {
-                            toggle(&mut c.trainable_modules, part, on);
-                        }
-                    }
-                });
-            }
-            ui.horizontal(|ui| {
-                ui.label("Also train");
-                for part in ["norm", "embed_tokens"] {
-                    let mut on = c.extra_modules.iter().any(|m| m == part);
-                    if ui.checkbox(&mut on, part).changed() {
-                        toggle(&mut c.extra_modules, part, on);
-                    }
-                }
-            });
-        }
-        MethodConfig::Lora(c) => {
-            egui::Grid::new("lora_params")
-                .num_columns(2)
-                .show(ui, |ui| {
-                    row(
-                        ui,
-                        "Rank r",
-                        egui::DragValue::new(&mut c.rank).range(1..=256),
-                    );
-                    ui.end_row();
-                    row(
-                        ui,
-                        "Alpha",
-                        egui::DragValue::new(&mut c.alpha)
-                            .range(0.1..=1024.0)
-                            .speed(0.5),
-                    );
-                    ui.end_row();
-                    row(ui, "Dropout", egui::Slider::new(&mut c.dropout, 0.0..=0.5));
-                    ui.end_row();
-                });
-            ui.checkbox(&mut c.use_rslora, "rsLoRA scaling (α/√r)");
-            ui.label("Target modules");
-            ui.horizontal_wrapped(|ui| {
-                for p in PROJECTIONS {
-                    let mut on = c.target_modules.iter().any(|m| m == p);
-                    if ui.checkbox(&mut on, p).changed() {
-                        toggle(&mut c.target_modules, p, on);
-                    }
-                }
-            });
-            ui.small(format!("Update scaled by {:.3}", c.scaling()));
-        }
-    }
+    method_params::ui(&mut app.form.method, ui);
+    trainable_count(app, ui);
 }
 
-fn toggle(list: &mut Vec<String>, item: &str, on: bool) {
-    list.retain(|m| m != item);
-    if on {
-        list.push(item.to_string());
+/// The method's trainable parameters on the chosen model, from its formula, before any
+/// run starts.
+fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let method = app.form.method.clone();
+    match app.model_shape() {
+        Ok(shape) => {
+            let n = method.trainable_params(shape);
+            let total = shape.param_count();
+            ui.label(format!(
+                "Trains {} parameters ({:.3} % of the model's {})",
+                human(n),
+                100.0 * n as f64 / total.max(1) as f64,
+                human(total)
+            ));
+            if let Some(note) = method.note_for(shape) {
+                ui.small(note);
+            }
+        }
+        Err(e) => {
+            ui.colored_label(ui.visuals().warn_fg_color, e);
+        }
     }
 }
 
@@ -199,51 +136,51 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             row(
                 ui,
                 "Steps",
+                "Optimizer steps the run takes",
                 egui::DragValue::new(&mut f.steps).range(1..=100_000),
             );
-            ui.end_row();
             row(
                 ui,
                 "Batch size",
+                "Examples per optimizer step",
                 egui::DragValue::new(&mut f.batch_size).range(1..=256),
             );
-            ui.end_row();
             row(
                 ui,
                 "Max sequence length",
+                "Longer examples are cut to this many tokens",
                 egui::DragValue::new(&mut f.max_seq_len).range(2..=4096),
             );
-            ui.end_row();
             row(
                 ui,
                 "Evaluate every",
+                "Steps between evaluations on held-out examples",
                 egui::DragValue::new(&mut f.eval_every).range(1..=10_000),
             );
-            ui.end_row();
             row(
                 ui,
                 "Learning rate",
+                "Peak learning rate of AdamW",
                 egui::DragValue::new(&mut f.optimizer.lr)
                     .range(1e-6..=1.0)
                     .speed(1e-5)
                     .custom_formatter(|v, _| format!("{v:.1e}"))
                     .custom_parser(|s| s.trim().parse().ok()),
             );
-            ui.end_row();
             row(
                 ui,
                 "Weight decay",
+                "AdamW's decoupled weight decay",
                 egui::DragValue::new(&mut f.optimizer.weight_decay)
                     .range(0.0..=1.0)
                     .speed(0.001),
             );
-            ui.end_row();
             row(
                 ui,
                 "Warm-up steps",
+                "Steps over which the learning rate rises from 0",
                 egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000),
             );
-            ui.end_row();
             ui.label("Schedule");
             ui.horizontal(|ui| {
                 for s in Schedule::ALL {
@@ -251,14 +188,12 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 }
             });
             ui.end_row();
-            row(ui, "Seed", egui::DragValue::new(&mut f.seed));
-            ui.end_row();
+            row(
+                ui,
+                "Seed",
+                "Seeds data order and the method's initialisation",
+                egui::DragValue::new(&mut f.seed),
+            );
         });
     ui.small("Device: CPU (f32)");
-}
-
-/// A label and the widget it names (so screen readers, and tests, find the widget by it).
-fn row(ui: &mut egui::Ui, text: &str, widget: impl egui::Widget) {
-    let label = ui.label(text);
-    ui.add(widget).labelled_by(label.id);
 }

@@ -10,7 +10,7 @@ use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::linear::Linear;
+use super::linear::{Linear, Projection};
 use super::weights::Weights;
 use super::{Hooks, Injector, Site, SublayerAdapter};
 
@@ -130,6 +130,82 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// Every projection of the model in load order: (module path, in features, out
+    /// features, has a bias). Methods use it to count their parameters before loading.
+    pub fn projections(&self) -> Vec<(String, usize, usize, bool)> {
+        let h = self.hidden_size;
+        let hd = self.head_dim();
+        let (nh, nkv, inter) = (
+            self.num_attention_heads,
+            self.kv_heads(),
+            self.intermediate_size,
+        );
+        let (ab, mb) = (self.attention_bias, self.mlp_bias);
+        let mut out = Vec::new();
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            for (name, in_dim, out_dim, bias) in [
+                ("self_attn.q_proj", h, nh * hd, ab),
+                ("self_attn.k_proj", h, nkv * hd, ab),
+                ("self_attn.v_proj", h, nkv * hd, ab),
+                ("self_attn.o_proj", nh * hd, h, false),
+                ("mlp.gate_proj", h, inter, mb),
+                ("mlp.up_proj", h, inter, mb),
+                ("mlp.down_proj", inter, h, mb),
+            ] {
+                out.push((format!("{p}.{name}"), in_dim, out_dim, bias));
+            }
+        }
+        out
+    }
+
+    /// Checkpoint names of the normalisation weights (RMSNorm gains).
+    pub fn norm_weights(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.num_hidden_layers {
+            out.push(format!("model.layers.{i}.input_layernorm.weight"));
+            out.push(format!("model.layers.{i}.post_attention_layernorm.weight"));
+        }
+        out.push("model.norm.weight".into());
+        out
+    }
+
+    /// Every checkpoint tensor this config implies, with its shape (the output head only
+    /// when untied).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let h = self.hidden_size;
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            vec![self.vocab_size, h],
+        )];
+        let mut projections = self.projections().into_iter().peekable();
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), vec![h]));
+            out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+            while let Some((path, ..)) = projections.peek() {
+                if !path.starts_with(&format!("{p}.")) {
+                    break;
+                }
+                let (path, in_dim, out_dim, bias) = projections.next().expect("peeked");
+                out.push((format!("{path}.weight"), vec![out_dim, in_dim]));
+                if bias {
+                    out.push((format!("{path}.bias"), vec![out_dim]));
+                }
+            }
+        }
+        out.push(("model.norm.weight".into(), vec![h]));
+        if !self.tie_word_embeddings {
+            out.push(("lm_head.weight".into(), vec![self.vocab_size, h]));
+        }
+        out
+    }
+
+    /// Width of the keys and values one layer stores per position.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads() * self.head_dim()
+    }
+
     /// Parameters of the model this config describes (tied head counted once).
     pub fn param_count(&self) -> usize {
         let h = self.hidden_size;
@@ -235,7 +311,16 @@ impl Attention {
         let q = rotary.apply(&q, p)?;
         let k = rotary.apply(&k, p)?;
         let (k, v) = match prefix {
-            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+            Some((pk, pv)) => {
+                let shape = (b, kvh, p, hd);
+                let (pk, pv) = (pk.broadcast_as(shape)?, pv.broadcast_as(shape)?);
+                // candle concatenates along an inner axis through transposes; the matmuls
+                // below need standard strides.
+                (
+                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
+                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
+                )
+            }
             None => (k, v),
         };
         let s = p + t;
@@ -370,8 +455,9 @@ impl Llama {
                     } else {
                         None
                     };
-                    let adapter = inj.linear_adapter(&path, in_dim, out_dim)?;
-                    Ok(Linear::new(weight, bias, adapter))
+                    let base = Projection { weight, bias };
+                    let adapter = inj.linear_adapter(&path, &base)?;
+                    Ok(Linear::new(base, adapter))
                 };
             let self_attn = Attention {
                 q_proj: lin("self_attn.q_proj", h, nh * hd, cfg.attention_bias)?,
@@ -486,7 +572,8 @@ impl Llama {
     }
 
     /// Keys and values each layer computes for `ids` (rotated), as a cache would hold them:
-    /// `[B, kv_heads, T, D]` per layer. Used to check the prefix hook against a real prefix.
+    /// `[B, kv_heads, T, D]` per layer. Used to check the prefix hook against a real prefix and
+    /// to start P-Tuning v2's prompts from a text.
     pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
         let mut x = self.embed(ids)?;
         let mut out = Vec::new();

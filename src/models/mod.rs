@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 
-pub use linear::{Linear, LinearAdapter};
+pub use linear::{Linear, LinearAdapter, Projection};
 pub use llama::{Llama, LlamaConfig};
 pub use weights::Weights;
 
@@ -32,12 +32,12 @@ pub trait Injector {
     fn trains_base(&self, _name: &str) -> bool {
         false
     }
-    /// An adapter for the projection at `path` (e.g. `model.layers.0.self_attn.q_proj`).
+    /// An adapter for the projection at `path` (e.g. `model.layers.0.self_attn.q_proj`),
+    /// given the frozen projection it wraps.
     fn linear_adapter(
         &mut self,
         _path: &str,
-        _in_dim: usize,
-        _out_dim: usize,
+        _base: &Projection,
     ) -> Result<Option<Box<dyn LinearAdapter>>> {
         Ok(None)
     }
@@ -61,8 +61,8 @@ impl Injector for NoMethod {}
 pub struct Hooks {
     /// `[n, hidden]` virtual-token embeddings placed before the input (prompt tuning, P-tuning).
     pub prompt_embeds: Option<Tensor>,
-    /// Per layer, keys and values `[B, kv_heads, P, head_dim]` placed before the sequence's
-    /// own (prefix tuning, P-tuning v2).
+    /// Per layer, keys and values `[B or 1, kv_heads, P, head_dim]` placed before the
+    /// sequence's own (prefix tuning, P-tuning v2); a batch of 1 is shared by every example.
     pub kv_prefix: Option<Vec<(Tensor, Tensor)>>,
 }
 

@@ -66,19 +66,22 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
 }
 
 /// The project's own format for methods PEFT does not load as adapters: the trained base
-/// tensors under their checkpoint names, and `method.json` describing the method.
+/// tensors (and any `added` ones) under their checkpoint names, and `method.json`
+/// describing the method.
 pub fn export_trained_base(
     dir: &Path,
     method: &crate::peft::MethodConfig,
     ctx: &crate::peft::ExportContext,
+    added: &[(String, Tensor)],
 ) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = ctx
+    let mut tensors: Vec<(String, Tensor)> = ctx
         .trained_base
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
+    tensors.extend(added.iter().cloned());
     save_safetensors(&dir.join("model.safetensors"), &tensors)?;
-    let names: Vec<&str> = ctx.trained_base.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     save_json(
         &dir.join("method.json"),
         &serde_json::json!({

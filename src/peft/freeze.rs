@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::{ExportContext, Method, MethodConfig, export::export_trained_base};
-use crate::models::Injector;
+use crate::models::{Injector, LlamaConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +42,17 @@ impl Default for FreezeConfig {
 }
 
 impl FreezeConfig {
+    /// Elements of the base tensors this configuration trains.
+    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+        let f = Freeze::new(self.clone(), model.num_hidden_layers);
+        model
+            .tensor_shapes()
+            .iter()
+            .filter(|(n, _)| f.trains_base(n))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         if self.trainable_layers == 0 && self.extra_modules.is_empty() {
             return Err((
@@ -105,7 +116,7 @@ impl Method for Freeze {
     }
 
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        export_trained_base(dir, &MethodConfig::Freeze(self.cfg.clone()), ctx)
+        export_trained_base(dir, &MethodConfig::Freeze(self.cfg.clone()), ctx, &[])
     }
 }
 

@@ -36,6 +36,6 @@ impl Method for Full {
     }
 
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        export_trained_base(dir, &MethodConfig::Full(self.cfg.clone()), ctx)
+        export_trained_base(dir, &MethodConfig::Full(self.cfg.clone()), ctx, &[])
     }
 }

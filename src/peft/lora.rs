@@ -4,13 +4,14 @@
 
 use anyhow::{Result, bail};
 use candle_core::{Device, Tensor, Var};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::export::{save_json, save_safetensors};
+use super::init;
 use super::{ExportContext, Method};
-use crate::models::{Injector, LinearAdapter};
+use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +77,16 @@ impl LoraConfig {
         Ok(())
     }
 
+    /// Σ r·(in + out) over the targeted projections.
+    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+        model
+            .projections()
+            .iter()
+            .filter(|(p, ..)| matches_target(p, &self.target_modules))
+            .map(|(_, i, o, _)| self.rank * (i + o))
+            .sum()
+    }
+
     pub fn scaling(&self) -> f64 {
         if self.use_rslora {
             self.alpha / (self.rank as f64).sqrt()
@@ -96,14 +107,15 @@ pub fn matches_target(path: &str, targets: &[String]) -> bool {
 /// The low-rank branch beside one projection.
 #[derive(Debug)]
 pub struct LoraBranch {
-    a: Var,
-    b: Var,
-    scaling: f64,
-    dropout: f32,
+    pub(crate) a: Var,
+    pub(crate) b: Var,
+    pub(crate) scaling: f64,
+    pub(crate) dropout: f32,
 }
 
-impl LinearAdapter for LoraBranch {
-    fn forward(&self, x: &Tensor, base_out: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+impl LoraBranch {
+    /// `B·A·dropout(x)·scaling` with the shape of the projection's output.
+    pub fn delta(&self, x: &Tensor, out_dim: usize, train: bool) -> candle_core::Result<Tensor> {
         let x = if train && self.dropout > 0.0 {
             candle_nn::ops::dropout(x, self.dropout)?
         } else {
@@ -113,9 +125,61 @@ impl LinearAdapter for LoraBranch {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
         let delta = x2.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?;
-        let delta = (delta * self.scaling)?.reshape(base_out.shape())?;
-        base_out + delta
+        let mut out = dims;
+        *out.last_mut().expect("non-empty") = out_dim;
+        (delta * self.scaling)?.reshape(out)
     }
+
+    /// `B·A·scaling`, `[out, in]`: what merging adds to the weight.
+    pub fn delta_weight(&self) -> candle_core::Result<Tensor> {
+        self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling
+    }
+}
+
+impl LinearAdapter for LoraBranch {
+    fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
+        base.forward(x)? + self.delta(x, base.out_dim(), train)?
+    }
+}
+
+/// Checks the rank fits the projection and makes PEFT's initial factors: A U(±1/√in), B 0.
+pub fn new_branch(
+    cfg: &LoraConfig,
+    path: &str,
+    base: &Projection,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Result<LoraBranch> {
+    let (in_dim, out_dim) = (base.in_dim(), base.out_dim());
+    let r = cfg.rank;
+    if r > in_dim.min(out_dim) {
+        bail!(
+            "rank {r} exceeds the smaller side of {path} ({out_dim} × {in_dim}); use at most {}",
+            in_dim.min(out_dim)
+        );
+    }
+    let a = init::uniform(rng, &[r, in_dim], 1.0 / (in_dim as f32).sqrt(), device)?;
+    let b = Var::zeros((out_dim, r), candle_core::DType::F32, device)?;
+    Ok(LoraBranch {
+        a,
+        b,
+        scaling: cfg.scaling(),
+        dropout: cfg.dropout,
+    })
+}
+
+/// Error for a LoRA-family method that matched no projection.
+pub fn no_target_error(targets: &[String], module_names: &[String]) -> anyhow::Error {
+    let mut leaves: Vec<&str> = module_names
+        .iter()
+        .filter_map(|n| n.rsplit('.').next())
+        .collect();
+    leaves.sort();
+    leaves.dedup();
+    anyhow::anyhow!(
+        "no module matches target_modules {targets:?}; this model's projections are: {}",
+        leaves.join(", ")
+    )
 }
 
 pub struct Lora {
@@ -141,32 +205,15 @@ impl Injector for Lora {
     fn linear_adapter(
         &mut self,
         path: &str,
-        in_dim: usize,
-        out_dim: usize,
+        base: &Projection,
     ) -> Result<Option<Box<dyn LinearAdapter>>> {
         if !matches_target(path, &self.cfg.target_modules) {
             return Ok(None);
         }
-        let r = self.cfg.rank;
-        if r > in_dim.min(out_dim) {
-            bail!(
-                "LoRA rank {r} exceeds the smaller side of {path} ({out_dim} × {in_dim}); use at most {}",
-                in_dim.min(out_dim)
-            );
-        }
-        let bound = 1.0 / (in_dim as f32).sqrt();
-        let a: Vec<f32> = (0..r * in_dim)
-            .map(|_| self.rng.random_range(-bound..bound))
-            .collect();
-        let a = Var::from_tensor(&Tensor::from_vec(a, (r, in_dim), &self.device)?)?;
-        let b = Var::zeros((out_dim, r), candle_core::DType::F32, &self.device)?;
-        self.branches.push((path.to_string(), a.clone(), b.clone()));
-        Ok(Some(Box::new(LoraBranch {
-            a,
-            b,
-            scaling: self.cfg.scaling(),
-            dropout: self.cfg.dropout,
-        })))
+        let branch = new_branch(&self.cfg, path, base, &mut self.rng, &self.device)?;
+        self.branches
+            .push((path.to_string(), branch.a.clone(), branch.b.clone()));
+        Ok(Some(Box::new(branch)))
     }
 }
 
@@ -185,17 +232,7 @@ impl Method for Lora {
 
     fn check_attached(&self, module_names: &[String]) -> Result<()> {
         if self.branches.is_empty() {
-            let mut leaves: Vec<&str> = module_names
-                .iter()
-                .filter_map(|n| n.rsplit('.').next())
-                .collect();
-            leaves.sort();
-            leaves.dedup();
-            bail!(
-                "no module matches target_modules {:?}; this model's projections are: {}",
-                self.cfg.target_modules,
-                leaves.join(", ")
-            );
+            return Err(no_target_error(&self.cfg.target_modules, module_names));
         }
         Ok(())
     }
@@ -208,34 +245,43 @@ impl Method for Lora {
             .map(|(n, v)| (n, v.as_tensor().clone()))
             .collect();
         save_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
-        let mut targets = self.cfg.target_modules.clone();
-        targets.sort();
         save_json(
             &dir.join("adapter_config.json"),
-            &serde_json::json!({
-                "alpha_pattern": {},
-                "auto_mapping": null,
-                "base_model_name_or_path": ctx.base_model,
-                "bias": "none",
-                "fan_in_fan_out": false,
-                "inference_mode": true,
-                "init_lora_weights": true,
-                "layers_pattern": null,
-                "layers_to_transform": null,
-                "lora_alpha": self.cfg.alpha,
-                "lora_dropout": self.cfg.dropout,
-                "modules_to_save": null,
-                "peft_type": "LORA",
-                "r": self.cfg.rank,
-                "rank_pattern": {},
-                "revision": null,
-                "target_modules": targets,
-                "task_type": "CAUSAL_LM",
-                "use_dora": false,
-                "use_rslora": self.cfg.use_rslora,
-            }),
+            &lora_adapter_config(&self.cfg, ctx.base_model, false),
         )
     }
+}
+
+/// PEFT's `adapter_config.json` for LoRA (and DoRA, which is LoRA with `use_dora`).
+pub fn lora_adapter_config(
+    cfg: &LoraConfig,
+    base_model: &str,
+    use_dora: bool,
+) -> serde_json::Value {
+    let mut targets = cfg.target_modules.clone();
+    targets.sort();
+    serde_json::json!({
+        "alpha_pattern": {},
+        "auto_mapping": null,
+        "base_model_name_or_path": base_model,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "layers_pattern": null,
+        "layers_to_transform": null,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "modules_to_save": null,
+        "peft_type": "LORA",
+        "r": cfg.rank,
+        "rank_pattern": {},
+        "revision": null,
+        "target_modules": targets,
+        "task_type": "CAUSAL_LM",
+        "use_dora": use_dora,
+        "use_rslora": cfg.use_rslora,
+    })
 }
 
 #[cfg(test)]
@@ -262,7 +308,11 @@ mod tests {
             dropout: 0.0,
         };
         let x = Tensor::new(&[[1f32, 1.0, 1.0]], &dev).unwrap();
-        let base = Tensor::new(&[[10f32, 20.0]], &dev).unwrap();
+        // A base projection giving [10, 20] for this x.
+        let base = Projection {
+            weight: Tensor::new(&[[10f32, 0.0, 0.0], [0.0, 20.0, 0.0]], &dev).unwrap(),
+            bias: None,
+        };
         let y = branch
             .forward(&x, &base, true)
             .unwrap()
@@ -272,10 +322,20 @@ mod tests {
         assert_eq!(y, vec![vec![13.0, 14.0]]);
     }
 
+    fn proj(in_dim: usize, out_dim: usize) -> Projection {
+        Projection {
+            weight: Tensor::zeros((out_dim, in_dim), candle_core::DType::F32, &Device::Cpu)
+                .unwrap(),
+            bias: None,
+        }
+    }
+
     #[test]
     fn init_matches_peft_bounds() {
         let mut l = Lora::new(LoraConfig::default(), 0, Device::Cpu);
-        l.linear_adapter("m.q_proj", 64, 32).unwrap().unwrap();
+        l.linear_adapter("m.q_proj", &proj(64, 32))
+            .unwrap()
+            .unwrap();
         let vars = l.vars();
         let a = vars[0]
             .1
@@ -294,9 +354,13 @@ mod tests {
         assert!(a.iter().all(|v| v.abs() <= 1.0 / 8.0));
         assert!(a.iter().any(|v| v.abs() > 0.05), "A is not just zeros");
         assert!(b.iter().all(|v| *v == 0.0));
-        assert!(l.linear_adapter("m.k_proj", 64, 32).unwrap().is_none());
         assert!(
-            l.linear_adapter("m.v_proj", 4, 32).is_err(),
+            l.linear_adapter("m.k_proj", &proj(64, 32))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            l.linear_adapter("m.v_proj", &proj(4, 32)).is_err(),
             "rank 8 > 4 refused"
         );
     }

@@ -1,21 +1,31 @@
 //! Fine-tuning methods. Each lives in its own module (config, layers, how it attaches,
 //! export); `MethodConfig` is both the registry and the preset format.
 
+pub mod adalora;
+pub mod adapter;
+pub mod bitfit;
+pub mod dora;
 pub mod export;
 pub mod freeze;
 pub mod full;
+pub mod ia3;
+pub mod init;
 pub mod lora;
+pub mod p_tuning;
+pub mod p_tuning_v2;
+pub mod prefix_tuning;
+pub mod prompt_tuning;
 
 use anyhow::Result;
-use candle_core::{Device, Var};
+use candle_core::{Device, Tensor, Var, backprop::GradStore};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::models::{Injector, LlamaConfig};
+use crate::models::{Hooks, Injector, Llama, LlamaConfig};
 
 /// A method and its parameters, tagged by `kind` in TOML (`[method] kind = "lora"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum MethodConfig {
     /// Every weight trains: the baseline the PEFT methods are measured against.
     Full(full::FullConfig),
@@ -23,6 +33,24 @@ pub enum MethodConfig {
     Freeze(freeze::FreezeConfig),
     /// Low-rank updates `B·A` beside frozen projections.
     Lora(lora::LoraConfig),
+    /// LoRA with a learned magnitude per output and a normalised direction.
+    Dora(lora::LoraConfig),
+    /// LoRA in SVD form whose rank budget moves to the matrices that matter.
+    Adalora(adalora::AdaloraConfig),
+    /// Learned vectors rescaling keys, values and the MLP's inner activations.
+    Ia3(ia3::Ia3Config),
+    /// Bias terms (and norm gains) only.
+    Bitfit(bitfit::BitfitConfig),
+    /// Bottleneck modules with a skip connection inside every block.
+    Adapter(adapter::AdapterConfig),
+    /// Trainable virtual-token embeddings before the input.
+    PromptTuning(prompt_tuning::PromptTuningConfig),
+    /// Virtual tokens produced by a trained prompt encoder (LSTM or MLP).
+    PTuning(p_tuning::PTuningConfig),
+    /// Key/value prefixes in every layer, reparameterised by an MLP while training.
+    PrefixTuning(prefix_tuning::PrefixTuningConfig),
+    /// Key/value prefixes in every layer, trained directly (deep prompt tuning).
+    PTuningV2(p_tuning_v2::PTuningV2Config),
 }
 
 impl Default for MethodConfig {
@@ -31,22 +59,49 @@ impl Default for MethodConfig {
     }
 }
 
+/// What building a method needs to know about the run.
+pub struct BuildContext<'a> {
+    pub model: &'a LlamaConfig,
+    pub seed: u64,
+    pub device: &'a Device,
+    /// The run's optimizer steps (AdaLoRA's budget schedule spans them).
+    pub total_steps: usize,
+}
+
 impl MethodConfig {
     /// One default configuration per method, in the order the UI lists them.
     pub fn all_defaults() -> Vec<MethodConfig> {
         vec![
-            MethodConfig::Full(full::FullConfig::default()),
-            MethodConfig::Freeze(freeze::FreezeConfig::default()),
-            MethodConfig::Lora(lora::LoraConfig::default()),
+            MethodConfig::Full(Default::default()),
+            MethodConfig::Freeze(Default::default()),
+            MethodConfig::Lora(Default::default()),
+            MethodConfig::Dora(Default::default()),
+            MethodConfig::Adalora(Default::default()),
+            MethodConfig::Ia3(Default::default()),
+            MethodConfig::Bitfit(Default::default()),
+            MethodConfig::Adapter(Default::default()),
+            MethodConfig::PromptTuning(Default::default()),
+            MethodConfig::PTuning(Default::default()),
+            MethodConfig::PrefixTuning(Default::default()),
+            MethodConfig::PTuningV2(Default::default()),
         ]
     }
 
-    /// The `kind` name used in TOML and on the command line.
+    /// The `kind` name used in TOML, on the command line and for preset files.
     pub fn kind(&self) -> &'static str {
         match self {
             MethodConfig::Full(_) => "full",
             MethodConfig::Freeze(_) => "freeze",
             MethodConfig::Lora(_) => "lora",
+            MethodConfig::Dora(_) => "dora",
+            MethodConfig::Adalora(_) => "adalora",
+            MethodConfig::Ia3(_) => "ia3",
+            MethodConfig::Bitfit(_) => "bitfit",
+            MethodConfig::Adapter(_) => "adapter",
+            MethodConfig::PromptTuning(_) => "prompt-tuning",
+            MethodConfig::PTuning(_) => "p-tuning",
+            MethodConfig::PrefixTuning(_) => "prefix-tuning",
+            MethodConfig::PTuningV2(_) => "p-tuning-v2",
         }
     }
 
@@ -56,6 +111,15 @@ impl MethodConfig {
             MethodConfig::Full(_) => "Full fine-tuning",
             MethodConfig::Freeze(_) => "Freeze",
             MethodConfig::Lora(_) => "LoRA",
+            MethodConfig::Dora(_) => "DoRA",
+            MethodConfig::Adalora(_) => "AdaLoRA",
+            MethodConfig::Ia3(_) => "IA3",
+            MethodConfig::Bitfit(_) => "BitFit",
+            MethodConfig::Adapter(_) => "Adapter",
+            MethodConfig::PromptTuning(_) => "Prompt Tuning",
+            MethodConfig::PTuning(_) => "P-Tuning",
+            MethodConfig::PrefixTuning(_) => "Prefix Tuning",
+            MethodConfig::PTuningV2(_) => "P-Tuning v2",
         }
     }
 
@@ -65,6 +129,21 @@ impl MethodConfig {
             MethodConfig::Full(_) => "full".into(),
             MethodConfig::Freeze(c) => format!("freeze last {}", c.trainable_layers),
             MethodConfig::Lora(c) => format!("lora r{} α{}", c.rank, c.alpha),
+            MethodConfig::Dora(c) => format!("dora r{} α{}", c.rank, c.alpha),
+            MethodConfig::Adalora(c) => format!("adalora r{}->{}", c.init_r, c.target_r),
+            MethodConfig::Ia3(_) => "ia3".into(),
+            MethodConfig::Bitfit(_) => "bitfit".into(),
+            MethodConfig::Adapter(c) => format!("adapter {} m{}", c.variant.name(), c.bottleneck),
+            MethodConfig::PromptTuning(c) => format!("prompt n{}", c.num_virtual_tokens),
+            MethodConfig::PTuning(c) => {
+                format!(
+                    "p-tuning {} n{}",
+                    c.encoder_type.name(),
+                    c.num_virtual_tokens
+                )
+            }
+            MethodConfig::PrefixTuning(c) => format!("prefix n{}", c.num_virtual_tokens),
+            MethodConfig::PTuningV2(c) => format!("p-tuning-v2 n{}", c.num_virtual_tokens),
         }
     }
 
@@ -73,19 +152,83 @@ impl MethodConfig {
         match self {
             MethodConfig::Full(_) => Ok(()),
             MethodConfig::Freeze(c) => c.validate(),
-            MethodConfig::Lora(c) => c.validate(),
+            MethodConfig::Lora(c) | MethodConfig::Dora(c) => c.validate(),
+            MethodConfig::Adalora(c) => c.validate(),
+            MethodConfig::Ia3(c) => c.validate(),
+            MethodConfig::Bitfit(c) => c.validate(),
+            MethodConfig::Adapter(c) => c.validate(),
+            MethodConfig::PromptTuning(c) => c.validate(),
+            MethodConfig::PTuning(c) => c.validate(),
+            MethodConfig::PrefixTuning(c) => c.validate(),
+            MethodConfig::PTuningV2(c) => c.validate(),
         }
     }
 
-    /// The method, ready to attach to a model of `model` shape.
-    pub fn build(&self, model: &LlamaConfig, seed: u64, device: &Device) -> Box<dyn Method> {
+    /// How many parameters the method trains on a model of shape `model`, from the
+    /// method's formula (shown before a run starts; the tests check it against the count
+    /// of the built method).
+    pub fn trainable_params(&self, model: &LlamaConfig) -> usize {
         match self {
+            MethodConfig::Full(_) => model.param_count(),
+            MethodConfig::Freeze(c) => c.param_count(model),
+            MethodConfig::Lora(c) => c.param_count(model),
+            MethodConfig::Dora(c) => dora::param_count(c, model),
+            MethodConfig::Adalora(c) => c.param_count(model),
+            MethodConfig::Ia3(c) => c.param_count(model),
+            MethodConfig::Bitfit(c) => c.param_count(model),
+            MethodConfig::Adapter(c) => c.param_count(model),
+            MethodConfig::PromptTuning(c) => c.param_count(model),
+            MethodConfig::PTuning(c) => c.param_count(model),
+            MethodConfig::PrefixTuning(c) => c.param_count(model),
+            MethodConfig::PTuningV2(c) => c.param_count(model),
+        }
+    }
+
+    /// Something the user should know about this method on this model before training
+    /// (e.g. BitFit on a model without bias terms).
+    pub fn note_for(&self, model: &LlamaConfig) -> Option<String> {
+        match self {
+            MethodConfig::Bitfit(c) => c.note_for(model),
+            _ => None,
+        }
+    }
+
+    /// The method, ready to attach to a model.
+    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        let (seed, device) = (ctx.seed, ctx.device.clone());
+        Ok(match self {
             MethodConfig::Full(c) => Box::new(full::Full::new(c.clone())),
             MethodConfig::Freeze(c) => {
-                Box::new(freeze::Freeze::new(c.clone(), model.num_hidden_layers))
+                Box::new(freeze::Freeze::new(c.clone(), ctx.model.num_hidden_layers))
             }
-            MethodConfig::Lora(c) => Box::new(lora::Lora::new(c.clone(), seed, device.clone())),
-        }
+            MethodConfig::Lora(c) => Box::new(lora::Lora::new(c.clone(), seed, device)),
+            MethodConfig::Dora(c) => Box::new(dora::Dora::new(c.clone(), seed, device)),
+            MethodConfig::Adalora(c) => Box::new(adalora::Adalora::new(
+                c.clone(),
+                ctx.total_steps,
+                seed,
+                device,
+            )),
+            MethodConfig::Ia3(c) => Box::new(ia3::Ia3::new(c.clone(), device)),
+            MethodConfig::Bitfit(c) => Box::new(bitfit::Bitfit::new(c.clone(), ctx.model, device)?),
+            MethodConfig::Adapter(c) => Box::new(adapter::Adapter::new(c.clone(), seed, device)),
+            MethodConfig::PromptTuning(c) => Box::new(prompt_tuning::PromptTuning::new(
+                c.clone(),
+                ctx.model,
+                seed,
+                device,
+            )?),
+            MethodConfig::PTuning(c) => {
+                Box::new(p_tuning::PTuning::new(c.clone(), ctx.model, seed, device)?)
+            }
+            MethodConfig::PrefixTuning(c) => Box::new(prefix_tuning::PrefixTuning::new(
+                c.clone(),
+                ctx.model,
+                seed,
+                device,
+            )?),
+            MethodConfig::PTuningV2(c) => Box::new(c.build(ctx.model, seed, device)?),
+        })
     }
 }
 
@@ -93,8 +236,21 @@ impl MethodConfig {
 pub struct ExportContext<'a> {
     /// Recorded as `base_model_name_or_path`.
     pub base_model: &'a str,
-    /// Base tensors the run trained (full fine-tuning, Freeze), by checkpoint name.
+    /// Base tensors the run trained (full fine-tuning, Freeze, BitFit), by checkpoint name.
     pub trained_base: &'a [(String, Var)],
+    /// The model's shape (prompt methods record layers, heads and widths).
+    pub model: &'a LlamaConfig,
+}
+
+/// Rank each adapted matrix keeps after an AdaLoRA budget step, for the live heat map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankAllocation {
+    /// Total rank the schedule allows at this step.
+    pub budget: usize,
+    /// The rank every matrix started with.
+    pub init_r: usize,
+    /// (module path, kept rank), in model order.
+    pub ranks: Vec<(String, usize)>,
 }
 
 /// A method attached to a model.
@@ -104,6 +260,23 @@ pub trait Method: Injector + Send {
     /// Fails if the method found nothing to attach to (e.g. target modules the model lacks).
     fn check_attached(&self, _module_names: &[String]) -> Result<()> {
         Ok(())
+    }
+    /// Called once the model is built (prompt tuning initialises from token embeddings).
+    fn on_loaded(&mut self, _model: &Llama, _tokenizer: &tokenizers::Tokenizer) -> Result<()> {
+        Ok(())
+    }
+    /// Prompt embeddings and key/value prefixes for a forward pass.
+    fn hooks(&self, _train: bool) -> Result<Hooks> {
+        Ok(Hooks::default())
+    }
+    /// A term added to the training loss (AdaLoRA's orthogonality regulariser).
+    fn extra_loss(&self) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// Called after each optimizer step with that step's gradients (1-based `step`);
+    /// AdaLoRA reallocates its rank budget here.
+    fn after_step(&mut self, _step: usize, _grads: &GradStore) -> Result<Option<RankAllocation>> {
+        Ok(None)
     }
     /// Writes the trained weights into `dir` (which exists and is empty).
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()>;

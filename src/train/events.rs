@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
+pub use crate::peft::RankAllocation;
 
 pub type RunId = u64;
 
@@ -36,6 +37,12 @@ pub enum Event {
     },
     Step(StepPoint),
     Eval(EvalPoint),
+    /// AdaLoRA moved its rank budget.
+    Ranks {
+        run: RunId,
+        step: usize,
+        allocation: RankAllocation,
+    },
     Finished {
         run: RunId,
         summary: Box<Summary>,
@@ -51,6 +58,7 @@ impl Event {
         match self {
             Event::Started { run, .. }
             | Event::Notice { run, .. }
+            | Event::Ranks { run, .. }
             | Event::Finished { run, .. }
             | Event::Failed { run, .. } => *run,
             Event::Step(p) => p.run,

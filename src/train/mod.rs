@@ -20,10 +20,10 @@ use crate::data::{
 };
 use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, resolve_model_dir};
 use crate::peft::{
-    ExportContext, Method,
+    BuildContext, ExportContext, Method,
     export::{save_json, write_atomic, write_dir_atomic},
 };
-pub use events::{Command, EvalPoint, Event, RunId, StepPoint, Summary};
+pub use events::{Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
 
 /// The device a config names.
 pub fn device_for(name: &str) -> Result<Device> {
@@ -171,6 +171,7 @@ fn ensure_finite(loss: f64, step: usize, lr: f64) -> Result<()> {
 /// Everything a run holds once its model and data are loaded.
 struct Prepared {
     model: Llama,
+    model_cfg: LlamaConfig,
     method: Box<dyn Method>,
     loaded_trained: Vec<(String, Var)>,
     train: Vec<Encoded>,
@@ -191,7 +192,12 @@ fn prepare(
     let device = device_for(&cfg.device)?;
     let dir = resolve_model_dir(&cfg.model)?;
     let model_cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
-    let mut method = cfg.method.build(&model_cfg, cfg.seed, &device);
+    let mut method = cfg.method.build(&BuildContext {
+        model: &model_cfg,
+        seed: cfg.seed,
+        device: &device,
+        total_steps: cfg.steps,
+    })?;
     let loaded = LoadedModel::load(&dir, method.as_mut(), &device)?;
     let module_names: Vec<String> = loaded
         .weights
@@ -200,6 +206,7 @@ fn prepare(
         .filter_map(|k| k.strip_suffix(".weight").map(str::to_string))
         .collect();
     method.check_attached(&module_names)?;
+    method.on_loaded(&loaded.model, &loaded.tokenizer)?;
     let dataset = match dataset {
         Some(d) => d,
         None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
@@ -238,6 +245,7 @@ fn prepare(
     Ok(Prepared {
         loaded_trained: loaded.weights.trained().to_vec(),
         model: loaded.model,
+        model_cfg,
         method,
         train,
         eval,
@@ -274,7 +282,7 @@ pub fn run(
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let p = prepare(cfg, dataset, emit, run)?;
+    let mut p = prepare(cfg, dataset, emit, run)?;
     let mut vars: Vec<(String, Var)> = p.loaded_trained.clone();
     vars.extend(p.method.vars());
     let trainable: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
@@ -314,14 +322,14 @@ pub fn run(
         out_dir: out_dir.map(|d| d.display().to_string()),
     });
 
-    let hooks = Hooks::default();
     let eval_bs = cfg.batch_size.max(16);
     let eval_point = |step: usize,
-                      model: &Llama,
+                      p: &Prepared,
                       log: &mut MetricsLog,
                       emit: &mut dyn FnMut(Event)|
      -> Result<(f64, f64)> {
-        let (loss, exact) = evaluate(model, &hooks, &p.eval, eval_bs, p.pad, &p.device)?;
+        let hooks = p.method.hooks(false)?;
+        let (loss, exact) = evaluate(&p.model, &hooks, &p.eval, eval_bs, p.pad, &p.device)?;
         let point = EvalPoint {
             run,
             step,
@@ -333,7 +341,7 @@ pub fn run(
         emit(Event::Eval(point.clone()));
         Ok((point.loss, point.metric))
     };
-    let (initial_eval_loss, initial_metric) = eval_point(0, &p.model, &mut log, emit)?;
+    let (initial_eval_loss, initial_metric) = eval_point(0, &p, &mut log, emit)?;
 
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut order: Vec<usize> = Vec::new();
@@ -359,15 +367,33 @@ pub fn run(
             picked.push(&p.train[order.pop().expect("refilled above")]);
         }
         let batch = Batch::new(&picked, p.pad, &p.device)?;
+        let hooks = p.method.hooks(true)?;
         let logits = scored_logits(&p.model, &hooks, &batch, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &batch.targets)?;
+        // The curve shows the task loss; a method's regulariser (AdaLoRA) only joins the
+        // objective, so every method's curve measures the same thing.
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         ensure_finite(loss_value, step, o.lr)?;
+        let objective = match p.method.extra_loss()? {
+            Some(extra) => (&loss + extra)?,
+            None => loss,
+        };
         let lr = schedule::lr_at(step, cfg.steps, o);
         opt.set_learning_rate(lr);
-        let mut grads = loss.backward()?;
+        let mut grads = objective.backward()?;
         clip_grad_norm(&mut grads, &plain_vars, o.max_grad_norm)?;
         opt.step(&grads)?;
+        if let Some(allocation) = p.method.after_step(step, &grads)? {
+            log.write(
+                "ranks",
+                &serde_json::json!({ "step": step, "allocation": &allocation }),
+            )?;
+            emit(Event::Ranks {
+                run,
+                step,
+                allocation,
+            });
+        }
         train_time += t0.elapsed().as_secs_f64();
         tokens_seen += batch.real_tokens;
         last_loss = loss_value;
@@ -384,12 +410,12 @@ pub fn run(
         log.write("step", &point)?;
         emit(Event::Step(point));
         if step % cfg.eval_every == 0 || step == cfg.steps {
-            last_eval = eval_point(step, &p.model, &mut log, emit)?;
+            last_eval = eval_point(step, &p, &mut log, emit)?;
             last_eval_step = step;
         }
     }
     if steps_done > 0 && last_eval_step != steps_done {
-        last_eval = eval_point(steps_done, &p.model, &mut log, emit)?;
+        last_eval = eval_point(steps_done, &p, &mut log, emit)?;
     }
 
     let summary = Summary {
@@ -417,6 +443,7 @@ pub fn run(
         let ctx = ExportContext {
             base_model: &base_model,
             trained_base: &p.loaded_trained,
+            model: &p.model_cfg,
         };
         write_dir_atomic(&dir.join("adapter"), |d| p.method.export(d, &ctx))?;
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;

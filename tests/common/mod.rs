@@ -1,6 +1,11 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test file uses some of them).
+#![allow(dead_code)]
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+
+use peft_workbench::models::{Injector, Llama, LlamaConfig, Weights};
+use peft_workbench::pretrain::{PretrainArgs, init_weights, model_config};
 
 /// Largest absolute elementwise difference of two tensors of one shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -14,4 +19,56 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A tiny random LLaMA: vocabulary 32, hidden 16, 2 layers, 4 heads sharing 2 key/value heads.
+pub fn tiny_config() -> LlamaConfig {
+    let args = PretrainArgs {
+        corpus: "unused".into(),
+        out: "unused".into(),
+        vocab: 32,
+        hidden: 16,
+        layers: 2,
+        heads: 4,
+        kv_heads: 2,
+        intermediate: 24,
+        steps: 0,
+        batch: 1,
+        chunk_chars: 0,
+        lr: 0.0,
+        seed: 0,
+    };
+    let mut cfg = model_config(&args, 32, 0);
+    cfg.max_position_embeddings = 64;
+    cfg
+}
+
+pub fn tiny_weights(cfg: &LlamaConfig, seed: u64) -> HashMap<String, Tensor> {
+    // Norm weights away from 1 and larger matrices, so every part of the graph matters.
+    init_weights(cfg, seed)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            let t = if n.contains("norm") {
+                (t + 0.1).unwrap()
+            } else {
+                (t * 10.0).unwrap()
+            };
+            (n, t)
+        })
+        .collect()
+}
+
+pub fn build(
+    cfg: &LlamaConfig,
+    tensors: &HashMap<String, Tensor>,
+    inj: &mut dyn Injector,
+) -> (Llama, Weights) {
+    let mut w = Weights::from_tensors(tensors.clone());
+    let m = Llama::load(cfg, &mut w, inj, &Device::Cpu).unwrap();
+    (m, w)
+}
+
+pub fn ids(v: &[u32]) -> Tensor {
+    Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
 }

@@ -1,0 +1,525 @@
+//! AdaLoRA (Zhang et al., 2023), numerically as Hugging Face PEFT: each targeted projection
+//! gets an update in SVD form `B·diag(E)·A` (P·Λ·Q), A and B ~ N(0, 0.02), E = 0, added as
+//! `x (A ⊙ E)ᵀ Bᵀ · alpha / (init_r + 1e-5)`. After every optimizer step the importance of
+//! each entry, |p·∇p|, is smoothed (Ī ← β1 Ī + (1−β1) I) with its uncertainty
+//! (Ū ← β2 Ū + (1−β2) |I − Ī|); a singular triplet scores s(E_i) + mean s(A_i·) +
+//! mean s(B_·i) with s = Ī·Ū. The total rank budget stays at init_r per matrix for `tinit`
+//! steps, decays cubically to target_r until `tfinal` steps before the end, and every
+//! `delta_t` steps the lowest-scoring triplets have their E zeroed. An orthogonality
+//! regulariser, the mean of ‖AAᵀ − I‖_F and ‖BᵀB − I‖_F, joins the loss.
+
+use anyhow::{Result, bail};
+use candle_core::{DType, Device, Tensor, Var, backprop::GradStore};
+use rand::{SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use super::export::{save_json, save_safetensors};
+use super::init;
+use super::lora::{matches_target, no_target_error};
+use super::{ExportContext, Method, RankAllocation};
+use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaloraConfig {
+    /// Rank every matrix starts with.
+    #[serde(default = "default_init_r")]
+    pub init_r: usize,
+    /// Average rank per matrix at the end of the budget schedule.
+    #[serde(default = "default_target_r")]
+    pub target_r: usize,
+    /// The update is scaled by alpha / init_r.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    #[serde(default)]
+    pub dropout: f32,
+    #[serde(default = "default_targets")]
+    pub target_modules: Vec<String>,
+    /// Steps at the full budget before pruning starts.
+    #[serde(default)]
+    pub tinit: usize,
+    /// Steps at the end trained with the final allocation fixed.
+    #[serde(default)]
+    pub tfinal: usize,
+    /// Reallocate the budget every this many steps.
+    #[serde(default = "default_delta_t")]
+    pub delta_t: usize,
+    /// Smoothing of the importance.
+    #[serde(default = "default_beta")]
+    pub beta1: f64,
+    /// Smoothing of the importance's uncertainty.
+    #[serde(default = "default_beta")]
+    pub beta2: f64,
+    /// Weight of the orthogonality regulariser in the loss.
+    #[serde(default = "default_orth")]
+    pub orth_reg_weight: f64,
+}
+
+fn default_init_r() -> usize {
+    12
+}
+fn default_target_r() -> usize {
+    8
+}
+fn default_alpha() -> f64 {
+    16.0
+}
+fn default_targets() -> Vec<String> {
+    vec!["q_proj".into(), "v_proj".into()]
+}
+fn default_delta_t() -> usize {
+    1
+}
+fn default_beta() -> f64 {
+    0.85
+}
+fn default_orth() -> f64 {
+    0.5
+}
+
+impl Default for AdaloraConfig {
+    fn default() -> Self {
+        Self {
+            init_r: default_init_r(),
+            target_r: default_target_r(),
+            alpha: default_alpha(),
+            dropout: 0.0,
+            target_modules: default_targets(),
+            tinit: 0,
+            tfinal: 0,
+            delta_t: default_delta_t(),
+            beta1: default_beta(),
+            beta2: default_beta(),
+            orth_reg_weight: default_orth(),
+        }
+    }
+}
+
+impl AdaloraConfig {
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let bad = |k: &str, w: &str| Err((k.to_string(), w.to_string()));
+        if self.init_r == 0 {
+            return bad("init_r", "must be at least 1");
+        }
+        if self.target_r == 0 || self.target_r > self.init_r {
+            return bad("target_r", "must be between 1 and init_r");
+        }
+        if !self.alpha.is_finite() || self.alpha <= 0.0 {
+            return bad("alpha", "must be a positive finite number");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if self.target_modules.is_empty() {
+            return bad("target_modules", "name at least one projection");
+        }
+        if self.delta_t == 0 {
+            return bad("delta_t", "must be at least 1");
+        }
+        for (k, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(k, "must be in [0, 1)");
+            }
+        }
+        if !self.orth_reg_weight.is_finite() || self.orth_reg_weight < 0.0 {
+            return bad("orth_reg_weight", "must be a finite number >= 0");
+        }
+        Ok(())
+    }
+
+    /// The schedule needs room between its warm-up and its final phase.
+    pub fn validate_steps(&self, steps: usize) -> std::result::Result<(), (String, String)> {
+        if self.tinit + self.tfinal >= steps {
+            return Err((
+                "tinit".into(),
+                format!(
+                    "tinit + tfinal ({} + {}) must be less than the run's {steps} steps",
+                    self.tinit, self.tfinal
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Per targeted matrix `init_r·(in + out + 1)` (A, B and E).
+    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+        model
+            .projections()
+            .iter()
+            .filter(|(p, ..)| matches_target(p, &self.target_modules))
+            .map(|(_, i, o, _)| self.init_r * (i + o + 1))
+            .sum()
+    }
+
+    /// PEFT's `budget_schedule`: (total budget, whether to mask) at 0-based `step`.
+    pub fn budget(&self, step: usize, total: usize, matrices: usize) -> (usize, bool) {
+        let init_bgt = self.init_r * matrices;
+        let target_bgt = self.target_r * matrices;
+        if step <= self.tinit {
+            (init_bgt, false)
+        } else if step > total - self.tfinal {
+            (target_bgt, true)
+        } else {
+            let span = (total - self.tfinal - self.tinit) as f64;
+            let coeff = 1.0 - (step - self.tinit) as f64 / span;
+            let b = (init_bgt - target_bgt) as f64 * coeff.powi(3) + target_bgt as f64;
+            (b as usize, step.is_multiple_of(self.delta_t))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SvdBranch {
+    a: Var,
+    e: Var,
+    b: Var,
+    scale: f64,
+    dropout: f32,
+}
+
+impl LinearAdapter for SvdBranch {
+    fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
+        let xd = if train && self.dropout > 0.0 {
+            candle_nn::ops::dropout(x, self.dropout)?
+        } else {
+            x.clone()
+        };
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = xd.reshape((rows, dims[dims.len() - 1]))?;
+        let ae = self.a.as_tensor().broadcast_mul(self.e.as_tensor())?;
+        let delta = (x2.matmul(&ae.t()?)?.matmul(&self.b.t()?)? * self.scale)?;
+        let mut out = dims;
+        *out.last_mut().expect("non-empty") = base.out_dim();
+        base.forward(x)? + delta.reshape(out)?
+    }
+}
+
+/// Smoothed importance and uncertainty of one tensor's entries.
+struct Sensitivity {
+    avg: Tensor,
+    unc: Tensor,
+}
+
+impl Sensitivity {
+    fn update(this: &mut Option<Self>, p: &Tensor, g: &Tensor, b1: f64, b2: f64) -> Result<()> {
+        let ipt = (p * g)?.abs()?;
+        let (avg, unc) = match this.take() {
+            Some(s) => (s.avg, s.unc),
+            None => (ipt.zeros_like()?, ipt.zeros_like()?),
+        };
+        let avg = ((avg * b1)? + (&ipt * (1.0 - b1))?)?;
+        let unc = ((unc * b2)? + ((&ipt - &avg)?.abs()? * (1.0 - b2))?)?;
+        *this = Some(Self { avg, unc });
+        Ok(())
+    }
+
+    fn score(&self) -> Result<Tensor> {
+        Ok((&self.avg * &self.unc)?)
+    }
+}
+
+struct Triplet {
+    path: String,
+    a: Var,
+    e: Var,
+    b: Var,
+    sens: [Option<Sensitivity>; 3],
+    /// Which ranks the last allocation kept; `None` until the first one.
+    pattern: Option<Vec<bool>>,
+}
+
+pub struct Adalora {
+    cfg: AdaloraConfig,
+    total_steps: usize,
+    rng: StdRng,
+    device: Device,
+    triplets: Vec<Triplet>,
+}
+
+impl Adalora {
+    pub fn new(cfg: AdaloraConfig, total_steps: usize, seed: u64, device: Device) -> Self {
+        Self {
+            cfg,
+            total_steps,
+            rng: StdRng::seed_from_u64(seed ^ 0x4164_614c),
+            device,
+            triplets: Vec::new(),
+        }
+    }
+
+    fn update_importance(&mut self, grads: &GradStore) -> Result<()> {
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        for t in &mut self.triplets {
+            for (i, v) in [&t.a, &t.e, &t.b].into_iter().enumerate() {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    Sensitivity::update(&mut t.sens[i], v.as_tensor(), g, b1, b2)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Score of every triplet, per matrix: s(E_i) + mean_j s(A_ij) + mean_k s(B_ki).
+    fn triplet_scores(&self) -> Result<Vec<Vec<f32>>> {
+        self.triplets
+            .iter()
+            .map(|t| {
+                let [Some(sa), Some(se), Some(sb)] = &t.sens else {
+                    return Ok(vec![0.0; self.cfg.init_r]);
+                };
+                let s = ((se.score()?.flatten_all()? + sa.score()?.mean(1)?)?
+                    + sb.score()?.mean(0)?)?;
+                Ok(s.to_vec1::<f32>()?)
+            })
+            .collect()
+    }
+
+    /// Zeroes E where the triplet's score is at or below the threshold that leaves `budget`
+    /// ranks in total, and remembers the pattern.
+    fn mask_to_budget(&mut self, budget: usize) -> Result<()> {
+        let scores = self.triplet_scores()?;
+        let total = self.cfg.init_r * self.triplets.len();
+        let k = total.saturating_sub(budget);
+        let threshold = if k == 0 {
+            f32::NEG_INFINITY
+        } else {
+            let mut all: Vec<f32> = scores.iter().flatten().copied().collect();
+            all.sort_by(f32::total_cmp);
+            all[k - 1]
+        };
+        for (t, s) in self.triplets.iter_mut().zip(&scores) {
+            t.pattern = Some(s.iter().map(|v| *v > threshold).collect());
+        }
+        self.apply_patterns()
+    }
+
+    fn apply_patterns(&mut self) -> Result<()> {
+        for t in &self.triplets {
+            if let Some(p) = &t.pattern {
+                let keep: Vec<f32> = p.iter().map(|k| if *k { 1.0 } else { 0.0 }).collect();
+                let keep = Tensor::from_vec(keep, (p.len(), 1), &self.device)?;
+                t.e.set(&t.e.as_tensor().mul(&keep)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn allocation(&self, budget: usize) -> RankAllocation {
+        RankAllocation {
+            budget,
+            init_r: self.cfg.init_r,
+            ranks: self
+                .triplets
+                .iter()
+                .map(|t| {
+                    let r = match &t.pattern {
+                        Some(p) => p.iter().filter(|k| **k).count(),
+                        None => self.cfg.init_r,
+                    };
+                    (t.path.clone(), r)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Injector for Adalora {
+    fn linear_adapter(
+        &mut self,
+        path: &str,
+        base: &Projection,
+    ) -> Result<Option<Box<dyn LinearAdapter>>> {
+        if !matches_target(path, &self.cfg.target_modules) {
+            return Ok(None);
+        }
+        let (in_dim, out_dim, r) = (base.in_dim(), base.out_dim(), self.cfg.init_r);
+        if r > in_dim.min(out_dim) {
+            bail!(
+                "init_r {r} exceeds the smaller side of {path} ({out_dim} × {in_dim}); use at most {}",
+                in_dim.min(out_dim)
+            );
+        }
+        let a = init::normal(&mut self.rng, &[r, in_dim], 0.02, &self.device)?;
+        let b = init::normal(&mut self.rng, &[out_dim, r], 0.02, &self.device)?;
+        let e = Var::zeros((r, 1), DType::F32, &self.device)?;
+        self.triplets.push(Triplet {
+            path: path.to_string(),
+            a: a.clone(),
+            e: e.clone(),
+            b: b.clone(),
+            sens: [None, None, None],
+            pattern: None,
+        });
+        Ok(Some(Box::new(SvdBranch {
+            a,
+            e,
+            b,
+            scale: self.cfg.alpha / (r as f64 + 1e-5),
+            dropout: self.cfg.dropout,
+        })))
+    }
+}
+
+impl Method for Adalora {
+    fn vars(&self) -> Vec<(String, Var)> {
+        self.triplets
+            .iter()
+            .flat_map(|t| {
+                let p = &t.path;
+                [
+                    (format!("base_model.model.{p}.lora_A"), t.a.clone()),
+                    (format!("base_model.model.{p}.lora_E"), t.e.clone()),
+                    (format!("base_model.model.{p}.lora_B"), t.b.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    fn check_attached(&self, module_names: &[String]) -> Result<()> {
+        if self.triplets.is_empty() {
+            return Err(no_target_error(&self.cfg.target_modules, module_names));
+        }
+        Ok(())
+    }
+
+    fn extra_loss(&self) -> Result<Option<Tensor>> {
+        if self.cfg.orth_reg_weight == 0.0 || self.triplets.is_empty() {
+            return Ok(None);
+        }
+        let mut terms = Vec::new();
+        for t in &self.triplets {
+            let a = t.a.as_tensor();
+            let b = t.b.as_tensor();
+            for cov in [a.matmul(&a.t()?)?, b.t()?.matmul(b)?] {
+                let eye = Tensor::eye(cov.dim(0)?, DType::F32, cov.device())?;
+                terms.push((cov - eye)?.sqr()?.sum_all()?.sqrt()?);
+            }
+        }
+        let n = terms.len() as f64;
+        let sum = Tensor::stack(&terms, 0)?.sum_all()?;
+        Ok(Some(((sum / n)? * self.cfg.orth_reg_weight)?))
+    }
+
+    /// PEFT's `update_and_allocate`, called with the 0-based step.
+    fn after_step(&mut self, step: usize, grads: &GradStore) -> Result<Option<RankAllocation>> {
+        let g = step - 1;
+        let total = self.total_steps;
+        let final_start = total - self.cfg.tfinal;
+        let n = self.triplets.len();
+        if g < final_start {
+            self.update_importance(grads)?;
+            let (budget, mask) = self.cfg.budget(g, total, n);
+            if mask {
+                self.mask_to_budget(budget)?;
+                return Ok(Some(self.allocation(budget)));
+            }
+            // The first step shows the full allocation, so the heat map appears at once.
+            return Ok((g == 0).then(|| self.allocation(budget)));
+        }
+        let target = self.cfg.target_r * n;
+        if g == final_start {
+            self.mask_to_budget(target)?;
+            for t in &mut self.triplets {
+                t.sens = [None, None, None];
+            }
+            return Ok(Some(self.allocation(target)));
+        }
+        self.apply_patterns()?;
+        Ok(None)
+    }
+
+    /// PEFT's ADALORA folder: `lora_A`, `lora_E`, `lora_B` cut to the kept ranks and the
+    /// `rank_pattern` they were cut by.
+    fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
+        let mut tensors = Vec::new();
+        let mut pattern = serde_json::Map::new();
+        let any_pattern = self.triplets.iter().any(|t| t.pattern.is_some());
+        for t in &self.triplets {
+            let p = &t.path;
+            let keep = t
+                .pattern
+                .clone()
+                .unwrap_or_else(|| vec![true; self.cfg.init_r]);
+            let idx: Vec<u32> = (0..keep.len() as u32)
+                .filter(|i| keep[*i as usize])
+                .collect();
+            let idx = Tensor::new(idx.as_slice(), &self.device)?;
+            let (a, e, b) = if idx.elem_count() == 0 {
+                (
+                    t.a.as_tensor().narrow(0, 0, 0)?,
+                    t.e.as_tensor().narrow(0, 0, 0)?,
+                    t.b.as_tensor().narrow(1, 0, 0)?,
+                )
+            } else {
+                (
+                    t.a.as_tensor().index_select(&idx, 0)?,
+                    t.e.as_tensor().index_select(&idx, 0)?,
+                    t.b.as_tensor().index_select(&idx, 1)?,
+                )
+            };
+            tensors.push((format!("base_model.model.{p}.lora_A"), a));
+            tensors.push((format!("base_model.model.{p}.lora_B"), b));
+            tensors.push((format!("base_model.model.{p}.lora_E"), e));
+            pattern.insert(format!("{p}.lora_E"), serde_json::json!(keep));
+        }
+        save_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+        let mut targets = self.cfg.target_modules.clone();
+        targets.sort();
+        let c = &self.cfg;
+        save_json(
+            &dir.join("adapter_config.json"),
+            &serde_json::json!({
+                "auto_mapping": null,
+                "base_model_name_or_path": ctx.base_model,
+                "beta1": c.beta1,
+                "beta2": c.beta2,
+                "bias": "none",
+                "deltaT": c.delta_t,
+                "fan_in_fan_out": false,
+                "inference_mode": true,
+                "init_lora_weights": true,
+                "init_r": c.init_r,
+                "lora_alpha": c.alpha,
+                "lora_dropout": c.dropout,
+                "modules_to_save": null,
+                "orth_reg_weight": c.orth_reg_weight,
+                "peft_type": "ADALORA",
+                "r": c.init_r,
+                "rank_pattern": if any_pattern { serde_json::Value::Object(pattern) } else { serde_json::Value::Null },
+                "revision": null,
+                "target_modules": targets,
+                "target_r": c.target_r,
+                "task_type": "CAUSAL_LM",
+                "tfinal": c.tfinal,
+                "tinit": c.tinit,
+                "total_step": self.total_steps,
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_follows_peft_schedule() {
+        let c = AdaloraConfig {
+            init_r: 12,
+            target_r: 4,
+            tinit: 10,
+            tfinal: 20,
+            delta_t: 5,
+            ..Default::default()
+        };
+        let n = 3;
+        assert_eq!(c.budget(0, 100, n), (36, false));
+        assert_eq!(c.budget(10, 100, n), (36, false));
+        // Halfway through the decay: (36 − 12)·0.5³ + 12 = 15.
+        assert_eq!(c.budget(45, 100, n), (15, true));
+        assert_eq!(c.budget(46, 100, n), (14, false));
+        assert_eq!(c.budget(81, 100, n), (12, true));
+    }
+}

@@ -1,0 +1,194 @@
+//! IA3 (Liu et al., 2022), as Hugging Face PEFT defines it: a learned vector per targeted
+//! projection, initialised to ones. On attention projections (keys, values) it rescales the
+//! output, `y = (x Wᵀ + b) ⊙ l`; on feed-forward ones (`down_proj`) it rescales the input,
+//! i.e. the MLP's inner activations: `y = (x ⊙ l) Wᵀ + b`.
+
+use anyhow::{Result, bail};
+use candle_core::{Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use super::export::{save_json, save_safetensors};
+use super::init;
+use super::lora::{matches_target, no_target_error};
+use super::{ExportContext, Method};
+use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ia3Config {
+    /// Projections that get a vector.
+    #[serde(default = "default_targets")]
+    pub target_modules: Vec<String>,
+    /// Of those, the ones whose input (not output) is rescaled.
+    #[serde(default = "default_ff")]
+    pub feedforward_modules: Vec<String>,
+}
+
+fn default_targets() -> Vec<String> {
+    vec!["k_proj".into(), "v_proj".into(), "down_proj".into()]
+}
+fn default_ff() -> Vec<String> {
+    vec!["down_proj".into()]
+}
+
+impl Default for Ia3Config {
+    fn default() -> Self {
+        Self {
+            target_modules: default_targets(),
+            feedforward_modules: default_ff(),
+        }
+    }
+}
+
+impl Ia3Config {
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        if self.target_modules.is_empty() {
+            return Err((
+                "target_modules".into(),
+                "name at least one projection, e.g. [\"k_proj\", \"v_proj\", \"down_proj\"]".into(),
+            ));
+        }
+        if let Some(f) = self
+            .feedforward_modules
+            .iter()
+            .find(|f| !self.target_modules.contains(f))
+        {
+            return Err((
+                "feedforward_modules".into(),
+                format!("`{f}` is not one of target_modules"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn is_feedforward(&self, path: &str) -> bool {
+        matches_target(path, &self.feedforward_modules)
+    }
+
+    /// One value per output of each targeted projection (per input for feed-forward ones).
+    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+        model
+            .projections()
+            .iter()
+            .filter(|(p, ..)| matches_target(p, &self.target_modules))
+            .map(|(p, i, o, _)| if self.is_feedforward(p) { *i } else { *o })
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Ia3Vector {
+    scale: Var,
+    feedforward: bool,
+}
+
+impl LinearAdapter for Ia3Vector {
+    fn forward(&self, x: &Tensor, base: &Projection, _train: bool) -> candle_core::Result<Tensor> {
+        if self.feedforward {
+            base.forward(&x.broadcast_mul(self.scale.as_tensor())?)
+        } else {
+            base.forward(x)?.broadcast_mul(self.scale.as_tensor())
+        }
+    }
+}
+
+pub struct Ia3 {
+    cfg: Ia3Config,
+    device: Device,
+    /// (module path, vector, feed-forward) in model order.
+    vectors: Vec<(String, Var, bool)>,
+}
+
+impl Ia3 {
+    pub fn new(cfg: Ia3Config, device: Device) -> Self {
+        Self {
+            cfg,
+            device,
+            vectors: Vec::new(),
+        }
+    }
+}
+
+impl Injector for Ia3 {
+    fn linear_adapter(
+        &mut self,
+        path: &str,
+        base: &Projection,
+    ) -> Result<Option<Box<dyn LinearAdapter>>> {
+        if !matches_target(path, &self.cfg.target_modules) {
+            return Ok(None);
+        }
+        let feedforward = self.cfg.is_feedforward(path);
+        let n = if feedforward {
+            base.in_dim()
+        } else {
+            base.out_dim()
+        };
+        let scale = init::constant(&[n], 1.0, &self.device)?;
+        self.vectors
+            .push((path.to_string(), scale.clone(), feedforward));
+        Ok(Some(Box::new(Ia3Vector { scale, feedforward })))
+    }
+}
+
+impl Method for Ia3 {
+    fn vars(&self) -> Vec<(String, Var)> {
+        self.vectors
+            .iter()
+            .map(|(p, v, _)| (format!("base_model.model.{p}.ia3_l"), v.clone()))
+            .collect()
+    }
+
+    fn check_attached(&self, module_names: &[String]) -> Result<()> {
+        if self.vectors.is_empty() {
+            return Err(no_target_error(&self.cfg.target_modules, module_names));
+        }
+        if !self.vectors.iter().any(|(_, _, ff)| *ff) && !self.cfg.feedforward_modules.is_empty() {
+            bail!(
+                "no module matches feedforward_modules {:?}",
+                self.cfg.feedforward_modules
+            );
+        }
+        Ok(())
+    }
+
+    /// PEFT's IA3 folder: `ia3_l` is `[out, 1]` on attention projections and `[1, in]` on
+    /// feed-forward ones.
+    fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .vectors
+            .iter()
+            .map(|(p, v, ff)| {
+                let t = v.as_tensor();
+                let t = if *ff {
+                    t.unsqueeze(0)?
+                } else {
+                    t.unsqueeze(1)?
+                };
+                Ok((format!("base_model.model.{p}.ia3_l"), t))
+            })
+            .collect::<Result<_>>()?;
+        save_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+        let mut targets = self.cfg.target_modules.clone();
+        targets.sort();
+        let mut ff = self.cfg.feedforward_modules.clone();
+        ff.sort();
+        save_json(
+            &dir.join("adapter_config.json"),
+            &serde_json::json!({
+                "auto_mapping": null,
+                "base_model_name_or_path": ctx.base_model,
+                "fan_in_fan_out": false,
+                "feedforward_modules": ff,
+                "inference_mode": true,
+                "init_ia3_weights": true,
+                "modules_to_save": null,
+                "peft_type": "IA3",
+                "revision": null,
+                "target_modules": targets,
+                "task_type": "CAUSAL_LM",
+            }),
+        )
+    }
+}
