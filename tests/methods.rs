@@ -4,7 +4,9 @@
 //! and AdaLoRA's budget lands where its schedule says.
 
 mod common;
-use common::{build, ids, max_abs_diff, tiny_config, tiny_weights};
+use common::{
+    assert_matches_finite_differences, build, ids, max_abs_diff, tiny_config, tiny_weights,
+};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
@@ -205,45 +207,12 @@ fn gradients_of_every_method_match_finite_differences() {
             let g = grads
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{}: no gradient reached {name}", m.kind()));
-            let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let start = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let mut order: Vec<usize> = (0..g.len()).collect();
-            order.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
-            assert!(
-                g[order[0]].abs() > 1e-5,
-                "{}: gradient of {name} is ~0, backprop stops before it",
-                m.kind()
-            );
-            for &i in order.iter().take(2) {
-                let eps = 1e-2f32;
-                let probe = |delta: f32| -> f32 {
-                    let mut v = start.clone();
-                    v[i] += delta;
-                    var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap())
-                        .unwrap();
-                    objective(&model, method.as_ref())
-                        .to_scalar::<f32>()
-                        .unwrap()
-                };
-                let fd = (probe(eps) - probe(-eps)) / (2.0 * eps);
-                var.set(
-                    &Tensor::from_vec(start.clone(), var.as_tensor().shape(), &Device::Cpu)
-                        .unwrap(),
-                )
-                .unwrap();
-                let tol = 2e-3 + 0.05 * g[i].abs();
-                assert!(
-                    (fd - g[i]).abs() <= tol,
-                    "{}: {name}[{i}] analytic {} vs numeric {fd}",
-                    m.kind(),
-                    g[i]
-                );
-            }
+            let what = format!("{}: {name}", m.kind());
+            assert_matches_finite_differences(&what, var, g, 2, || {
+                objective(&model, method.as_ref())
+                    .to_scalar::<f32>()
+                    .unwrap()
+            });
         }
     }
 }

@@ -3,7 +3,9 @@
 //! PEFT methods use (prompt embeddings, key/value prefixes, LoRA).
 
 mod common;
-use common::{build, ids, max_abs_diff, tiny_config, tiny_weights};
+use common::{
+    assert_matches_finite_differences, build, ids, max_abs_diff, tiny_config, tiny_weights,
+};
 
 use candle_core::{D, Device, Tensor, Var};
 use std::collections::HashMap;
@@ -56,41 +58,9 @@ fn gradients_match_finite_differences_in_every_kind_of_layer() {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("no gradient reached {name}"));
-        let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let base = var
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        // The entries with the largest analytic gradient: a stopped gradient shows as zeros.
-        let mut order: Vec<usize> = (0..g.len()).collect();
-        order.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
-        assert!(
-            g[order[0]].abs() > 1e-4,
-            "{name}: gradient is ~0, backprop stops before it"
-        );
-        for &i in order.iter().take(3) {
-            let eps = 1e-2f32;
-            let probe = |delta: f32| -> f32 {
-                let mut v = base.clone();
-                v[i] += delta;
-                var.set(&Tensor::from_vec(v, var.as_tensor().shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-                loss(&model, &seq).to_scalar::<f32>().unwrap()
-            };
-            let fd = (probe(eps) - probe(-eps)) / (2.0 * eps);
-            var.set(
-                &Tensor::from_vec(base.clone(), var.as_tensor().shape(), &Device::Cpu).unwrap(),
-            )
-            .unwrap();
-            let tol = 2e-3 + 0.05 * g[i].abs();
-            assert!(
-                (fd - g[i]).abs() <= tol,
-                "{name}[{i}]: analytic {} vs numeric {fd}",
-                g[i]
-            );
-        }
+        assert_matches_finite_differences(name, var, g, 3, || {
+            loss(&model, &seq).to_scalar::<f32>().unwrap()
+        });
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::export::{save_json, save_safetensors};
 use super::init;
-use super::lora::{matches_target, no_target_error};
+use super::lora::{matches_target, require_attached, validate_branch};
 use super::{ExportContext, Method, RankAllocation};
 use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
 
@@ -105,15 +105,7 @@ impl AdaloraConfig {
         if self.target_r == 0 || self.target_r > self.init_r {
             return bad("target_r", "must be between 1 and init_r");
         }
-        if !self.alpha.is_finite() || self.alpha <= 0.0 {
-            return bad("alpha", "must be a positive finite number");
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", "must be in [0, 1)");
-        }
-        if self.target_modules.is_empty() {
-            return bad("target_modules", "name at least one projection");
-        }
+        validate_branch(self.alpha, self.dropout, &self.target_modules)?;
         if self.delta_t == 0 {
             return bad("delta_t", "must be at least 1");
         }
@@ -378,10 +370,7 @@ impl Method for Adalora {
     }
 
     fn check_attached(&self, module_names: &[String]) -> Result<()> {
-        if self.triplets.is_empty() {
-            return Err(no_target_error(&self.cfg.target_modules, module_names));
-        }
-        Ok(())
+        require_attached(self.triplets.len(), &self.cfg.target_modules, module_names)
     }
 
     fn extra_loss(&self) -> Result<Option<Tensor>> {

@@ -10,7 +10,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::{save_json, save_vars};
 use super::init::TrainLinear;
 use super::{ExportContext, Method, MethodConfig};
 use crate::models::{Injector, LlamaConfig, Site, SublayerAdapter};
@@ -201,13 +201,9 @@ impl Method for Adapter {
     /// under `model.layers.N.{attention,output}_adapter.{down,up}.{weight,bias}` and
     /// `method.json`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .vars()
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        save_safetensors(&dir.join("model.safetensors"), &tensors)?;
-        let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+        let vars = self.vars();
+        save_vars(&dir.join("model.safetensors"), &vars)?;
+        let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
         save_json(
             &dir.join("method.json"),
             &serde_json::json!({

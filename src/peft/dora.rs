@@ -10,9 +10,9 @@ use candle_core::{Device, Tensor, Var};
 use rand::{SeedableRng, rngs::StdRng};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::{save_json, save_vars};
 use super::lora::{
-    LoraBranch, LoraConfig, lora_adapter_config, matches_target, new_branch, no_target_error,
+    LoraBranch, LoraConfig, lora_adapter_config, matches_target, new_branch, require_attached,
 };
 use super::{ExportContext, Method};
 use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
@@ -110,20 +110,12 @@ impl Method for Dora {
     }
 
     fn check_attached(&self, module_names: &[String]) -> Result<()> {
-        if self.branches.is_empty() {
-            return Err(no_target_error(&self.cfg.target_modules, module_names));
-        }
-        Ok(())
+        require_attached(self.branches.len(), &self.cfg.target_modules, module_names)
     }
 
     /// PEFT's LoRA folder with `use_dora: true` and each `lora_magnitude_vector`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .vars()
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        save_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+        save_vars(&dir.join("adapter_model.safetensors"), &self.vars())?;
         save_json(
             &dir.join("adapter_config.json"),
             &lora_adapter_config(&self.cfg, ctx.base_model, true),

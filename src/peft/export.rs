@@ -30,6 +30,15 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     write_atomic(path, &bytes)
 }
 
+/// Saves trainable tensors under their names.
+pub fn save_vars(path: &Path, vars: &[(String, candle_core::Var)]) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    save_safetensors(path, &tensors)
+}
+
 /// Saves a JSON value with sorted keys and two-space indentation.
 pub fn save_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;

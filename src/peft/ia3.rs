@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::export::{save_json, save_safetensors};
 use super::init;
-use super::lora::{matches_target, no_target_error};
+use super::lora::{matches_target, require_attached};
 use super::{ExportContext, Method};
 use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
 
@@ -141,9 +141,7 @@ impl Method for Ia3 {
     }
 
     fn check_attached(&self, module_names: &[String]) -> Result<()> {
-        if self.vectors.is_empty() {
-            return Err(no_target_error(&self.cfg.target_modules, module_names));
-        }
+        require_attached(self.vectors.len(), &self.cfg.target_modules, module_names)?;
         if !self.vectors.iter().any(|(_, _, ff)| *ff) && !self.cfg.feedforward_modules.is_empty() {
             bail!(
                 "no module matches feedforward_modules {:?}",

@@ -8,7 +8,7 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
 use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
@@ -58,23 +58,10 @@ impl Default for LoraConfig {
 
 impl LoraConfig {
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
-        let bad = |k: &str, w: &str| Err((k.to_string(), w.to_string()));
         if self.rank == 0 {
-            return bad("rank", "must be at least 1");
+            return Err(("rank".into(), "must be at least 1".into()));
         }
-        if !self.alpha.is_finite() || self.alpha <= 0.0 {
-            return bad("alpha", "must be a positive finite number");
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", "must be in [0, 1)");
-        }
-        if self.target_modules.is_empty() {
-            return bad(
-                "target_modules",
-                "name at least one projection, e.g. [\"q_proj\", \"v_proj\"]",
-            );
-        }
-        Ok(())
+        validate_branch(self.alpha, self.dropout, &self.target_modules)
     }
 
     /// Σ r·(in + out) over the targeted projections.
@@ -94,6 +81,28 @@ impl LoraConfig {
             self.alpha / self.rank as f64
         }
     }
+}
+
+/// Checks the keys every LoRA-family method has.
+pub fn validate_branch(
+    alpha: f64,
+    dropout: f32,
+    target_modules: &[String],
+) -> std::result::Result<(), (String, String)> {
+    let bad = |k: &str, w: &str| Err((k.to_string(), w.to_string()));
+    if !alpha.is_finite() || alpha <= 0.0 {
+        return bad("alpha", "must be a positive finite number");
+    }
+    if !(0.0..1.0).contains(&dropout) {
+        return bad("dropout", "must be in [0, 1)");
+    }
+    if target_modules.is_empty() {
+        return bad(
+            "target_modules",
+            "name at least one projection, e.g. [\"q_proj\", \"v_proj\"]",
+        );
+    }
+    Ok(())
 }
 
 /// Whether the module at `path` is one of `targets` (PEFT's rule: the path ends with
@@ -168,15 +177,23 @@ pub fn new_branch(
     })
 }
 
-/// Error for a LoRA-family method that matched no projection.
-pub fn no_target_error(targets: &[String], module_names: &[String]) -> anyhow::Error {
+/// Fails when a method that wraps projections found none of its targets (`attached` = how
+/// many it wrapped), listing the projections the model has.
+pub fn require_attached(
+    attached: usize,
+    targets: &[String],
+    module_names: &[String],
+) -> Result<()> {
+    if attached > 0 {
+        return Ok(());
+    }
     let mut leaves: Vec<&str> = module_names
         .iter()
         .filter_map(|n| n.rsplit('.').next())
         .collect();
     leaves.sort();
     leaves.dedup();
-    anyhow::anyhow!(
+    bail!(
         "no module matches target_modules {targets:?}; this model's projections are: {}",
         leaves.join(", ")
     )
@@ -231,20 +248,12 @@ impl Method for Lora {
     }
 
     fn check_attached(&self, module_names: &[String]) -> Result<()> {
-        if self.branches.is_empty() {
-            return Err(no_target_error(&self.cfg.target_modules, module_names));
-        }
-        Ok(())
+        require_attached(self.branches.len(), &self.cfg.target_modules, module_names)
     }
 
     /// A Hugging Face PEFT adapter folder: `adapter_config.json` + `adapter_model.safetensors`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .vars()
-            .into_iter()
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        save_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+        save_vars(&dir.join("adapter_model.safetensors"), &self.vars())?;
         save_json(
             &dir.join("adapter_config.json"),
             &lora_adapter_config(&self.cfg, ctx.base_model, false),

@@ -12,9 +12,10 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
 use super::init::{self, TrainLinear};
-use super::prompt_tuning::{default_tokens, prompt_learning_config, validate_tokens};
+use super::prompt_tuning::{
+    default_tokens, prompt_learning_config, save_prompt_adapter, validate_tokens,
+};
 use super::{ExportContext, Method};
 use crate::models::{Hooks, Injector, LlamaConfig};
 
@@ -308,10 +309,6 @@ impl Method for PTuning {
 
     /// PEFT's P_TUNING folder: the encoder's output as `prompt_embeddings` `[n, hidden]`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        save_safetensors(
-            &dir.join("adapter_model.safetensors"),
-            &[("prompt_embeddings".into(), self.prompt(false)?)],
-        )?;
         let m = ctx.model;
         let mut c = prompt_learning_config(
             "P_TUNING",
@@ -338,9 +335,6 @@ impl Method for PTuning {
             "encoder_dropout".into(),
             (self.cfg.encoder_dropout as f64).into(),
         );
-        save_json(
-            &dir.join("adapter_config.json"),
-            &serde_json::Value::Object(c),
-        )
+        save_prompt_adapter(dir, self.prompt(false)?, c)
     }
 }

@@ -11,9 +11,10 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
 use super::init::{self, TrainLinear};
-use super::prompt_tuning::{default_tokens, prompt_learning_config, validate_tokens};
+use super::prompt_tuning::{
+    default_tokens, init_text_ids, prompt_learning_config, save_prompt_adapter, validate_tokens,
+};
 use super::{ExportContext, Method};
 use crate::models::{Hooks, Injector, LlamaConfig};
 
@@ -193,14 +194,12 @@ impl Method for PrefixTuning {
         let (Some(text), Source::Direct(prefixes)) = (&self.init_text, &self.source) else {
             return Ok(());
         };
-        let enc = tokenizer
-            .encode(text.as_str(), false)
-            .map_err(|e| anyhow::anyhow!("cannot tokenise init_text: {e}"))?;
-        if enc.get_ids().is_empty() {
-            anyhow::bail!("init_text gives no tokens");
-        }
-        let ids = super::prompt_tuning::fit_ids(enc.get_ids(), self.cfg.num_virtual_tokens);
-        let ids = Tensor::new(ids.as_slice(), prefixes.device())?.unsqueeze(0)?;
+        let ids = init_text_ids(
+            tokenizer,
+            text,
+            self.cfg.num_virtual_tokens,
+            prefixes.device(),
+        )?;
         prefixes.set(&kv_to_prefix(&model.key_values(&ids)?)?)?;
         Ok(())
     }
@@ -233,11 +232,6 @@ impl Method for PrefixTuning {
     /// PEFT's PREFIX_TUNING folder: `prompt_embeddings` `[n, layers·2·kv_dim]` (the MLP's
     /// output), with `token_dim` and `num_attention_heads` of the key/value heads.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        let prefixes = self.prefixes()?;
-        save_safetensors(
-            &dir.join("adapter_model.safetensors"),
-            &[("prompt_embeddings".into(), prefixes.clone())],
-        )?;
         let m = ctx.model;
         let mut c = prompt_learning_config(
             "PREFIX_TUNING",
@@ -256,10 +250,7 @@ impl Method for PrefixTuning {
             "prefix_projection".into(),
             self.cfg.prefix_projection.into(),
         );
-        save_json(
-            &dir.join("adapter_config.json"),
-            &serde_json::Value::Object(c),
-        )
+        save_prompt_adapter(dir, self.prefixes()?, c)
     }
 }
 

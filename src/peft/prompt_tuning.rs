@@ -137,6 +137,38 @@ pub(crate) fn fit_ids(ids: &[u32], n: usize) -> Vec<u32> {
     ids.iter().copied().cycle().take(n).collect()
 }
 
+/// The token ids of an `init_text`, repeated or cut to `n`, as a `[1, n]` tensor.
+pub(crate) fn init_text_ids(
+    tokenizer: &tokenizers::Tokenizer,
+    text: &str,
+    n: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let enc = tokenizer
+        .encode(text, false)
+        .map_err(|e| anyhow::anyhow!("cannot tokenise init_text: {e}"))?;
+    if enc.get_ids().is_empty() {
+        bail!("init_text gives no tokens");
+    }
+    Ok(Tensor::new(fit_ids(enc.get_ids(), n).as_slice(), device)?.unsqueeze(0)?)
+}
+
+/// Writes a prompt-learning adapter: its one tensor `prompt_embeddings` and its config.
+pub(crate) fn save_prompt_adapter(
+    dir: &Path,
+    prompt: Tensor,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    save_safetensors(
+        &dir.join("adapter_model.safetensors"),
+        &[("prompt_embeddings".into(), prompt)],
+    )?;
+    save_json(
+        &dir.join("adapter_config.json"),
+        &serde_json::Value::Object(config),
+    )
+}
+
 /// The fields PEFT writes for every prompt-learning method.
 pub(crate) fn prompt_learning_config(
     peft_type: &str,
@@ -172,23 +204,16 @@ impl Method for PromptTuning {
 
     fn on_loaded(&mut self, model: &Llama, tokenizer: &tokenizers::Tokenizer) -> Result<()> {
         let n = self.cfg.num_virtual_tokens;
-        let ids: Vec<u32> = match self.cfg.init {
+        let device = self.prompt.device().clone();
+        let ids = match self.cfg.init {
             PromptInit::Random => return Ok(()),
-            PromptInit::Text => {
-                let enc = tokenizer
-                    .encode(self.cfg.init_text.as_str(), false)
-                    .map_err(|e| anyhow::anyhow!("cannot tokenise init_text: {e}"))?;
-                if enc.get_ids().is_empty() {
-                    bail!("init_text gives no tokens");
-                }
-                fit_ids(enc.get_ids(), n)
-            }
+            PromptInit::Text => init_text_ids(tokenizer, &self.cfg.init_text, n, &device)?,
             PromptInit::SampleVocab => {
                 let vocab = model.config().vocab_size as u32;
-                (0..n).map(|_| self.rng.random_range(0..vocab)).collect()
+                let ids: Vec<u32> = (0..n).map(|_| self.rng.random_range(0..vocab)).collect();
+                Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?
             }
         };
-        let ids = Tensor::new(ids.as_slice(), self.prompt.device())?.unsqueeze(0)?;
         self.prompt.set(&model.embed(&ids)?.squeeze(0)?)?;
         Ok(())
     }
@@ -202,10 +227,6 @@ impl Method for PromptTuning {
 
     /// PEFT's PROMPT_TUNING folder: `prompt_embeddings` `[n, hidden]`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        save_safetensors(
-            &dir.join("adapter_model.safetensors"),
-            &[("prompt_embeddings".into(), self.prompt.as_tensor().clone())],
-        )?;
         let m = ctx.model;
         let mut c = prompt_learning_config(
             "PROMPT_TUNING",

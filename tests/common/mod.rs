@@ -72,3 +72,50 @@ pub fn build(
 pub fn ids(v: &[u32]) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
 }
+
+/// Checks the `k` entries of `var` with the largest analytic gradient `grad` against central
+/// finite differences of `objective` (step 1e-2, f32), and that the gradient is not ~0 (a
+/// stopped backward pass shows as zeros). Restores `var` afterwards.
+pub fn assert_matches_finite_differences(
+    what: &str,
+    var: &candle_core::Var,
+    grad: &Tensor,
+    k: usize,
+    objective: impl Fn() -> f32,
+) {
+    let g = grad.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let start = var
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let shape = var.as_tensor().shape().clone();
+    let set = |v: Vec<f32>| {
+        var.set(&Tensor::from_vec(v, shape.clone(), &Device::Cpu).unwrap())
+            .unwrap()
+    };
+    let mut order: Vec<usize> = (0..g.len()).collect();
+    order.sort_by(|a, b| g[*b].abs().total_cmp(&g[*a].abs()));
+    assert!(
+        g[order[0]].abs() > 1e-5,
+        "{what}: gradient is ~0, backprop stops before it"
+    );
+    for &i in order.iter().take(k) {
+        let eps = 1e-2f32;
+        let probe = |delta: f32| {
+            let mut v = start.clone();
+            v[i] += delta;
+            set(v);
+            objective()
+        };
+        let fd = (probe(eps) - probe(-eps)) / (2.0 * eps);
+        set(start.clone());
+        let tol = 2e-3 + 0.05 * g[i].abs();
+        assert!(
+            (fd - g[i]).abs() <= tol,
+            "{what}[{i}]: analytic {} vs numeric {fd}",
+            g[i]
+        );
+    }
+}
