@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use peft_workbench::config::RunConfig;
+use peft_workbench::peft::{export::write_dir_atomic, import};
 use peft_workbench::train::{self, Event};
 
 #[derive(Parser)]
@@ -44,8 +45,30 @@ enum Cmd {
         /// "builtin" or a model folder.
         #[arg(long, default_value = "builtin")]
         model: String,
+        /// An adapter folder to attach: a PEFT adapter (adapter_config.json) or this app's
+        /// export (method.json).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         #[arg(long)]
         text: String,
+    },
+    /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
+    Export {
+        /// A run folder (with adapter/ inside).
+        run_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fold a LoRA, DoRA, AdaLoRA or IA3 adapter into the base weights and write a Hugging
+    /// Face model folder.
+    Merge {
+        /// "builtin" or a model folder.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
@@ -92,12 +115,39 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
-        Some(Cmd::Logits { model, text }) => {
-            let (ids, logits) = peft_workbench::models::last_logits(&model, &text)?;
+        Some(Cmd::Logits {
+            model,
+            adapter,
+            text,
+        }) => {
+            let (ids, logits) = import::last_logits(&model, adapter.as_deref(), &text)?;
             println!(
                 "{}",
                 serde_json::json!({ "token_ids": ids, "logits": logits })
             );
+            Ok(())
+        }
+        Some(Cmd::Export { run_dir, out }) => {
+            let files = export_run(&run_dir, &out)?;
+            eprintln!(
+                "exported {} ({files} files) to {}",
+                run_dir.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Some(Cmd::Merge {
+            model,
+            adapter,
+            out,
+        }) => {
+            let dir = peft_workbench::models::resolve_model_dir(&model)?;
+            let cfg = peft_workbench::models::LlamaConfig::from_file(&dir.join("config.json"))?;
+            let imported =
+                import::ImportedAdapter::load(&adapter, &cfg, &candle_core::Device::Cpu)?;
+            let what = imported.description.clone();
+            let n = imported.merge_into(&dir, &out)?;
+            eprintln!("merged {what} into {n} projections → {}", out.display());
             Ok(())
         }
         Some(Cmd::MakeDatasets { out, seed }) => {
@@ -107,6 +157,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Copies `run_dir/adapter` to `out` through a temporary folder; returns the files copied.
+fn export_run(run_dir: &std::path::Path, out: &std::path::Path) -> Result<usize> {
+    let src = run_dir.join("adapter");
+    if !src.is_dir() {
+        anyhow::bail!(
+            "{} has no adapter/ folder: not a finished run folder",
+            run_dir.display()
+        );
+    }
+    let mut n = 0;
+    write_dir_atomic(out, |d| {
+        for entry in std::fs::read_dir(&src)? {
+            let p = entry?.path();
+            if p.is_file() {
+                std::fs::copy(&p, d.join(p.file_name().expect("a file has a name")))
+                    .with_context(|| format!("cannot copy {}", p.display()))?;
+                n += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(n)
 }
 
 /// Progress on stderr: every eval, and every tenth step.

@@ -1,7 +1,7 @@
 //! Our forward pass of the built-in model against Hugging Face transformers' (the fixture
 //! is written by tests/reference/builtin_logits.py): identical token ids, logits within 1e-3.
 
-use peft_workbench::models::last_logits;
+use peft_workbench::peft::import::last_logits;
 
 #[test]
 fn builtin_model_matches_transformers() {
@@ -13,7 +13,7 @@ fn builtin_model_matches_transformers() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for case in fixture["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let (ids, logits) = last_logits("builtin", text).unwrap();
+        let (ids, logits) = last_logits("builtin", None, text).unwrap();
         let want_ids: Vec<u32> = case["token_ids"]
             .as_array()
             .unwrap()

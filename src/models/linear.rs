@@ -49,6 +49,12 @@ impl Projection {
 /// turning dropout off.
 pub trait LinearAdapter: Send + Sync + std::fmt::Debug {
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> Result<Tensor>;
+
+    /// The plain projection that computes what this adapted one does (the adapter folded
+    /// into the weights), or `None` when the adapter cannot be folded.
+    fn merged(&self, _base: &Projection) -> Result<Option<Projection>> {
+        Ok(None)
+    }
 }
 
 /// A projection, optionally passed through an adapter.

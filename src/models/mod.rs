@@ -6,6 +6,7 @@ pub mod weights;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
+
 use std::path::{Path, PathBuf};
 
 pub use linear::{Linear, LinearAdapter, Projection};
@@ -14,7 +15,7 @@ pub use weights::Weights;
 
 /// Where in a block a sub-layer adapter sits: on the attention output or on the MLP output,
 /// before each is added back to the residual stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Site {
     AfterAttention,
     AfterMlp,
@@ -31,6 +32,11 @@ pub trait Injector {
     /// Whether the base tensor of this checkpoint name trains (full fine-tuning, Freeze).
     fn trains_base(&self, _name: &str) -> bool {
         false
+    }
+    /// A tensor that takes the place of the checkpoint's (an imported full, Freeze or BitFit
+    /// export).
+    fn replace_base(&self, _name: &str) -> Option<Tensor> {
+        None
     }
     /// An adapter for the projection at `path` (e.g. `model.layers.0.self_attn.q_proj`),
     /// given the frozen projection it wraps.
@@ -119,24 +125,4 @@ impl LoadedModel {
             dir: dir.to_path_buf(),
         })
     }
-}
-
-/// Token ids of `text` (with the tokenizer's special tokens) and the logits at its last
-/// position, from the plain base model.
-pub fn last_logits(model: &str, text: &str) -> Result<(Vec<u32>, Vec<f32>)> {
-    let dir = resolve_model_dir(model)?;
-    let loaded = LoadedModel::load(&dir, &mut NoMethod, &Device::Cpu)?;
-    let ids = loaded
-        .tokenizer
-        .encode(text, true)
-        .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?
-        .get_ids()
-        .to_vec();
-    if ids.is_empty() {
-        bail!("the text gives no tokens");
-    }
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-    let logits = loaded.model.forward(&input, &Hooks::default(), false)?;
-    let last = logits.squeeze(0)?.get(ids.len() - 1)?.to_vec1::<f32>()?;
-    Ok((ids, last))
 }

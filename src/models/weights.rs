@@ -62,6 +62,16 @@ impl Weights {
                 shape
             );
         }
+        if let Some(r) = inj.replace_base(name) {
+            if r.dims() != shape {
+                bail!(
+                    "the adapter's `{name}` has shape {:?} but this model's is {:?}: it was made for another model",
+                    r.dims(),
+                    shape
+                );
+            }
+            return Ok(r.to_dtype(DType::F32)?.to_device(t.device())?);
+        }
         if inj.trains_base(name) {
             if let Some((_, v)) = self.trained.iter().find(|(n, _)| n == name) {
                 return Ok(v.as_tensor().clone());

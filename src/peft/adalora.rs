@@ -162,12 +162,13 @@ impl AdaloraConfig {
 }
 
 #[derive(Debug)]
-struct SvdBranch {
-    a: Var,
-    e: Var,
-    b: Var,
-    scale: f64,
-    dropout: f32,
+pub(crate) struct SvdBranch {
+    pub(crate) a: Var,
+    pub(crate) e: Var,
+    pub(crate) b: Var,
+    /// alpha / (init_r + 1e-5), fixed even when ranks are pruned (as PEFT keeps `ranknum`).
+    pub(crate) scale: f64,
+    pub(crate) dropout: f32,
 }
 
 impl LinearAdapter for SvdBranch {
@@ -185,6 +186,16 @@ impl LinearAdapter for SvdBranch {
         let mut out = dims;
         *out.last_mut().expect("non-empty") = base.out_dim();
         base.forward(x)? + delta.reshape(out)?
+    }
+
+    /// `W + B·(A ⊙ E)·scale`.
+    fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
+        let ae = self.a.as_tensor().broadcast_mul(self.e.as_tensor())?;
+        let delta = (self.b.as_tensor().matmul(&ae)? * self.scale)?;
+        Ok(Some(Projection {
+            weight: (&base.weight + delta)?,
+            bias: base.bias.clone(),
+        }))
     }
 }
 

@@ -115,10 +115,10 @@ impl AdapterConfig {
 }
 
 #[derive(Debug)]
-struct Bottleneck {
-    down: TrainLinear,
-    up: TrainLinear,
-    activation: Activation,
+pub(crate) struct Bottleneck {
+    pub(crate) down: TrainLinear,
+    pub(crate) up: TrainLinear,
+    pub(crate) activation: Activation,
 }
 
 impl SublayerAdapter for Bottleneck {

@@ -83,7 +83,7 @@ impl BitfitConfig {
 }
 
 #[derive(Debug)]
-struct AddedBias(Var);
+pub(crate) struct AddedBias(pub(crate) Var);
 
 impl LinearAdapter for AddedBias {
     fn forward(&self, x: &Tensor, base: &Projection, _train: bool) -> candle_core::Result<Tensor> {

@@ -30,9 +30,9 @@ pub fn param_count(cfg: &LoraConfig, model: &LlamaConfig) -> usize {
 
 #[derive(Debug)]
 pub struct DoraBranch {
-    lora: LoraBranch,
+    pub(crate) lora: LoraBranch,
     /// `[out]`.
-    magnitude: Var,
+    pub(crate) magnitude: Var,
 }
 
 impl DoraBranch {
@@ -49,6 +49,16 @@ impl LinearAdapter for DoraBranch {
         let direction = (base.forward_no_bias(x)? + self.lora.delta(x, base.out_dim(), train)?)?;
         let y = direction.broadcast_mul(&self.row_scale(base)?)?;
         base.add_bias(&y)
+    }
+
+    /// `m / ‖W + s·B·A‖ ⊙ (W + s·B·A)`, row by row; the bias is unchanged.
+    fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
+        let adapted = (&base.weight + self.lora.delta_weight()?)?;
+        let scale = self.row_scale(base)?.unsqueeze(1)?;
+        Ok(Some(Projection {
+            weight: adapted.broadcast_mul(&scale)?,
+            bias: base.bias.clone(),
+        }))
     }
 }
 

@@ -78,9 +78,9 @@ impl Ia3Config {
 }
 
 #[derive(Debug)]
-struct Ia3Vector {
-    scale: Var,
-    feedforward: bool,
+pub(crate) struct Ia3Vector {
+    pub(crate) scale: Var,
+    pub(crate) feedforward: bool,
 }
 
 impl LinearAdapter for Ia3Vector {
@@ -90,6 +90,22 @@ impl LinearAdapter for Ia3Vector {
         } else {
             base.forward(x)?.broadcast_mul(self.scale.as_tensor())
         }
+    }
+
+    /// Feed-forward: each input column of W scaled; otherwise each output row and the bias.
+    fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
+        let l = self.scale.as_tensor();
+        Ok(Some(if self.feedforward {
+            Projection {
+                weight: base.weight.broadcast_mul(&l.unsqueeze(0)?)?,
+                bias: base.bias.clone(),
+            }
+        } else {
+            Projection {
+                weight: base.weight.broadcast_mul(&l.unsqueeze(1)?)?,
+                bias: base.bias.as_ref().map(|b| b * l).transpose()?,
+            }
+        }))
     }
 }
 

@@ -149,6 +149,14 @@ impl LinearAdapter for LoraBranch {
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
         base.forward(x)? + self.delta(x, base.out_dim(), train)?
     }
+
+    /// `W + s·B·A`, as PEFT's `merge`.
+    fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
+        Ok(Some(Projection {
+            weight: (&base.weight + self.delta_weight()?)?,
+            bias: base.bias.clone(),
+        }))
+    }
 }
 
 /// Checks the rank fits the projection and makes PEFT's initial factors: A U(±1/√in), B 0.

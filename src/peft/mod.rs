@@ -9,6 +9,7 @@ pub mod export;
 pub mod freeze;
 pub mod full;
 pub mod ia3;
+pub mod import;
 pub mod init;
 pub mod lora;
 pub mod p_tuning;

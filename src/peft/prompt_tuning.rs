@@ -249,10 +249,7 @@ impl Method for PromptTuning {
                 .into(),
         );
         c.insert("tokenizer_kwargs".into(), serde_json::Value::Null);
-        save_json(
-            &dir.join("adapter_config.json"),
-            &serde_json::Value::Object(c),
-        )
+        save_prompt_adapter(dir, self.prompt.as_tensor().clone(), c)
     }
 }
 

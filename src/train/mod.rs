@@ -22,6 +22,7 @@ use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, resolve_model_dir};
 use crate::peft::{
     BuildContext, ExportContext, Method,
     export::{save_json, write_atomic, write_dir_atomic},
+    import::ImportedAdapter,
 };
 pub use events::{Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
 
@@ -168,6 +169,41 @@ fn ensure_finite(loss: f64, step: usize, lr: f64) -> Result<()> {
     Ok(())
 }
 
+/// The first `cfg.eval_examples` evaluation examples of `dataset`, encoded, and how many
+/// were cut to `max_seq_len`.
+fn encode_eval(
+    cfg: &RunConfig,
+    dataset: &Dataset,
+    tok: &tokenizers::Tokenizer,
+    eos: u32,
+) -> Result<(Vec<Encoded>, usize)> {
+    let examples: Vec<_> = dataset
+        .eval
+        .iter()
+        .take(cfg.eval_examples)
+        .cloned()
+        .collect();
+    encode_all(tok, &examples, eos, cfg.max_seq_len)
+}
+
+/// Evaluation loss and metric of `cfg`'s model with an exported adapter attached, on the
+/// evaluation examples a run of `cfg` uses: what the run measured at its end, recomputed
+/// from the files alone.
+pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
+    let device = device_for(&cfg.device)?;
+    let dir = resolve_model_dir(&cfg.model)?;
+    let model_cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let mut imported = ImportedAdapter::load(adapter, &model_cfg, &device)?;
+    let loaded = LoadedModel::load(&dir, &mut imported, &device)?;
+    imported.check_attached()?;
+    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
+    let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
+    let (eval, _) = encode_eval(cfg, &dataset, &loaded.tokenizer, eos)?;
+    let bs = cfg.batch_size.max(16);
+    let (loss, exact) = evaluate(&loaded.model, imported.hooks(), &eval, bs, eos, &device)?;
+    Ok((loss, metric_value(dataset.metric, loss, exact)))
+}
+
 /// Everything a run holds once its model and data are loaded.
 struct Prepared {
     model: Llama,
@@ -213,13 +249,7 @@ fn prepare(
     };
     let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
     let (train, cut_train) = encode_all(&loaded.tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
-    let eval_examples: Vec<_> = dataset
-        .eval
-        .iter()
-        .take(cfg.eval_examples)
-        .cloned()
-        .collect();
-    let (eval, cut_eval) = encode_all(&loaded.tokenizer, &eval_examples, eos, cfg.max_seq_len)?;
+    let (eval, cut_eval) = encode_eval(cfg, &dataset, &loaded.tokenizer, eos)?;
     if cut_train + cut_eval > 0 {
         emit(Event::Notice {
             run,

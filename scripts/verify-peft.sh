@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Checks this app's PEFT-format exports against Hugging Face PEFT itself: trains each
+# method briefly on the built-in model, then tests/reference/peft_roundtrip.py loads every
+# adapter with PeftModel.from_pretrained and compares its logits with `peft-workbench
+# logits --adapter` (max |diff| <= 1e-3).
+#
+# The Python stack (torch, transformers, peft from PyPI, CPU) lives in a venv cached at
+# $PEFT_VENV (default ~/.cache/peft-workbench/venv), created on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${PEFT_VENV:-$HOME/.cache/peft-workbench/venv}"
+if ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
+  echo "creating the Python reference venv in $venv (torch + transformers + peft from PyPI)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q torch transformers peft safetensors
+fi
+cargo build -q --bin peft-workbench
+bin=target/debug/peft-workbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for m in lora dora ia3 prompt-tuning p-tuning prefix-tuning p-tuning-v2; do
+  "$bin" train "presets/$m.toml" --steps 15 --set eval_examples=16 --out "$work/$m" >/dev/null 2>&1 \
+    || { echo "training $m failed"; "$bin" train "presets/$m.toml" --steps 15 --out "$work/$m"; exit 1; }
+done
+"$bin" train presets/adalora.toml --steps 15 --set eval_examples=16 --set method.tinit=3 \
+  --set method.tfinal=4 --set method.delta_t=2 --out "$work/adalora" >/dev/null 2>&1
+HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" "$work"/*/adapter

@@ -1,0 +1,552 @@
+//! Loading exported adapters to attach them to a model — for evaluation, the `logits`
+//! command and merging. Reads Hugging Face PEFT's folders (`LORA`, with or without DoRA,
+//! `ADALORA`, `IA3`, `PROMPT_TUNING`, `P_TUNING`, `PREFIX_TUNING`) whoever wrote them, and
+//! the project's own formats (`method.json`: trained base tensors, or Houlsby adapters).
+//! Every tensor is checked against the model it is attached to, and one the model has no
+//! place for is an error, never silently dropped.
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor, Var};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use super::adalora::SvdBranch;
+use super::adapter::{Activation, Bottleneck};
+use super::bitfit::AddedBias;
+use super::dora::DoraBranch;
+use super::export::{save_safetensors, write_dir_atomic};
+use super::ia3::Ia3Vector;
+use super::init::TrainLinear;
+use super::lora::{LoraBranch, matches_target};
+use super::prefix_tuning::prefix_to_kv;
+use crate::models::{
+    Hooks, Injector, LinearAdapter, LlamaConfig, LoadedModel, NoMethod, Projection, Site,
+    SublayerAdapter, Weights, resolve_model_dir,
+};
+
+/// An adapter read from disk, ready to attach while a model is built.
+pub struct ImportedAdapter {
+    /// What was read, for messages (e.g. "PEFT LORA, 12 projections").
+    pub description: String,
+    /// `base_model_name_or_path` as recorded.
+    pub base_model: Option<String>,
+    linear: BTreeMap<String, Box<dyn LinearAdapter>>,
+    sublayer: HashMap<(usize, Site), Box<dyn SublayerAdapter>>,
+    replace: HashMap<String, Tensor>,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for ImportedAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedAdapter")
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+fn load_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn var(t: &Tensor) -> Result<Var> {
+    Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
+}
+
+/// A list-or-string config value (PEFT writes `target_modules` either way).
+fn names(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Tensors of an adapter file, each taken once; what is left at the end was not understood.
+struct TensorBag(HashMap<String, Tensor>);
+
+impl TensorBag {
+    fn take(&mut self, name: &str) -> Result<Tensor> {
+        self.0
+            .remove(name)
+            .with_context(|| format!("the adapter has no tensor `{name}`"))
+    }
+
+    /// The module paths `p` of every `base_model.model.{p}{suffix}` tensor.
+    fn paths_with(&self, suffix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .0
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix("base_model.model.")
+                    .and_then(|k| k.strip_suffix(suffix))
+                    .map(str::to_string)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn finish(self, what: &str) -> Result<()> {
+        if let Some(name) = self.0.keys().min() {
+            bail!("{what}: tensor `{name}` has no place in this model");
+        }
+        Ok(())
+    }
+}
+
+/// Checks `t` has `shape`, naming the tensor and what it was made for.
+fn expect_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
+    if t.dims() != shape {
+        bail!(
+            "the adapter's `{name}` has shape {:?} where this model needs {:?}: it was made for another model",
+            t.dims(),
+            shape
+        );
+    }
+    Ok(())
+}
+
+impl ImportedAdapter {
+    /// Reads the adapter folder `dir` for a model of shape `model`.
+    pub fn load(dir: &Path, model: &LlamaConfig, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("adapter folder {} does not exist", dir.display());
+        }
+        let peft_cfg = dir.join("adapter_config.json");
+        let ours = dir.join("method.json");
+        if peft_cfg.is_file() {
+            let cfg = load_json(&peft_cfg)?;
+            let file = dir.join("adapter_model.safetensors");
+            if !file.is_file() {
+                bail!(
+                    "{} has adapter_config.json but no adapter_model.safetensors (PyTorch .bin adapters are not read)",
+                    dir.display()
+                );
+            }
+            let bag = TensorBag(
+                candle_core::safetensors::load(&file, device)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+            );
+            Self::from_peft(&cfg, bag, model)
+                .with_context(|| format!("cannot use the PEFT adapter in {}", dir.display()))
+        } else if ours.is_file() {
+            let cfg = load_json(&ours)?;
+            let file = dir.join("model.safetensors");
+            let bag = TensorBag(
+                candle_core::safetensors::load(&file, device)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+            );
+            Self::from_ours(&cfg, bag, model)
+                .with_context(|| format!("cannot use the export in {}", dir.display()))
+        } else {
+            bail!(
+                "{} holds neither adapter_config.json (a PEFT adapter) nor method.json (this app's export)",
+                dir.display()
+            )
+        }
+    }
+
+    fn empty(description: String, base_model: Option<String>) -> Self {
+        Self {
+            description,
+            base_model,
+            linear: BTreeMap::new(),
+            sublayer: HashMap::new(),
+            replace: HashMap::new(),
+            hooks: Hooks::default(),
+        }
+    }
+
+    fn from_peft(cfg: &Value, mut bag: TensorBag, model: &LlamaConfig) -> Result<Self> {
+        let peft_type = cfg["peft_type"].as_str().unwrap_or("");
+        let base = cfg["base_model_name_or_path"].as_str().map(str::to_string);
+        if cfg["fan_in_fan_out"].as_bool() == Some(true) {
+            bail!(
+                "fan_in_fan_out adapters (GPT-2's Conv1D layout) are not supported for this model"
+            );
+        }
+        let mut out = Self::empty(format!("PEFT {peft_type}"), base);
+        let f = |k: &str| cfg[k].as_f64();
+        match peft_type {
+            "LORA" => {
+                let alpha = f("lora_alpha").context("adapter_config.json has no lora_alpha")?;
+                let rslora = cfg["use_rslora"].as_bool().unwrap_or(false);
+                let dora = cfg["use_dora"].as_bool().unwrap_or(false);
+                let patterns: Vec<(String, f64)> = cfg["alpha_pattern"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| v.as_f64().map(|a| (k.clone(), a)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for path in bag.paths_with(".lora_A.weight") {
+                    let a = bag.take(&format!("base_model.model.{path}.lora_A.weight"))?;
+                    let b = bag.take(&format!("base_model.model.{path}.lora_B.weight"))?;
+                    let r = a.dim(0)?;
+                    let alpha = patterns
+                        .iter()
+                        .find(|(k, _)| matches_target(&path, std::slice::from_ref(k)))
+                        .map(|(_, a)| *a)
+                        .unwrap_or(alpha);
+                    let scaling = if rslora {
+                        alpha / (r as f64).sqrt()
+                    } else {
+                        alpha / r as f64
+                    };
+                    let lora = LoraBranch {
+                        a: var(&a)?,
+                        b: var(&b)?,
+                        scaling,
+                        dropout: 0.0,
+                    };
+                    let adapter: Box<dyn LinearAdapter> = if dora {
+                        let key = format!("base_model.model.{path}.lora_magnitude_vector");
+                        let m = bag
+                            .take(&key)
+                            .or_else(|_| bag.take(&format!("{key}.weight")))?;
+                        Box::new(DoraBranch {
+                            lora,
+                            magnitude: var(&m.flatten_all()?)?,
+                        })
+                    } else {
+                        Box::new(lora)
+                    };
+                    out.linear.insert(path, adapter);
+                }
+                if dora {
+                    out.description = "PEFT LORA with DoRA".into();
+                }
+            }
+            "ADALORA" => {
+                let alpha = f("lora_alpha").unwrap_or(0.0);
+                let init_r = f("init_r").context("adapter_config.json has no init_r")?;
+                // PEFT keeps `ranknum` at init_r when it cuts ranks, so the scale stays put.
+                let scale = if alpha > 0.0 { alpha } else { init_r } / (init_r + 1e-5);
+                for path in bag.paths_with(".lora_A") {
+                    let a = bag.take(&format!("base_model.model.{path}.lora_A"))?;
+                    let e = bag.take(&format!("base_model.model.{path}.lora_E"))?;
+                    let b = bag.take(&format!("base_model.model.{path}.lora_B"))?;
+                    if a.dim(0)? == 0 {
+                        continue; // every rank pruned: the projection is unchanged
+                    }
+                    out.linear.insert(
+                        path,
+                        Box::new(SvdBranch {
+                            a: var(&a)?,
+                            e: var(&e.reshape((e.elem_count(), 1))?)?,
+                            b: var(&b)?,
+                            scale,
+                            dropout: 0.0,
+                        }),
+                    );
+                }
+            }
+            "IA3" => {
+                let ff = names(&cfg["feedforward_modules"]);
+                for path in bag.paths_with(".ia3_l") {
+                    let l = bag.take(&format!("base_model.model.{path}.ia3_l"))?;
+                    out.linear.insert(
+                        path.clone(),
+                        Box::new(Ia3Vector {
+                            scale: var(&l.flatten_all()?)?,
+                            feedforward: matches_target(&path, &ff),
+                        }),
+                    );
+                }
+            }
+            "PROMPT_TUNING" | "P_TUNING" => {
+                let p = bag.take("prompt_embeddings")?;
+                let n = cfg["num_virtual_tokens"]
+                    .as_u64()
+                    .unwrap_or(p.dim(0)? as u64) as usize;
+                let subs = cfg["num_transformer_submodules"].as_u64().unwrap_or(1);
+                if subs != 1 {
+                    bail!(
+                        "num_transformer_submodules = {subs}: only decoder models (1) are supported"
+                    );
+                }
+                expect_shape("prompt_embeddings", &p, &[n, model.hidden_size])?;
+                out.hooks.prompt_embeds = Some(p.to_dtype(DType::F32)?);
+            }
+            "PREFIX_TUNING" => {
+                let p = bag.take("prompt_embeddings")?;
+                let n = cfg["num_virtual_tokens"]
+                    .as_u64()
+                    .unwrap_or(p.dim(0)? as u64) as usize;
+                let width = 2 * model.num_hidden_layers * model.kv_dim();
+                expect_shape("prompt_embeddings", &p, &[n, width])?;
+                out.hooks.kv_prefix = Some(prefix_to_kv(&p.to_dtype(DType::F32)?, model)?);
+            }
+            "" => bail!("adapter_config.json names no peft_type"),
+            other => bail!(
+                "peft_type {other} is not supported (LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING are)"
+            ),
+        }
+        // Whole modules PEFT saved beside the adapter (`modules_to_save`) replace the base's.
+        let rest: Vec<String> = bag.0.keys().cloned().collect();
+        let shapes: HashMap<String, Vec<usize>> = model.tensor_shapes().into_iter().collect();
+        for key in rest {
+            if let Some(name) = key.strip_prefix("base_model.model.")
+                && shapes.contains_key(name)
+            {
+                let t = bag.take(&key)?;
+                out.replace.insert(name.to_string(), t);
+            }
+        }
+        bag.finish(&out.description)?;
+        if out.linear.is_empty()
+            && out.hooks.prompt_embeds.is_none()
+            && out.hooks.kv_prefix.is_none()
+        {
+            bail!("{} holds no adapter tensor", out.description);
+        }
+        out.description = format!("{}, {} projections", out.description, out.linear.len());
+        Ok(out)
+    }
+
+    fn from_ours(cfg: &Value, mut bag: TensorBag, model: &LlamaConfig) -> Result<Self> {
+        let format = cfg["format"].as_str().unwrap_or("");
+        let base = cfg["base_model_name_or_path"].as_str().map(str::to_string);
+        let mut out = Self::empty(format!("peft-workbench {format}"), base);
+        match format {
+            "peft-workbench/trained-base-v1" => {
+                let shapes: HashMap<String, Vec<usize>> =
+                    model.tensor_shapes().into_iter().collect();
+                let projections: HashMap<String, (usize, bool)> = model
+                    .projections()
+                    .into_iter()
+                    .map(|(p, _, o, bias)| (p, (o, bias)))
+                    .collect();
+                let mut keys: Vec<String> = bag.0.keys().cloned().collect();
+                keys.sort();
+                for name in keys {
+                    let t = bag.take(&name)?;
+                    if let Some(shape) = shapes.get(&name) {
+                        expect_shape(&name, &t, shape)?;
+                        out.replace.insert(name, t);
+                    } else if let Some((path, (o, false))) = name
+                        .strip_suffix(".bias")
+                        .and_then(|p| projections.get(p).map(|x| (p, *x)))
+                    {
+                        // A bias BitFit added to a projection that had none.
+                        expect_shape(&name, &t, &[o])?;
+                        out.linear
+                            .insert(path.to_string(), Box::new(AddedBias(var(&t)?)));
+                    } else {
+                        bail!("tensor `{name}` has no place in this model");
+                    }
+                }
+            }
+            "peft-workbench/adapter-v1" => {
+                let activation: Activation =
+                    serde_json::from_value(cfg["method"]["activation"].clone())
+                        .context("method.json names no adapter activation")?;
+                let h = model.hidden_size;
+                for layer in 0..model.num_hidden_layers {
+                    for (site, name) in [
+                        (Site::AfterAttention, "attention_adapter"),
+                        (Site::AfterMlp, "output_adapter"),
+                    ] {
+                        let p = format!("model.layers.{layer}.{name}");
+                        let Ok(down_w) = bag.take(&format!("{p}.down.weight")) else {
+                            continue;
+                        };
+                        let m = down_w.dim(0)?;
+                        expect_shape(&format!("{p}.down.weight"), &down_w, &[m, h])?;
+                        let up_w = bag.take(&format!("{p}.up.weight"))?;
+                        expect_shape(&format!("{p}.up.weight"), &up_w, &[h, m])?;
+                        let down_b = bag.take(&format!("{p}.down.bias"))?;
+                        let up_b = bag.take(&format!("{p}.up.bias"))?;
+                        let down = TrainLinear {
+                            weight: var(&down_w)?,
+                            bias: var(&down_b)?,
+                        };
+                        let up = TrainLinear {
+                            weight: var(&up_w)?,
+                            bias: var(&up_b)?,
+                        };
+                        out.sublayer.insert(
+                            (layer, site),
+                            Box::new(Bottleneck {
+                                down,
+                                up,
+                                activation,
+                            }),
+                        );
+                    }
+                }
+            }
+            other => bail!("method.json has an unknown format `{other}`"),
+        }
+        bag.finish(&out.description)?;
+        Ok(out)
+    }
+
+    /// Prompt embeddings or key/value prefixes to pass with every forward pass.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// Fails if a projection or sub-layer the adapter names was not found while the model
+    /// was built.
+    pub fn check_attached(&self) -> Result<()> {
+        if let Some(path) = self.linear.keys().next() {
+            bail!("the adapter adapts `{path}`, which this model does not have");
+        }
+        if let Some((layer, _)) = self.sublayer.keys().next() {
+            bail!("the adapter has a module for layer {layer}, which this model does not have");
+        }
+        Ok(())
+    }
+
+    /// Folds the adapter into the base weights of the model folder `model_dir` and writes a
+    /// Hugging Face model folder to `out` (the other files of the model folder copied).
+    pub fn merge_into(mut self, model_dir: &Path, out: &Path) -> Result<usize> {
+        if self.hooks.prompt_embeds.is_some() || self.hooks.kv_prefix.is_some() {
+            bail!(
+                "{} adds virtual tokens or key/value prefixes; there is no weight to merge it into",
+                self.description
+            );
+        }
+        if !self.sublayer.is_empty() {
+            bail!(
+                "adapter modules add layers to the model; they cannot be merged into its weights"
+            );
+        }
+        let weights = Weights::load_dir(model_dir, &Device::Cpu)?;
+        let mut tensors = weights.tensors().clone();
+        for (name, t) in std::mem::take(&mut self.replace) {
+            tensors.insert(name, t);
+        }
+        let mut merged = 0;
+        for (path, adapter) in std::mem::take(&mut self.linear) {
+            let wname = format!("{path}.weight");
+            let bname = format!("{path}.bias");
+            let weight = tensors
+                .get(&wname)
+                .with_context(|| format!("the model has no `{wname}` to merge into"))?
+                .clone();
+            let base = Projection {
+                weight,
+                bias: tensors.get(&bname).cloned(),
+            };
+            let had_bias = base.bias.is_some();
+            let m = adapter
+                .merged(&base)?
+                .with_context(|| format!("the adapter on {path} cannot be merged"))?;
+            if m.bias.is_some() && !had_bias {
+                bail!("merging would give {path} a bias the model's config does not declare");
+            }
+            tensors.insert(wname, m.weight);
+            if let Some(b) = m.bias {
+                tensors.insert(bname, b);
+            }
+            merged += 1;
+        }
+        let mut sorted: Vec<(String, Tensor)> = tensors.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        write_dir_atomic(out, |d| {
+            save_safetensors(&d.join("model.safetensors"), &sorted)?;
+            for entry in std::fs::read_dir(model_dir)? {
+                let p = entry?.path();
+                let is_weights = p.extension().is_some_and(|e| e == "safetensors")
+                    || p.file_name()
+                        .is_some_and(|n| n == "model.safetensors.index.json");
+                if p.is_file() && !is_weights {
+                    std::fs::copy(&p, d.join(p.file_name().expect("a file has a name")))
+                        .with_context(|| format!("cannot copy {}", p.display()))?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(merged)
+    }
+}
+
+/// Token ids of `text` (with the tokenizer's special tokens) and the logits at its last
+/// position, from the model (`"builtin"` or a folder) with the adapter folder attached.
+pub fn last_logits(
+    model: &str,
+    adapter: Option<&Path>,
+    text: &str,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let dir = resolve_model_dir(model)?;
+    let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let device = Device::Cpu;
+    let mut imported = match adapter {
+        Some(a) => Some(ImportedAdapter::load(a, &cfg, &device)?),
+        None => None,
+    };
+    let loaded = match imported.as_mut() {
+        Some(i) => LoadedModel::load(&dir, i, &device)?,
+        None => LoadedModel::load(&dir, &mut NoMethod, &device)?,
+    };
+    let hooks = match &imported {
+        Some(i) => {
+            i.check_attached()?;
+            i.hooks().clone()
+        }
+        None => Hooks::default(),
+    };
+    let ids = loaded
+        .tokenizer
+        .encode(text, true)
+        .map_err(|e| anyhow::anyhow!("tokenizer failed: {e}"))?
+        .get_ids()
+        .to_vec();
+    if ids.is_empty() {
+        bail!("the text gives no tokens");
+    }
+    let input = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
+    let logits = loaded.model.forward(&input, &hooks, false)?;
+    let last = logits
+        .squeeze(0)?
+        .get(logits.dim(1)? - 1)?
+        .to_vec1::<f32>()?;
+    Ok((ids, last))
+}
+
+impl Injector for ImportedAdapter {
+    fn replace_base(&self, name: &str) -> Option<Tensor> {
+        self.replace.get(name).cloned()
+    }
+
+    fn linear_adapter(
+        &mut self,
+        path: &str,
+        base: &Projection,
+    ) -> Result<Option<Box<dyn LinearAdapter>>> {
+        let Some(adapter) = self.linear.remove(path) else {
+            return Ok(None);
+        };
+        // Run it once on a zero input to check its shapes against this projection.
+        let probe = Tensor::zeros((1, base.in_dim()), DType::F32, base.weight.device())?;
+        let y = adapter
+            .forward(&probe, base, false)
+            .with_context(|| format!("the adapter on `{path}` does not fit its projection ({} × {}): it was made for another model", base.out_dim(), base.in_dim()))?;
+        if y.dims() != [1, base.out_dim()] {
+            bail!(
+                "the adapter on `{path}` gives {:?} outputs where {} are needed",
+                y.dims(),
+                base.out_dim()
+            );
+        }
+        Ok(Some(adapter))
+    }
+
+    fn sublayer_adapter(
+        &mut self,
+        layer: usize,
+        site: Site,
+        _hidden: usize,
+    ) -> Result<Option<Box<dyn SublayerAdapter>>> {
+        Ok(self.sublayer.remove(&(layer, site)))
+    }
+}
