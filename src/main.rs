@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use peft_workbench::config::RunConfig;
-use peft_workbench::peft::{export::write_dir_atomic, import};
+use peft_workbench::peft::{export, import};
 use peft_workbench::train::{self, Event};
 
 #[derive(Parser)]
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::Export { run_dir, out }) => {
-            let files = export_run(&run_dir, &out)?;
+            let files = export::export_run(&run_dir, &out)?;
             eprintln!(
                 "exported {} ({files} files) to {}",
                 run_dir.display(),
@@ -157,30 +157,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Copies `run_dir/adapter` to `out` through a temporary folder; returns the files copied.
-fn export_run(run_dir: &std::path::Path, out: &std::path::Path) -> Result<usize> {
-    let src = run_dir.join("adapter");
-    if !src.is_dir() {
-        anyhow::bail!(
-            "{} has no adapter/ folder: not a finished run folder",
-            run_dir.display()
-        );
-    }
-    let mut n = 0;
-    write_dir_atomic(out, |d| {
-        for entry in std::fs::read_dir(&src)? {
-            let p = entry?.path();
-            if p.is_file() {
-                std::fs::copy(&p, d.join(p.file_name().expect("a file has a name")))
-                    .with_context(|| format!("cannot copy {}", p.display()))?;
-                n += 1;
-            }
-        }
-        Ok(())
-    })?;
-    Ok(n)
 }
 
 /// Progress on stderr: every eval, and every tenth step.

@@ -170,3 +170,41 @@ fn every_method_shows_its_own_parameters_and_adalora_its_ranks() {
     let image = h.render().expect("render");
     image.save(snapshot_path("adalora_ranks")).unwrap();
 }
+
+#[test]
+fn past_runs_are_listed_and_deleted_after_confirmation() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/ia3.toml");
+    let cfg = peft_workbench::config::RunConfig::load(
+        &preset,
+        &[
+            "steps=4".into(),
+            "eval_every=2".into(),
+            "eval_examples=8".into(),
+        ],
+    )
+    .unwrap();
+    let folder = runs.path().join("1000-001-ia3");
+    peft_workbench::train::run(&cfg, 1, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    assert_eq!(app.store.runs.len(), 1, "the saved run is listed at start");
+    assert_eq!(app.store.runs[0].train_loss.len(), 4, "with its curve");
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("finished");
+    h.get_by_label_contains("1 past runs read");
+    h.get_by_label("Delete").click();
+    h.run();
+    // Nothing is deleted until the user confirms.
+    assert!(folder.is_dir());
+    h.get_by_label("Cancel").click();
+    h.run();
+    assert_eq!(h.state().store.runs.len(), 1);
+    h.get_by_label("Delete").click();
+    h.run();
+    h.get_by_label("Delete run").click();
+    h.run();
+    assert!(h.state().store.runs.is_empty());
+    assert!(!folder.exists());
+    h.get_by_label_contains("deleted");
+}

@@ -23,6 +23,10 @@ fn run_color(id: u64) -> egui::Color32 {
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let status = app.status.lock().expect("status lock").clone();
+    if let Some(s) = status {
+        ui.label(s);
+    }
     progress(app, ui);
     ui.separator();
     curves(app, ui);
@@ -290,10 +294,47 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             actions.push(Action::Stop(r.id));
         }
     } else if let Some(dir) = &r.out_dir {
-        ui.small(dir.as_str())
-            .on_hover_text("Run folder: config.toml, metrics.jsonl, summary.json, adapter/");
+        ui.horizontal(|ui| run_folder_buttons(r, dir, ui, actions));
     } else {
         ui.label("");
+    }
+}
+
+/// Export, merge and delete for a run that has a folder.
+fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let has_adapter = std::path::Path::new(dir).join("adapter").is_dir();
+    if ui
+        .add_enabled(has_adapter, egui::Button::new("Export…").small())
+        .on_hover_text(format!(
+            "Copy the trained adapter ({dir}/adapter) to a folder you choose"
+        ))
+        .clicked()
+        && let Some(to) = rfd::FileDialog::new()
+            .set_file_name(format!("{}-adapter", r.config.method.kind()))
+            .save_file()
+    {
+        actions.push(Action::Export(r.id, to));
+    }
+    let mergeable = matches!(r.config.method.kind(), "lora" | "dora" | "adalora" | "ia3");
+    if mergeable
+        && ui
+            .add_enabled(has_adapter, egui::Button::new("Merge…").small())
+            .on_hover_text(
+                "Fold the adapter into the base weights and save a Hugging Face model folder",
+            )
+            .clicked()
+        && let Some(to) = rfd::FileDialog::new()
+            .set_file_name(format!("{}-merged", r.config.method.kind()))
+            .save_file()
+    {
+        actions.push(Action::Merge(r.id, to));
+    }
+    if ui
+        .small_button("Delete")
+        .on_hover_text(format!("Delete the run folder {dir}"))
+        .clicked()
+    {
+        actions.push(Action::AskDelete(r.id));
     }
 }
 

@@ -8,13 +8,13 @@ pub mod runs;
 mod side_panel;
 
 use eframe::egui;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
 use crate::models::{LlamaConfig, resolve_model_dir};
-use crate::peft::MethodConfig;
+use crate::peft::{MethodConfig, export, import::ImportedAdapter};
 use crate::train::worker::{self, Notify, WorkerHandle};
 use crate::train::{Command, RunId};
 use runs::RunStore;
@@ -24,6 +24,14 @@ use runs::RunStore;
 pub enum Action {
     Start,
     Stop(RunId),
+    /// Copy a run's adapter folder to the path.
+    Export(RunId, PathBuf),
+    /// Fold a run's adapter into its base model and write the model folder to the path.
+    Merge(RunId, PathBuf),
+    /// Ask before deleting a run's folder.
+    AskDelete(RunId),
+    Delete(RunId),
+    CancelDelete,
 }
 
 pub struct WorkbenchApp {
@@ -39,21 +47,48 @@ pub struct WorkbenchApp {
     pub smoothing: f64,
     /// The shape of the form's model, read once per model (for parameter counts).
     model_shape: Option<(String, Result<LlamaConfig, String>)>,
+    /// A run waiting for the user to confirm its deletion.
+    pub confirm_delete: Option<RunId>,
+    /// The outcome of the last export, merge or delete, for the status line.
+    pub status: Arc<Mutex<Option<String>>>,
 }
 
 impl WorkbenchApp {
     /// `notify` is called by the worker after each event (the window passes a repaint
     /// request); `runs_dir` is where runs write their folders.
     pub fn new(notify: Notify, runs_dir: Option<PathBuf>) -> Self {
+        let mut store = RunStore::default();
+        let mut status = None;
+        if let Some(dir) = &runs_dir {
+            let (read, bad) = store.load_past(dir);
+            if read > 0 || !bad.is_empty() {
+                status = Some(format!(
+                    "{read} past runs read from {}{}",
+                    dir.display(),
+                    if bad.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; unreadable: {}", bad.join("; "))
+                    }
+                ));
+            }
+        }
         Self {
             form: RunConfig::default(),
             method_memory: MethodConfig::all_defaults(),
-            store: RunStore::default(),
+            store,
             worker: worker::spawn(runs_dir, notify),
             form_error: None,
             smoothing: 0.6,
             model_shape: None,
+            confirm_delete: None,
+            status: Arc::new(Mutex::new(status)),
         }
+    }
+
+    /// Sets the status line.
+    fn say(&self, text: String) {
+        *self.status.lock().expect("status lock") = Some(text);
     }
 
     /// The configuration of the form's model, or why it cannot be read.
@@ -98,6 +133,9 @@ impl WorkbenchApp {
         egui::CentralPanel::default().show(ui, |ui| {
             central::ui(self, ui, &mut actions);
         });
+        if let Some(id) = self.confirm_delete {
+            confirm_delete_window(self, id, ui.ctx(), &mut actions);
+        }
         for a in actions {
             self.apply(a);
         }
@@ -122,6 +160,57 @@ impl WorkbenchApp {
             },
             Action::Stop(id) => {
                 let _ = self.worker.commands.send(Command::Stop { id });
+            }
+            Action::Export(id, to) => {
+                let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
+                    return;
+                };
+                match export::export_run(Path::new(&dir), &to) {
+                    Ok(n) => self.say(format!("exported {n} files to {}", to.display())),
+                    Err(e) => self.say(format!("export failed: {e:#}")),
+                }
+            }
+            Action::Merge(id, to) => {
+                let Some(r) = self.store.get(id) else {
+                    return;
+                };
+                let (Some(dir), model) = (r.out_dir.clone(), r.config.model.clone()) else {
+                    return;
+                };
+                self.say(format!("merging into {}…", to.display()));
+                // Reading and writing a whole model takes a while on big ones: off the UI thread.
+                let status = self.status.clone();
+                std::thread::spawn(move || {
+                    let text = match merge_run(&model, Path::new(&dir), &to) {
+                        Ok(n) => {
+                            format!("merged {n} projections; model written to {}", to.display())
+                        }
+                        Err(e) => format!("merge failed: {e:#}"),
+                    };
+                    *status.lock().expect("status lock") = Some(text);
+                });
+            }
+            Action::AskDelete(id) => self.confirm_delete = Some(id),
+            Action::CancelDelete => self.confirm_delete = None,
+            Action::Delete(id) => {
+                self.confirm_delete = None;
+                let running = self.store.get(id).is_some_and(|r| {
+                    matches!(r.status, runs::RunStatus::Running | runs::RunStatus::Queued)
+                });
+                if running {
+                    self.say("stop the run before deleting it".into());
+                    return;
+                }
+                let dir = self.store.get(id).and_then(|r| r.out_dir.clone());
+                if let Some(dir) = &dir
+                    && let Err(e) = std::fs::remove_dir_all(dir)
+                {
+                    self.say(format!("cannot delete {dir}: {e}"));
+                    return;
+                }
+                if let Some(r) = self.store.remove(id) {
+                    self.say(format!("deleted {}", r.label));
+                }
             }
         }
     }
@@ -154,6 +243,46 @@ impl eframe::App for WorkbenchApp {
         // Stops the run at its next step boundary; its files are already on disk.
         self.worker.shutdown();
     }
+}
+
+/// Asks before a run's folder is deleted.
+fn confirm_delete_window(
+    app: &WorkbenchApp,
+    id: RunId,
+    ctx: &egui::Context,
+    actions: &mut Vec<Action>,
+) {
+    let Some(r) = app.store.get(id) else {
+        actions.push(Action::CancelDelete);
+        return;
+    };
+    egui::Window::new("Delete run?")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+        .show(ctx, |ui| {
+            ui.label(format!("Delete {} and its folder?", r.label));
+            if let Some(dir) = &r.out_dir {
+                ui.small(dir.as_str());
+            }
+            ui.label("Its curves, summary and adapter are removed from disk.");
+            ui.horizontal(|ui| {
+                if ui.button("Delete run").clicked() {
+                    actions.push(Action::Delete(id));
+                }
+                if ui.button("Cancel").clicked() {
+                    actions.push(Action::CancelDelete);
+                }
+            });
+        });
+}
+
+/// Folds the adapter of the run in `run_dir` into its base model `model`, writing `to`.
+fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
+    let dir = resolve_model_dir(model)?;
+    let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let adapter = ImportedAdapter::load(&run_dir.join("adapter"), &cfg, &candle_core::Device::Cpu)?;
+    adapter.merge_into(&dir, to)
 }
 
 /// Opens the workbench window; runs are written under `./runs`.

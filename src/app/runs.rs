@@ -1,6 +1,8 @@
 //! The runs the UI knows about, built from trainer events. Plain data, no egui: the plots
 //! and tables read it, and it is unit-tested on its own.
 
+use std::path::Path;
+
 use crate::config::RunConfig;
 use crate::train::{Event, RankAllocation, RunId, Summary};
 
@@ -95,6 +97,39 @@ impl RunStore {
         id
     }
 
+    /// Adds the runs saved under `dir` (one folder each, as the trainer writes them), oldest
+    /// first; folders that are not runs are skipped. Returns how many were read and the
+    /// folders that could not be.
+    pub fn load_past(&mut self, dir: &Path) -> (usize, Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return (0, Vec::new());
+        };
+        let mut folders: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("config.toml").is_file())
+            .collect();
+        folders.sort();
+        let (mut read, mut bad) = (0, Vec::new());
+        for folder in folders {
+            match self.next_id.checked_add(1).map(|id| past_run(id, &folder)) {
+                Some(Ok(r)) => {
+                    self.next_id = r.id;
+                    self.runs.push(r);
+                    read += 1;
+                }
+                Some(Err(e)) => bad.push(format!("{}: {e:#}", folder.display())),
+                None => break,
+            }
+        }
+        (read, bad)
+    }
+
+    /// Forgets a run (its folder is the caller's to delete).
+    pub fn remove(&mut self, id: RunId) -> Option<RunRecord> {
+        let i = self.runs.iter().position(|r| r.id == id)?;
+        Some(self.runs.remove(i))
+    }
+
     pub fn get(&self, id: RunId) -> Option<&RunRecord> {
         self.runs.iter().find(|r| r.id == id)
     }
@@ -152,6 +187,62 @@ impl RunStore {
             Event::Failed { error, .. } => r.status = RunStatus::Failed(error),
         }
     }
+}
+
+/// A run read back from its folder: config, curves from `metrics.jsonl`, and the summary
+/// if it finished (otherwise it is shown as stopped, with a note).
+fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
+    let cfg = RunConfig::load(&folder.join("config.toml"), &[])?;
+    let mut r = RunRecord::new(id, cfg);
+    r.out_dir = Some(folder.display().to_string());
+    if let Ok(text) = std::fs::read_to_string(folder.join("metrics.jsonl")) {
+        for line in text.lines() {
+            // A run killed mid-write may leave a partial last line; it is skipped.
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            match v["type"].as_str() {
+                Some("step") => {
+                    r.train_loss.push([f("step"), f("loss")]);
+                    r.tokens_per_second = f("tokens_per_second");
+                    r.elapsed_s = f("elapsed_s");
+                }
+                Some("eval") => {
+                    r.eval_loss.push([f("step"), f("loss")]);
+                    r.eval_metric.push([f("step"), f("metric")]);
+                }
+                Some("ranks") => {
+                    if let Ok(a) = serde_json::from_value(v["allocation"].clone()) {
+                        r.ranks = Some((f("step") as usize, a));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match std::fs::read_to_string(folder.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
+    {
+        Some(s) => {
+            r.status = if s.stopped_early {
+                RunStatus::Stopped
+            } else {
+                RunStatus::Finished
+            };
+            r.trainable_params = s.trainable_params;
+            r.total_params = s.total_params;
+            r.metric_name = s.metric_name.clone();
+            r.summary = Some(s);
+        }
+        None => {
+            r.status = RunStatus::Stopped;
+            r.notices
+                .push("did not finish (the app or the run was interrupted)".into());
+        }
+    }
+    Ok(r)
 }
 
 /// Exponential moving average of a curve's y values (`alpha` = weight of the past, 0..1),
@@ -220,6 +311,31 @@ mod tests {
             RunStatus::Failed("boom".into())
         );
         assert!(!store.has_unfinished());
+    }
+
+    #[test]
+    fn an_interrupted_run_is_read_back_with_its_curve() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("1-001-lora");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("config.toml"), RunConfig::default().to_toml()).unwrap();
+        // Two whole lines and a half-written third, as a killed run leaves them.
+        std::fs::write(
+            run.join("metrics.jsonl"),
+            "{\"type\":\"eval\",\"step\":0,\"loss\":3.0,\"metric\":0.1}\n{\"type\":\"step\",\"step\":1,\"loss\":2.5,\"tokens_per_second\":9.0,\"elapsed_s\":1.0}\n{\"type\":\"st",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("not-a-run")).unwrap();
+        let mut store = RunStore::default();
+        assert_eq!(store.load_past(dir.path()), (1, Vec::new()));
+        let r = &store.runs[0];
+        assert_eq!(r.train_loss, vec![[1.0, 2.5]]);
+        assert_eq!(r.eval_loss, vec![[0.0, 3.0]]);
+        assert_eq!(r.status, RunStatus::Stopped);
+        assert!(r.notices[0].contains("did not finish"));
+        // New runs get ids after the past ones.
+        let last = r.id;
+        assert_eq!(store.add(RunConfig::default()), last + 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Writing exports so that a crash or a full disk never leaves a half-written file: each
 //! file goes to a temporary name first and is renamed into place.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
@@ -100,4 +100,28 @@ pub fn export_trained_base(
             "tensors": names,
         }),
     )
+}
+
+/// Copies `run_dir/adapter` to `out` through a temporary folder; returns the files copied.
+pub fn export_run(run_dir: &Path, out: &Path) -> Result<usize> {
+    let src = run_dir.join("adapter");
+    if !src.is_dir() {
+        bail!(
+            "{} has no adapter/ folder: not a finished run folder",
+            run_dir.display()
+        );
+    }
+    let mut n = 0;
+    write_dir_atomic(out, |d| {
+        for entry in std::fs::read_dir(&src)? {
+            let p = entry?.path();
+            if p.is_file() {
+                std::fs::copy(&p, d.join(p.file_name().expect("a file has a name")))
+                    .with_context(|| format!("cannot copy {}", p.display()))?;
+                n += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(n)
 }
