@@ -9,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${PEFT_VENV:-$HOME/.cache/peft-workbench/venv}"
-if ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import torch, transformers, peft, gguf" 2>/dev/null; then
   echo "creating the Python reference venv in $venv (torch + transformers + peft from PyPI)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q torch transformers peft safetensors
+  "$venv/bin/pip" install -q torch transformers peft safetensors gguf
 fi
 cargo build -q --bin peft-workbench
 bin=target/debug/peft-workbench
@@ -26,3 +26,14 @@ done
 "$bin" train presets/adalora.toml --steps 15 --set eval_examples=16 --set method.tinit=3 \
   --set method.tfinal=4 --set method.delta_t=2 --out "$work/adalora" >/dev/null 2>&1
 HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" "$work"/*/adapter
+
+# The same on a real model: SmolLM2-135M from its GGUF file (scripts/fetch-models.sh).
+smol=models/smollm2-135m-instruct-q4_1.gguf
+if [ ! -f "$smol" ]; then bash scripts/fetch-models.sh; fi
+mkdir -p "$work/smollm2"
+for m in lora prefix-tuning ia3; do
+  "$bin" train "presets/$m.toml" --steps 3 --set "model=$smol" --set batch_size=2 --set eval_examples=4 \
+    --set eval_every=3 --set optimizer.warmup_steps=0 --out "$work/smollm2/$m" >/dev/null 2>&1 \
+    || { echo "training $m on SmolLM2 failed"; exit 1; }
+done
+HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" --model "$smol" "$work"/smollm2/*/adapter

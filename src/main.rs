@@ -141,12 +141,11 @@ fn run(cli: Cli) -> Result<()> {
             adapter,
             out,
         }) => {
-            let dir = peft_workbench::models::resolve_model_dir(&model)?;
-            let cfg = peft_workbench::models::LlamaConfig::from_file(&dir.join("config.json"))?;
+            let files = peft_workbench::models::ModelFiles::open(&model)?;
             let imported =
-                import::ImportedAdapter::load(&adapter, &cfg, &candle_core::Device::Cpu)?;
+                import::ImportedAdapter::load(&adapter, &files.config, &candle_core::Device::Cpu)?;
             let what = imported.description.clone();
-            let n = imported.merge_into(&dir, &out)?;
+            let n = imported.merge_into(&files, &out)?;
             eprintln!("merged {what} into {n} projections → {}", out.display());
             Ok(())
         }

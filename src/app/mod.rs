@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
-use crate::models::{LlamaConfig, resolve_model_dir};
+use crate::models::{LlamaConfig, ModelFiles};
 use crate::peft::{MethodConfig, export, import::ImportedAdapter};
 use crate::train::worker::{self, Notify, WorkerHandle};
 use crate::train::{Command, RunId};
@@ -98,8 +98,8 @@ impl WorkbenchApp {
             .as_ref()
             .is_none_or(|(m, _)| *m != self.form.model);
         if stale {
-            let shape = resolve_model_dir(&self.form.model)
-                .and_then(|d| LlamaConfig::from_file(&d.join("config.json")))
+            let shape = ModelFiles::open(&self.form.model)
+                .map(|f| f.config)
                 .map_err(|e| format!("{e:#}"));
             self.model_shape = Some((self.form.model.clone(), shape));
         }
@@ -279,10 +279,13 @@ fn confirm_delete_window(
 
 /// Folds the adapter of the run in `run_dir` into its base model `model`, writing `to`.
 fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
-    let dir = resolve_model_dir(model)?;
-    let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
-    let adapter = ImportedAdapter::load(&run_dir.join("adapter"), &cfg, &candle_core::Device::Cpu)?;
-    adapter.merge_into(&dir, to)
+    let files = ModelFiles::open(model)?;
+    let adapter = ImportedAdapter::load(
+        &run_dir.join("adapter"),
+        &files.config,
+        &candle_core::Device::Cpu,
+    )?;
+    adapter.merge_into(&files, to)
 }
 
 /// Opens the workbench window; runs are written under `./runs`.

@@ -51,15 +51,32 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         {
             form.model = "builtin".into();
         }
-        if ui.button("Open model folder…").clicked()
+        if ui
+            .button("Open model folder…")
+            .on_hover_text("A Hugging Face folder: config.json, *.safetensors, tokenizer.json")
+            .clicked()
             && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
             form.model = dir.display().to_string();
+        }
+        if ui
+            .button("Open GGUF…")
+            .on_hover_text(
+                "A LLaMA-family .gguf file; its weights are dequantised to f32 for training",
+            )
+            .clicked()
+            && let Some(file) = rfd::FileDialog::new()
+                .add_filter("GGUF models", &["gguf"])
+                .pick_file()
+        {
+            form.model = file.display().to_string();
         }
     });
     if form.model != "builtin" {
         ui.small(&form.model);
     }
+    model_card(app, ui);
+    let form = &mut app.form;
     ui.label("Dataset");
     ui.horizontal_wrapped(|ui| {
         for task in BUILTIN_TASKS {
@@ -104,26 +121,43 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     trainable_count(app, ui);
 }
 
+/// What the chosen model is, read from its configuration.
+fn model_card(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    match app.model_shape() {
+        Ok(c) => {
+            ui.small(format!(
+                "LLaMA family · {} parameters · {} layers · hidden {} · {} heads ({} key/value) · vocabulary {} · context {}",
+                human(c.param_count()),
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.num_attention_heads,
+                c.kv_heads(),
+                c.vocab_size,
+                c.max_position_embeddings
+            ));
+        }
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+    }
+}
+
 /// The method's trainable parameters on the chosen model, from its formula, before any
 /// run starts.
 fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let method = app.form.method.clone();
-    match app.model_shape() {
-        Ok(shape) => {
-            let n = method.trainable_params(shape);
-            let total = shape.param_count();
-            ui.label(format!(
-                "Trains {} parameters ({:.3} % of the model's {})",
-                human(n),
-                100.0 * n as f64 / total.max(1) as f64,
-                human(total)
-            ));
-            if let Some(note) = method.note_for(shape) {
-                ui.small(note);
-            }
-        }
-        Err(e) => {
-            ui.colored_label(ui.visuals().warn_fg_color, e);
+    // When the model cannot be read, the model card above says why.
+    if let Ok(shape) = app.model_shape() {
+        let n = method.trainable_params(shape);
+        let total = shape.param_count();
+        ui.label(format!(
+            "Trains {} parameters ({:.3} % of the model's {})",
+            human(n),
+            100.0 * n as f64 / total.max(1) as f64,
+            human(total)
+        ));
+        if let Some(note) = method.note_for(shape) {
+            ui.small(note);
         }
     }
 }

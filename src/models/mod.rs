@@ -1,5 +1,6 @@
 //! Models with the injection points PEFT methods need.
 
+pub mod gguf;
 pub mod linear;
 pub mod llama;
 pub mod weights;
@@ -77,52 +78,134 @@ pub fn builtin_model_dir() -> PathBuf {
     crate::assets_dir().join("models").join("builtin")
 }
 
-/// Resolves a config's `model` value (`"builtin"` or a path) to a folder.
-pub fn resolve_model_dir(model: &str) -> Result<PathBuf> {
-    let dir = if model == "builtin" {
-        builtin_model_dir()
-    } else {
-        PathBuf::from(model)
-    };
-    if !dir.is_dir() {
-        bail!("model folder {} does not exist", dir.display());
-    }
-    if !dir.join("config.json").is_file() {
-        bail!(
-            "{} has no config.json: not a Hugging Face model folder",
-            dir.display()
-        );
-    }
-    Ok(dir)
+/// A model's files: a Hugging Face folder (`config.json`, `*.safetensors`,
+/// `tokenizer.json`) or one GGUF file, and the configuration read from them.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub source: ModelSource,
+    pub config: LlamaConfig,
 }
 
-/// Reads `tokenizer.json` from a model folder.
-pub fn load_tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer> {
-    let path = dir.join("tokenizer.json");
-    tokenizers::Tokenizer::from_file(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    Folder(PathBuf),
+    Gguf(PathBuf),
 }
 
-/// A model folder read and built with a method attached.
+impl ModelFiles {
+    /// Resolves a config's `model` value: `"builtin"`, a model folder or a `.gguf` file.
+    pub fn open(model: &str) -> Result<Self> {
+        let path = if model == "builtin" {
+            builtin_model_dir()
+        } else {
+            PathBuf::from(model)
+        };
+        if path.is_file() {
+            if path
+                .extension()
+                .is_none_or(|e| !e.eq_ignore_ascii_case("gguf"))
+            {
+                bail!(
+                    "{} is a file but not a .gguf model; give a model folder or a GGUF file",
+                    path.display()
+                );
+            }
+            let config = gguf::config(&path)?;
+            return Ok(Self {
+                source: ModelSource::Gguf(path),
+                config,
+            });
+        }
+        if !path.is_dir() {
+            bail!("model {} does not exist", path.display());
+        }
+        if !path.join("config.json").is_file() {
+            bail!(
+                "{} has no config.json: not a Hugging Face model folder",
+                path.display()
+            );
+        }
+        let config = LlamaConfig::from_file(&path.join("config.json"))?;
+        Ok(Self {
+            source: ModelSource::Folder(path),
+            config,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match &self.source {
+            ModelSource::Folder(p) | ModelSource::Gguf(p) => p,
+        }
+    }
+
+    /// The weights, as f32.
+    pub fn weights(&self, device: &Device) -> Result<Weights> {
+        match &self.source {
+            ModelSource::Folder(dir) => Weights::load_dir(dir, device),
+            ModelSource::Gguf(file) => Ok(Weights::from_tensors(gguf::tensors(file, device)?)),
+        }
+    }
+
+    pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
+        match &self.source {
+            ModelSource::Folder(dir) => {
+                let path = dir.join("tokenizer.json");
+                tokenizers::Tokenizer::from_file(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))
+            }
+            ModelSource::Gguf(file) => gguf::tokenizer(file),
+        }
+    }
+
+    /// Writes what a Hugging Face folder needs besides its weights into `dir`: a folder's
+    /// other files are copied; a GGUF model gets `config.json` and `tokenizer.json` made
+    /// from its metadata.
+    pub fn write_companions(&self, dir: &Path) -> Result<()> {
+        match &self.source {
+            ModelSource::Folder(src) => {
+                for entry in std::fs::read_dir(src)? {
+                    let p = entry?.path();
+                    let is_weights = p.extension().is_some_and(|e| e == "safetensors")
+                        || p.file_name()
+                            .is_some_and(|n| n == "model.safetensors.index.json");
+                    if p.is_file() && !is_weights {
+                        std::fs::copy(&p, dir.join(p.file_name().expect("a file has a name")))
+                            .with_context(|| format!("cannot copy {}", p.display()))?;
+                    }
+                }
+            }
+            ModelSource::Gguf(_) => {
+                let mut cfg = serde_json::to_value(&self.config)?;
+                cfg["model_type"] = "llama".into();
+                cfg["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+                cfg["torch_dtype"] = "float32".into();
+                std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
+                self.tokenizer()?
+                    .save(dir.join("tokenizer.json"), false)
+                    .map_err(|e| anyhow::anyhow!("cannot write tokenizer.json: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A model read and built with a method attached.
 pub struct LoadedModel {
     pub model: Llama,
     pub weights: Weights,
     pub tokenizer: tokenizers::Tokenizer,
-    pub dir: PathBuf,
 }
 
 impl LoadedModel {
-    pub fn load(dir: &Path, inj: &mut dyn Injector, device: &Device) -> Result<Self> {
-        let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = load_tokenizer(dir)?;
-        let mut weights = Weights::load_dir(dir, device)?;
-        let model = Llama::load(&cfg, &mut weights, inj, device)
-            .with_context(|| format!("cannot build the model of {}", dir.display()))?;
+    pub fn load(files: &ModelFiles, inj: &mut dyn Injector, device: &Device) -> Result<Self> {
+        let tokenizer = files.tokenizer()?;
+        let mut weights = files.weights(device)?;
+        let model = Llama::load(&files.config, &mut weights, inj, device)
+            .with_context(|| format!("cannot build the model of {}", files.path().display()))?;
         Ok(Self {
             model,
             weights,
             tokenizer,
-            dir: dir.to_path_buf(),
         })
     }
 }

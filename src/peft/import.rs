@@ -21,8 +21,8 @@ use super::init::TrainLinear;
 use super::lora::{LoraBranch, matches_target};
 use super::prefix_tuning::prefix_to_kv;
 use crate::models::{
-    Hooks, Injector, LinearAdapter, LlamaConfig, LoadedModel, NoMethod, Projection, Site,
-    SublayerAdapter, Weights, resolve_model_dir,
+    Hooks, Injector, LinearAdapter, LlamaConfig, LoadedModel, ModelFiles, NoMethod, Projection,
+    Site, SublayerAdapter,
 };
 
 /// An adapter read from disk, ready to attach while a model is built.
@@ -408,7 +408,7 @@ impl ImportedAdapter {
 
     /// Folds the adapter into the base weights of the model folder `model_dir` and writes a
     /// Hugging Face model folder to `out` (the other files of the model folder copied).
-    pub fn merge_into(mut self, model_dir: &Path, out: &Path) -> Result<usize> {
+    pub fn merge_into(mut self, model: &ModelFiles, out: &Path) -> Result<usize> {
         if self.hooks.prompt_embeds.is_some() || self.hooks.kv_prefix.is_some() {
             bail!(
                 "{} adds virtual tokens or key/value prefixes; there is no weight to merge it into",
@@ -420,7 +420,7 @@ impl ImportedAdapter {
                 "adapter modules add layers to the model; they cannot be merged into its weights"
             );
         }
-        let weights = Weights::load_dir(model_dir, &Device::Cpu)?;
+        let weights = model.weights(&Device::Cpu)?;
         let mut tensors = weights.tensors().clone();
         for (name, t) in std::mem::take(&mut self.replace) {
             tensors.insert(name, t);
@@ -454,17 +454,7 @@ impl ImportedAdapter {
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         write_dir_atomic(out, |d| {
             save_safetensors(&d.join("model.safetensors"), &sorted)?;
-            for entry in std::fs::read_dir(model_dir)? {
-                let p = entry?.path();
-                let is_weights = p.extension().is_some_and(|e| e == "safetensors")
-                    || p.file_name()
-                        .is_some_and(|n| n == "model.safetensors.index.json");
-                if p.is_file() && !is_weights {
-                    std::fs::copy(&p, d.join(p.file_name().expect("a file has a name")))
-                        .with_context(|| format!("cannot copy {}", p.display()))?;
-                }
-            }
-            Ok(())
+            model.write_companions(d)
         })?;
         Ok(merged)
     }
@@ -477,16 +467,16 @@ pub fn last_logits(
     adapter: Option<&Path>,
     text: &str,
 ) -> Result<(Vec<u32>, Vec<f32>)> {
-    let dir = resolve_model_dir(model)?;
-    let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let files = ModelFiles::open(model)?;
+    let cfg = files.config.clone();
     let device = Device::Cpu;
     let mut imported = match adapter {
         Some(a) => Some(ImportedAdapter::load(a, &cfg, &device)?),
         None => None,
     };
     let loaded = match imported.as_mut() {
-        Some(i) => LoadedModel::load(&dir, i, &device)?,
-        None => LoadedModel::load(&dir, &mut NoMethod, &device)?,
+        Some(i) => LoadedModel::load(&files, i, &device)?,
+        None => LoadedModel::load(&files, &mut NoMethod, &device)?,
     };
     let hooks = match &imported {
         Some(i) => {

@@ -18,7 +18,7 @@ use crate::data::{
     self, Dataset, Metric,
     batch::{Batch, Encoded, encode_all},
 };
-use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, resolve_model_dir};
+use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, ModelFiles};
 use crate::peft::{
     BuildContext, ExportContext, Method,
     export::{save_json, write_atomic, write_dir_atomic},
@@ -191,10 +191,10 @@ fn encode_eval(
 /// from the files alone.
 pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
     let device = device_for(&cfg.device)?;
-    let dir = resolve_model_dir(&cfg.model)?;
-    let model_cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let files = ModelFiles::open(&cfg.model)?;
+    let model_cfg = files.config.clone();
     let mut imported = ImportedAdapter::load(adapter, &model_cfg, &device)?;
-    let loaded = LoadedModel::load(&dir, &mut imported, &device)?;
+    let loaded = LoadedModel::load(&files, &mut imported, &device)?;
     imported.check_attached()?;
     let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
     let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
@@ -226,15 +226,15 @@ fn prepare(
 ) -> Result<Prepared> {
     cfg.validate()?;
     let device = device_for(&cfg.device)?;
-    let dir = resolve_model_dir(&cfg.model)?;
-    let model_cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
+    let files = ModelFiles::open(&cfg.model)?;
+    let model_cfg = files.config.clone();
     let mut method = cfg.method.build(&BuildContext {
         model: &model_cfg,
         seed: cfg.seed,
         device: &device,
         total_steps: cfg.steps,
     })?;
-    let loaded = LoadedModel::load(&dir, method.as_mut(), &device)?;
+    let loaded = LoadedModel::load(&files, method.as_mut(), &device)?;
     let module_names: Vec<String> = loaded
         .weights
         .tensors()

@@ -1,9 +1,11 @@
 """Checks adapters against Hugging Face PEFT, both ways, on the built-in model.
 
-  check BIN ADAPTER...   Loads the built-in model with transformers and each adapter folder
-                         (exported by peft-workbench) with PeftModel.from_pretrained, and
-                         compares the last position's logits of fixed texts with
-                         `BIN logits --adapter ADAPTER --text ...`. Fails above 1e-3.
+  check BIN [--model M] ADAPTER...
+                         Loads the model (the built-in one, or M: a folder or a .gguf file)
+                         with transformers and each adapter folder (exported by
+                         peft-workbench) with PeftModel.from_pretrained, and compares the last
+                         position's logits of fixed texts with
+                         `BIN logits --model M --adapter ADAPTER --text ...`. Fails above 1e-3.
   make-fixtures          Writes tests/fixtures/peft_made/: LoRA, DoRA, AdaLoRA, IA3, prompt
                          tuning, P-tuning and prefix tuning adapters made by PEFT with random
                          non-zero weights, and PEFT's logits for them (expected.json). The Rust
@@ -32,8 +34,23 @@ TEXTS = [
 TOL = 1e-3
 
 
-def base_model():
-    return LlamaForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
+def base_model(model=None):
+    """The built-in model, or `model`: a Hugging Face folder or a GGUF file."""
+    if model is None:
+        return LlamaForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
+    path = pathlib.Path(model)
+    if path.suffix == ".gguf":
+        return LlamaForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def tokenizer(model=None):
+    if model is None:
+        return AutoTokenizer.from_pretrained(MODEL)
+    path = pathlib.Path(model)
+    if path.suffix == ".gguf":
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return AutoTokenizer.from_pretrained(path)
 
 
 def last_logits(model, tok, text):
@@ -43,16 +60,17 @@ def last_logits(model, tok, text):
     return ids, out.logits[0, -1]
 
 
-def check(binary, adapters):
-    tok = AutoTokenizer.from_pretrained(MODEL)
+def check(binary, adapters, model_path=None):
+    tok = tokenizer(model_path)
     worst = 0.0
     failed = []
     for adapter in adapters:
-        model = PeftModel.from_pretrained(base_model(), adapter).eval()
+        model = PeftModel.from_pretrained(base_model(model_path), adapter).eval()
         cfg = json.loads((pathlib.Path(adapter) / "adapter_config.json").read_text())
         for text in TEXTS:
             ids, ref = last_logits(model, tok, text)
-            out = subprocess.run([binary, "logits", "--model", "builtin", "--adapter", adapter, "--text", text],
+            out = subprocess.run([binary, "logits", "--model", model_path or "builtin", "--adapter", adapter,
+                                  "--text", text],
                                  check=True, capture_output=True, text=True).stdout
             ours = json.loads(out)
             if ours["token_ids"] != ids:
@@ -124,7 +142,11 @@ def make_fixtures():
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "check":
-        check(sys.argv[2], sys.argv[3:])
+        rest = sys.argv[3:]
+        if rest[:1] == ["--model"]:
+            check(sys.argv[2], rest[2:], rest[1])
+        else:
+            check(sys.argv[2], rest)
     elif sys.argv[1:] == ["make-fixtures"]:
         make_fixtures()
     else:
