@@ -110,3 +110,25 @@ fn unknown_target_modules_are_listed_against_the_real_names() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("query") && err.contains("q_proj"), "{err}");
 }
+
+#[test]
+fn a_run_too_large_for_the_memory_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args([
+            "train",
+            &preset("full.toml"),
+            "--set",
+            "batch_size=4096",
+            "--set",
+            "max_seq_len=4096",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("GB of memory") && err.contains("available"), "{err}");
+    assert!(!dir.path().join("run").exists(), "nothing is written for a refused run");
+}

@@ -8,6 +8,7 @@ use super::{Action, WorkbenchApp};
 use crate::config::Schedule;
 use crate::data::BUILTIN_TASKS;
 use crate::peft::MethodConfig;
+use crate::train::memory;
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.heading("Run");
@@ -146,6 +147,7 @@ fn model_card(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
 /// run starts.
 fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let method = app.form.method.clone();
+    let (batch, seq) = (app.form.batch_size, app.form.max_seq_len);
     // When the model cannot be read, the model card above says why.
     if let Ok(shape) = app.model_shape() {
         let n = method.trainable_params(shape);
@@ -155,6 +157,14 @@ fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             human(n),
             100.0 * n as f64 / total.max(1) as f64,
             human(total)
+        ));
+        let need = memory::training_bytes(shape, n, batch, seq);
+        let avail = memory::available_bytes()
+            .map(|a| format!(" of {} available", memory::human_bytes(a)))
+            .unwrap_or_default();
+        ui.small(format!(
+            "Estimated training memory at batch {batch} × {seq} tokens: {}{avail}",
+            memory::human_bytes(need)
         ));
         if let Some(note) = method.note_for(shape) {
             ui.small(note);

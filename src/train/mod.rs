@@ -2,6 +2,7 @@
 //! It knows nothing of any UI.
 
 pub mod events;
+pub mod memory;
 pub mod schedule;
 pub mod worker;
 
@@ -228,6 +229,13 @@ fn prepare(
     let device = device_for(&cfg.device)?;
     let files = ModelFiles::open(&cfg.model)?;
     let model_cfg = files.config.clone();
+    let need = memory::training_bytes(
+        &model_cfg,
+        cfg.method.trainable_params(&model_cfg),
+        cfg.batch_size,
+        cfg.max_seq_len,
+    );
+    memory::check_fits(need, memory::available_bytes())?;
     let mut method = cfg.method.build(&BuildContext {
         model: &model_cfg,
         seed: cfg.seed,

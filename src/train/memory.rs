@@ -1,0 +1,80 @@
+//! How much memory a run will need, estimated before anything is loaded, so that a model
+//! too large for the machine is refused with the figure instead of failing mid-way.
+
+use crate::models::LlamaConfig;
+
+/// Bytes a training run needs, roughly: the f32 weights, for each trained value its gradient
+/// and AdamW's two moments, and the activations kept for the backward pass (per layer the
+/// block's inputs and projections, `B·T·(10·hidden + 3·intermediate)` floats, and the
+/// attention probabilities `B·heads·T²`, twice for softmax's backward), plus the logits.
+pub fn training_bytes(model: &LlamaConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
+    let f = 4u64;
+    let weights = model.param_count() as u64 * f;
+    let optimizer = trainable as u64 * 3 * f;
+    let (b, t) = (batch as u64, seq as u64);
+    let per_layer = b * t * (10 * model.hidden_size as u64 + 3 * model.intermediate_size as u64)
+        + 2 * b * model.num_attention_heads as u64 * t * t;
+    let activations = per_layer * model.num_hidden_layers as u64 * f;
+    let logits = b * t * model.vocab_size as u64 * f;
+    weights + optimizer + activations + logits
+}
+
+/// Memory the system can still give (Linux `MemAvailable`), in bytes.
+pub fn available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// `Err` with both figures when `need` exceeds what is available.
+pub fn check_fits(need: u64, available: Option<u64>) -> anyhow::Result<()> {
+    if let Some(avail) = available
+        && need > avail
+    {
+        anyhow::bail!(
+            "this run needs about {:.1} GB of memory but {:.1} GB are available; lower batch_size or max_seq_len, or pick a smaller model or a method that trains less",
+            need as f64 / 1e9,
+            avail as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// "1.2 GB" / "340 MB".
+pub fn human_bytes(b: u64) -> String {
+    if b >= 1_000_000_000 {
+        format!("{:.1} GB", b as f64 / 1e9)
+    } else {
+        format!("{:.0} MB", b as f64 / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_grows_with_the_work_and_refusal_names_both_figures() {
+        let m: LlamaConfig = serde_json::from_value(serde_json::json!({
+            "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
+            "num_key_value_heads": 3, "num_hidden_layers": 30, "vocab_size": 49152
+        }))
+        .unwrap();
+        let small = training_bytes(&m, 1_000, 1, 32);
+        assert!(small > m.param_count() as u64 * 4);
+        assert!(training_bytes(&m, 1_000, 8, 128) > small);
+        assert!(training_bytes(&m, m.param_count(), 1, 32) > small + 3 * 4 * 100_000_000);
+        let e = check_fits(3_000_000_000, Some(1_000_000_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3.0 GB") && e.contains("1.0 GB"), "{e}");
+        assert!(check_fits(10, Some(100)).is_ok());
+        assert!(check_fits(10, None).is_ok());
+    }
+}
