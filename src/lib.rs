@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod data;
+pub mod generate;
 pub mod models;
 pub mod peft;
 pub mod pretrain;

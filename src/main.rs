@@ -52,6 +52,28 @@ enum Cmd {
         #[arg(long)]
         text: String,
     },
+    /// Continue a prompt with the model (and adapter), printing tokens as they come.
+    Generate {
+        /// "builtin", a model folder or a .gguf file.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt in the model's chat template (ChatML, as SmolLM2-Instruct uses).
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
         /// A run folder (with adapter/ inside).
@@ -125,6 +147,42 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 serde_json::json!({ "token_ids": ids, "logits": logits })
             );
+            Ok(())
+        }
+        Some(Cmd::Generate {
+            model,
+            adapter,
+            prompt,
+            chat,
+            max_tokens,
+            temperature,
+            top_p,
+            seed,
+        }) => {
+            let sampling = peft_workbench::generate::Sampling {
+                temperature,
+                top_p,
+                max_tokens,
+                seed,
+            };
+            let text = if chat {
+                peft_workbench::generate::chatml(&prompt)
+            } else {
+                prompt
+            };
+            peft_workbench::generate::generate_text(
+                &model,
+                adapter.as_deref(),
+                &text,
+                &sampling,
+                &mut |piece| {
+                    use std::io::Write;
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
+                    true
+                },
+            )?;
+            println!();
             Ok(())
         }
         Some(Cmd::Export { run_dir, out }) => {

@@ -129,6 +129,7 @@ pub fn model_config(a: &PretrainArgs, vocab_size: usize, eos: u32) -> LlamaConfi
         tie_word_embeddings: true,
         head_dim: Some(a.hidden / a.heads),
         attention_bias: false,
+        model_type: None,
         mlp_bias: false,
         bos_token_id: Some(eos),
         eos_token_id: Some(serde_json::json!(eos)),

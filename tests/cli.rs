@@ -129,6 +129,12 @@ fn a_run_too_large_for_the_memory_is_refused_before_loading() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("GB of memory") && err.contains("available"), "{err}");
-    assert!(!dir.path().join("run").exists(), "nothing is written for a refused run");
+    assert!(
+        err.contains("GB of memory") && err.contains("available"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("run").exists(),
+        "nothing is written for a refused run"
+    );
 }

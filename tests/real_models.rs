@@ -65,3 +65,22 @@ fn lora_on_smollm2_lowers_the_eval_loss() {
     );
     assert_eq!(s.trainable_params, 30 * 8 * ((576 + 576) + (576 + 192)));
 }
+
+/// The answer transformers gives greedily (ASSETS.md), through the key/value cache.
+#[test]
+fn smollm2_answers_with_the_cache_as_transformers_does() {
+    let model = smollm2();
+    let s = peft_workbench::generate::Sampling {
+        max_tokens: 20,
+        ..Default::default()
+    };
+    let answer = peft_workbench::generate::generate_text(
+        model.to_str().unwrap(),
+        None,
+        &peft_workbench::generate::chatml("What is the capital of France?"),
+        &s,
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(answer.trim(), "The capital of France is Paris.");
+}

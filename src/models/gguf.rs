@@ -72,6 +72,7 @@ fn config_of(c: &Content) -> Result<LlamaConfig> {
         tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
         head_dim: None,
         attention_bias: c.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        model_type: Some("llama".into()),
         mlp_bias: false,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_id: id("tokenizer.ggml.eos_token_id").map(|v| serde_json::json!(v)),

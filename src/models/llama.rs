@@ -40,6 +40,10 @@ pub struct LlamaConfig {
     pub head_dim: Option<usize>,
     #[serde(default)]
     pub attention_bias: bool,
+    /// `llama`, `mistral` or `qwen2` (Qwen2 always has query/key/value biases and no
+    /// output-projection bias, whatever `attention_bias` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     #[serde(default)]
     pub mlp_bias: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +134,16 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// Whether the query, key and value projections have biases.
+    pub fn qkv_bias(&self) -> bool {
+        self.attention_bias || self.model_type.as_deref() == Some("qwen2")
+    }
+
+    /// Whether the attention output projection has a bias (LLaMA's `attention_bias`).
+    pub fn o_bias(&self) -> bool {
+        self.attention_bias && self.model_type.as_deref() != Some("qwen2")
+    }
+
     /// Every projection of the model in load order: (module path, in features, out
     /// features, has a bias). Methods use it to count their parameters before loading.
     pub fn projections(&self) -> Vec<(String, usize, usize, bool)> {
@@ -140,7 +154,7 @@ impl LlamaConfig {
             self.kv_heads(),
             self.intermediate_size,
         );
-        let (ab, mb) = (self.attention_bias, self.mlp_bias);
+        let (ab, ob, mb) = (self.qkv_bias(), self.o_bias(), self.mlp_bias);
         let mut out = Vec::new();
         for i in 0..self.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -148,7 +162,7 @@ impl LlamaConfig {
                 ("self_attn.q_proj", h, nh * hd, ab),
                 ("self_attn.k_proj", h, nkv * hd, ab),
                 ("self_attn.v_proj", h, nkv * hd, ab),
-                ("self_attn.o_proj", nh * hd, h, false),
+                ("self_attn.o_proj", nh * hd, h, ob),
                 ("mlp.gate_proj", h, inter, mb),
                 ("mlp.up_proj", h, inter, mb),
                 ("mlp.down_proj", inter, h, mb),
@@ -294,14 +308,15 @@ struct Attention {
 
 impl Attention {
     /// `x: [B, T, hidden]`; `prefix`: this layer's extra keys and values `[B, kv_heads, P, D]`,
-    /// which sit before the sequence (already rotated, as a cache would hold them).
+    /// which sit before the sequence (already rotated, as a cache would hold them). Returns
+    /// the output and every key and value it attended to (prefix first): the next cache.
     fn forward(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         prefix: Option<&(Tensor, Tensor)>,
         train: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
         let q = split_heads(&self.q_proj, x, h, hd, train)?;
@@ -338,7 +353,7 @@ impl Attention {
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-        Ok(self.o_proj.forward(&out, train)?)
+        Ok((self.o_proj.forward(&out, train)?, (k, v)))
     }
 }
 
@@ -400,10 +415,10 @@ impl Block {
         rotary: &Rotary,
         prefix: Option<&(Tensor, Tensor)>,
         train: bool,
-    ) -> Result<Tensor> {
-        let a = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, rotary, prefix, train)?;
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (a, kv) =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, rotary, prefix, train)?;
         let a = match &self.after_attn {
             Some(ad) => ad.forward(&a, train)?,
             None => a,
@@ -416,7 +431,7 @@ impl Block {
             Some(ad) => ad.forward(&m, train)?,
             None => m,
         };
-        Ok((x + m)?)
+        Ok(((x + m)?, kv))
     }
 }
 
@@ -460,10 +475,10 @@ impl Llama {
                     Ok(Linear::new(base, adapter))
                 };
             let self_attn = Attention {
-                q_proj: lin("self_attn.q_proj", h, nh * hd, cfg.attention_bias)?,
-                k_proj: lin("self_attn.k_proj", h, nkv * hd, cfg.attention_bias)?,
-                v_proj: lin("self_attn.v_proj", h, nkv * hd, cfg.attention_bias)?,
-                o_proj: lin("self_attn.o_proj", nh * hd, h, false)?,
+                q_proj: lin("self_attn.q_proj", h, nh * hd, cfg.qkv_bias())?,
+                k_proj: lin("self_attn.k_proj", h, nkv * hd, cfg.qkv_bias())?,
+                v_proj: lin("self_attn.v_proj", h, nkv * hd, cfg.qkv_bias())?,
+                o_proj: lin("self_attn.o_proj", nh * hd, h, cfg.o_bias())?,
                 heads: nh,
                 kv_heads: nkv,
                 head_dim: hd,
@@ -508,6 +523,10 @@ impl Llama {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
@@ -524,6 +543,18 @@ impl Llama {
 
     /// Final hidden states `[B, n + T, hidden]` (n prompt embeddings first, if any).
     pub fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
+        Ok(self.forward_cached(ids, hooks, train)?.0)
+    }
+
+    /// Final hidden states and, per layer, every key and value attended to (the hooks'
+    /// prefix, then this sequence's, rotated): pass them back as `kv_prefix` to continue the
+    /// sequence one token at a time without recomputing it.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        hooks: &Hooks,
+        train: bool,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let x = self.embed(ids)?;
         let mut x = match &hooks.prompt_embeds {
             Some(p) => {
@@ -542,11 +573,14 @@ impl Llama {
                 self.layers.len()
             );
         }
+        let mut cache = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let prefix = hooks.kv_prefix.as_ref().map(|kv| &kv[i]);
-            x = layer.forward(&x, &self.rotary, prefix, train)?;
+            let (next, kv) = layer.forward(&x, &self.rotary, prefix, train)?;
+            x = next;
+            cache.push(kv);
         }
-        self.norm.forward(&x)
+        Ok((self.norm.forward(&x)?, cache))
     }
 
     /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
@@ -575,16 +609,6 @@ impl Llama {
     /// `[B, kv_heads, T, D]` per layer. Used to check the prefix hook against a real prefix and
     /// to start P-Tuning v2's prompts from a text.
     pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
-        let mut x = self.embed(ids)?;
-        let mut out = Vec::new();
-        for layer in &self.layers {
-            let a = &layer.self_attn;
-            let n = layer.input_layernorm.forward(&x)?;
-            let k = split_heads(&a.k_proj, &n, a.kv_heads, a.head_dim, false)?;
-            let v = split_heads(&a.v_proj, &n, a.kv_heads, a.head_dim, false)?;
-            out.push((self.rotary.apply(&k, 0)?, v));
-            x = layer.forward(&x, &self.rotary, None, false)?;
-        }
-        Ok(out)
+        Ok(self.forward_cached(ids, &Hooks::default(), false)?.1)
     }
 }

@@ -460,31 +460,32 @@ impl ImportedAdapter {
     }
 }
 
+/// The model (`"builtin"`, a folder or a `.gguf` file) on the CPU with the adapter folder,
+/// if any, attached, and the hooks to pass with each forward pass.
+pub fn load_adapted(model: &str, adapter: Option<&Path>) -> Result<(LoadedModel, Hooks)> {
+    let files = ModelFiles::open(model)?;
+    let device = Device::Cpu;
+    let Some(adapter) = adapter else {
+        return Ok((
+            LoadedModel::load(&files, &mut NoMethod, &device)?,
+            Hooks::default(),
+        ));
+    };
+    let mut imported = ImportedAdapter::load(adapter, &files.config, &device)?;
+    let loaded = LoadedModel::load(&files, &mut imported, &device)?;
+    imported.check_attached()?;
+    Ok((loaded, imported.hooks().clone()))
+}
+
 /// Token ids of `text` (with the tokenizer's special tokens) and the logits at its last
-/// position, from the model (`"builtin"` or a folder) with the adapter folder attached.
+/// position, from the model with the adapter folder attached.
 pub fn last_logits(
     model: &str,
     adapter: Option<&Path>,
     text: &str,
 ) -> Result<(Vec<u32>, Vec<f32>)> {
-    let files = ModelFiles::open(model)?;
-    let cfg = files.config.clone();
+    let (loaded, hooks) = load_adapted(model, adapter)?;
     let device = Device::Cpu;
-    let mut imported = match adapter {
-        Some(a) => Some(ImportedAdapter::load(a, &cfg, &device)?),
-        None => None,
-    };
-    let loaded = match imported.as_mut() {
-        Some(i) => LoadedModel::load(&files, i, &device)?,
-        None => LoadedModel::load(&files, &mut NoMethod, &device)?,
-    };
-    let hooks = match &imported {
-        Some(i) => {
-            i.check_attached()?;
-            i.hooks().clone()
-        }
-        None => Hooks::default(),
-    };
     let ids = loaded
         .tokenizer
         .encode(text, true)
