@@ -102,19 +102,23 @@ pub fn assert_matches_finite_differences(
         "{what}: gradient is ~0, backprop stops before it"
     );
     for &i in order.iter().take(k) {
-        let eps = 1e-2f32;
         let probe = |delta: f32| {
             let mut v = start.clone();
             v[i] += delta;
             set(v);
             objective()
         };
-        let fd = (probe(eps) - probe(-eps)) / (2.0 * eps);
+        // Two step sizes: a kink (ReLU) or strong curvature within one step spoils a central
+        // difference, f32 rounding spoils a too small one; a real gradient bug spoils both.
+        let fds: Vec<f32> = [1e-2f32, 3e-3, 1e-3]
+            .iter()
+            .map(|&eps| (probe(eps) - probe(-eps)) / (2.0 * eps))
+            .collect();
         set(start.clone());
         let tol = 2e-3 + 0.05 * g[i].abs();
         assert!(
-            (fd - g[i]).abs() <= tol,
-            "{what}[{i}]: analytic {} vs numeric {fd}",
+            fds.iter().any(|fd| (fd - g[i]).abs() <= tol),
+            "{what}[{i}]: analytic {} vs numeric {fds:?}",
             g[i]
         );
     }
