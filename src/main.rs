@@ -74,6 +74,9 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Time training steps of a method on random tokens and print one JSON object
+    /// (tokens/s, ms per step, peak memory, trainable parameters).
+    Bench(train::bench::BenchArgs),
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
         /// A run folder (with adapter/ inside).
@@ -183,6 +186,11 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             println!();
+            Ok(())
+        }
+        Some(Cmd::Bench(args)) => {
+            let r = train::bench::bench(&args)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
         Some(Cmd::Export { run_dir, out }) => {

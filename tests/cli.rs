@@ -138,3 +138,34 @@ fn a_run_too_large_for_the_memory_is_refused_before_loading() {
         "nothing is written for a refused run"
     );
 }
+
+#[test]
+fn bench_prints_one_json_object() {
+    let o = bin()
+        .args([
+            "bench",
+            "--method",
+            "prefix-tuning",
+            "--batch",
+            "2",
+            "--seq",
+            "8",
+            "--steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in [
+        "tokens_per_second",
+        "ms_per_step",
+        "peak_rss_bytes",
+        "trainable_params",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    assert_eq!(v["trainable_params"], 215_936);
+    let o = bin().args(["bench", "--method", "nope"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `nope`"));
+}

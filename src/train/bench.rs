@@ -1,0 +1,130 @@
+//! A benchmark of the training step (not a test): a model, a method, a batch of random
+//! tokens of a fixed length, every position scored. Reports the median step after warm-up.
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::Optimizer;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use std::time::Instant;
+
+use super::peak_rss_bytes;
+use crate::models::{LoadedModel, ModelFiles};
+use crate::peft::{BuildContext, MethodConfig};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// "builtin", a model folder or a .gguf file.
+    #[arg(long, default_value = "builtin")]
+    pub model: String,
+    /// A method kind (its default parameters), e.g. lora, full, prefix-tuning.
+    #[arg(long, default_value = "lora")]
+    pub method: String,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Timed steps (after two warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub method: String,
+    pub batch: usize,
+    pub seq: usize,
+    /// Seconds to read the weights and build the model with the method attached.
+    pub load_seconds: f64,
+    /// Training tokens per second, from the median step.
+    pub tokens_per_second: f64,
+    pub ms_per_step: f64,
+    /// Forward pass only (no gradients), tokens per second, median.
+    pub forward_tokens_per_second: f64,
+    pub peak_rss_bytes: u64,
+    pub trainable_params: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
+    let device = Device::Cpu;
+    let method_cfg: MethodConfig = serde_json::from_value(serde_json::json!({ "kind": a.method }))
+        .with_context(|| format!("unknown method `{}`", a.method))?;
+    let t0 = Instant::now();
+    let files = ModelFiles::open(&a.model)?;
+    let mut method = method_cfg.build(&BuildContext {
+        model: &files.config,
+        seed: 0,
+        device: &device,
+        total_steps: a.steps + 2,
+    })?;
+    let loaded = LoadedModel::load(&files, method.as_mut(), &device)?;
+    method.on_loaded(&loaded.model, &loaded.tokenizer)?;
+    let load_seconds = t0.elapsed().as_secs_f64();
+    let model = &loaded.model;
+    let mut vars = loaded.weights.trained().to_vec();
+    vars.extend(method.vars());
+    let trainable = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let mut opt = candle_nn::AdamW::new_lr(vars.iter().map(|(_, v)| v.clone()).collect(), 1e-4)?;
+
+    let mut rng = StdRng::seed_from_u64(0);
+    let vocab = files.config.vocab_size as u32;
+    let tokens: Vec<u32> = (0..a.batch * (a.seq + 1))
+        .map(|_| rng.random_range(0..vocab))
+        .collect();
+    let all = Tensor::from_vec(tokens, (a.batch, a.seq + 1), &device)?;
+    let inputs = all.narrow(1, 0, a.seq)?;
+    let targets = all.narrow(1, 1, a.seq)?.flatten_all()?;
+    let loss_of = |method: &dyn crate::peft::Method, train: bool| -> Result<Tensor> {
+        let hooks = method.hooks(train)?;
+        let hidden = model.forward_hidden(&inputs, &hooks, train)?;
+        let l = hidden.dim(1)?;
+        let hidden = hidden.narrow(1, l - a.seq, a.seq)?;
+        let logits = model.logits(&hidden)?.flatten_to(1)?;
+        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+    };
+
+    let mut forward = Vec::new();
+    for i in 0..a.steps + 1 {
+        let t = Instant::now();
+        let l = loss_of(method.as_ref(), false)?;
+        l.to_scalar::<f32>()?;
+        if i > 0 {
+            forward.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut steps = Vec::new();
+    for i in 0..a.steps + 2 {
+        let t = Instant::now();
+        let loss = loss_of(method.as_ref(), true)?;
+        let loss = match method.extra_loss()? {
+            Some(extra) => (loss + extra)?,
+            None => loss,
+        };
+        let grads = loss.backward()?;
+        opt.step(&grads)?;
+        method.after_step(i + 1, &grads)?;
+        if i >= 2 {
+            steps.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let tokens = (a.batch * a.seq) as f64;
+    let step = median(steps);
+    Ok(BenchResult {
+        model: a.model.clone(),
+        method: method_cfg.kind().into(),
+        batch: a.batch,
+        seq: a.seq,
+        load_seconds,
+        tokens_per_second: tokens / step,
+        ms_per_step: step * 1e3,
+        forward_tokens_per_second: tokens / median(forward),
+        peak_rss_bytes: peak_rss_bytes(),
+        trainable_params: trainable,
+    })
+}
