@@ -208,3 +208,30 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     assert!(!folder.exists());
     h.get_by_label_contains("deleted");
 }
+
+#[test]
+fn the_playground_streams_the_base_models_answer() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.playground.prompt = "And God said,".into();
+    app.playground.sampling.max_tokens = 8;
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Playground").click();
+    h.run();
+    h.get_by_label("Generate").click();
+    h.step();
+    wait_for(&mut h, "the answer", |a| {
+        !a.playground.answers.is_empty() && !a.playground.busy()
+    });
+    h.run();
+    let a = &h.state().playground.answers[0];
+    assert_eq!(a.label, "base model");
+    let text = a.text.lock().unwrap().clone();
+    assert!(
+        !text.trim().is_empty() && !text.contains("[error"),
+        "{text:?}"
+    );
+    h.get_by_label_contains(text.trim());
+    let image = h.render().expect("render");
+    image.save(snapshot_path("playground")).unwrap();
+}

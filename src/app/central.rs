@@ -35,6 +35,10 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         rank_heat_map(r, ui);
         ui.separator();
     }
+    egui::CollapsingHeader::new("Playground")
+        .default_open(false)
+        .show(ui, |ui| super::playground::ui(app, ui));
+    ui.separator();
     run_list(app, ui, actions);
 }
 

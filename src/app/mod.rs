@@ -4,6 +4,7 @@
 
 mod central;
 mod method_params;
+pub mod playground;
 pub mod runs;
 mod side_panel;
 
@@ -51,6 +52,9 @@ pub struct WorkbenchApp {
     pub confirm_delete: Option<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
     pub status: Arc<Mutex<Option<String>>>,
+    pub playground: playground::Playground,
+    /// Asks for a repaint (from other threads).
+    notify: Notify,
 }
 
 impl WorkbenchApp {
@@ -77,12 +81,14 @@ impl WorkbenchApp {
             form: RunConfig::default(),
             method_memory: MethodConfig::all_defaults(),
             store,
-            worker: worker::spawn(runs_dir, notify),
+            worker: worker::spawn(runs_dir, notify.clone()),
             form_error: None,
             smoothing: 0.6,
             model_shape: None,
             confirm_delete: None,
             status: Arc::new(Mutex::new(status)),
+            playground: playground::Playground::default(),
+            notify,
         }
     }
 

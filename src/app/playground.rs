@@ -1,0 +1,148 @@
+//! The playground: one prompt answered side by side by the base model and the adapted
+//! models of finished runs, each answer streaming in as it is generated. Generation runs
+//! on its own threads; the UI only reads the shared text each frame.
+
+use eframe::egui;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::WorkbenchApp;
+use super::runs::RunStatus;
+use crate::generate::{Sampling, generate_text};
+use crate::train::worker::Notify;
+
+/// One model's answer, filled in by its generating thread.
+pub struct Answer {
+    pub label: String,
+    pub text: Arc<Mutex<String>>,
+    pub done: Arc<AtomicBool>,
+}
+
+pub struct Playground {
+    pub prompt: String,
+    pub chat: bool,
+    pub sampling: Sampling,
+    pub answers: Vec<Answer>,
+    /// How many finished runs answer besides the base model (the latest ones).
+    pub runs_shown: usize,
+}
+
+impl Default for Playground {
+    fn default() -> Self {
+        Self {
+            prompt: "Review: a warm, funny and clever film.\nLabel:".into(),
+            chat: false,
+            sampling: Sampling {
+                max_tokens: 24,
+                ..Default::default()
+            },
+            answers: Vec::new(),
+            runs_shown: 3,
+        }
+    }
+}
+
+impl Playground {
+    pub fn busy(&self) -> bool {
+        self.answers.iter().any(|a| !a.done.load(Ordering::Acquire))
+    }
+}
+
+/// Starts one generating thread per model: `(label, model, adapter folder)`.
+fn start(pg: &mut Playground, models: Vec<(String, String, Option<PathBuf>)>, notify: Notify) {
+    pg.answers.clear();
+    let text = if pg.chat {
+        crate::generate::chatml(&pg.prompt)
+    } else {
+        pg.prompt.clone()
+    };
+    for (label, model, adapter) in models {
+        let answer = Answer {
+            label,
+            text: Arc::new(Mutex::new(String::new())),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let (out, done, notify) = (answer.text.clone(), answer.done.clone(), notify.clone());
+        let (prompt, sampling) = (text.clone(), pg.sampling.clone());
+        std::thread::spawn(move || {
+            let result = generate_text(&model, adapter.as_deref(), &prompt, &sampling, &mut |p| {
+                out.lock().expect("answer lock").push_str(p);
+                notify();
+                true
+            });
+            if let Err(e) = result {
+                out.lock()
+                    .expect("answer lock")
+                    .push_str(&format!("\n[error: {e:#}]"));
+            }
+            done.store(true, Ordering::Release);
+            notify();
+        });
+        pg.answers.push(answer);
+    }
+}
+
+pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let notify = app.notify.clone();
+    let model = app.form.model.clone();
+    // The latest finished runs on the form's model that saved an adapter.
+    let runs: Vec<(String, String, Option<PathBuf>)> = app
+        .store
+        .runs
+        .iter()
+        .rev()
+        .filter(|r| r.status == RunStatus::Finished && r.config.model == model)
+        .filter_map(|r| {
+            let dir = PathBuf::from(r.out_dir.as_ref()?).join("adapter");
+            dir.is_dir()
+                .then(|| (r.label.clone(), r.config.model.clone(), Some(dir)))
+        })
+        .take(app.playground.runs_shown)
+        .collect();
+    let pg = &mut app.playground;
+    let label = ui.label("Prompt");
+    ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
+        .labelled_by(label.id);
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut pg.chat, "Chat template").on_hover_text(
+            "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
+        );
+        let l = ui.label("Max tokens");
+        ui.add(egui::DragValue::new(&mut pg.sampling.max_tokens).range(1..=512))
+            .labelled_by(l.id);
+        let l = ui.label("Temperature");
+        ui.add(egui::Slider::new(&mut pg.sampling.temperature, 0.0..=2.0))
+            .labelled_by(l.id)
+            .on_hover_text("0 = greedy: always the most likely token");
+        if pg.sampling.temperature > 0.0 {
+            let l = ui.label("Top-p");
+            ui.add(egui::Slider::new(&mut pg.sampling.top_p, 0.05..=1.0))
+                .labelled_by(l.id);
+        }
+        let busy = pg.busy();
+        if ui
+            .add_enabled(!busy, egui::Button::new("Generate"))
+            .on_hover_text("Answer with the base model and the latest finished runs' adapters")
+            .clicked()
+        {
+            let mut models = vec![("base model".to_string(), model.clone(), None)];
+            models.extend(runs.iter().cloned());
+            start(pg, models, notify.clone());
+        }
+    });
+    if pg.answers.is_empty() {
+        ui.small("Finished runs on this model answer beside the base model.");
+        return;
+    }
+    ui.columns(pg.answers.len(), |cols| {
+        for (col, a) in cols.iter_mut().zip(&pg.answers) {
+            col.strong(&a.label);
+            let text = a.text.lock().expect("answer lock").clone();
+            col.label(egui::RichText::new(text).monospace());
+            if !a.done.load(Ordering::Acquire) {
+                col.spinner();
+            }
+        }
+    });
+}
