@@ -2,6 +2,7 @@
 //! the methods differ. The library holds everything but the window; `app` (feature `gui`)
 //! draws it.
 
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod generate;

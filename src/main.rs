@@ -77,6 +77,14 @@ enum Cmd {
     /// Time training steps of a method on random tokens and print one JSON object
     /// (tokens/s, ms per step, peak memory, trainable parameters).
     Bench(train::bench::BenchArgs),
+    /// Run several methods on the same model, data and steps, one after another, and write
+    /// comparison.csv and comparison.md (see presets/compare-all.toml).
+    Compare {
+        /// A comparison file: `methods = [...]` and a `[run]` table.
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
         /// A run folder (with adapter/ inside).
@@ -186,6 +194,14 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             println!();
+            Ok(())
+        }
+        Some(Cmd::Compare { file, out }) => {
+            let cfg = peft_workbench::compare::CompareConfig::load(&file)?;
+            let exe = std::env::current_exe().context("cannot find this program's path")?;
+            let rows = peft_workbench::compare::compare(&cfg, &exe, &out)?;
+            print!("{}", peft_workbench::compare::to_markdown(&rows));
+            eprintln!("wrote {}/comparison.csv and comparison.md", out.display());
             Ok(())
         }
         Some(Cmd::Bench(args)) => {

@@ -169,3 +169,56 @@ fn bench_prints_one_json_object() {
     let o = bin().args(["bench", "--method", "nope"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown method `nope`"));
 }
+
+#[test]
+fn compare_runs_each_method_and_writes_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cmp.toml");
+    std::fs::write(
+        &file,
+        "methods = [\"lora\", \"prompt-tuning\", \"nope-not-run\"]\n[run]\nsteps = 3\neval_every = 3\neval_examples = 8\n[run.method]\nkind = \"full\"\n",
+    )
+    .unwrap();
+    let o = bin()
+        .args(["compare"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "an unknown method is refused before anything runs"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope-not-run"));
+    std::fs::write(
+        &file,
+        "methods = [\"lora\", \"prompt-tuning\"]\n[run]\nsteps = 3\neval_every = 3\neval_examples = 8\n[run.method]\nkind = \"full\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = bin()
+        .args(["compare"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("method,trainable_params"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("prompt-tuning,2560,")),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
+    assert!(
+        md.contains("| lora |") && md.contains("| prompt-tuning |"),
+        "{md}"
+    );
+    // Each run kept its own folder and its conventional learning rate.
+    let lora = peft_workbench::config::RunConfig::load(&out.join("lora/config.toml"), &[]).unwrap();
+    assert_eq!(lora.optimizer.lr, 3e-3);
+}

@@ -148,6 +148,23 @@ impl MethodConfig {
         }
     }
 
+    /// The learning rate this method usually wants with AdamW on the models here (the
+    /// presets use the same): methods that train few values or train them far from the
+    /// output want larger steps.
+    pub fn conventional_lr(&self) -> f64 {
+        match self {
+            MethodConfig::Full(_) => 3e-4,
+            MethodConfig::Freeze(_) | MethodConfig::Adapter(_) => 1e-3,
+            MethodConfig::Lora(_) | MethodConfig::Dora(_) => 3e-3,
+            MethodConfig::Adalora(_)
+            | MethodConfig::Bitfit(_)
+            | MethodConfig::PTuning(_)
+            | MethodConfig::PrefixTuning(_) => 1e-2,
+            MethodConfig::Ia3(_) | MethodConfig::PromptTuning(_) => 3e-2,
+            MethodConfig::PTuningV2(_) => 1e-1,
+        }
+    }
+
     /// `Err((key, why))` for a value no run can use.
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         match self {

@@ -1,0 +1,186 @@
+//! Comparing methods: one run per method on the same model, data and steps, each with its
+//! conventional learning rate, run one after another in child processes (so each run's
+//! peak memory is its own), then a table of what each cost and achieved:
+//! `comparison.csv` and `comparison.md`.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::config::RunConfig;
+use crate::peft::{MethodConfig, export::write_atomic};
+use crate::train::Summary;
+
+/// A comparison file: the methods and the run they share (`[run]`, a `RunConfig` whose
+/// `[method]` is replaced per method).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareConfig {
+    /// Method kinds, or `["all"]`.
+    pub methods: Vec<String>,
+    pub run: RunConfig,
+}
+
+impl CompareConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let c: Self = toml::from_str(&text)
+            .with_context(|| format!("{} is not a comparison file", path.display()))?;
+        c.run.validate()?;
+        Ok(c)
+    }
+
+    /// One run per method: the method's defaults and its conventional learning rate.
+    pub fn runs(&self) -> Result<Vec<RunConfig>> {
+        let all = MethodConfig::all_defaults();
+        let chosen: Vec<MethodConfig> = if self.methods.iter().any(|m| m == "all") {
+            all
+        } else {
+            self.methods
+                .iter()
+                .map(|k| {
+                    all.iter()
+                        .find(|m| m.kind() == k)
+                        .cloned()
+                        .with_context(|| format!("unknown method `{k}` in methods"))
+                })
+                .collect::<Result<_>>()?
+        };
+        if chosen.is_empty() {
+            bail!("the comparison names no method");
+        }
+        Ok(chosen
+            .into_iter()
+            .map(|m| {
+                let mut cfg = self.run.clone();
+                cfg.optimizer.lr = m.conventional_lr();
+                cfg.method = m;
+                cfg
+            })
+            .collect())
+    }
+}
+
+/// One row of the comparison table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub method: String,
+    pub trainable_params: usize,
+    pub trainable_percent: f64,
+    pub adapter_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub tokens_per_second: f64,
+    pub wall_seconds: f64,
+    pub initial_eval_loss: f64,
+    pub final_eval_loss: f64,
+    pub metric_name: String,
+    pub metric: f64,
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+pub fn row(summary: &Summary, run_dir: &Path) -> Row {
+    Row {
+        method: summary.method.clone(),
+        trainable_params: summary.trainable_params,
+        trainable_percent: 100.0 * summary.trainable_params as f64
+            / summary.total_params.max(1) as f64,
+        adapter_bytes: folder_bytes(&run_dir.join("adapter")),
+        peak_rss_bytes: summary.peak_rss_bytes,
+        tokens_per_second: summary.tokens_per_second,
+        wall_seconds: summary.wall_seconds,
+        initial_eval_loss: summary.initial_eval_loss,
+        final_eval_loss: summary.final_eval_loss,
+        metric_name: summary.metric_name.clone(),
+        metric: summary.metric_value,
+    }
+}
+
+/// `comparison.csv` text.
+pub fn to_csv(rows: &[Row]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// `comparison.md` text: a Markdown table, best final eval loss first.
+pub fn to_markdown(rows: &[Row]) -> String {
+    let mut sorted = rows.to_vec();
+    sorted.sort_by(|a, b| a.final_eval_loss.total_cmp(&b.final_eval_loss));
+    let mut s = String::from(
+        "| method | trainable | % of model | adapter on disk | peak memory | tokens/s | time | eval loss | metric |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+    );
+    for r in &sorted {
+        s.push_str(&format!(
+            "| {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} |\n",
+            r.method,
+            r.trainable_params,
+            r.trainable_percent,
+            r.adapter_bytes as f64 / 1e6,
+            r.peak_rss_bytes as f64 / 1e6,
+            r.tokens_per_second,
+            r.wall_seconds,
+            r.initial_eval_loss,
+            r.final_eval_loss,
+            r.metric_name,
+            r.metric
+        ));
+    }
+    s
+}
+
+/// Runs every method of `cfg` with `exe train` into `out/<kind>/`, then writes the tables.
+/// A method that fails is reported and the others still run.
+pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for run in cfg.runs()? {
+        let kind = run.method.kind();
+        let preset: PathBuf = out.join(format!("{kind}.toml"));
+        write_atomic(&preset, run.to_toml().as_bytes())?;
+        let dir = out.join(kind);
+        eprintln!(
+            "comparing: {} (lr {})",
+            run.method.short_label(),
+            run.optimizer.lr
+        );
+        let status = std::process::Command::new(exe)
+            .arg("train")
+            .arg(&preset)
+            .arg("--out")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let summary = std::fs::read_to_string(dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
+        match (status.success(), summary) {
+            (true, Some(s)) => rows.push(row(&s, &dir)),
+            _ => failed.push(kind.to_string()),
+        }
+    }
+    write_atomic(&out.join("comparison.csv"), to_csv(&rows)?.as_bytes())?;
+    let mut md = to_markdown(&rows);
+    if !failed.is_empty() {
+        md.push_str(&format!("\nFailed: {}\n", failed.join(", ")));
+    }
+    write_atomic(&out.join("comparison.md"), md.as_bytes())?;
+    if rows.is_empty() {
+        bail!("every method failed: {}", failed.join(", "));
+    }
+    Ok(rows)
+}
