@@ -235,3 +235,32 @@ fn the_playground_streams_the_base_models_answer() {
     let image = h.render().expect("render");
     image.save(snapshot_path("playground")).unwrap();
 }
+
+#[test]
+fn compare_all_methods_queues_one_run_per_method() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.steps = 1;
+    app.form.eval_every = 1;
+    app.form.eval_examples = 4;
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Compare all methods").click();
+    h.step();
+    assert_eq!(h.state().store.runs.len(), 12);
+    wait_for(&mut h, "every run to finish", |a| !a.store.has_unfinished());
+    h.run();
+    let runs = &h.state().store.runs;
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Finished),
+        "{:?}",
+        runs.iter()
+            .map(|r| (&r.label, &r.status))
+            .collect::<Vec<_>>()
+    );
+    let kinds: std::collections::HashSet<&str> =
+        runs.iter().map(|r| r.config.method.kind()).collect();
+    assert_eq!(kinds.len(), 12);
+    h.get_by_label_contains("12 runs queued");
+    let image = h.render().expect("render");
+    image.save(snapshot_path("compare_all")).unwrap();
+}

@@ -7,9 +7,10 @@ use egui_plot::{Legend, Line, Plot};
 use super::runs::{RunRecord, RunStatus, ema};
 use super::{Action, WorkbenchApp};
 
-/// A stable colour per run id.
+/// A stable colour per run id; twelve distinct ones, so a comparison of every method
+/// gives every run its own.
 fn run_color(id: u64) -> egui::Color32 {
-    const PALETTE: [egui::Color32; 8] = [
+    const PALETTE: [egui::Color32; 12] = [
         egui::Color32::from_rgb(31, 119, 180),
         egui::Color32::from_rgb(255, 127, 14),
         egui::Color32::from_rgb(44, 160, 44),
@@ -18,6 +19,10 @@ fn run_color(id: u64) -> egui::Color32 {
         egui::Color32::from_rgb(140, 86, 75),
         egui::Color32::from_rgb(227, 119, 194),
         egui::Color32::from_rgb(23, 190, 207),
+        egui::Color32::from_rgb(188, 189, 34),
+        egui::Color32::from_rgb(127, 127, 127),
+        egui::Color32::from_rgb(174, 199, 232),
+        egui::Color32::from_rgb(255, 187, 120),
     ];
     PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()]
 }
@@ -99,8 +104,9 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                         );
                     }
                     if !r.eval_loss.is_empty() {
+                        // Same name as the training curve: one legend entry per run toggles both.
                         plot.line(
-                            Line::new(format!("{} eval", r.label), r.eval_loss.clone())
+                            Line::new(r.label.clone(), r.eval_loss.clone())
                                 .color(c)
                                 .style(egui_plot::LineStyle::dashed_loose()),
                         );
@@ -115,10 +121,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 for r in &app.store.runs {
                     if !r.eval_metric.is_empty() {
                         plot.line(
-                            Line::new(
-                                format!("{} {}", r.label, r.metric_name),
-                                r.eval_metric.clone(),
-                            )
+                            Line::new(r.label.clone(), r.eval_metric.clone())
                             .color(run_color(r.id)),
                         );
                     }

@@ -24,6 +24,9 @@ use runs::RunStore;
 #[must_use]
 pub enum Action {
     Start,
+    /// Queue one run per method on the form's model, data and steps, each with its
+    /// conventional learning rate.
+    CompareAll,
     Stop(RunId),
     /// Copy a run's adapter folder to the path.
     Export(RunId, PathBuf),
@@ -164,6 +167,28 @@ impl WorkbenchApp {
                 }
                 Err(e) => self.form_error = Some(e.to_string()),
             },
+            Action::CompareAll => {
+                let mut queued = 0;
+                for m in MethodConfig::all_defaults() {
+                    let mut cfg = self.form.clone();
+                    cfg.optimizer.lr = m.conventional_lr();
+                    cfg.method = m;
+                    if let Err(e) = cfg.validate() {
+                        self.say(format!("{} not queued: {e}", cfg.method.display_name()));
+                        continue;
+                    }
+                    let id = self.store.add(cfg.clone());
+                    let _ = self.worker.commands.send(Command::Start {
+                        id,
+                        config: Box::new(cfg),
+                    });
+                    queued += 1;
+                }
+                self.say(format!(
+                    "{queued} runs queued, one per method, {} steps each",
+                    self.form.steps
+                ));
+            }
             Action::Stop(id) => {
                 let _ = self.worker.commands.send(Command::Stop { id });
             }

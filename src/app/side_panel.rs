@@ -28,6 +28,15 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             actions.push(Action::Start);
         }
         if ui
+            .button("Compare all methods")
+            .on_hover_text(
+                "Queue one run per method on this model, data and steps, each with its usual learning rate",
+            )
+            .clicked()
+        {
+            actions.push(Action::CompareAll);
+        }
+        if ui
             .add_enabled(running.is_some(), egui::Button::new("Stop"))
             .on_hover_text("Stop the running run after its current step; it is saved")
             .clicked()
