@@ -122,7 +122,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                     if !r.eval_metric.is_empty() {
                         plot.line(
                             Line::new(r.label.clone(), r.eval_metric.clone())
-                            .color(run_color(r.id)),
+                                .color(run_color(r.id)),
                         );
                     }
                 }

@@ -148,6 +148,17 @@ impl MethodConfig {
         }
     }
 
+    /// Positions the method adds before each sequence (prompt tokens or key/value prefixes).
+    pub fn virtual_tokens(&self) -> usize {
+        match self {
+            MethodConfig::PromptTuning(c) => c.num_virtual_tokens,
+            MethodConfig::PTuning(c) => c.num_virtual_tokens,
+            MethodConfig::PrefixTuning(c) => c.num_virtual_tokens,
+            MethodConfig::PTuningV2(c) => c.num_virtual_tokens,
+            _ => 0,
+        }
+    }
+
     /// The learning rate this method usually wants with AdamW on the models here (the
     /// presets use the same): methods that train few values or train them far from the
     /// output want larger steps.

@@ -230,11 +230,27 @@ fn prepare(
     let device = device_for(&cfg.device)?;
     let files = ModelFiles::open(&cfg.model)?;
     let model_cfg = files.config.clone();
+    // Data first (it needs only the tokenizer): the memory check uses the longest example,
+    // and a bad dataset is reported before the weights are read.
+    let tokenizer = files.tokenizer()?;
+    let dataset = match dataset {
+        Some(d) => d,
+        None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
+    };
+    let eos = eos_id(&model_cfg, &tokenizer)?;
+    let (train, cut_train) = encode_all(&tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
+    let (eval, cut_eval) = encode_eval(cfg, &dataset, &tokenizer, eos)?;
+    let longest = train
+        .iter()
+        .chain(&eval)
+        .map(|e| e.ids.len())
+        .max()
+        .unwrap_or(1);
     let need = memory::training_bytes(
         &model_cfg,
         cfg.method.trainable_params(&model_cfg),
         cfg.batch_size,
-        cfg.max_seq_len,
+        longest + cfg.method.virtual_tokens(),
     );
     memory::check_fits(need, memory::available_bytes())?;
     let mut method = cfg.method.build(&BuildContext {
@@ -252,13 +268,6 @@ fn prepare(
         .collect();
     method.check_attached(&module_names)?;
     method.on_loaded(&loaded.model, &loaded.tokenizer)?;
-    let dataset = match dataset {
-        Some(d) => d,
-        None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
-    };
-    let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
-    let (train, cut_train) = encode_all(&loaded.tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
-    let (eval, cut_eval) = encode_eval(cfg, &dataset, &loaded.tokenizer, eos)?;
     if cut_train + cut_eval > 0 {
         emit(Event::Notice {
             run,
