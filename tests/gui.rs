@@ -264,3 +264,35 @@ fn compare_all_methods_queues_one_run_per_method() {
     let image = h.render().expect("render");
     image.save(snapshot_path("compare_all")).unwrap();
 }
+
+#[test]
+fn a_loaded_peft_adapter_answers_in_the_playground() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.playground.prompt = "And God said,".into();
+    app.playground.sampling.max_tokens = 6;
+    // What "Load adapter…" adds: here an adapter Hugging Face PEFT made for the built-in model.
+    app.playground.loaded_adapters.push(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft_made/lora"),
+    );
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Playground").click();
+    h.run();
+    h.get_by_label("Generate").click();
+    h.step();
+    wait_for(&mut h, "the answers", |a| {
+        a.playground.answers.len() == 2 && !a.playground.busy()
+    });
+    h.run();
+    let answers = &h.state().playground.answers;
+    assert_eq!(answers[1].label, "adapter lora");
+    for a in answers {
+        let text = a.text.lock().unwrap().clone();
+        assert!(
+            !text.trim().is_empty() && !text.contains("[error"),
+            "{}: {text:?}",
+            a.label
+        );
+    }
+    h.get_by_label("adapter lora");
+}

@@ -26,6 +26,8 @@ pub struct Playground {
     pub answers: Vec<Answer>,
     /// How many finished runs answer besides the base model (the latest ones).
     pub runs_shown: usize,
+    /// Adapter folders loaded by the user (ours or PEFT's) that answer too.
+    pub loaded_adapters: Vec<PathBuf>,
 }
 
 impl Default for Playground {
@@ -39,6 +41,7 @@ impl Default for Playground {
             },
             answers: Vec::new(),
             runs_shown: 3,
+            loaded_adapters: Vec::new(),
         }
     }
 }
@@ -123,12 +126,30 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         let busy = pg.busy();
         if ui
             .add_enabled(!busy, egui::Button::new("Generate"))
-            .on_hover_text("Answer with the base model and the latest finished runs' adapters")
+            .on_hover_text("Answer with the base model, the latest finished runs' adapters and any loaded adapter")
             .clicked()
         {
             let mut models = vec![("base model".to_string(), model.clone(), None)];
             models.extend(runs.iter().cloned());
+            for dir in &pg.loaded_adapters {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| dir.display().to_string());
+                models.push((format!("adapter {name}"), model.clone(), Some(dir.clone())));
+            }
             start(pg, models, notify.clone());
+        }
+        if ui
+            .button("Load adapter…")
+            .on_hover_text("An adapter folder exported here or by Hugging Face PEFT, for this model")
+            .clicked()
+            && let Some(dir) = rfd::FileDialog::new().pick_folder()
+        {
+            pg.loaded_adapters.push(dir);
+        }
+        if !pg.loaded_adapters.is_empty() && ui.small_button("Clear adapters").clicked() {
+            pg.loaded_adapters.clear();
         }
     });
     if pg.answers.is_empty() {
