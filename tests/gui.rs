@@ -39,6 +39,15 @@ fn wait_for(
     }
 }
 
+/// The app with short runs, so tests that train finish quickly.
+fn app_with_short_runs(steps: usize, eval_every: usize, eval_examples: usize) -> WorkbenchApp {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.steps = steps;
+    app.form.eval_every = eval_every;
+    app.form.eval_examples = eval_examples;
+    app
+}
+
 fn snapshot_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -47,10 +56,7 @@ fn snapshot_path(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn start_a_run_and_watch_its_loss() {
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
-    app.form.steps = 12;
-    app.form.eval_every = 4;
-    app.form.eval_examples = 16;
+    let app = app_with_short_runs(12, 4, 16);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Freeze").click();
@@ -113,10 +119,7 @@ fn a_failed_run_shows_its_error_and_the_app_keeps_going() {
 
 #[test]
 fn every_method_shows_its_own_parameters_and_adalora_its_ranks() {
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
-    app.form.steps = 12;
-    app.form.eval_every = 6;
-    app.form.eval_examples = 16;
+    let app = app_with_short_runs(12, 6, 16);
     let mut h = harness_sized(app, 1100.0);
     h.run();
     // (button, kind, a parameter only that method shows)
@@ -238,10 +241,7 @@ fn the_playground_streams_the_base_models_answer() {
 
 #[test]
 fn compare_all_methods_queues_one_run_per_method() {
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
-    app.form.steps = 1;
-    app.form.eval_every = 1;
-    app.form.eval_examples = 4;
+    let app = app_with_short_runs(1, 1, 4);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Compare all methods").click();

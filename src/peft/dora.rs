@@ -10,9 +10,8 @@ use candle_core::{Device, Tensor, Var};
 use rand::{SeedableRng, rngs::StdRng};
 use std::path::Path;
 
-use super::export::{save_json, save_vars};
 use super::lora::{
-    LoraBranch, LoraConfig, lora_adapter_config, matches_target, new_branch, require_attached,
+    LoraBranch, LoraConfig, export_lora_folder, matches_target, new_branch, require_attached,
 };
 use super::{ExportContext, Method};
 use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
@@ -125,11 +124,7 @@ impl Method for Dora {
 
     /// PEFT's LoRA folder with `use_dora: true` and each `lora_magnitude_vector`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        save_vars(&dir.join("adapter_model.safetensors"), &self.vars())?;
-        save_json(
-            &dir.join("adapter_config.json"),
-            &lora_adapter_config(&self.cfg, ctx.base_model, true),
-        )
+        export_lora_folder(dir, &self.vars(), &self.cfg, ctx.base_model, true)
     }
 }
 

@@ -261,12 +261,23 @@ impl Method for Lora {
 
     /// A Hugging Face PEFT adapter folder: `adapter_config.json` + `adapter_model.safetensors`.
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()> {
-        save_vars(&dir.join("adapter_model.safetensors"), &self.vars())?;
-        save_json(
-            &dir.join("adapter_config.json"),
-            &lora_adapter_config(&self.cfg, ctx.base_model, false),
-        )
+        export_lora_folder(dir, &self.vars(), &self.cfg, ctx.base_model, false)
     }
+}
+
+/// Writes a PEFT `LORA` folder (DoRA's too, with `use_dora`).
+pub fn export_lora_folder(
+    dir: &Path,
+    vars: &[(String, Var)],
+    cfg: &LoraConfig,
+    base_model: &str,
+    use_dora: bool,
+) -> Result<()> {
+    save_vars(&dir.join("adapter_model.safetensors"), vars)?;
+    save_json(
+        &dir.join("adapter_config.json"),
+        &lora_adapter_config(cfg, base_model, use_dora),
+    )
 }
 
 /// PEFT's `adapter_config.json` for LoRA (and DoRA, which is LoRA with `use_dora`).
