@@ -34,6 +34,10 @@ pub struct RunConfig {
     /// At most this many evaluation examples are scored at each evaluation.
     #[serde(default = "default_eval_examples")]
     pub eval_examples: usize,
+    /// Save a checkpoint (trained tensors, optimizer moments, progress) every this many
+    /// steps, so a stopped or killed run can be resumed; 0 saves only when a run is stopped.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
     /// Seed of the data order and of the method's initialisation.
     #[serde(default)]
     pub seed: u64,
@@ -121,6 +125,9 @@ fn default_eval_every() -> usize {
 fn default_eval_examples() -> usize {
     128
 }
+fn default_checkpoint_every() -> usize {
+    100
+}
 fn default_device() -> String {
     "cpu".into()
 }
@@ -169,6 +176,7 @@ impl Default for RunConfig {
             max_seq_len: default_max_seq_len(),
             eval_every: default_eval_every(),
             eval_examples: default_eval_examples(),
+            checkpoint_every: default_checkpoint_every(),
             seed: 0,
             device: default_device(),
             method: MethodConfig::default(),

@@ -22,11 +22,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Open the workbench window (the default).
-    Gui,
-    /// Train one run without a window, as a preset describes it.
+    Gui {
+        /// Where runs are saved and read back (default: $PEFT_WORKBENCH_RUNS, else ./runs).
+        #[arg(long)]
+        runs_dir: Option<PathBuf>,
+    },
+    /// Train one run without a window, as a preset describes it (or continue a stopped one).
     Train {
         /// A RunConfig in TOML (see presets/).
-        preset: PathBuf,
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        preset: Option<PathBuf>,
+        /// Continue the run saved in this folder from its last checkpoint.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["overrides", "steps", "out"])]
+        resume: Option<PathBuf>,
         /// Override a key by its dotted path, e.g. --set method.rank=4 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
@@ -122,20 +130,28 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None | Some(Cmd::Gui) => open_window(),
+        None => open_window(runs_dir(None)),
+        Some(Cmd::Gui { runs_dir: dir }) => open_window(runs_dir(dir)),
         Some(Cmd::Train {
             preset,
+            resume,
             mut overrides,
             steps,
             out,
         }) => {
+            if let Some(dir) = resume {
+                eprintln!("resuming {}", dir.display());
+                let summary = train::resume(&dir, 0, &mut print_progress, &mut || false)?;
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                return Ok(());
+            }
+            let preset = preset.context("a preset or --resume RUN_DIR is needed")?;
             if let Some(n) = steps {
                 overrides.push(format!("steps={n}"));
             }
             let cfg = RunConfig::load(&preset, &overrides)?;
-            let out = out.unwrap_or_else(|| {
-                PathBuf::from("runs").join(train::worker::run_folder_name(0, &cfg))
-            });
+            let out =
+                out.unwrap_or_else(|| runs_dir(None).join(train::worker::run_folder_name(0, &cfg)));
             eprintln!("training {} → {}", cfg.method.short_label(), out.display());
             let summary = train::run(&cfg, 0, Some(&out), None, &mut print_progress, &mut || {
                 false
@@ -240,6 +256,13 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The runs folder: the flag, else `$PEFT_WORKBENCH_RUNS`, else `runs` in the working
+/// directory.
+fn runs_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("PEFT_WORKBENCH_RUNS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
 /// Progress on stderr: every eval, and every tenth step.
 fn print_progress(e: Event) {
     match e {
@@ -247,11 +270,17 @@ fn print_progress(e: Event) {
             trainable_params,
             total_params,
             steps,
+            resumed_from,
             ..
-        } => eprintln!(
-            "trainable {trainable_params} of {total_params} parameters ({:.3}%), {steps} steps",
-            100.0 * trainable_params as f64 / total_params.max(1) as f64
-        ),
+        } => {
+            eprintln!(
+                "trainable {trainable_params} of {total_params} parameters ({:.3}%), {steps} steps",
+                100.0 * trainable_params as f64 / total_params.max(1) as f64
+            );
+            if let Some(step) = resumed_from {
+                eprintln!("continuing from the checkpoint at step {step}");
+            }
+        }
         Event::Notice { text, .. } => eprintln!("note: {text}"),
         Event::Step(p) if p.step % 10 == 0 => eprintln!(
             "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} tok/s",
@@ -266,12 +295,13 @@ fn print_progress(e: Event) {
 }
 
 #[cfg(feature = "gui")]
-fn open_window() -> Result<()> {
-    peft_workbench::app::run_native().map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+fn open_window(runs_dir: PathBuf) -> Result<()> {
+    peft_workbench::app::run_native(runs_dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_window() -> Result<()> {
+fn open_window(_runs_dir: PathBuf) -> Result<()> {
     anyhow::bail!(
         "this build has no window (built without the `gui` feature); use a subcommand, see --help"
     )

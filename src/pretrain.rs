@@ -243,6 +243,8 @@ pub fn pretrain(a: &PretrainArgs, emit: &mut dyn FnMut(Event)) -> Result<Summary
         max_seq_len: 256,
         eval_every: 100,
         eval_examples: 256,
+        // The run folder is temporary and pretraining is never resumed.
+        checkpoint_every: 0,
         seed: a.seed,
         method: MethodConfig::Full(FullConfig {}),
         ..RunConfig::default()

@@ -296,3 +296,53 @@ fn a_loaded_peft_adapter_answers_in_the_playground() {
     }
     h.get_by_label("adapter lora");
 }
+
+/// Closing the window mid-run saves a checkpoint; at the next launch the run is listed as
+/// stopped with a Resume button, which continues it to its last step.
+#[test]
+fn a_run_stopped_by_closing_the_app_resumes_at_the_next_launch() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    app.form.steps = 30;
+    app.form.eval_every = 10;
+    app.form.eval_examples = 8;
+    app.form.checkpoint_every = 0;
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "a few steps", |a| {
+        a.store
+            .runs
+            .first()
+            .is_some_and(|r| r.train_loss.len() >= 3)
+    });
+    // What closing the window does: the worker stops at the next step and saves.
+    drop(h);
+
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    assert_eq!(app.store.runs.len(), 1);
+    let r = &app.store.runs[0];
+    assert_eq!(r.status, RunStatus::Stopped);
+    assert!(r.resumable, "a checkpoint was saved when the app closed");
+    let stopped_at = r.steps_done();
+    assert!((3..30).contains(&stopped_at), "{stopped_at}");
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("stopped");
+    h.get_by_label("Resume").click();
+    h.step();
+    wait_for(&mut h, "the resumed run to finish", |a| {
+        a.store.runs[0].status == RunStatus::Finished
+    });
+    h.run();
+    let r = &h.state().store.runs[0];
+    let steps: Vec<usize> = r.train_loss.iter().map(|p| p[0] as usize).collect();
+    assert_eq!(
+        steps,
+        (1..=30).collect::<Vec<_>>(),
+        "one curve, no gap, no repeat"
+    );
+    assert!(!r.resumable);
+    h.get_by_label("finished");
+}

@@ -269,6 +269,7 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         RunStatus::Running => "running",
         RunStatus::Finished => "finished",
         RunStatus::Stopped => "stopped",
+        RunStatus::Interrupted => "interrupted",
         RunStatus::Failed(_) => "failed",
     });
     if r.total_params > 0 {
@@ -310,6 +311,14 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
 /// Export, merge and delete for a run that has a folder.
 fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let has_adapter = std::path::Path::new(dir).join("adapter").is_dir();
+    if r.resumable
+        && ui
+            .small_button("Resume")
+            .on_hover_text("Continue training from the run's last checkpoint to its last step")
+            .clicked()
+    {
+        actions.push(Action::Resume(r.id));
+    }
     if ui
         .add_enabled(has_adapter, egui::Button::new("Export…").small())
         .on_hover_text(format!(

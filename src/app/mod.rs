@@ -28,6 +28,8 @@ pub enum Action {
     /// conventional learning rate.
     CompareAll,
     Stop(RunId),
+    /// Continue a stopped or interrupted run from its checkpoint.
+    Resume(RunId),
     /// Copy a run's adapter folder to the path.
     Export(RunId, PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
@@ -192,6 +194,19 @@ impl WorkbenchApp {
             Action::Stop(id) => {
                 let _ = self.worker.commands.send(Command::Stop { id });
             }
+            Action::Resume(id) => {
+                let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) else {
+                    return;
+                };
+                let Some(dir) = r.out_dir.clone() else {
+                    return;
+                };
+                r.queue_resume();
+                let _ = self.worker.commands.send(Command::Resume {
+                    id,
+                    dir: PathBuf::from(dir),
+                });
+            }
             Action::Export(id, to) => {
                 let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
                     return;
@@ -271,7 +286,8 @@ impl eframe::App for WorkbenchApp {
     }
 
     fn on_exit(&mut self) {
-        // Stops the run at its next step boundary; its files are already on disk.
+        // Stops the run at its next step boundary; it saves a checkpoint there, so it can be
+        // resumed at the next launch.
         self.worker.shutdown();
     }
 }
@@ -320,7 +336,8 @@ fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
 }
 
 /// Opens the workbench window; runs are written under `./runs`.
-pub fn run_native() -> eframe::Result<()> {
+/// Opens the window; runs are saved under (and past ones read from) `runs_dir`.
+pub fn run_native(runs_dir: PathBuf) -> eframe::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("PEFT Workbench")
@@ -333,10 +350,7 @@ pub fn run_native() -> eframe::Result<()> {
         Box::new(|cc| {
             let ctx = cc.egui_ctx.clone();
             let notify: Notify = Arc::new(move || ctx.request_repaint());
-            Ok(Box::new(WorkbenchApp::new(
-                notify,
-                Some(PathBuf::from("runs")),
-            )))
+            Ok(Box::new(WorkbenchApp::new(notify, Some(runs_dir))))
         }),
     )
 }

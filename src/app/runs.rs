@@ -12,6 +12,8 @@ pub enum RunStatus {
     Running,
     Finished,
     Stopped,
+    /// The app or the process ended while it trained (no summary was written).
+    Interrupted,
     Failed(String),
 }
 
@@ -37,6 +39,8 @@ pub struct RunRecord {
     pub summary: Option<Summary>,
     /// AdaLoRA's latest rank allocation and the step it was made at.
     pub ranks: Option<(usize, RankAllocation)>,
+    /// Its folder holds a checkpoint it can continue from.
+    pub resumable: bool,
 }
 
 impl RunRecord {
@@ -58,6 +62,7 @@ impl RunRecord {
             notices: Vec::new(),
             summary: None,
             ranks: None,
+            resumable: false,
         }
     }
 
@@ -75,6 +80,18 @@ impl RunRecord {
         let done = self.steps_done();
         (done > 0 && self.status == RunStatus::Running)
             .then(|| self.elapsed_s / done as f64 * (self.config.steps - done) as f64)
+    }
+
+    fn has_checkpoint(&self) -> bool {
+        self.out_dir
+            .as_ref()
+            .is_some_and(|d| crate::train::checkpoint::exists(Path::new(d)))
+    }
+
+    /// Marks the run as waiting to continue from its checkpoint.
+    pub fn queue_resume(&mut self) {
+        self.status = RunStatus::Queued;
+        self.resumable = false;
     }
 
     pub fn trainable_percent(&self) -> f64 {
@@ -155,8 +172,20 @@ impl RunStore {
                 total_params,
                 metric_name,
                 out_dir,
+                resumed_from,
                 ..
             } => {
+                if let Some(step) = resumed_from {
+                    // Steps after the checkpoint are trained again: their old points go.
+                    let keep = |c: &mut Vec<[f64; 2]>| c.retain(|p| p[0] <= step as f64);
+                    keep(&mut r.train_loss);
+                    keep(&mut r.eval_loss);
+                    keep(&mut r.eval_metric);
+                    r.summary = None;
+                    r.notices
+                        .push(format!("resumed from the checkpoint at step {step}"));
+                }
+                r.resumable = false;
                 r.status = RunStatus::Running;
                 r.trainable_params = trainable_params;
                 r.total_params = total_params;
@@ -182,9 +211,13 @@ impl RunStore {
                 } else {
                     RunStatus::Finished
                 };
+                r.resumable = summary.stopped_early && r.has_checkpoint();
                 r.summary = Some(*summary);
             }
-            Event::Failed { error, .. } => r.status = RunStatus::Failed(error),
+            Event::Failed { error, .. } => {
+                r.status = RunStatus::Failed(error);
+                r.resumable = r.has_checkpoint();
+            }
         }
     }
 }
@@ -237,11 +270,12 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
             r.summary = Some(s);
         }
         None => {
-            r.status = RunStatus::Stopped;
+            r.status = RunStatus::Interrupted;
             r.notices
                 .push("did not finish (the app or the run was interrupted)".into());
         }
     }
+    r.resumable = crate::train::resumable(folder);
     Ok(r)
 }
 
@@ -279,6 +313,7 @@ mod tests {
             steps: 300,
             metric_name: "exact_match".into(),
             out_dir: None,
+            resumed_from: None,
         });
         assert_eq!(store.active().map(|r| r.id), Some(id));
         store.apply(Event::Step(StepPoint {
@@ -331,8 +366,10 @@ mod tests {
         let r = &store.runs[0];
         assert_eq!(r.train_loss, vec![[1.0, 2.5]]);
         assert_eq!(r.eval_loss, vec![[0.0, 3.0]]);
-        assert_eq!(r.status, RunStatus::Stopped);
+        assert_eq!(r.status, RunStatus::Interrupted);
         assert!(r.notices[0].contains("did not finish"));
+        // No checkpoint was written: nothing to resume from.
+        assert!(!r.resumable);
         // New runs get ids after the past ones.
         let last = r.id;
         assert_eq!(store.add(RunConfig::default()), last + 1);

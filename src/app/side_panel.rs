@@ -212,6 +212,12 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             );
             row(
                 ui,
+                "Checkpoint every",
+                "Steps between checkpoints a stopped or crashed run resumes from (0: only when stopped)",
+                egui::DragValue::new(&mut f.checkpoint_every).range(0..=100_000),
+            );
+            row(
+                ui,
                 "Learning rate",
                 "Peak learning rate of AdamW",
                 egui::DragValue::new(&mut f.optimizer.lr)

@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor, Var, backprop::GradStore};
 use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::export::{save_json, save_safetensors};
@@ -428,6 +429,48 @@ impl Method for Adalora {
         }
         self.apply_patterns()?;
         Ok(None)
+    }
+
+    /// Importance averages (`<path>.<A|E|B>.avg|unc`) and kept ranks (`<path>.pattern`).
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for t in &self.triplets {
+            for (name, sens) in ["A", "E", "B"].iter().zip(&t.sens) {
+                if let Some(s) = sens {
+                    out.push((format!("{}.{name}.avg", t.path), s.avg.clone()));
+                    out.push((format!("{}.{name}.unc", t.path), s.unc.clone()));
+                }
+            }
+            if let Some(p) = &t.pattern {
+                let keep: Vec<f32> = p.iter().map(|k| if *k { 1.0 } else { 0.0 }).collect();
+                out.push((
+                    format!("{}.pattern", t.path),
+                    Tensor::new(keep, &self.device)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, saved: &HashMap<String, Tensor>) -> Result<()> {
+        for t in &mut self.triplets {
+            for (name, sens) in ["A", "E", "B"].iter().zip(&mut t.sens) {
+                let avg = saved.get(&format!("{}.{name}.avg", t.path));
+                let unc = saved.get(&format!("{}.{name}.unc", t.path));
+                *sens = match (avg, unc) {
+                    (Some(avg), Some(unc)) => Some(Sensitivity {
+                        avg: avg.to_device(&self.device)?,
+                        unc: unc.to_device(&self.device)?,
+                    }),
+                    _ => None,
+                };
+            }
+            t.pattern = match saved.get(&format!("{}.pattern", t.path)) {
+                Some(p) => Some(p.to_vec1::<f32>()?.iter().map(|v| *v > 0.5).collect()),
+                None => None,
+            };
+        }
+        Ok(())
     }
 
     /// PEFT's ADALORA folder: `lora_A`, `lora_E`, `lora_B` cut to the kept ranks and the

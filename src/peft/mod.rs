@@ -307,6 +307,15 @@ pub trait Method: Injector + Send {
     fn after_step(&mut self, _step: usize, _grads: &GradStore) -> Result<Option<RankAllocation>> {
         Ok(None)
     }
+    /// Training state besides the trainable tensors that a resumed run needs to continue
+    /// exactly (AdaLoRA's importance averages and rank masks), by name.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+    /// Takes back what `state` saved.
+    fn load_state(&mut self, _saved: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
     /// Writes the trained weights into `dir` (which exists and is empty).
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()>;
 }

@@ -13,6 +13,8 @@ pub type RunId = u64;
 pub enum Command {
     /// Queue a run; it starts when the runs before it have finished.
     Start { id: RunId, config: Box<RunConfig> },
+    /// Queue the continuation of the run saved in `dir` from its last checkpoint, as run `id`.
+    Resume { id: RunId, dir: std::path::PathBuf },
     /// Stop the run `id` at the end of its current step (or drop it from the queue).
     Stop { id: RunId },
     /// Stop everything and end the worker thread.
@@ -29,6 +31,9 @@ pub enum Event {
         steps: usize,
         metric_name: String,
         out_dir: Option<String>,
+        /// The checkpoint step a resumed run continues from; its curves up to there are
+        /// already on disk (and in the UI).
+        resumed_from: Option<usize>,
     },
     /// Something the user should know that does not stop the run (e.g. truncated examples).
     Notice {

@@ -2,14 +2,15 @@
 //! It knows nothing of any UI.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod events;
 pub mod memory;
+pub mod optim;
 pub mod schedule;
 pub mod worker;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var, backprop::GradStore};
-use candle_nn::Optimizer;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use std::io::Write;
 use std::path::Path;
@@ -318,14 +319,103 @@ impl MetricsLog {
     }
 }
 
+/// The order training examples are drawn in: a fresh shuffle of all of them each epoch,
+/// from one seeded generator, so the order can be replayed to any point on resume.
+struct DataOrder {
+    rng: StdRng,
+    left: Vec<usize>,
+    len: usize,
+}
+
+impl DataOrder {
+    fn new(seed: u64, len: usize) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            left: Vec::new(),
+            len,
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        if self.left.is_empty() {
+            self.left = (0..self.len).collect();
+            self.left.shuffle(&mut self.rng);
+        }
+        self.left.pop().expect("refilled above")
+    }
+}
+
 /// Runs training to the end (or until `stop()` answers true), reporting through `emit`.
-/// With `out_dir`, writes `config.toml`, `metrics.jsonl`, `summary.json` and `adapter/`.
+/// With `out_dir`, writes `config.toml`, `metrics.jsonl`, a checkpoint every
+/// `checkpoint_every` steps and when stopped, and at the end `summary.json` and `adapter/`.
 /// `dataset` overrides the config's (used by pretraining, which builds its own).
 pub fn run(
     cfg: &RunConfig,
     run: RunId,
     out_dir: Option<&Path>,
     dataset: Option<Dataset>,
+    emit: &mut dyn FnMut(Event),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Summary> {
+    train(cfg, run, out_dir, dataset, false, emit, stop)
+}
+
+/// Continues the run saved in `run_dir` from its last checkpoint to its configured number
+/// of steps, as if it had never stopped: same data order, optimizer state and method state.
+pub fn resume(
+    run_dir: &Path,
+    run: RunId,
+    emit: &mut dyn FnMut(Event),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Summary> {
+    let cfg = RunConfig::load(&run_dir.join("config.toml"), &[])
+        .with_context(|| format!("{} is not a run folder", run_dir.display()))?;
+    if cfg.dataset.starts_with("pretrain:") {
+        bail!("pretraining runs cannot be resumed; run `pretrain` again");
+    }
+    train(&cfg, run, Some(run_dir), None, true, emit, stop)
+}
+
+/// Whether the run saved in `run_dir` can be continued.
+pub fn resumable(run_dir: &Path) -> bool {
+    let finished = std::fs::read_to_string(run_dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
+        .is_some_and(|s| !s.stopped_early);
+    !finished && checkpoint::exists(run_dir)
+}
+
+/// Puts the checkpoint's tensors back into the run's variables, optimizer and method.
+fn restore(
+    c: &checkpoint::Checkpoint,
+    vars: &[(String, Var)],
+    opt: &mut optim::AdamW,
+    method: &mut dyn Method,
+) -> Result<()> {
+    let params = c.section("param");
+    for (name, var) in vars {
+        let t = params.get(name).with_context(|| {
+            format!("the checkpoint lacks `{name}`: it belongs to another configuration")
+        })?;
+        if t.dims() != var.dims() {
+            bail!(
+                "the checkpoint's `{name}` has shape {:?}, the run's {:?}",
+                t.dims(),
+                var.dims()
+            );
+        }
+        var.set(t)?;
+    }
+    opt.load_state(&c.tensors, c.progress.step)?;
+    method.load_state(&c.section("method"))
+}
+
+fn train(
+    cfg: &RunConfig,
+    run: RunId,
+    out_dir: Option<&Path>,
+    dataset: Option<Dataset>,
+    resuming: bool,
     emit: &mut dyn FnMut(Event),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
@@ -337,29 +427,43 @@ pub fn run(
     if trainable == 0 {
         bail!("the method trains no parameter");
     }
+    let mut names = std::collections::HashSet::new();
+    if let Some((dup, _)) = vars.iter().find(|(n, _)| !names.insert(n.as_str())) {
+        bail!("two trained tensors are both named `{dup}`");
+    }
     let plain_vars: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
     let o = &cfg.optimizer;
-    let mut opt = candle_nn::AdamW::new(
-        plain_vars.clone(),
-        candle_nn::ParamsAdamW {
-            lr: o.lr,
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.eps,
-            weight_decay: o.weight_decay,
-        },
-    )?;
+    let mut opt = optim::AdamW::new(&vars, o)?;
+
+    let mut progress = checkpoint::Progress::default();
+    if resuming {
+        let dir = out_dir.context("resuming needs the run folder")?;
+        let c = checkpoint::load(dir, &p.device)?;
+        restore(&c, &vars, &mut opt, p.method.as_mut())?;
+        progress = c.progress;
+    }
+    let resumed_from = resuming.then_some(progress.step);
 
     let mut log = MetricsLog(None);
     if let Some(dir) = out_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create run folder {}", dir.display()))?;
-        write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        log.0 = Some(
-            std::fs::File::create(dir.join("metrics.jsonl")).with_context(|| {
-                format!("cannot create {}", dir.join("metrics.jsonl").display())
-            })?,
-        );
+        let metrics = dir.join("metrics.jsonl");
+        if resuming {
+            checkpoint::truncate_metrics(&metrics, progress.step)?;
+            log.0 = Some(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&metrics)
+                    .with_context(|| format!("cannot open {}", metrics.display()))?,
+            );
+        } else {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create run folder {}", dir.display()))?;
+            write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            log.0 = Some(
+                std::fs::File::create(&metrics)
+                    .with_context(|| format!("cannot create {}", metrics.display()))?,
+            );
+        }
     }
     emit(Event::Started {
         run,
@@ -368,8 +472,12 @@ pub fn run(
         steps: cfg.steps,
         metric_name: p.metric.name().into(),
         out_dir: out_dir.map(|d| d.display().to_string()),
+        resumed_from,
     });
 
+    // Wall time counts every session of the run.
+    let prior_elapsed = progress.elapsed_seconds;
+    let elapsed = move || prior_elapsed + started.elapsed().as_secs_f64();
     let eval_bs = cfg.batch_size.max(16);
     let eval_point = |step: usize,
                       p: &Prepared,
@@ -383,37 +491,54 @@ pub fn run(
             step,
             loss,
             metric: metric_value(p.metric, loss, exact),
-            elapsed_s: started.elapsed().as_secs_f64(),
+            elapsed_s: elapsed(),
         };
         log.write("eval", &point)?;
         emit(Event::Eval(point.clone()));
         Ok((point.loss, point.metric))
     };
-    let (initial_eval_loss, initial_metric) = eval_point(0, &p, &mut log, emit)?;
+    if !resuming {
+        progress.initial_eval = eval_point(0, &p, &mut log, emit)?;
+        progress.last_eval = progress.initial_eval;
+        progress.last_loss = f64::NAN;
+    }
 
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = Vec::new();
-    let mut train_time = 0.0f64;
-    let mut tokens_seen = 0usize;
-    let mut last_loss = f64::NAN;
-    let mut last_eval = (initial_eval_loss, initial_metric);
-    let mut last_eval_step = 0;
-    let mut steps_done = 0;
+    let mut order = DataOrder::new(cfg.seed, p.train.len());
+    for _ in 0..progress.examples_drawn {
+        order.next();
+    }
+    let save_checkpoint = |progress: &mut checkpoint::Progress,
+                           opt: &optim::AdamW,
+                           method: &dyn Method|
+     -> Result<()> {
+        let Some(dir) = out_dir else {
+            return Ok(());
+        };
+        progress.elapsed_seconds = elapsed();
+        progress.peak_rss_bytes = progress.peak_rss_bytes.max(peak_rss_bytes());
+        let mut tensors: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(n, v)| (format!("param/{n}"), v.as_tensor().clone()))
+            .collect();
+        tensors.extend(opt.state());
+        tensors.extend(
+            method
+                .state()?
+                .into_iter()
+                .map(|(n, t)| (format!("method/{n}"), t)),
+        );
+        checkpoint::save(dir, progress, &tensors)
+    };
     let mut stopped_early = false;
-    for step in 1..=cfg.steps {
+    for step in progress.step + 1..=cfg.steps {
         if stop() {
             stopped_early = true;
             break;
         }
         let t0 = Instant::now();
-        let mut picked = Vec::with_capacity(cfg.batch_size);
-        while picked.len() < cfg.batch_size {
-            if order.is_empty() {
-                order = (0..p.train.len()).collect();
-                order.shuffle(&mut rng);
-            }
-            picked.push(&p.train[order.pop().expect("refilled above")]);
-        }
+        let picked: Vec<&Encoded> = (0..cfg.batch_size)
+            .map(|_| &p.train[order.next()])
+            .collect();
         let batch = Batch::new(&picked, p.pad, &p.device)?;
         let hooks = p.method.hooks(true)?;
         let logits = scored_logits(&p.model, &hooks, &batch, true)?;
@@ -442,45 +567,54 @@ pub fn run(
                 allocation,
             });
         }
-        train_time += t0.elapsed().as_secs_f64();
-        tokens_seen += batch.real_tokens;
-        last_loss = loss_value;
-        steps_done = step;
+        progress.train_seconds += t0.elapsed().as_secs_f64();
+        progress.tokens_seen += batch.real_tokens;
+        progress.examples_drawn += cfg.batch_size;
+        progress.last_loss = loss_value;
+        progress.step = step;
         let point = StepPoint {
             run,
             step,
             loss: loss_value,
             lr,
-            tokens_per_second: tokens_seen as f64 / train_time.max(1e-9),
-            tokens_seen,
-            elapsed_s: started.elapsed().as_secs_f64(),
+            tokens_per_second: progress.tokens_seen as f64 / progress.train_seconds.max(1e-9),
+            tokens_seen: progress.tokens_seen,
+            elapsed_s: elapsed(),
         };
         log.write("step", &point)?;
         emit(Event::Step(point));
         if step % cfg.eval_every == 0 || step == cfg.steps {
-            last_eval = eval_point(step, &p, &mut log, emit)?;
-            last_eval_step = step;
+            progress.last_eval = eval_point(step, &p, &mut log, emit)?;
+            progress.last_eval_step = step;
+        }
+        if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.steps {
+            save_checkpoint(&mut progress, &opt, p.method.as_ref())?;
         }
     }
-    if steps_done > 0 && last_eval_step != steps_done {
-        last_eval = eval_point(steps_done, &p, &mut log, emit)?;
+    if progress.step > 0 && progress.last_eval_step != progress.step {
+        progress.last_eval = eval_point(progress.step, &p, &mut log, emit)?;
+        progress.last_eval_step = progress.step;
+    }
+    // A stopped run keeps a checkpoint at the step it reached, so it can go on later.
+    if stopped_early && progress.step > 0 {
+        save_checkpoint(&mut progress, &opt, p.method.as_ref())?;
     }
 
     let summary = Summary {
         method: cfg.method.kind().into(),
         trainable_params: trainable,
         total_params: p.total_params,
-        steps: steps_done,
+        steps: progress.step,
         stopped_early,
-        initial_eval_loss,
-        final_train_loss: last_loss,
-        final_eval_loss: last_eval.0,
+        initial_eval_loss: progress.initial_eval.0,
+        final_train_loss: progress.last_loss,
+        final_eval_loss: progress.last_eval.0,
         metric_name: p.metric.name().into(),
-        initial_metric_value: initial_metric,
-        metric_value: last_eval.1,
-        tokens_per_second: tokens_seen as f64 / train_time.max(1e-9),
-        peak_rss_bytes: peak_rss_bytes(),
-        wall_seconds: started.elapsed().as_secs_f64(),
+        initial_metric_value: progress.initial_eval.1,
+        metric_value: progress.last_eval.1,
+        tokens_per_second: progress.tokens_seen as f64 / progress.train_seconds.max(1e-9),
+        peak_rss_bytes: progress.peak_rss_bytes.max(peak_rss_bytes()),
+        wall_seconds: elapsed(),
     };
     if let Some(dir) = out_dir {
         let base_model = if cfg.model == "builtin" {
@@ -495,6 +629,9 @@ pub fn run(
         };
         write_dir_atomic(&dir.join("adapter"), |d| p.method.export(d, &ctx))?;
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
+        if !stopped_early {
+            checkpoint::remove(dir)?;
+        }
     }
     Ok(summary)
 }

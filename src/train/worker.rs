@@ -58,9 +58,15 @@ pub fn spawn(runs_dir: Option<PathBuf>, notify: Notify) -> WorkerHandle {
     }
 }
 
+/// A queued run: a new one, or the continuation of a saved one.
+enum Job {
+    Fresh(Box<RunConfig>),
+    Resume(PathBuf),
+}
+
 #[derive(Default)]
 struct Queue {
-    pending: VecDeque<(RunId, Box<RunConfig>)>,
+    pending: VecDeque<(RunId, Job)>,
     shutdown: bool,
 }
 
@@ -69,7 +75,11 @@ impl Queue {
     fn apply(&mut self, cmd: Command, current: Option<RunId>) -> bool {
         match cmd {
             Command::Start { id, config } => {
-                self.pending.push_back((id, config));
+                self.pending.push_back((id, Job::Fresh(config)));
+                false
+            }
+            Command::Resume { id, dir } => {
+                self.pending.push_back((id, Job::Resume(dir)));
                 false
             }
             Command::Stop { id } => {
@@ -101,7 +111,7 @@ fn worker_loop(
         if queue.shutdown {
             return;
         }
-        let Some((id, cfg)) = queue.pending.pop_front() else {
+        let Some((id, job)) = queue.pending.pop_front() else {
             match cmds.recv() {
                 Ok(cmd) => {
                     queue.apply(cmd, None);
@@ -110,7 +120,6 @@ fn worker_loop(
                 Err(_) => return,
             }
         };
-        let out_dir = runs_dir.as_ref().map(|d| d.join(run_folder_name(id, &cfg)));
         let mut stop_requested = false;
         let mut stop = || {
             while let Ok(cmd) = cmds.try_recv() {
@@ -119,7 +128,13 @@ fn worker_loop(
             stop_requested
         };
         let mut emit = |e: Event| send(e);
-        let result = super::run(&cfg, id, out_dir.as_deref(), None, &mut emit, &mut stop);
+        let result = match &job {
+            Job::Fresh(cfg) => {
+                let out_dir = runs_dir.as_ref().map(|d| d.join(run_folder_name(id, cfg)));
+                super::run(cfg, id, out_dir.as_deref(), None, &mut emit, &mut stop)
+            }
+            Job::Resume(dir) => super::resume(dir, id, &mut emit, &mut stop),
+        };
         match result {
             Ok(summary) => send(Event::Finished {
                 run: id,
