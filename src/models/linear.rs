@@ -1,6 +1,74 @@
 //! The projection every PEFT method that works on weights hooks into.
 
-use candle_core::{Result, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// `x · Wᵀ` for a weight that is not trained. candle's matmul backward always computes the
+/// gradient of both operands; for a frozen weight that is a whole extra GEMM per projection
+/// per step (a third of a PEFT step's matmul work) and a weight-sized tensor kept in the
+/// gradient store, thrown away unused. This op runs the same forward GEMM and gives a
+/// gradient for `x` only.
+struct FrozenMatmul;
+
+impl FrozenMatmul {
+    /// `[m, k] · [n, k]ᵀ` through the backend's own GEMM, reading the weight transposed in place.
+    fn fwd<S: BackendStorage>(x: &S, lx: &Layout, w: &S, lw: &Layout) -> Result<(S, Shape)> {
+        let (m, k) = lx.shape().dims2()?;
+        let (n, k2) = lw.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("frozen matmul: x is [{m}, {k}] but the weight is [{n}, {k2}]");
+        }
+        let out = x.matmul(w, (1, m, n, k), lx, &lw.transpose(0, 1)?)?;
+        Ok((out, Shape::from((m, n))))
+    }
+}
+
+impl CustomOp2 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::fwd(x, lx, w, lw)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        lx: &Layout,
+        w: &candle_core::CudaStorage,
+        lw: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Self::fwd(x, lx, w, lw)
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        grad_y: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad_y.matmul(w)?), None))
+    }
+}
+
+/// `x · Wᵀ` for `x: [m, k]`, `w: [n, k]`: candle's matmul when `w` is trained (it needs
+/// the weight's gradient), the frozen op otherwise.
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if w.track_op() {
+        x.matmul(&w.t()?)
+    } else {
+        x.apply_op2(w, FrozenMatmul)
+    }
+}
 
 /// A frozen projection `y = x Wᵀ + b`; the weight is `[out, in]` as in PyTorch's
 /// `nn.Linear`.
@@ -25,7 +93,7 @@ impl Projection {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = matmul_t(&x.reshape((rows, in_dim))?, &self.weight)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("non-empty") = self.out_dim();
         y.reshape(out_dims)
@@ -83,5 +151,52 @@ impl Linear {
     /// The projection without its adapter.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
         self.base.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Same values as candle's matmul, the same gradient for `x`, and none for the weight.
+    #[test]
+    fn frozen_matmul_matches_matmul_and_skips_the_weight_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::arange(0f32, 12.0, &dev)?.reshape((3, 4))?.sin()?)?;
+        let w = Tensor::arange(0f32, 20.0, &dev)?.reshape((5, 4))?.cos()?;
+        let ours = matmul_t(x.as_tensor(), &w)?;
+        let plain = x.as_tensor().matmul(&w.t()?)?;
+        let diff = (&ours - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        let target = Tensor::ones((3, 5), candle_core::DType::F32, &dev)?;
+        let g_ours = (ours - &target)?.sqr()?.sum_all()?.backward()?;
+        let g_plain = (plain - &target)?.sqr()?.sum_all()?.backward()?;
+        let (a, b) = (
+            g_ours.get(x.as_tensor()).expect("x has a gradient"),
+            g_plain.get(x.as_tensor()).expect("x has a gradient"),
+        );
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "{diff}");
+        // candle's matmul computes a gradient for the (transposed) weight too; ours does not.
+        let weight_shaped = |g: &candle_core::backprop::GradStore| {
+            g.get_ids()
+                .filter_map(|id| g.get_id(*id))
+                .filter(|t| t.dims() == [4, 5] || t.dims() == [5, 4])
+                .count()
+        };
+        assert_eq!(
+            weight_shaped(&g_ours),
+            0,
+            "no gradient for the frozen weight"
+        );
+        assert_eq!(weight_shaped(&g_plain), 1);
+        // A trained weight still gets its gradient.
+        let wv = Var::from_tensor(&w)?;
+        let g = matmul_t(x.as_tensor(), wv.as_tensor())?
+            .sum_all()?
+            .backward()?;
+        assert!(g.get(wv.as_tensor()).is_some());
+        Ok(())
     }
 }

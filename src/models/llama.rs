@@ -588,9 +588,7 @@ impl Llama {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let dims = hidden.dims();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let l = hidden
-            .reshape((rows, self.cfg.hidden_size))?
-            .matmul(&head.t()?)?;
+        let l = super::linear::matmul_t(&hidden.reshape((rows, self.cfg.hidden_size))?, head)?;
         let mut out = dims.to_vec();
         *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
         Ok(l.reshape(out)?)
