@@ -346,3 +346,78 @@ fn a_run_stopped_by_closing_the_app_resumes_at_the_next_launch() {
     assert!(!r.resumable);
     h.get_by_label("finished");
 }
+
+/// The Learn view: a page per method with its diagram and formula, and its preset one click
+/// away; then the whole window in 简体中文, with the Chinese text actually drawn.
+#[test]
+fn learn_pages_and_the_chinese_ui() {
+    use peft_workbench::app::View;
+    let app = WorkbenchApp::new(Arc::new(|| {}), None);
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("Learn").click();
+    h.run();
+    assert_eq!(h.state().view, View::Learn);
+    for m in peft_workbench::peft::MethodConfig::all_defaults() {
+        h.get_by_label(m.display_name()).click();
+        h.run();
+    }
+    h.get_by_label("AdaLoRA").click();
+    h.run();
+    h.get_by_label("Pros");
+    h.get_by_label_contains("On the loaded model, default settings");
+    h.get_by_label_contains("singular triplet");
+    h.render()
+        .expect("render")
+        .save(snapshot_path("learn_adalora"))
+        .unwrap();
+    h.get_by_label("Use its preset").click();
+    h.run();
+    assert_eq!(h.state().view, View::Train);
+    assert_eq!(h.state().form.method.kind(), "adalora");
+    assert_eq!(
+        h.state().form.optimizer.lr,
+        1e-2,
+        "the preset's learning rate"
+    );
+
+    h.get_by_label("简体中文").click();
+    h.run();
+    h.run();
+    h.get_by_label("开始");
+    h.get_by_label("比较所有方法");
+    h.get_by_label("学习").click();
+    h.run();
+    h.get_by_label("优点");
+    // Every page lays out in Chinese (egui panics on a glyph no font has).
+    for m in peft_workbench::peft::MethodConfig::all_defaults() {
+        h.get_by_label(m.display_name()).click();
+        h.run();
+    }
+    h.get_by_label("AdaLoRA").click();
+    h.run();
+    let image = h.render().expect("render");
+    image.save(snapshot_path("learn_adalora_zh")).unwrap();
+    // The language is part of what the window remembers.
+    assert_eq!(
+        h.state().remembered().lang,
+        peft_workbench::app::i18n::Lang::Zh
+    );
+}
+
+/// What the window remembers (form, language, theme) comes back on the next launch.
+#[test]
+fn the_form_and_language_are_remembered() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.steps = 77;
+    app.form.method = peft_workbench::peft::MethodConfig::Ia3(Default::default());
+    app.lang = peft_workbench::app::i18n::Lang::Zh;
+    app.dark = false;
+    let saved = serde_json::to_string(&app.remembered()).unwrap();
+    let mut next = WorkbenchApp::new(Arc::new(|| {}), None);
+    next.restore(serde_json::from_str(&saved).unwrap());
+    assert_eq!(next.form.steps, 77);
+    assert_eq!(next.form.method.kind(), "ia3");
+    assert_eq!(next.lang, peft_workbench::app::i18n::Lang::Zh);
+    assert!(!next.dark);
+}

@@ -2,6 +2,8 @@
 //! run, and the list of runs with their results.
 
 use eframe::egui;
+
+use super::i18n::tr;
 use egui_plot::{Legend, Line, Plot};
 
 use super::runs::{RunRecord, RunStatus, ema};
@@ -40,7 +42,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         rank_heat_map(r, ui);
         ui.separator();
     }
-    egui::CollapsingHeader::new("Playground")
+    egui::CollapsingHeader::new(tr(ui, "Playground"))
         .default_open(false)
         .show(ui, |ui| super::playground::ui(app, ui));
     ui.separator();
@@ -49,11 +51,14 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 
 fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
     let Some(r) = app.store.active() else {
-        ui.label(if app.store.runs.is_empty() {
-            "Pick a method and press Start. Curves appear here as the run trains."
-        } else {
-            "No run is training."
-        });
+        ui.label(tr(
+            ui,
+            if app.store.runs.is_empty() {
+                "Pick a method and press Start. Curves appear here as the run trains."
+            } else {
+                "No run is training."
+            },
+        ));
         return;
     };
     ui.horizontal(|ui| {
@@ -84,14 +89,18 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
 
 fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        let label = ui.label("Smoothing");
+        let label = ui.label(tr(ui, "Smoothing"));
         ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99))
             .labelled_by(label.id);
     });
     let height = (ui.available_height() * 0.33).max(140.0);
     let smoothing = app.smoothing;
     ui.columns(2, |cols| {
-        cols[0].label("Training loss (solid) and evaluation loss (dashed)");
+        let text = tr(
+            &cols[0],
+            "Training loss (solid) and evaluation loss (dashed)",
+        );
+        cols[0].label(text);
         Plot::new("loss_plot")
             .height(height)
             .legend(Legend::default())
@@ -113,7 +122,8 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                     }
                 }
             });
-        cols[1].label("Evaluation metric");
+        let text = tr(&cols[1], "Evaluation metric");
+        cols[1].label(text);
         Plot::new("metric_plot")
             .height(height)
             .legend(Legend::default())
@@ -220,11 +230,11 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
             },
         );
     }
-    response.on_hover_text("Darker cells kept more of their rank; the budget moves to the matrices whose singular triplets matter most");
+    response.on_hover_text(tr(ui, "Darker cells kept more of their rank; the budget moves to the matrices whose singular triplets matter most"));
 }
 
 fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.heading("Runs");
+    ui.heading(tr(ui, "Runs"));
     egui::ScrollArea::vertical().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
@@ -240,7 +250,7 @@ fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
                     "Time",
                     "",
                 ] {
-                    ui.strong(h);
+                    ui.strong(tr(ui, h));
                 }
                 ui.end_row();
                 for r in app.store.runs.iter().rev() {
@@ -264,14 +274,17 @@ fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
 
 fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.colored_label(run_color(r.id), &r.label);
-    ui.label(match &r.status {
-        RunStatus::Queued => "queued",
-        RunStatus::Running => "running",
-        RunStatus::Finished => "finished",
-        RunStatus::Stopped => "stopped",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Failed(_) => "failed",
-    });
+    ui.label(tr(
+        ui,
+        match &r.status {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed(_) => "failed",
+        },
+    ));
     if r.total_params > 0 {
         ui.label(format!(
             "{} ({:.2} %)",
@@ -279,16 +292,16 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             r.trainable_percent()
         ));
     } else {
-        ui.label("–");
+        ui.label(tr(ui, "–"));
     }
     let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
     match (first, last) {
         (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
-        _ => ui.label("–"),
+        _ => ui.label(tr(ui, "–")),
     };
     match r.eval_metric.last() {
         Some(m) => ui.label(format!("{} {:.3}", r.metric_name, m[1])),
-        None => ui.label("–"),
+        None => ui.label(tr(ui, "–")),
     };
     ui.label(format!("{:.0}", r.tokens_per_second));
     ui.label(duration(
@@ -298,7 +311,7 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             .unwrap_or(r.elapsed_s),
     ));
     if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
-        if ui.small_button("Stop").clicked() {
+        if ui.small_button(tr(ui, "Stop")).clicked() {
             actions.push(Action::Stop(r.id));
         }
     } else if let Some(dir) = &r.out_dir {
@@ -313,14 +326,17 @@ fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut
     let has_adapter = std::path::Path::new(dir).join("adapter").is_dir();
     if r.resumable
         && ui
-            .small_button("Resume")
-            .on_hover_text("Continue training from the run's last checkpoint to its last step")
+            .small_button(tr(ui, "Resume"))
+            .on_hover_text(tr(
+                ui,
+                "Continue training from the run's last checkpoint to its last step",
+            ))
             .clicked()
     {
         actions.push(Action::Resume(r.id));
     }
     if ui
-        .add_enabled(has_adapter, egui::Button::new("Export…").small())
+        .add_enabled(has_adapter, egui::Button::new(tr(ui, "Export…")).small())
         .on_hover_text(format!(
             "Copy the trained adapter ({dir}/adapter) to a folder you choose"
         ))
@@ -334,10 +350,11 @@ fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut
     let mergeable = matches!(r.config.method.kind(), "lora" | "dora" | "adalora" | "ia3");
     if mergeable
         && ui
-            .add_enabled(has_adapter, egui::Button::new("Merge…").small())
-            .on_hover_text(
+            .add_enabled(has_adapter, egui::Button::new(tr(ui, "Merge…")).small())
+            .on_hover_text(tr(
+                ui,
                 "Fold the adapter into the base weights and save a Hugging Face model folder",
-            )
+            ))
             .clicked()
         && let Some(to) = rfd::FileDialog::new()
             .set_file_name(format!("{}-merged", r.config.method.kind()))
@@ -346,7 +363,7 @@ fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut
         actions.push(Action::Merge(r.id, to));
     }
     if ui
-        .small_button("Delete")
+        .small_button(tr(ui, "Delete"))
         .on_hover_text(format!("Delete the run folder {dir}"))
         .clicked()
     {

@@ -2,6 +2,8 @@
 
 use eframe::egui;
 
+use super::i18n::tr;
+
 use crate::peft::MethodConfig;
 use crate::peft::adapter::{Activation, AdapterVariant};
 use crate::peft::p_tuning::EncoderType;
@@ -20,6 +22,7 @@ const PROJECTIONS: [&str; 7] = [
 /// A label and the widget it names (so screen readers, and tests, find the widget by it),
 /// both explained by `tip`.
 pub fn row(ui: &mut egui::Ui, text: &str, tip: &str, widget: impl egui::Widget) {
+    let (text, tip) = (tr(ui, text), tr(ui, tip));
     let label = ui.label(text).on_hover_text(tip);
     ui.add(widget).labelled_by(label.id).on_hover_text(tip);
     ui.end_row();
@@ -33,7 +36,7 @@ fn toggle(list: &mut Vec<String>, item: &str, on: bool) {
 }
 
 fn targets(ui: &mut egui::Ui, list: &mut Vec<String>, tip: &str) {
-    ui.label("Target modules").on_hover_text(tip);
+    ui.label(tr(ui, "Target modules")).on_hover_text(tip);
     ui.horizontal_wrapped(|ui| {
         for p in PROJECTIONS {
             let mut on = list.iter().any(|m| m == p);
@@ -56,7 +59,10 @@ fn tokens(ui: &mut egui::Ui, n: &mut usize, what: &str) {
 pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
     match method {
         MethodConfig::Full(_) => {
-            ui.small("Every weight of the model trains. The baseline to beat.");
+            ui.small(tr(
+                ui,
+                "Every weight of the model trains. The baseline to beat.",
+            ));
         }
         MethodConfig::Freeze(c) => {
             egui::Grid::new("freeze_params")
@@ -71,8 +77,11 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 });
             let mut all = c.trainable_modules.iter().any(|m| m == "all");
             if ui
-                .checkbox(&mut all, "Whole blocks")
-                .on_hover_text("Train every part of those blocks, or only the parts chosen below")
+                .checkbox(&mut all, tr(ui, "Whole blocks"))
+                .on_hover_text(tr(
+                    ui,
+                    "Train every part of those blocks, or only the parts chosen below",
+                ))
                 .changed()
             {
                 c.trainable_modules = if all {
@@ -92,8 +101,8 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 });
             }
             ui.horizontal(|ui| {
-                ui.label("Also train")
-                    .on_hover_text("Modules outside the blocks that train too");
+                ui.label(tr(ui, "Also train"))
+                    .on_hover_text(tr(ui, "Modules outside the blocks that train too"));
                 for part in ["norm", "embed_tokens"] {
                     let mut on = c.extra_modules.iter().any(|m| m == part);
                     if ui.checkbox(&mut on, part).changed() {
@@ -127,8 +136,8 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                         egui::Slider::new(&mut c.dropout, 0.0..=0.5),
                     );
                 });
-            ui.checkbox(&mut c.use_rslora, "rsLoRA scaling (α/√r)")
-                .on_hover_text("Scale by alpha/√r, which keeps large ranks stable");
+            ui.checkbox(&mut c.use_rslora, tr(ui, "rsLoRA scaling (α/√r)"))
+                .on_hover_text(tr(ui, "Scale by alpha/√r, which keeps large ranks stable"));
             targets(
                 ui,
                 &mut c.target_modules,
@@ -211,9 +220,11 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 &mut c.target_modules,
                 "Projections whose output (or input, for feed-forward ones) is rescaled",
             );
-            ui.label("Feed-forward (input rescaled)").on_hover_text(
-                "Of the targets, those whose input is rescaled: the MLP's inner activations",
-            );
+            ui.label(tr(ui, "Feed-forward (input rescaled)"))
+                .on_hover_text(tr(
+                    ui,
+                    "Of the targets, those whose input is rescaled: the MLP's inner activations",
+                ));
             ui.horizontal_wrapped(|ui| {
                 for p in PROJECTIONS {
                     if !c.target_modules.iter().any(|t| t == p) {
@@ -229,10 +240,16 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 .retain(|f| c.target_modules.contains(f));
         }
         MethodConfig::Bitfit(c) => {
-            ui.checkbox(&mut c.add_missing_biases, "Add biases where missing")
-                .on_hover_text("Give projections without a bias a zero-initialised trainable one");
-            ui.checkbox(&mut c.train_norms, "Train norm gains")
-                .on_hover_text("Train the normalisation layers' scale vectors too");
+            ui.checkbox(
+                &mut c.add_missing_biases,
+                tr(ui, "Add biases where missing"),
+            )
+            .on_hover_text(tr(
+                ui,
+                "Give projections without a bias a zero-initialised trainable one",
+            ));
+            ui.checkbox(&mut c.train_norms, tr(ui, "Train norm gains"))
+                .on_hover_text(tr(ui, "Train the normalisation layers' scale vectors too"));
         }
         MethodConfig::Adapter(c) => {
             egui::Grid::new("adapter_params")
@@ -244,17 +261,18 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                         "Width of the adapter's inner layer",
                         egui::DragValue::new(&mut c.bottleneck).range(1..=4096),
                     );
-                    ui.label("Placement").on_hover_text(
+                    ui.label(tr(ui, "Placement")).on_hover_text(tr(
+                        ui,
                         "Houlsby: after attention and after the MLP; Pfeiffer: after the MLP only",
-                    );
+                    ));
                     ui.horizontal(|ui| {
                         for v in AdapterVariant::ALL {
                             ui.selectable_value(&mut c.variant, v, v.name());
                         }
                     });
                     ui.end_row();
-                    ui.label("Nonlinearity")
-                        .on_hover_text("Activation between the down and up projections");
+                    ui.label(tr(ui, "Nonlinearity"))
+                        .on_hover_text(tr(ui, "Activation between the down and up projections"));
                     ui.horizontal(|ui| {
                         for a in Activation::ALL {
                             ui.selectable_value(&mut c.activation, a, a.name());
@@ -270,9 +288,7 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                     &mut c.num_virtual_tokens,
                     "Trainable embeddings placed before the input",
                 );
-                ui.label("Initialise from").on_hover_text(
-                    "random: N(0, 1); text: embeddings of a text; sample_vocab: embeddings of random tokens",
-                );
+                ui.label(tr(ui, "Initialise from")).on_hover_text(tr(ui, "random: N(0, 1); text: embeddings of a text; sample_vocab: embeddings of random tokens"));
                 ui.horizontal(|ui| {
                     for i in PromptInit::ALL {
                         ui.selectable_value(&mut c.init, i, i.name());
@@ -281,10 +297,13 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 ui.end_row();
             });
             if c.init == PromptInit::Text {
-                let label = ui.label("Init text");
+                let label = ui.label(tr(ui, "Init text"));
                 ui.text_edit_singleline(&mut c.init_text)
                     .labelled_by(label.id)
-                    .on_hover_text("Its token embeddings, repeated or cut to n, start the prompt");
+                    .on_hover_text(tr(
+                        ui,
+                        "Its token embeddings, repeated or cut to n, start the prompt",
+                    ));
             }
         }
         MethodConfig::PTuning(c) => {
@@ -296,8 +315,10 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                         &mut c.num_virtual_tokens,
                         "Virtual tokens the prompt encoder produces",
                     );
-                    ui.label("Encoder")
-                        .on_hover_text("lstm: bidirectional LSTM then MLP; mlp: a three-layer MLP");
+                    ui.label(tr(ui, "Encoder")).on_hover_text(tr(
+                        ui,
+                        "lstm: bidirectional LSTM then MLP; mlp: a three-layer MLP",
+                    ));
                     ui.horizontal(|ui| {
                         for e in EncoderType::ALL {
                             ui.selectable_value(&mut c.encoder_type, e, e.name());
@@ -342,8 +363,14 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                         egui::DragValue::new(&mut c.encoder_hidden_size).range(1..=4096),
                     );
                 });
-            ui.checkbox(&mut c.prefix_projection, "Reparameterise with an MLP")
-                .on_hover_text("Off trains the prefixes directly (that is P-Tuning v2)");
+            ui.checkbox(
+                &mut c.prefix_projection,
+                tr(ui, "Reparameterise with an MLP"),
+            )
+            .on_hover_text(tr(
+                ui,
+                "Off trains the prefixes directly (that is P-Tuning v2)",
+            ));
         }
         MethodConfig::PTuningV2(c) => {
             egui::Grid::new("ptv2_params")
@@ -355,12 +382,10 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                         "Prompt length in every layer (trained directly)",
                     );
                 });
-            let label = ui.label("Init text (optional)");
+            let label = ui.label(tr(ui, "Init text (optional)"));
             ui.text_edit_singleline(&mut c.init_text)
                 .labelled_by(label.id)
-                .on_hover_text(
-                    "Start the prompts as the keys and values the model computes for this text; empty starts from N(0, 1)",
-                );
+                .on_hover_text(tr(ui, "Start the prompts as the keys and values the model computes for this text; empty starts from N(0, 1)"));
         }
     }
 }

@@ -3,6 +3,8 @@
 //! its `Event`s each frame.
 
 mod central;
+pub mod i18n;
+pub mod learn;
 mod method_params;
 pub mod playground;
 pub mod runs;
@@ -18,7 +20,23 @@ use crate::models::{LlamaConfig, ModelFiles};
 use crate::peft::{MethodConfig, export, import::ImportedAdapter};
 use crate::train::worker::{self, Notify, WorkerHandle};
 use crate::train::{Command, RunId};
+use i18n::{Lang, tr};
 use runs::RunStore;
+
+/// What the central area shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum View {
+    Train,
+    Learn,
+}
+
+/// What the window remembers between launches (eframe persistence), besides its layout.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    pub form: RunConfig,
+    pub lang: Lang,
+    pub dark: bool,
+}
 
 /// UI actions collected during a frame and applied once, after drawing.
 #[must_use]
@@ -38,6 +56,8 @@ pub enum Action {
     AskDelete(RunId),
     Delete(RunId),
     CancelDelete,
+    /// Load a method's preset into the form and go to the Train view.
+    UsePreset(String),
 }
 
 pub struct WorkbenchApp {
@@ -60,6 +80,12 @@ pub struct WorkbenchApp {
     pub playground: playground::Playground,
     /// Asks for a repaint (from other threads).
     notify: Notify,
+    pub view: View,
+    /// The method the Learn view shows.
+    pub learn_page: String,
+    pub lang: Lang,
+    pub dark: bool,
+    fonts_installed: bool,
 }
 
 impl WorkbenchApp {
@@ -94,6 +120,33 @@ impl WorkbenchApp {
             status: Arc::new(Mutex::new(status)),
             playground: playground::Playground::default(),
             notify,
+            view: View::Train,
+            learn_page: "lora".into(),
+            lang: Lang::En,
+            dark: true,
+            fonts_installed: false,
+        }
+    }
+
+    /// Takes back what the last session remembered.
+    pub fn restore(&mut self, r: Remembered) {
+        self.form = r.form;
+        if let Some(slot) = self
+            .method_memory
+            .iter_mut()
+            .find(|m| m.kind() == self.form.method.kind())
+        {
+            *slot = self.form.method.clone();
+        }
+        self.lang = r.lang;
+        self.dark = r.dark;
+    }
+
+    pub fn remembered(&self) -> Remembered {
+        Remembered {
+            form: self.form.clone(),
+            lang: self.lang,
+            dark: self.dark,
         }
     }
 
@@ -132,7 +185,29 @@ impl WorkbenchApp {
     /// Draws the whole window into `ui`.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.drain_events();
+        let ctx = ui.ctx().clone();
+        if !self.fonts_installed {
+            i18n::install_fonts(&ctx);
+            self.fonts_installed = true;
+        }
+        i18n::set_lang(&ctx, self.lang);
+        ctx.set_theme(if self.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        });
         let mut actions = Vec::new();
+        self.shortcuts(&ctx, &mut actions);
+        egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));
+        if self.view == View::Learn {
+            egui::CentralPanel::default().show(ui, |ui| {
+                learn::ui(self, ui, &mut actions);
+            });
+            for a in actions {
+                self.apply(a);
+            }
+            return;
+        }
         egui::Panel::left("run_settings")
             .resizable(true)
             .default_size(300.0)
@@ -156,8 +231,74 @@ impl WorkbenchApp {
         }
     }
 
+    /// The view switch, the language and the theme.
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            for (v, name) in [(View::Train, "Train"), (View::Learn, "Learn")] {
+                if ui.selectable_label(self.view == v, tr(ui, name)).clicked() {
+                    self.view = v;
+                }
+            }
+            ui.separator();
+            ui.label(tr(ui, "Language"));
+            for l in Lang::ALL {
+                if ui.selectable_label(self.lang == l, l.name()).clicked() {
+                    self.lang = l;
+                    i18n::set_lang(ui.ctx(), l);
+                }
+            }
+            ui.separator();
+            ui.label(tr(ui, "Theme"));
+            for (dark, name) in [(true, "Dark"), (false, "Light")] {
+                if ui
+                    .selectable_label(self.dark == dark, tr(ui, name))
+                    .clicked()
+                {
+                    self.dark = dark;
+                }
+            }
+            ui.separator();
+            ui.weak(tr(ui, "Ctrl+Enter: Start · Esc: Stop"));
+        });
+    }
+
+    /// Ctrl+Enter queues the form's run; Escape stops the running one.
+    fn shortcuts(&self, ctx: &egui::Context, actions: &mut Vec<Action>) {
+        let start = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::Enter);
+        let stop = egui::KeyboardShortcut::new(egui::Modifiers::NONE, egui::Key::Escape);
+        if ctx.input_mut(|i| i.consume_shortcut(&start)) {
+            actions.push(Action::Start);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&stop))
+            && let Some(r) = self.store.active()
+        {
+            actions.push(Action::Stop(r.id));
+        }
+    }
+
     fn apply(&mut self, action: Action) {
         match action {
+            Action::UsePreset(kind) => {
+                let Some(text) = learn::preset_text(&kind) else {
+                    return;
+                };
+                match RunConfig::from_toml_with(text, &[]) {
+                    Ok(mut cfg) => {
+                        // The preset's method and training settings on the user's model and data.
+                        cfg.model = self.form.model.clone();
+                        cfg.dataset = self.form.dataset.clone();
+                        cfg.eval_dataset = self.form.eval_dataset.clone();
+                        self.restore(Remembered {
+                            form: cfg,
+                            lang: self.lang,
+                            dark: self.dark,
+                        });
+                        self.view = View::Train;
+                        self.say(format!("presets/{kind}.toml loaded into the form"));
+                    }
+                    Err(e) => self.say(format!("presets/{kind}.toml: {e}")),
+                }
+            }
             Action::Start => match self.form.validate() {
                 Ok(()) => {
                     self.form_error = None;
@@ -285,6 +426,10 @@ impl eframe::App for WorkbenchApp {
         self.show(ui);
     }
 
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.remembered());
+    }
+
     fn on_exit(&mut self) {
         // Stops the run at its next step boundary; it saves a checkpoint there, so it can be
         // resumed at the next launch.
@@ -303,7 +448,7 @@ fn confirm_delete_window(
         actions.push(Action::CancelDelete);
         return;
     };
-    egui::Window::new("Delete run?")
+    egui::Window::new(i18n::tr_ctx(ctx, "Delete run?"))
         .collapsible(false)
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
@@ -312,12 +457,15 @@ fn confirm_delete_window(
             if let Some(dir) = &r.out_dir {
                 ui.small(dir.as_str());
             }
-            ui.label("Its curves, summary and adapter are removed from disk.");
+            ui.label(tr(
+                ui,
+                "Its curves, summary and adapter are removed from disk.",
+            ));
             ui.horizontal(|ui| {
-                if ui.button("Delete run").clicked() {
+                if ui.button(tr(ui, "Delete run")).clicked() {
                     actions.push(Action::Delete(id));
                 }
-                if ui.button("Cancel").clicked() {
+                if ui.button(tr(ui, "Cancel")).clicked() {
                     actions.push(Action::CancelDelete);
                 }
             });
@@ -350,7 +498,14 @@ pub fn run_native(runs_dir: PathBuf) -> eframe::Result<()> {
         Box::new(|cc| {
             let ctx = cc.egui_ctx.clone();
             let notify: Notify = Arc::new(move || ctx.request_repaint());
-            Ok(Box::new(WorkbenchApp::new(notify, Some(runs_dir))))
+            let mut app = WorkbenchApp::new(notify, Some(runs_dir));
+            if let Some(r) = cc
+                .storage
+                .and_then(|s| eframe::get_value::<Remembered>(s, eframe::APP_KEY))
+            {
+                app.restore(r);
+            }
+            Ok(Box::new(app))
         }),
     )
 }

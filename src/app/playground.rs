@@ -3,6 +3,8 @@
 //! on its own threads; the UI only reads the shared text each frame.
 
 use eframe::egui;
+
+use super::i18n::tr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,29 +106,27 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         .take(app.playground.runs_shown)
         .collect();
     let pg = &mut app.playground;
-    let label = ui.label("Prompt");
+    let label = ui.label(tr(ui, "Prompt"));
     ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
         .labelled_by(label.id);
     ui.horizontal(|ui| {
-        ui.checkbox(&mut pg.chat, "Chat template").on_hover_text(
-            "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
-        );
-        let l = ui.label("Max tokens");
+        ui.checkbox(&mut pg.chat, tr(ui, "Chat template")).on_hover_text(tr(ui, "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)"));
+        let l = ui.label(tr(ui, "Max tokens"));
         ui.add(egui::DragValue::new(&mut pg.sampling.max_tokens).range(1..=512))
             .labelled_by(l.id);
-        let l = ui.label("Temperature");
+        let l = ui.label(tr(ui, "Temperature"));
         ui.add(egui::Slider::new(&mut pg.sampling.temperature, 0.0..=2.0))
             .labelled_by(l.id)
-            .on_hover_text("0 = greedy: always the most likely token");
+            .on_hover_text(tr(ui, "0 = greedy: always the most likely token"));
         if pg.sampling.temperature > 0.0 {
-            let l = ui.label("Top-p");
+            let l = ui.label(tr(ui, "Top-p"));
             ui.add(egui::Slider::new(&mut pg.sampling.top_p, 0.05..=1.0))
                 .labelled_by(l.id);
         }
         let busy = pg.busy();
         if ui
-            .add_enabled(!busy, egui::Button::new("Generate"))
-            .on_hover_text("Answer with the base model, the latest finished runs' adapters and any loaded adapter")
+            .add_enabled(!busy, egui::Button::new(tr(ui, "Generate")))
+            .on_hover_text(tr(ui, "Answer with the base model, the latest finished runs' adapters and any loaded adapter"))
             .clicked()
         {
             let mut models = vec![("base model".to_string(), model.clone(), None)];
@@ -141,19 +141,22 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             start(pg, models, notify.clone());
         }
         if ui
-            .button("Load adapter…")
-            .on_hover_text("An adapter folder exported here or by Hugging Face PEFT, for this model")
+            .button(tr(ui, "Load adapter…"))
+            .on_hover_text(tr(ui, "An adapter folder exported here or by Hugging Face PEFT, for this model"))
             .clicked()
             && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
             pg.loaded_adapters.push(dir);
         }
-        if !pg.loaded_adapters.is_empty() && ui.small_button("Clear adapters").clicked() {
+        if !pg.loaded_adapters.is_empty() && ui.small_button(tr(ui, "Clear adapters")).clicked() {
             pg.loaded_adapters.clear();
         }
     });
     if pg.answers.is_empty() {
-        ui.small("Finished runs on this model answer beside the base model.");
+        ui.small(tr(
+            ui,
+            "Finished runs on this model answer beside the base model.",
+        ));
         return;
     }
     ui.columns(pg.answers.len(), |cols| {

@@ -2,6 +2,8 @@
 
 use eframe::egui;
 
+use super::i18n::tr;
+
 use super::central::human;
 use super::method_params::{self, row};
 use super::{Action, WorkbenchApp};
@@ -11,7 +13,7 @@ use crate::peft::MethodConfig;
 use crate::train::memory;
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.heading("Run");
+    ui.heading(tr(ui, "Run"));
     model_and_data(app, ui);
     ui.separator();
     method(app, ui);
@@ -21,24 +23,22 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
     let running = app.store.active().map(|r| r.id);
     ui.horizontal(|ui| {
         if ui
-            .button("Start")
-            .on_hover_text("Queue this run; it starts when the runs before it end")
+            .button(tr(ui, "Start"))
+            .on_hover_text(tr(ui, "Queue this run; it starts when the runs before it end"))
             .clicked()
         {
             actions.push(Action::Start);
         }
         if ui
-            .button("Compare all methods")
-            .on_hover_text(
-                "Queue one run per method on this model, data and steps, each with its usual learning rate",
-            )
+            .button(tr(ui, "Compare all methods"))
+            .on_hover_text(tr(ui, "Queue one run per method on this model, data and steps, each with its usual learning rate"))
             .clicked()
         {
             actions.push(Action::CompareAll);
         }
         if ui
-            .add_enabled(running.is_some(), egui::Button::new("Stop"))
-            .on_hover_text("Stop the running run after its current step; it is saved")
+            .add_enabled(running.is_some(), egui::Button::new(tr(ui, "Stop")))
+            .on_hover_text(tr(ui, "Stop the running run after its current step; it is saved"))
             .clicked()
             && let Some(id) = running
         {
@@ -52,28 +52,32 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 
 fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let form = &mut app.form;
-    ui.label("Model");
+    ui.label(tr(ui, "Model"));
     ui.horizontal(|ui| {
         let builtin = form.model == "builtin";
         if ui
-            .selectable_label(builtin, "Built-in (LLaMA 4.6 M)")
+            .selectable_label(builtin, tr(ui, "Built-in (LLaMA 4.6 M)"))
             .clicked()
         {
             form.model = "builtin".into();
         }
         if ui
-            .button("Open model folder…")
-            .on_hover_text("A Hugging Face folder: config.json, *.safetensors, tokenizer.json")
+            .button(tr(ui, "Open model folder…"))
+            .on_hover_text(tr(
+                ui,
+                "A Hugging Face folder: config.json, *.safetensors, tokenizer.json",
+            ))
             .clicked()
             && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
             form.model = dir.display().to_string();
         }
         if ui
-            .button("Open GGUF…")
-            .on_hover_text(
+            .button(tr(ui, "Open GGUF…"))
+            .on_hover_text(tr(
+                ui,
                 "A LLaMA-family .gguf file; its weights are dequantised to f32 for training",
-            )
+            ))
             .clicked()
             && let Some(file) = rfd::FileDialog::new()
                 .add_filter("GGUF models", &["gguf"])
@@ -87,7 +91,7 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     }
     model_card(app, ui);
     let form = &mut app.form;
-    ui.label("Dataset");
+    ui.label(tr(ui, "Dataset"));
     ui.horizontal_wrapped(|ui| {
         for task in BUILTIN_TASKS {
             let name = format!("builtin:{task}");
@@ -96,7 +100,7 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 form.eval_dataset = None;
             }
         }
-        if ui.button("Open file…").clicked()
+        if ui.button(tr(ui, "Open file…")).clicked()
             && let Some(f) = rfd::FileDialog::new()
                 .add_filter("Datasets", &["jsonl", "csv"])
                 .pick_file()
@@ -111,7 +115,7 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
 }
 
 fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
-    ui.label("Method");
+    ui.label(tr(ui, "Method"));
     let current = app.form.method.kind();
     let mut chosen = None;
     ui.horizontal_wrapped(|ui| {
@@ -240,7 +244,7 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "Steps over which the learning rate rises from 0",
                 egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000),
             );
-            ui.label("Schedule");
+            ui.label(tr(ui, "Schedule"));
             ui.horizontal(|ui| {
                 for s in Schedule::ALL {
                     ui.selectable_value(&mut f.optimizer.schedule, s, s.name());
@@ -254,5 +258,5 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 egui::DragValue::new(&mut f.seed),
             );
         });
-    ui.small("Device: CPU (f32)");
+    ui.small(tr(ui, "Device: CPU (f32)"));
 }

@@ -1,0 +1,400 @@
+//! English and 简体中文. English strings are the keys; a string without a translation shows
+//! in English. The language lives in egui's context (each window, or test harness, has its
+//! own) and is saved with the app's other settings.
+//!
+//! Chinese glyphs come from a subset of Droid Sans Fallback (Apache-2.0) bundled under
+//! `assets/fonts/`: every character of this table and of the Learn pages, plus the 3 755
+//! most common hanzi (GB 2312 level 1) so Chinese prompts and answers render too.
+//! `scripts/subset-cjk-font.sh` rebuilds it.
+
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Zh];
+
+    /// The language's own name, as the switch shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Zh => "简体中文",
+        }
+    }
+}
+
+fn lang_id() -> egui::Id {
+    egui::Id::unique("peft-workbench-lang")
+}
+
+pub fn lang(ctx: &egui::Context) -> Lang {
+    ctx.data(|d| d.get_temp(lang_id())).unwrap_or_default()
+}
+
+pub fn set_lang(ctx: &egui::Context, l: Lang) {
+    ctx.data_mut(|d| d.insert_temp(lang_id(), l));
+}
+
+/// `en` in the window's language.
+pub fn tr<'a>(ui: &egui::Ui, en: &'a str) -> &'a str {
+    tr_ctx(ui.ctx(), en)
+}
+
+pub fn tr_ctx<'a>(ctx: &egui::Context, en: &'a str) -> &'a str {
+    match lang(ctx) {
+        Lang::En => en,
+        Lang::Zh => zh(en).unwrap_or(en),
+    }
+}
+
+/// The Chinese of an English UI string, if the table has it.
+pub fn zh(en: &str) -> Option<&'static str> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| ZH.iter().copied().collect())
+        .get(en)
+        .copied()
+}
+
+/// Adds the bundled CJK font after egui's own, so Latin text keeps its look and Chinese
+/// falls back to it.
+pub fn install_fonts(ctx: &egui::Context) {
+    let mut fonts = egui::FontDefinitions::default();
+    fonts.font_data.insert(
+        "cjk".into(),
+        std::sync::Arc::new(egui::FontData::from_static(include_bytes!(
+            "../../assets/fonts/DroidSansFallback-subset.ttf"
+        ))),
+    );
+    for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
+        fonts.families.entry(family).or_default().push("cjk".into());
+    }
+    ctx.set_fonts(fonts);
+}
+
+pub const ZH: &[(&str, &str)] = &[
+    // Top bar and views
+    ("Train", "训练"),
+    ("Learn", "学习"),
+    ("Language", "语言"),
+    ("Theme", "主题"),
+    ("Dark", "深色"),
+    ("Light", "浅色"),
+    (
+        "Ctrl+Enter: Start · Esc: Stop",
+        "Ctrl+Enter：开始 · Esc：停止",
+    ),
+    // Side panel
+    ("Run", "运行"),
+    ("Start", "开始"),
+    (
+        "Queue this run; it starts when the runs before it end",
+        "将此运行加入队列；前面的运行结束后开始",
+    ),
+    ("Compare all methods", "比较所有方法"),
+    (
+        "Queue one run per method on this model, data and steps, each with its usual learning rate",
+        "在当前模型、数据和步数上为每种方法排队一次运行，各用其常用学习率",
+    ),
+    ("Stop", "停止"),
+    (
+        "Stop the running run after its current step; it is saved",
+        "在当前步结束后停止正在进行的运行；它会被保存",
+    ),
+    ("Model", "模型"),
+    ("Built-in (LLaMA 4.6 M)", "内置（LLaMA 4.6 M）"),
+    ("Open model folder…", "打开模型文件夹…"),
+    (
+        "A Hugging Face folder: config.json, *.safetensors, tokenizer.json",
+        "Hugging Face 模型文件夹：config.json、*.safetensors、tokenizer.json",
+    ),
+    ("Open GGUF…", "打开 GGUF…"),
+    (
+        "A LLaMA-family .gguf file; its weights are dequantised to f32 for training",
+        "LLaMA 系列的 .gguf 文件；训练时权重反量化为 f32",
+    ),
+    ("Dataset", "数据集"),
+    ("Open file…", "打开文件…"),
+    ("Method", "方法"),
+    ("Steps", "步数"),
+    ("Optimizer steps the run takes", "本次运行的优化步数"),
+    ("Batch size", "批大小"),
+    ("Examples per optimizer step", "每个优化步的样本数"),
+    ("Max sequence length", "最大序列长度"),
+    (
+        "Longer examples are cut to this many tokens",
+        "更长的样本会被截断到这么多 token",
+    ),
+    ("Evaluate every", "评估间隔"),
+    (
+        "Steps between evaluations on held-out examples",
+        "在留出样本上两次评估之间的步数",
+    ),
+    ("Checkpoint every", "检查点间隔"),
+    (
+        "Steps between checkpoints a stopped or crashed run resumes from (0: only when stopped)",
+        "两次检查点之间的步数，停止或崩溃的运行可从检查点恢复（0：仅在停止时保存）",
+    ),
+    ("Learning rate", "学习率"),
+    ("Peak learning rate of AdamW", "AdamW 的峰值学习率"),
+    ("Weight decay", "权重衰减"),
+    ("AdamW's decoupled weight decay", "AdamW 的解耦权重衰减"),
+    ("Warm-up steps", "预热步数"),
+    (
+        "Steps over which the learning rate rises from 0",
+        "学习率从 0 上升所用的步数",
+    ),
+    ("Schedule", "调度"),
+    ("Seed", "随机种子"),
+    (
+        "Seeds data order and the method's initialisation",
+        "决定数据顺序和方法的初始化",
+    ),
+    ("Device: CPU (f32)", "设备：CPU（f32）"),
+    // Central view
+    ("Playground", "试验场"),
+    (
+        "Pick a method and press Start. Curves appear here as the run trains.",
+        "选择一种方法并点击开始。训练时曲线会显示在这里。",
+    ),
+    ("No run is training.", "没有正在训练的运行。"),
+    ("Smoothing", "平滑"),
+    (
+        "Training loss (solid) and evaluation loss (dashed)",
+        "训练损失（实线）和评估损失（虚线）",
+    ),
+    ("Evaluation metric", "评估指标"),
+    ("Runs", "运行记录"),
+    ("Status", "状态"),
+    ("Trainable", "可训练参数"),
+    ("Eval loss", "评估损失"),
+    ("Metric", "指标"),
+    ("Tokens/s", "Token/秒"),
+    ("Time", "用时"),
+    ("queued", "排队中"),
+    ("running", "训练中"),
+    ("finished", "已完成"),
+    ("stopped", "已停止"),
+    ("interrupted", "已中断"),
+    ("failed", "失败"),
+    ("Resume", "继续"),
+    (
+        "Continue training from the run's last checkpoint to its last step",
+        "从最近的检查点继续训练到最后一步",
+    ),
+    ("Export…", "导出…"),
+    ("Merge…", "合并…"),
+    (
+        "Fold the adapter into the base weights and save a Hugging Face model folder",
+        "把适配器合并进基础权重，并保存为 Hugging Face 模型文件夹",
+    ),
+    ("Delete", "删除"),
+    ("Delete run?", "删除运行？"),
+    (
+        "Its curves, summary and adapter are removed from disk.",
+        "它的曲线、摘要和适配器将从磁盘删除。",
+    ),
+    ("Delete run", "删除运行"),
+    ("Cancel", "取消"),
+    // Playground
+    ("Prompt", "提示"),
+    ("Chat template", "对话模板"),
+    (
+        "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
+        "把提示包装成 ChatML 用户消息（适用于 SmolLM2 等指令模型）",
+    ),
+    ("Max tokens", "最大 token 数"),
+    ("Temperature", "温度"),
+    ("Top-p", "Top-p"),
+    ("Generate", "生成"),
+    (
+        "Answer with the base model, the latest finished runs' adapters and any loaded adapter",
+        "用基础模型、最近完成的运行的适配器以及已加载的适配器作答",
+    ),
+    ("Load adapter…", "加载适配器…"),
+    (
+        "An adapter folder exported here or by Hugging Face PEFT, for this model",
+        "本应用或 Hugging Face PEFT 导出的适配器文件夹，须与此模型匹配",
+    ),
+    ("Clear adapters", "清除适配器"),
+    (
+        "Finished runs on this model answer beside the base model.",
+        "此模型上已完成的运行会与基础模型并排作答。",
+    ),
+    // Method parameters
+    ("Target modules", "目标模块"),
+    ("Virtual tokens n", "虚拟 token 数 n"),
+    (
+        "Every weight of the model trains. The baseline to beat.",
+        "模型的每个权重都参与训练。这是要超越的基线。",
+    ),
+    ("Trainable last blocks", "可训练的最后几个块"),
+    (
+        "How many of the last transformer blocks train; the rest stay frozen",
+        "训练最后多少个 Transformer 块；其余保持冻结",
+    ),
+    ("Whole blocks", "整个块"),
+    ("Also train", "同时训练"),
+    ("Rank r", "秩 r"),
+    (
+        "Inner size of the update B·A: more rank, more capacity and parameters",
+        "更新 B·A 的内部维度：秩越大，容量和参数越多",
+    ),
+    ("Alpha", "Alpha"),
+    (
+        "The update is scaled by alpha / r, so alpha sets its strength",
+        "更新按 alpha / r 缩放，因此 alpha 决定其强度",
+    ),
+    ("Dropout", "Dropout"),
+    (
+        "Dropout on the input of the low-rank branch while training",
+        "训练时低秩分支输入上的 dropout",
+    ),
+    (
+        "Projections that get a low-rank update",
+        "获得低秩更新的投影",
+    ),
+    ("Initial rank", "初始秩"),
+    (
+        "Rank every matrix starts with (init_r)",
+        "每个矩阵的初始秩（init_r）",
+    ),
+    ("Target rank", "目标秩"),
+    (
+        "Average rank per matrix once the budget has shrunk (target_r)",
+        "预算缩减后每个矩阵的平均秩（target_r）",
+    ),
+    ("Final steps", "最终步数"),
+    ("Reallocate every", "重新分配间隔"),
+    ("Orthogonality weight", "正交权重"),
+    ("Bottleneck m", "瓶颈维度 m"),
+    ("Width of the adapter's inner layer", "适配器内层的宽度"),
+    ("Placement", "位置"),
+    ("Nonlinearity", "非线性"),
+    ("Initialise from", "初始化方式"),
+    ("Init text", "初始化文本"),
+    ("Encoder", "编码器"),
+    ("Encoder hidden size", "编码器隐藏维度"),
+    ("LSTM layers", "LSTM 层数"),
+    ("LSTM dropout", "LSTM dropout"),
+    ("Reparameterise with an MLP", "用 MLP 重参数化"),
+    ("Init text (optional)", "初始化文本（可选）"),
+    ("Train norm gains", "训练归一化增益"),
+    ("Add biases where missing", "为缺少偏置的投影添加偏置"),
+    ("Feed-forward (input rescaled)", "前馈层（缩放输入）"),
+    // Learn
+    ("Methods", "方法"),
+    ("Trainable parameters", "可训练参数"),
+    (
+        "On the loaded model, default settings",
+        "在当前模型上（默认设置）",
+    ),
+    ("Pros", "优点"),
+    ("Cons", "缺点"),
+    ("When to choose it", "何时选择"),
+    ("Use its preset", "使用其预设"),
+    ("Measured here", "本机实测"),
+    (
+        "No finished run of this method yet: use its preset or Compare all methods.",
+        "此方法还没有完成的运行：使用其预设或“比较所有方法”。",
+    ),
+    ("frozen", "冻结"),
+    ("trained", "训练"),
+    ("input tokens", "输入 token"),
+    ("embedding", "词嵌入"),
+    ("soft prompt", "软提示"),
+    ("× L blocks", "× L 个块"),
+    ("attention", "注意力"),
+    ("K/V prefix", "K/V 前缀"),
+    (
+        "adapter: down, f, up (+ skip)",
+        "适配器：降维、f、升维（+ 残差）",
+    ),
+    ("LM head", "语言模型头"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_unique_and_translated() {
+        let mut seen = std::collections::HashSet::new();
+        for (en, zh) in ZH {
+            assert!(seen.insert(*en), "`{en}` is listed twice");
+            assert!(!zh.is_empty(), "`{en}` has an empty translation");
+        }
+        assert_eq!(super::zh("Start"), Some("开始"));
+        assert_eq!(super::zh("not a UI string"), None);
+    }
+
+    /// Every CJK character the Chinese UI can show is in the bundled font subset (Latin and
+    /// math symbols come from egui's own fonts; the GUI test renders every page, and egui
+    /// refuses a glyph no font has).
+    #[test]
+    fn the_bundled_font_covers_every_chinese_string() {
+        let font = ab_glyph_free_cmap(include_bytes!(
+            "../../assets/fonts/DroidSansFallback-subset.ttf"
+        ));
+        let mut texts: Vec<&str> = ZH.iter().map(|(_, zh)| *zh).collect();
+        for p in super::super::learn::pages() {
+            texts.extend([p.mechanism.zh, p.pros.zh, p.cons.zh, p.choose.zh]);
+        }
+        texts.push(Lang::Zh.name());
+        let missing: std::collections::BTreeSet<char> = texts
+            .iter()
+            .flat_map(|t| t.chars())
+            .filter(|c| *c >= '\u{2E80}' && !font.contains(c))
+            .collect();
+        assert!(missing.is_empty(), "not in the font subset: {missing:?}");
+    }
+
+    /// The characters a TrueType font maps, read from its `cmap` (formats 4 and 12).
+    fn ab_glyph_free_cmap(data: &[u8]) -> std::collections::HashSet<char> {
+        let u16_at = |o: usize| u16::from_be_bytes([data[o], data[o + 1]]) as usize;
+        let u32_at = |o: usize| {
+            u32::from_be_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) as usize
+        };
+        let tables = u16_at(4);
+        let cmap = (0..tables)
+            .map(|i| 12 + 16 * i)
+            .find(|&r| &data[r..r + 4] == b"cmap")
+            .map(|r| u32_at(r + 8))
+            .expect("a cmap table");
+        let mut chars = std::collections::HashSet::new();
+        for i in 0..u16_at(cmap + 2) {
+            let sub = cmap + u32_at(cmap + 4 + 8 * i + 4);
+            match u16_at(sub) {
+                4 => {
+                    let segs = u16_at(sub + 6) / 2;
+                    let ends = sub + 14;
+                    let starts = ends + 2 * segs + 2;
+                    for s in 0..segs {
+                        let (start, end) = (u16_at(starts + 2 * s), u16_at(ends + 2 * s));
+                        for c in start..=end.min(0xFFFE) {
+                            chars.extend(char::from_u32(c as u32));
+                        }
+                    }
+                }
+                12 => {
+                    for g in 0..u32_at(sub + 12) {
+                        let o = sub + 16 + 12 * g;
+                        for c in u32_at(o)..=u32_at(o + 4) {
+                            chars.extend(char::from_u32(c as u32));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        chars
+    }
+}
