@@ -65,6 +65,7 @@ impl CompareConfig {
 /// One row of the comparison table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    pub run: String,
     pub method: String,
     pub trainable_params: usize,
     pub trainable_percent: f64,
@@ -89,13 +90,15 @@ fn folder_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn row(summary: &Summary, run_dir: &Path) -> Row {
+/// The row of a finished run; `run_dir` (if the run has one) gives the adapter's size.
+pub fn row(run: &str, summary: &Summary, run_dir: Option<&Path>) -> Row {
     Row {
+        run: run.to_string(),
         method: summary.method.clone(),
         trainable_params: summary.trainable_params,
         trainable_percent: 100.0 * summary.trainable_params as f64
             / summary.total_params.max(1) as f64,
-        adapter_bytes: folder_bytes(&run_dir.join("adapter")),
+        adapter_bytes: run_dir.map_or(0, |d| folder_bytes(&d.join("adapter"))),
         peak_rss_bytes: summary.peak_rss_bytes,
         tokens_per_second: summary.tokens_per_second,
         wall_seconds: summary.wall_seconds,
@@ -120,12 +123,12 @@ pub fn to_markdown(rows: &[Row]) -> String {
     let mut sorted = rows.to_vec();
     sorted.sort_by(|a, b| a.final_eval_loss.total_cmp(&b.final_eval_loss));
     let mut s = String::from(
-        "| method | trainable | % of model | adapter on disk | peak memory | tokens/s | time | eval loss | metric |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+        "| run | trainable | % of model | adapter on disk | peak memory | tokens/s | time | eval loss | metric |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n",
     );
     for r in &sorted {
         s.push_str(&format!(
             "| {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} |\n",
-            r.method,
+            r.run,
             r.trainable_params,
             r.trainable_percent,
             r.adapter_bytes as f64 / 1e6,
@@ -169,7 +172,7 @@ pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> 
             .ok()
             .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
         match (status.success(), summary) {
-            (true, Some(s)) => rows.push(row(&s, &dir)),
+            (true, Some(s)) => rows.push(row(&run.method.short_label(), &s, Some(&dir))),
             _ => failed.push(kind.to_string()),
         }
     }

@@ -333,7 +333,10 @@ fn a_run_stopped_by_closing_the_app_resumes_at_the_next_launch() {
     h.get_by_label("Resume").click();
     h.step();
     wait_for(&mut h, "the resumed run to finish", |a| {
-        a.store.runs[0].status == RunStatus::Finished
+        match &a.store.runs[0].status {
+            RunStatus::Failed(e) => panic!("the resumed run failed: {e}"),
+            s => *s == RunStatus::Finished,
+        }
     });
     h.run();
     let r = &h.state().store.runs[0];
@@ -420,4 +423,67 @@ fn the_form_and_language_are_remembered() {
     assert_eq!(next.form.method.kind(), "ia3");
     assert_eq!(next.lang, peft_workbench::app::i18n::Lang::Zh);
     assert!(!next.dark);
+}
+
+/// Two queued runs finish one after the other; the table shows their numbers, sorts by a
+/// column, and exports in its order as CSV; the x axis switches to tokens seen.
+#[test]
+fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    app.form.steps = 6;
+    app.form.eval_every = 3;
+    app.form.eval_examples = 8;
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("IA3").click();
+    h.run();
+    h.get_by_label("Start").click();
+    h.run();
+    h.get_by_label("LoRA").click();
+    h.run();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "both runs to finish", |a| {
+        a.store.runs.len() == 2 && a.store.runs.iter().all(|r| r.status == RunStatus::Finished)
+    });
+    h.run();
+    for r in &h.state().store.runs {
+        let row = r.row.as_ref().expect("a finished run has its table row");
+        assert!(row.adapter_bytes > 0 && row.peak_rss_bytes > 0 && row.tokens_per_second > 0.0);
+        // Evaluation points sit at the tokens seen by their step on that axis.
+        let eval = r.curve(
+            peft_workbench::app::runs::Curve::EvalLoss,
+            peft_workbench::app::runs::XAxis::Tokens,
+        );
+        assert_eq!(eval[0][0], 0.0);
+        assert!(eval.last().unwrap()[0] > 0.0);
+    }
+    // Sort by trainable parameters, largest first: LoRA above IA3.
+    h.get_by_label("Trainable").click();
+    h.run();
+    let order: Vec<String> = peft_workbench::app::central::sorted_runs(h.state())
+        .iter()
+        .map(|r| r.config.method.kind().to_string())
+        .collect();
+    assert_eq!(order, ["lora", "ia3"]);
+    h.get_by_label("tokens seen").click();
+    h.run();
+    assert_eq!(h.state().x_axis, peft_workbench::app::runs::XAxis::Tokens);
+    h.get_by_label("log-scale loss").click();
+    h.run();
+    let csv = runs.path().join("table.csv");
+    h.state_mut()
+        .apply(peft_workbench::app::Action::ExportTable(csv.clone()));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].contains(",lora,") && lines[2].contains(",ia3,"),
+        "{text}"
+    );
+    h.render()
+        .expect("render")
+        .save(snapshot_path("two_runs_table"))
+        .unwrap();
 }

@@ -6,8 +6,9 @@ use eframe::egui;
 use super::i18n::tr;
 use egui_plot::{Legend, Line, Plot};
 
-use super::runs::{RunRecord, RunStatus, ema};
+use super::runs::{Curve, RunRecord, RunStatus, XAxis, ema};
 use super::{Action, WorkbenchApp};
+use crate::train::memory;
 
 /// A stable colour per run id; twelve distinct ones, so a comparison of every method
 /// gives every run its own.
@@ -36,7 +37,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
     }
     progress(app, ui);
     ui.separator();
-    curves(app, ui);
+    curves(app, ui, actions);
     ui.separator();
     if let Some(r) = rank_run(app) {
         rank_heat_map(r, ui);
@@ -87,61 +88,96 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
     );
 }
 
-fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         let label = ui.label(tr(ui, "Smoothing"));
         ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99))
             .labelled_by(label.id);
+        ui.separator();
+        ui.label(tr(ui, "x axis"));
+        for axis in XAxis::ALL {
+            ui.selectable_value(&mut app.x_axis, axis, tr(ui, axis.name()));
+        }
+        ui.separator();
+        ui.checkbox(&mut app.log_y, tr(ui, "log-scale loss"));
+        ui.separator();
+        if ui
+            .button(tr(ui, "Save plots (PNG)…"))
+            .on_hover_text(tr(ui, "Save the two plots as one PNG image"))
+            .clicked()
+            && let Some(to) = rfd::FileDialog::new()
+                .set_file_name("curves.png")
+                .add_filter("PNG", &["png"])
+                .save_file()
+        {
+            actions.push(Action::SavePlots(to));
+        }
     });
     let height = (ui.available_height() * 0.33).max(140.0);
-    let smoothing = app.smoothing;
-    ui.columns(2, |cols| {
+    let (smoothing, axis, log_y) = (app.smoothing, app.x_axis, app.log_y);
+    // Log scale plots log10 of the loss and labels the axis with the loss itself.
+    let y_of = move |points: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
+        if log_y {
+            points
+                .into_iter()
+                .filter(|p| p[1] > 0.0)
+                .map(|p| [p[0], p[1].log10()])
+                .collect()
+        } else {
+            points
+        }
+    };
+    let response = ui.columns(2, |cols| {
         let text = tr(
             &cols[0],
             "Training loss (solid) and evaluation loss (dashed)",
         );
         cols[0].label(text);
-        Plot::new("loss_plot")
+        let mut loss_plot = Plot::new("loss_plot")
             .height(height)
             .legend(Legend::default())
-            .show(&mut cols[0], |plot| {
-                for r in &app.store.runs {
-                    let c = run_color(r.id);
-                    if !r.train_loss.is_empty() {
-                        plot.line(
-                            Line::new(r.label.clone(), ema(&r.train_loss, smoothing)).color(c),
-                        );
-                    }
-                    if !r.eval_loss.is_empty() {
-                        // Same name as the training curve: one legend entry per run toggles both.
-                        plot.line(
-                            Line::new(r.label.clone(), r.eval_loss.clone())
-                                .color(c)
-                                .style(egui_plot::LineStyle::dashed_loose()),
-                        );
-                    }
+            .x_axis_label(tr(&cols[0], axis.name()));
+        if log_y {
+            loss_plot =
+                loss_plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
+        }
+        let left = loss_plot.show(&mut cols[0], |plot| {
+            for r in &app.store.runs {
+                let c = run_color(r.id);
+                let train = r.curve(Curve::TrainLoss, axis);
+                if !train.is_empty() {
+                    plot.line(Line::new(r.label.clone(), y_of(ema(&train, smoothing))).color(c));
                 }
-            });
+                let eval = r.curve(Curve::EvalLoss, axis);
+                if !eval.is_empty() {
+                    // Same name as the training curve: one legend entry per run toggles both.
+                    plot.line(
+                        Line::new(r.label.clone(), y_of(eval))
+                            .color(c)
+                            .style(egui_plot::LineStyle::dashed_loose()),
+                    );
+                }
+            }
+        });
         let text = tr(&cols[1], "Evaluation metric");
         cols[1].label(text);
-        Plot::new("metric_plot")
+        let right = Plot::new("metric_plot")
             .height(height)
             .legend(Legend::default())
+            .x_axis_label(tr(&cols[1], axis.name()))
             .show(&mut cols[1], |plot| {
                 for r in &app.store.runs {
-                    if !r.eval_metric.is_empty() {
-                        plot.line(
-                            Line::new(r.label.clone(), r.eval_metric.clone())
-                                .color(run_color(r.id)),
-                        );
+                    let points = r.curve(Curve::EvalMetric, axis);
+                    if !points.is_empty() {
+                        plot.line(Line::new(r.label.clone(), points).color(run_color(r.id)));
                     }
                 }
             });
+        left.response.rect.union(right.response.rect)
     });
+    app.plots_rect = Some(response);
 }
 
-/// The run whose AdaLoRA allocation is shown: the training one if it has one, else the
-/// latest that has.
 fn rank_run(app: &WorkbenchApp) -> Option<&RunRecord> {
     app.store
         .active()
@@ -233,27 +269,144 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
     response.on_hover_text(tr(ui, "Darker cells kept more of their rank; the budget moves to the matrices whose singular triplets matter most"));
 }
 
-fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.heading(tr(ui, "Runs"));
+/// The runs table's columns, each sortable by clicking its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Run,
+    Status,
+    Trainable,
+    Adapter,
+    PeakMemory,
+    TokensPerSecond,
+    Time,
+    EvalLoss,
+    Metric,
+}
+
+impl Column {
+    const ALL: [Column; 9] = [
+        Column::Run,
+        Column::Status,
+        Column::Trainable,
+        Column::Adapter,
+        Column::PeakMemory,
+        Column::TokensPerSecond,
+        Column::Time,
+        Column::EvalLoss,
+        Column::Metric,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Column::Run => "Run",
+            Column::Status => "Status",
+            Column::Trainable => "Trainable",
+            Column::Adapter => "Adapter size",
+            Column::PeakMemory => "Peak memory",
+            Column::TokensPerSecond => "Tokens/s",
+            Column::Time => "Time",
+            Column::EvalLoss => "Eval loss",
+            Column::Metric => "Metric",
+        }
+    }
+}
+
+fn status_name(s: &RunStatus) -> &'static str {
+    match s {
+        RunStatus::Queued => "queued",
+        RunStatus::Running => "running",
+        RunStatus::Finished => "finished",
+        RunStatus::Stopped => "stopped",
+        RunStatus::Interrupted => "interrupted",
+        RunStatus::Failed(_) => "failed",
+    }
+}
+
+/// The value a column sorts by; runs without one sort last.
+fn sort_key(r: &RunRecord, c: Column) -> Option<f64> {
+    let row = r.row.as_ref();
+    match c {
+        Column::Run => Some(r.id as f64),
+        Column::Status => None,
+        Column::Trainable => (r.total_params > 0).then_some(r.trainable_params as f64),
+        Column::Adapter => row.map(|x| x.adapter_bytes as f64),
+        Column::PeakMemory => row.map(|x| x.peak_rss_bytes as f64),
+        Column::TokensPerSecond => (r.tokens_per_second > 0.0).then_some(r.tokens_per_second),
+        Column::Time => Some(r.summary.as_ref().map_or(r.elapsed_s, |s| s.wall_seconds)),
+        Column::EvalLoss => r.eval_loss.last().map(|p| p[1]),
+        Column::Metric => r.eval_metric.last().map(|p| p[1]),
+    }
+}
+
+/// The runs in table order: newest first, or by the chosen column.
+pub fn sorted_runs(app: &WorkbenchApp) -> Vec<&RunRecord> {
+    let mut runs: Vec<&RunRecord> = app.store.runs.iter().rev().collect();
+    if let Some((col, ascending)) = app.sort {
+        runs.sort_by(|a, b| {
+            let (ka, kb) = (sort_key(a, col), sort_key(b, col));
+            match (ka, kb) {
+                (Some(x), Some(y)) if ascending => x.total_cmp(&y),
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) if col == Column::Status => {
+                    status_name(&a.status).cmp(status_name(&b.status))
+                }
+                (None, None) => std::cmp::Ordering::Equal,
+            }
+        });
+    }
+    runs
+}
+
+fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.horizontal(|ui| {
+        ui.heading(tr(ui, "Runs"));
+        let finished = app.store.runs.iter().filter(|r| r.row.is_some()).count();
+        if ui
+            .add_enabled(
+                finished > 0,
+                egui::Button::new(tr(ui, "Export table (CSV)…")),
+            )
+            .on_hover_text(tr(
+                ui,
+                "The finished runs' numbers as a CSV file, in the table's order",
+            ))
+            .clicked()
+            && let Some(to) = rfd::FileDialog::new()
+                .set_file_name("comparison.csv")
+                .add_filter("CSV", &["csv"])
+                .save_file()
+        {
+            actions.push(Action::ExportTable(to));
+        }
+    });
+    let mut clicked = None;
     egui::ScrollArea::vertical().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
-            .num_columns(8)
+            .num_columns(Column::ALL.len() + 1)
             .show(ui, |ui| {
-                for h in [
-                    "Run",
-                    "Status",
-                    "Trainable",
-                    "Eval loss",
-                    "Metric",
-                    "Tokens/s",
-                    "Time",
-                    "",
-                ] {
-                    ui.strong(tr(ui, h));
+                for c in Column::ALL {
+                    if c == Column::Trainable {
+                        ui.label(""); // the row's buttons
+                    }
+                    let arrow = match app.sort {
+                        Some((s, true)) if s == c => " ^",
+                        Some((s, false)) if s == c => " v",
+                        _ => "",
+                    };
+                    let title = format!("{}{arrow}", tr(ui, c.title()));
+                    if ui
+                        .add(egui::Button::new(egui::RichText::new(title).strong()).frame(false))
+                        .on_hover_text(tr(ui, "Sort by this column (again: reverse)"))
+                        .clicked()
+                    {
+                        clicked = Some(c);
+                    }
                 }
                 ui.end_row();
-                for r in app.store.runs.iter().rev() {
+                for r in sorted_runs(app) {
                     run_row(r, ui, actions);
                     ui.end_row();
                 }
@@ -270,46 +423,29 @@ fn run_list(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
             }
         }
     });
+    if let Some(c) = clicked {
+        app.sort = match app.sort {
+            Some((s, asc)) if s == c => Some((c, !asc)),
+            // Losses, time and memory read best ascending; the rest descending.
+            _ => Some((
+                c,
+                matches!(
+                    c,
+                    Column::Run
+                        | Column::Status
+                        | Column::Adapter
+                        | Column::PeakMemory
+                        | Column::Time
+                        | Column::EvalLoss
+                ),
+            )),
+        };
+    }
 }
 
 fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.colored_label(run_color(r.id), &r.label);
-    ui.label(tr(
-        ui,
-        match &r.status {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Finished => "finished",
-            RunStatus::Stopped => "stopped",
-            RunStatus::Interrupted => "interrupted",
-            RunStatus::Failed(_) => "failed",
-        },
-    ));
-    if r.total_params > 0 {
-        ui.label(format!(
-            "{} ({:.2} %)",
-            human(r.trainable_params),
-            r.trainable_percent()
-        ));
-    } else {
-        ui.label(tr(ui, "–"));
-    }
-    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
-    match (first, last) {
-        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
-        _ => ui.label(tr(ui, "–")),
-    };
-    match r.eval_metric.last() {
-        Some(m) => ui.label(format!("{} {:.3}", r.metric_name, m[1])),
-        None => ui.label(tr(ui, "–")),
-    };
-    ui.label(format!("{:.0}", r.tokens_per_second));
-    ui.label(duration(
-        r.summary
-            .as_ref()
-            .map(|s| s.wall_seconds)
-            .unwrap_or(r.elapsed_s),
-    ));
+    ui.label(tr(ui, status_name(&r.status)));
     if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
         if ui.small_button(tr(ui, "Stop")).clicked() {
             actions.push(Action::Stop(r.id));
@@ -319,6 +455,43 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     } else {
         ui.label("");
     }
+    if r.total_params > 0 {
+        ui.label(format!(
+            "{} ({:.2} %)",
+            human(r.trainable_params),
+            r.trainable_percent()
+        ));
+    } else {
+        ui.label("-");
+    }
+    match &r.row {
+        Some(row) => {
+            ui.label(memory::human_bytes(row.adapter_bytes));
+            ui.label(memory::human_bytes(row.peak_rss_bytes));
+        }
+        None => {
+            ui.label("-");
+            ui.label("-");
+        }
+    }
+    ui.label(format!("{:.0}", r.tokens_per_second));
+    ui.label(duration(
+        r.summary
+            .as_ref()
+            .map(|s| s.wall_seconds)
+            .unwrap_or(r.elapsed_s),
+    ));
+    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
+    match (first, last) {
+        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
+        _ => ui.label("-"),
+    };
+    match r.eval_metric.last() {
+        Some(m) => ui
+            .label(format!("{:.3}", m[1]))
+            .on_hover_text(r.metric_name.as_str()),
+        None => ui.label("-"),
+    };
 }
 
 /// Export, merge and delete for a run that has a folder.

@@ -2,7 +2,7 @@
 //! the list of runs. It never trains: it sends `Command`s to the worker thread and drains
 //! its `Event`s each frame.
 
-mod central;
+pub mod central;
 pub mod i18n;
 pub mod learn;
 mod method_params;
@@ -58,6 +58,10 @@ pub enum Action {
     CancelDelete,
     /// Load a method's preset into the form and go to the Train view.
     UsePreset(String),
+    /// Write the finished runs' table rows, in the table's order, as CSV.
+    ExportTable(PathBuf),
+    /// Save the plots as a PNG image.
+    SavePlots(PathBuf),
 }
 
 pub struct WorkbenchApp {
@@ -86,6 +90,15 @@ pub struct WorkbenchApp {
     pub lang: Lang,
     pub dark: bool,
     fonts_installed: bool,
+    /// What the curves' x axis counts, and whether the loss axis is logarithmic.
+    pub x_axis: runs::XAxis,
+    pub log_y: bool,
+    /// The runs table's sort column and direction (ascending = true); None: newest first.
+    pub sort: Option<(central::Column, bool)>,
+    /// Screen area of the two plots in the last frame (points).
+    pub plots_rect: Option<egui::Rect>,
+    /// The window's context, for requests made while applying actions.
+    ctx: Option<egui::Context>,
 }
 
 impl WorkbenchApp {
@@ -125,6 +138,11 @@ impl WorkbenchApp {
             lang: Lang::En,
             dark: true,
             fonts_installed: false,
+            x_axis: runs::XAxis::Step,
+            log_y: false,
+            sort: None,
+            plots_rect: None,
+            ctx: None,
         }
     }
 
@@ -186,6 +204,7 @@ impl WorkbenchApp {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.drain_events();
         let ctx = ui.ctx().clone();
+        self.ctx = Some(ctx.clone());
         if !self.fonts_installed {
             i18n::install_fonts(&ctx);
             self.fonts_installed = true;
@@ -262,6 +281,24 @@ impl WorkbenchApp {
         });
     }
 
+    /// Asks the window for a screenshot and saves the plots' area of it as PNG when it
+    /// arrives (on the UI thread's next paint; the status line tells the outcome).
+    fn save_plots(&self, ctx: &egui::Context, to: PathBuf) {
+        let area = self.plots_rect.unwrap_or(egui::Rect::EVERYTHING);
+        let ppp = ctx.pixels_per_point();
+        let status = self.status.clone();
+        let repaint = ctx.clone();
+        ctx.request_screenshot(move |image| {
+            let cropped = image.region(&area, Some(ppp));
+            let text = match save_png(&cropped, &to) {
+                Ok(()) => format!("plots saved to {}", to.display()),
+                Err(e) => format!("cannot save the plots: {e:#}"),
+            };
+            *status.lock().expect("status lock") = Some(text);
+            repaint.request_repaint();
+        });
+    }
+
     /// Ctrl+Enter queues the form's run; Escape stops the running one.
     fn shortcuts(&self, ctx: &egui::Context, actions: &mut Vec<Action>) {
         let start = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::Enter);
@@ -276,8 +313,27 @@ impl WorkbenchApp {
         }
     }
 
-    fn apply(&mut self, action: Action) {
+    /// Carries out what the user asked for (the panels collect actions while drawing).
+    pub fn apply(&mut self, action: Action) {
         match action {
+            Action::SavePlots(to) => {
+                let ctx = self.ctx.clone();
+                if let Some(ctx) = ctx {
+                    self.save_plots(&ctx, to);
+                }
+            }
+            Action::ExportTable(to) => {
+                let rows: Vec<_> = central::sorted_runs(self)
+                    .into_iter()
+                    .filter_map(|r| r.row.clone())
+                    .collect();
+                let written = crate::compare::to_csv(&rows)
+                    .and_then(|csv| export::write_atomic(&to, csv.as_bytes()));
+                match written {
+                    Ok(()) => self.say(format!("{} rows written to {}", rows.len(), to.display())),
+                    Err(e) => self.say(format!("cannot write the table: {e:#}")),
+                }
+            }
             Action::UsePreset(kind) => {
                 let Some(text) = learn::preset_text(&kind) else {
                     return;
@@ -472,6 +528,21 @@ fn confirm_delete_window(
         });
 }
 
+/// Encodes an egui image as PNG and writes it through a temporary file.
+pub fn save_png(image: &egui::ColorImage, to: &Path) -> anyhow::Result<()> {
+    let [w, h] = image.size;
+    let rgba: Vec<u8> = image.pixels.iter().flat_map(|p| p.to_array()).collect();
+    let mut bytes = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        &rgba,
+        w as u32,
+        h as u32,
+        image::ExtendedColorType::Rgba8,
+    )?;
+    export::write_atomic(to, &bytes)
+}
+
 /// Folds the adapter of the run in `run_dir` into its base model `model`, writing `to`.
 fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
     let files = ModelFiles::open(model)?;
@@ -508,4 +579,22 @@ pub fn run_native(runs_dir: PathBuf) -> eframe::Result<()> {
             Ok(Box::new(app))
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_are_saved_as_a_png_of_the_same_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curves.png");
+        let mut img = egui::ColorImage::filled([3, 2], egui::Color32::from_rgb(10, 20, 30));
+        img.pixels[4] = egui::Color32::RED;
+        save_png(&img, &path).unwrap();
+        let back = image::open(&path).unwrap().to_rgba8();
+        assert_eq!(back.dimensions(), (3, 2));
+        assert_eq!(back.get_pixel(1, 1).0, [255, 0, 0, 255]);
+        assert_eq!(back.get_pixel(0, 0).0, [10, 20, 30, 255]);
+    }
 }

@@ -33,6 +33,12 @@ pub struct RunRecord {
     pub eval_loss: Vec<[f64; 2]>,
     /// (step, metric)
     pub eval_metric: Vec<[f64; 2]>,
+    /// (tokens seen, seconds since start) of each `train_loss` point.
+    pub step_clock: Vec<[f64; 2]>,
+    /// Seconds since start of each evaluation.
+    pub eval_elapsed: Vec<f64>,
+    /// The comparison-table row of a finished run (adapter size read from its folder).
+    pub row: Option<crate::compare::Row>,
     pub tokens_per_second: f64,
     pub elapsed_s: f64,
     pub notices: Vec<String>,
@@ -57,6 +63,9 @@ impl RunRecord {
             train_loss: Vec::new(),
             eval_loss: Vec::new(),
             eval_metric: Vec::new(),
+            step_clock: Vec::new(),
+            eval_elapsed: Vec::new(),
+            row: None,
             tokens_per_second: 0.0,
             elapsed_s: 0.0,
             notices: Vec::new(),
@@ -82,6 +91,62 @@ impl RunRecord {
             .then(|| self.elapsed_s / done as f64 * (self.config.steps - done) as f64)
     }
 
+    /// Drops the points after `step` (a resumed run trains them again).
+    fn truncate_after(&mut self, step: usize) {
+        let step = step as f64;
+        let n = self.train_loss.partition_point(|p| p[0] <= step);
+        self.train_loss.truncate(n);
+        self.step_clock.truncate(n);
+        let n = self.eval_loss.partition_point(|p| p[0] <= step);
+        self.eval_loss.truncate(n);
+        self.eval_metric.truncate(n);
+        self.eval_elapsed.truncate(n);
+    }
+
+    fn table_row(&self, summary: &Summary) -> crate::compare::Row {
+        let dir = self.out_dir.as_deref().map(Path::new);
+        crate::compare::row(&self.label, summary, dir)
+    }
+
+    /// A curve with x in the chosen unit. Evaluations take the tokens seen at their step.
+    pub fn curve(&self, which: Curve, axis: XAxis) -> Vec<[f64; 2]> {
+        let tokens_at = |step: f64| -> f64 {
+            let i = self.train_loss.partition_point(|p| p[0] < step);
+            match self.train_loss.get(i) {
+                Some(p) if p[0] == step => self.step_clock[i][0],
+                _ => 0.0,
+            }
+        };
+        match which {
+            Curve::TrainLoss => self
+                .train_loss
+                .iter()
+                .zip(&self.step_clock)
+                .map(|(p, c)| match axis {
+                    XAxis::Step => *p,
+                    XAxis::Tokens => [c[0], p[1]],
+                    XAxis::WallTime => [c[1], p[1]],
+                })
+                .collect(),
+            Curve::EvalLoss | Curve::EvalMetric => {
+                let points = if which == Curve::EvalLoss {
+                    &self.eval_loss
+                } else {
+                    &self.eval_metric
+                };
+                points
+                    .iter()
+                    .zip(&self.eval_elapsed)
+                    .map(|(p, t)| match axis {
+                        XAxis::Step => *p,
+                        XAxis::Tokens => [tokens_at(p[0]), p[1]],
+                        XAxis::WallTime => [*t, p[1]],
+                    })
+                    .collect()
+            }
+        }
+    }
+
     fn has_checkpoint(&self) -> bool {
         self.out_dir
             .as_ref()
@@ -96,6 +161,34 @@ impl RunRecord {
 
     pub fn trainable_percent(&self) -> f64 {
         100.0 * self.trainable_params as f64 / self.total_params.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    TrainLoss,
+    EvalLoss,
+    EvalMetric,
+}
+
+/// What the curves' x axis counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum XAxis {
+    #[default]
+    Step,
+    Tokens,
+    WallTime,
+}
+
+impl XAxis {
+    pub const ALL: [XAxis; 3] = [XAxis::Step, XAxis::Tokens, XAxis::WallTime];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            XAxis::Step => "step",
+            XAxis::Tokens => "tokens seen",
+            XAxis::WallTime => "wall time (s)",
+        }
     }
 }
 
@@ -176,12 +269,9 @@ impl RunStore {
                 ..
             } => {
                 if let Some(step) = resumed_from {
-                    // Steps after the checkpoint are trained again: their old points go.
-                    let keep = |c: &mut Vec<[f64; 2]>| c.retain(|p| p[0] <= step as f64);
-                    keep(&mut r.train_loss);
-                    keep(&mut r.eval_loss);
-                    keep(&mut r.eval_metric);
+                    r.truncate_after(step);
                     r.summary = None;
+                    r.row = None;
                     r.notices
                         .push(format!("resumed from the checkpoint at step {step}"));
                 }
@@ -195,12 +285,14 @@ impl RunStore {
             Event::Notice { text, .. } => r.notices.push(text),
             Event::Step(p) => {
                 r.train_loss.push([p.step as f64, p.loss]);
+                r.step_clock.push([p.tokens_seen as f64, p.elapsed_s]);
                 r.tokens_per_second = p.tokens_per_second;
                 r.elapsed_s = p.elapsed_s;
             }
             Event::Eval(p) => {
                 r.eval_loss.push([p.step as f64, p.loss]);
                 r.eval_metric.push([p.step as f64, p.metric]);
+                r.eval_elapsed.push(p.elapsed_s);
             }
             Event::Ranks {
                 step, allocation, ..
@@ -212,6 +304,7 @@ impl RunStore {
                     RunStatus::Finished
                 };
                 r.resumable = summary.stopped_early && r.has_checkpoint();
+                r.row = Some(r.table_row(&summary));
                 r.summary = Some(*summary);
             }
             Event::Failed { error, .. } => {
@@ -238,12 +331,14 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
             match v["type"].as_str() {
                 Some("step") => {
                     r.train_loss.push([f("step"), f("loss")]);
+                    r.step_clock.push([f("tokens_seen"), f("elapsed_s")]);
                     r.tokens_per_second = f("tokens_per_second");
                     r.elapsed_s = f("elapsed_s");
                 }
                 Some("eval") => {
                     r.eval_loss.push([f("step"), f("loss")]);
                     r.eval_metric.push([f("step"), f("metric")]);
+                    r.eval_elapsed.push(f("elapsed_s"));
                 }
                 Some("ranks") => {
                     if let Ok(a) = serde_json::from_value(v["allocation"].clone()) {
@@ -267,6 +362,7 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
             r.trainable_params = s.trainable_params;
             r.total_params = s.total_params;
             r.metric_name = s.metric_name.clone();
+            r.row = Some(r.table_row(&s));
             r.summary = Some(s);
         }
         None => {

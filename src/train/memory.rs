@@ -48,18 +48,30 @@ pub fn check_fits(need: u64, available: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "1.2 GB" / "340 MB".
+/// "1.2 GB" / "340 MB" / "18 KB".
 pub fn human_bytes(b: u64) -> String {
     if b >= 1_000_000_000 {
         format!("{:.1} GB", b as f64 / 1e9)
-    } else {
+    } else if b >= 10_000_000 {
         format!("{:.0} MB", b as f64 / 1e6)
+    } else if b >= 1_000_000 {
+        format!("{:.1} MB", b as f64 / 1e6)
+    } else {
+        format!("{:.0} KB", b as f64 / 1e3)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_at_their_scale() {
+        assert_eq!(human_bytes(18_400), "18 KB");
+        assert_eq!(human_bytes(2_350_000), "2.4 MB");
+        assert_eq!(human_bytes(340_000_000), "340 MB");
+        assert_eq!(human_bytes(8_800_000_000), "8.8 GB");
+    }
 
     #[test]
     fn estimate_grows_with_the_work_and_refusal_names_both_figures() {
