@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::Optimizer;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use std::time::Instant;
@@ -27,6 +26,13 @@ pub struct BenchArgs {
     /// Timed steps (after two warm-up steps).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Take the method and its parameters from this run configuration instead of --method.
+    #[arg(long)]
+    pub preset: Option<std::path::PathBuf>,
+    /// Threads for the matmuls and element-wise kernels (default: every core). candle reads
+    /// its thread count once from the environment, so the bench reruns itself with it set.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +50,8 @@ pub struct BenchResult {
     pub forward_tokens_per_second: f64,
     pub peak_rss_bytes: u64,
     pub trainable_params: usize,
+    /// Threads candle computes with.
+    pub threads: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -51,10 +59,34 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// With `--threads T`, runs this same command in a child process whose environment sets
+/// `RAYON_NUM_THREADS` and `CANDLE_NUM_THREADS` to T, and returns its exit status; None when
+/// no thread count is asked for or this process already has it.
+pub fn rerun_with_threads(a: &BenchArgs) -> Result<Option<std::process::ExitStatus>> {
+    let Some(t) = a.threads else {
+        return Ok(None);
+    };
+    let want = t.to_string();
+    if std::env::var("RAYON_NUM_THREADS").as_deref() == Ok(want.as_str()) {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe().context("cannot find this program to rerun it")?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("RAYON_NUM_THREADS", &want)
+        .env("CANDLE_NUM_THREADS", &want)
+        .status()
+        .context("cannot rerun the bench with the thread count set")?;
+    Ok(Some(status))
+}
+
 pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     let device = Device::Cpu;
-    let method_cfg: MethodConfig = serde_json::from_value(serde_json::json!({ "kind": a.method }))
-        .with_context(|| format!("unknown method `{}`", a.method))?;
+    let method_cfg: MethodConfig = match &a.preset {
+        Some(p) => crate::config::RunConfig::load(p, &[])?.method,
+        None => serde_json::from_value(serde_json::json!({ "kind": a.method }))
+            .with_context(|| format!("unknown method `{}`", a.method))?,
+    };
     let t0 = Instant::now();
     let files = ModelFiles::open(&a.model)?;
     let mut method = method_cfg.build(&BuildContext {
@@ -70,7 +102,13 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     let mut vars = loaded.weights.trained().to_vec();
     vars.extend(method.vars());
     let trainable = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    let mut opt = candle_nn::AdamW::new_lr(vars.iter().map(|(_, v)| v.clone()).collect(), 1e-4)?;
+    let mut opt = super::optim::AdamW::new(
+        &vars,
+        &crate::config::OptimizerConfig {
+            lr: 1e-4,
+            ..Default::default()
+        },
+    )?;
 
     let mut rng = StdRng::seed_from_u64(0);
     let vocab = files.config.vocab_size as u32;
@@ -86,7 +124,7 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         let l = hidden.dim(1)?;
         let hidden = hidden.narrow(1, l - a.seq, a.seq)?;
         let logits = model.logits(&hidden)?.flatten_to(1)?;
-        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+        Ok(super::loss::cross_entropy(&logits, &targets)?)
     };
 
     let mut forward = Vec::new();
@@ -126,5 +164,6 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         forward_tokens_per_second: tokens / median(forward),
         peak_rss_bytes: peak_rss_bytes(),
         trainable_params: trainable,
+        threads: candle_core::utils::get_num_threads(),
     })
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod events;
+pub mod loss;
 pub mod memory;
 pub mod optim;
 pub mod schedule;
@@ -542,7 +543,7 @@ fn train(
         let batch = Batch::new(&picked, p.pad, &p.device)?;
         let hooks = p.method.hooks(true)?;
         let logits = scored_logits(&p.model, &hooks, &batch, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &batch.targets)?;
+        let loss = loss::cross_entropy(&logits, &batch.targets)?;
         // The curve shows the task loss; a method's regulariser (AdaLoRA) only joins the
         // objective, so every method's curve measures the same thing.
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Times the same training step in peft-workbench (`bench`) and in PyTorch + transformers +
+# PEFT (tests/reference/bench_torch.py): same weights, same method configuration, same
+# batch and sequence length, same thread count, f32, AdamW, every position scored. Runs
+# alternate ours / PyTorch for REPS repetitions in this one invocation; the table gives the
+# medians and the peak resident memory of each process.
+#
+#   bash scripts/bench-vs-torch.sh                     # built-in model and SmolLM2-135M
+#   MODELS=builtin METHODS="lora full" REPS=3 bash scripts/bench-vs-torch.sh
+#
+# Env: MODELS (builtin and/or a .gguf/folder; default both), METHODS (default lora
+# prefix-tuning prompt-tuning ia3 full), BATCH (8), SEQ (128), STEPS (3 timed, after 2
+# warm-up), THREADS (2), REPS (2), PEFT_VENV (the venv of scripts/verify-peft.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${PEFT_VENV:-$HOME/.cache/peft-workbench/venv}"
+if ! "$venv/bin/python" -c "import torch, transformers, peft, gguf" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q torch transformers peft safetensors gguf
+fi
+smol=models/smollm2-135m-instruct-q4_1.gguf
+MODELS=${MODELS:-"builtin $smol"}
+METHODS=${METHODS:-"lora prefix-tuning prompt-tuning ia3 full"}
+BATCH=${BATCH:-8} SEQ=${SEQ:-128} STEPS=${STEPS:-3} THREADS=${THREADS:-2} REPS=${REPS:-2}
+case " $MODELS " in *" $smol "*) [ -f "$smol" ] || bash scripts/fetch-models.sh ;; esac
+cargo build -q --bin peft-workbench
+bin=target/debug/peft-workbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+results="$work/results.jsonl"
+for model in $MODELS; do
+  torch_model=$model
+  [ "$model" = builtin ] && torch_model=assets/models/builtin
+  for m in $METHODS; do
+    # The PEFT configuration PyTorch uses is the one this app exports for the same preset
+    # on the same model (one tiny step is enough to write it).
+    cfg_args=()
+    if [ "$m" != full ]; then
+      "$bin" train "presets/$m.toml" --steps 1 --set "model=$model" --set batch_size=1 \
+        --set eval_examples=1 --set optimizer.warmup_steps=0 --out "$work/cfg-$m" >/dev/null 2>&1
+      cfg_args=(--adapter-config "$work/cfg-$m/adapter")
+    fi
+    for rep in $(seq "$REPS"); do
+      echo "[$model $m, repetition $rep/$REPS]" >&2
+      "$bin" bench --model "$model" --preset "presets/$m.toml" --batch "$BATCH" --seq "$SEQ" \
+        --steps "$STEPS" --threads "$THREADS" 2>/dev/null \
+        | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(side='ours', model='$model', method='$m'); print(json.dumps(r))" >>"$results"
+      HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/bench_torch.py --model "$torch_model" \
+        "${cfg_args[@]}" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --threads "$THREADS" 2>/dev/null \
+        | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(side='torch', model='$model', method='$m'); print(json.dumps(r))" >>"$results"
+    done
+  done
+done
+python3 - "$results" "$BATCH" "$SEQ" "$THREADS" <<'PY'
+import collections, json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = collections.defaultdict(lambda: collections.defaultdict(list))
+for r in rows:
+    by[(r["model"], r["method"])][r["side"]].append(r)
+print(f"batch {sys.argv[2]} x {sys.argv[3]} tokens, {sys.argv[4]} threads, f32, AdamW; medians of {len(rows) // max(len(by), 1) // 2} alternating runs\n")
+print("| model | method | trainable (ours / torch) | ours tok/s | torch tok/s | ours / torch | ours peak | torch peak |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+for (model, method), sides in by.items():
+    o, t = sides["ours"], sides["torch"]
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    ot, tt = med(o, "tokens_per_second"), med(t, "tokens_per_second")
+    print(f"| {model.split('/')[-1]} | {method} | {o[0]['trainable_params']} / {t[0]['trainable_params']} | "
+          f"{ot:.0f} | {tt:.0f} | {ot / tt:.2f} | {med(o, 'peak_rss_bytes') / 1e9:.2f} GB | "
+          f"{med(t, 'peak_rss_bytes') / 1e9:.2f} GB |")
+PY
