@@ -294,7 +294,25 @@ fn a_loaded_peft_adapter_answers_in_the_playground() {
             a.label
         );
     }
-    h.get_by_label("adapter lora");
+    h.get_all_by_label("adapter lora").next().unwrap();
+    // The same adapter scored on the form's dataset, as a run scores itself at its end.
+    h.state_mut().form.eval_examples = 8;
+    h.get_by_label("Evaluate adapters").click();
+    h.step();
+    wait_for(&mut h, "the evaluation", |a| {
+        a.playground.evaluations.len() == 1
+            && a.playground.evaluations[0]
+                .done
+                .load(std::sync::atomic::Ordering::Acquire)
+    });
+    h.run();
+    let text = h.state().playground.evaluations[0]
+        .text
+        .lock()
+        .unwrap()
+        .clone();
+    assert!(text.starts_with("eval loss "), "{text}");
+    h.get_by_label_contains("eval loss ");
 }
 
 /// Closing the window mid-run saves a checkpoint; at the next launch the run is listed as

@@ -246,6 +246,15 @@ pub const ZH: &[(&str, &str)] = &[
         "本应用或 Hugging Face PEFT 导出的适配器文件夹，须与此模型匹配",
     ),
     ("Clear adapters", "清除适配器"),
+    ("Evaluate adapters", "评估适配器"),
+    (
+        "Eval loss and metric of each loaded adapter on the form's dataset",
+        "在表单的数据集上计算每个已加载适配器的评估损失和指标",
+    ),
+    (
+        "0 = greedy: always the most likely token",
+        "0 = 贪心：总是选最可能的 token",
+    ),
     (
         "Finished runs on this model answer beside the base model.",
         "此模型上已完成的运行会与基础模型并排作答。",

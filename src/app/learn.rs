@@ -517,6 +517,34 @@ fn diagram(ui: &mut egui::Ui, t: &Trained) {
     let arrow = |from: Pos2, to: Pos2| {
         painter.arrow(from, to - from, Stroke::new(1.2, text_color));
     };
+    // A sublayer's outline with its name in the corner.
+    let group = |rect: Rect, label: &str| {
+        painter.rect_stroke(
+            rect,
+            4.0,
+            Stroke::new(1.0, text_color),
+            egui::StrokeKind::Inside,
+        );
+        painter.text(
+            pos2(rect.left() + 4.0, rect.top() + 2.0),
+            egui::Align2::LEFT_TOP,
+            label,
+            small.clone(),
+            text_color,
+        );
+    };
+    // IA3's learned vector "l" beside the projection it rescales.
+    let scaling_vector = |at: Pos2| {
+        let s = Rect::from_min_size(at, vec2(20.0, 12.0));
+        painter.rect_filled(s, 2.0, TRAINED);
+        painter.text(
+            s.center(),
+            egui::Align2::CENTER_CENTER,
+            "l",
+            small.clone(),
+            Color32::BLACK,
+        );
+    };
     let cx = r.left() + 190.0;
     let w = 180.0;
     let row = |y: f32, h: f32| Rect::from_center_size(pos2(cx, r.top() + y), vec2(w, h));
@@ -550,19 +578,7 @@ fn diagram(ui: &mut egui::Ui, t: &Trained) {
     boxed(norm1, "RMSNorm", t.norms);
     // Attention: q k v o, each a small box; side branches beside q and v.
     let attn = row(150.0, 64.0);
-    painter.rect_stroke(
-        attn,
-        4.0,
-        Stroke::new(1.0, text_color),
-        egui::StrokeKind::Inside,
-    );
-    painter.text(
-        pos2(attn.left() + 4.0, attn.top() + 2.0),
-        egui::Align2::LEFT_TOP,
-        tr(ui, "attention"),
-        small.clone(),
-        text_color,
-    );
+    group(attn, tr(ui, "attention"));
     let proj_w = 36.0;
     let proj = |i: usize, y: f32| {
         Rect::from_min_size(
@@ -574,15 +590,7 @@ fn diagram(ui: &mut egui::Ui, t: &Trained) {
         let b = proj(i, attn.top() + 18.0);
         boxed(b, name, t.weights || (t.biases && i < 3));
         if t.rescale && (*name == "k" || *name == "v") {
-            let s = Rect::from_min_size(pos2(b.left() + 8.0, b.bottom() + 2.0), vec2(20.0, 12.0));
-            painter.rect_filled(s, 2.0, TRAINED);
-            painter.text(
-                s.center(),
-                egui::Align2::CENTER_CENTER,
-                "l",
-                small.clone(),
-                Color32::BLACK,
-            );
+            scaling_vector(pos2(b.left() + 8.0, b.bottom() + 2.0));
         }
     }
     if let Some(label) = t.low_rank {
@@ -623,38 +631,32 @@ fn diagram(ui: &mut egui::Ui, t: &Trained) {
         }
     }
     arrow(pos2(cx, norm1.bottom()), pos2(cx, attn.top()));
-    let mut y = attn.bottom() + 8.0;
-    if t.adapters {
-        let a = Rect::from_min_size(pos2(cx - w / 2.0, y), vec2(w, 20.0));
-        boxed(a, tr(ui, "adapter: down, f, up (+ skip)"), true);
-        y = a.bottom() + 6.0;
-    }
-    let add1 = Rect::from_center_size(pos2(cx, y + 9.0), vec2(18.0, 18.0));
-    painter.circle_stroke(add1.center(), 9.0, Stroke::new(1.0, text_color));
-    painter.text(
-        add1.center(),
-        egui::Align2::CENTER_CENTER,
-        "+",
-        font.clone(),
-        text_color,
-    );
+    // After a sublayer: its adapter (if the method has one) and the residual sum.
+    let adapter_label = tr(ui, "adapter: down, f, up (+ skip)");
+    let adapter_and_add = |below: f32| -> Rect {
+        let mut y = below + 8.0;
+        if t.adapters {
+            let a = Rect::from_min_size(pos2(cx - w / 2.0, y), vec2(w, 20.0));
+            boxed(a, adapter_label, true);
+            y = a.bottom() + 6.0;
+        }
+        let add = Rect::from_center_size(pos2(cx, y + 9.0), vec2(18.0, 18.0));
+        painter.circle_stroke(add.center(), 9.0, Stroke::new(1.0, text_color));
+        painter.text(
+            add.center(),
+            egui::Align2::CENTER_CENTER,
+            "+",
+            font.clone(),
+            text_color,
+        );
+        add
+    };
+    let add1 = adapter_and_add(attn.bottom());
     let norm2 = Rect::from_min_size(pos2(cx - w / 2.0, add1.bottom() + 10.0), vec2(w, 20.0));
     boxed(norm2, "RMSNorm", t.norms);
     arrow(pos2(cx, add1.bottom()), pos2(cx, norm2.top()));
     let mlp = Rect::from_min_size(pos2(cx - w / 2.0, norm2.bottom() + 12.0), vec2(w, 50.0));
-    painter.rect_stroke(
-        mlp,
-        4.0,
-        Stroke::new(1.0, text_color),
-        egui::StrokeKind::Inside,
-    );
-    painter.text(
-        pos2(mlp.left() + 4.0, mlp.top() + 2.0),
-        egui::Align2::LEFT_TOP,
-        "MLP",
-        small.clone(),
-        text_color,
-    );
+    group(mlp, "MLP");
     for (i, name) in ["gate", "up", "down"].iter().enumerate() {
         let b = Rect::from_min_size(
             pos2(mlp.left() + 8.0 + i as f32 * 56.0, mlp.top() + 18.0),
@@ -662,34 +664,11 @@ fn diagram(ui: &mut egui::Ui, t: &Trained) {
         );
         boxed(b, name, t.weights);
         if t.rescale && *name == "down" {
-            let s = Rect::from_min_size(pos2(b.left() - 4.0, b.top() - 14.0), vec2(20.0, 12.0));
-            painter.rect_filled(s, 2.0, TRAINED);
-            painter.text(
-                s.center(),
-                egui::Align2::CENTER_CENTER,
-                "l",
-                small.clone(),
-                Color32::BLACK,
-            );
+            scaling_vector(pos2(b.left() - 4.0, b.top() - 14.0));
         }
     }
     arrow(pos2(cx, norm2.bottom()), pos2(cx, mlp.top()));
-    let mut y = mlp.bottom() + 8.0;
-    if t.adapters {
-        let a = Rect::from_min_size(pos2(cx - w / 2.0, y), vec2(w, 20.0));
-        boxed(a, tr(ui, "adapter: down, f, up (+ skip)"), true);
-        y = a.bottom() + 6.0;
-    }
-    let add2 = Rect::from_center_size(pos2(cx, y + 9.0), vec2(18.0, 18.0));
-    painter.circle_stroke(add2.center(), 9.0, Stroke::new(1.0, text_color));
-    painter.text(
-        add2.center(),
-        egui::Align2::CENTER_CENTER,
-        "+",
-        font.clone(),
-        text_color,
-    );
-
+    let add2 = adapter_and_add(mlp.bottom());
     let block = Rect::from_min_max(
         pos2(r.left() + 60.0, block_top),
         pos2(r.right() - 4.0, add2.bottom() + 10.0),

@@ -30,6 +30,8 @@ pub struct Playground {
     pub runs_shown: usize,
     /// Adapter folders loaded by the user (ours or PEFT's) that answer too.
     pub loaded_adapters: Vec<PathBuf>,
+    /// Evaluation of each loaded adapter on the form's dataset, filled in by its thread.
+    pub evaluations: Vec<Answer>,
 }
 
 impl Default for Playground {
@@ -44,6 +46,7 @@ impl Default for Playground {
             answers: Vec::new(),
             runs_shown: 3,
             loaded_adapters: Vec::new(),
+            evaluations: Vec::new(),
         }
     }
 }
@@ -51,6 +54,43 @@ impl Default for Playground {
 impl Playground {
     pub fn busy(&self) -> bool {
         self.answers.iter().any(|a| !a.done.load(Ordering::Acquire))
+    }
+}
+
+fn adapter_name(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Scores each loaded adapter on the evaluation examples a run of `cfg` would use, one
+/// thread each, the same measurement a run makes at its end.
+fn evaluate(pg: &mut Playground, cfg: &crate::config::RunConfig, notify: Notify) {
+    pg.evaluations.clear();
+    for dir in pg.loaded_adapters.clone() {
+        let answer = Answer {
+            label: format!("adapter {}", adapter_name(&dir)),
+            text: Arc::new(Mutex::new(String::new())),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let (out, done, notify, cfg) = (
+            answer.text.clone(),
+            answer.done.clone(),
+            notify.clone(),
+            cfg.clone(),
+        );
+        std::thread::spawn(move || {
+            let text = match crate::train::evaluate_adapter(&cfg, &dir) {
+                Ok((loss, metric)) => {
+                    format!("eval loss {loss:.4}, metric {metric:.3} on {}", cfg.dataset)
+                }
+                Err(e) => format!("cannot evaluate: {e:#}"),
+            };
+            *out.lock().expect("evaluation lock") = text;
+            done.store(true, Ordering::Release);
+            notify();
+        });
+        pg.evaluations.push(answer);
     }
 }
 
@@ -105,6 +145,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         })
         .take(app.playground.runs_shown)
         .collect();
+    let form = app.form.clone();
     let pg = &mut app.playground;
     let label = ui.label(tr(ui, "Prompt"));
     ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
@@ -132,10 +173,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             let mut models = vec![("base model".to_string(), model.clone(), None)];
             models.extend(runs.iter().cloned());
             for dir in &pg.loaded_adapters {
-                let name = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| dir.display().to_string());
+                let name = adapter_name(dir);
                 models.push((format!("adapter {name}"), model.clone(), Some(dir.clone())));
             }
             start(pg, models, notify.clone());
@@ -148,10 +186,30 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         {
             pg.loaded_adapters.push(dir);
         }
-        if !pg.loaded_adapters.is_empty() && ui.small_button(tr(ui, "Clear adapters")).clicked() {
-            pg.loaded_adapters.clear();
+        if !pg.loaded_adapters.is_empty() {
+            let evaluating = pg.evaluations.iter().any(|e| !e.done.load(Ordering::Acquire));
+            if ui
+                .add_enabled(!evaluating, egui::Button::new(tr(ui, "Evaluate adapters")))
+                .on_hover_text(tr(ui, "Eval loss and metric of each loaded adapter on the form's dataset"))
+                .clicked()
+            {
+                evaluate(pg, &form, notify.clone());
+            }
+            if ui.small_button(tr(ui, "Clear adapters")).clicked() {
+                pg.loaded_adapters.clear();
+                pg.evaluations.clear();
+            }
         }
     });
+    for e in &pg.evaluations {
+        ui.horizontal(|ui| {
+            ui.strong(&e.label);
+            ui.label(e.text.lock().expect("evaluation lock").as_str());
+            if !e.done.load(Ordering::Acquire) {
+                ui.spinner();
+            }
+        });
+    }
     if pg.answers.is_empty() {
         ui.small(tr(
             ui,

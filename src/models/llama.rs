@@ -241,6 +241,8 @@ impl LlamaConfig {
 struct Rotary {
     cos: Tensor,
     sin: Tensor,
+    /// The same tables for the fused CPU kernel.
+    tables: super::fused::RopeTables,
 }
 
 impl Rotary {
@@ -257,10 +259,13 @@ impl Rotary {
             .reshape((n, 1))?;
         let freqs = pos.broadcast_mul(&inv)?;
         let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
-        Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
-        })
+        let (cos, sin) = (freqs.cos()?, freqs.sin()?);
+        let tables = super::fused::RopeTables {
+            cos: std::sync::Arc::new(cos.flatten_all()?.to_vec1()?),
+            sin: std::sync::Arc::new(sin.flatten_all()?.to_vec1()?),
+            head_dim: hd,
+        };
+        Ok(Self { cos, sin, tables })
     }
 
     /// Rotates `x: [B, H, T, D]` at positions `offset..offset + T`.
@@ -272,6 +277,9 @@ impl Rotary {
                 offset + t,
                 self.cos.dim(0)?
             );
+        }
+        if super::fused::available_for(x) {
+            return Ok(super::fused::rope(x, &self.tables, offset)?);
         }
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
@@ -344,11 +352,18 @@ impl Attention {
         // key/value head are stacked along the time axis, one matmul per kv head.
         let q = q.reshape((b, kvh, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let mask = causal_mask(t, p, x.device())?;
-        let scores = scores.reshape((b, kvh, rep, t, s))?.broadcast_add(&mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probs.reshape((b, kvh, rep * t, s))?.matmul(&v)?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = if super::fused::available_for(&scores) {
+            // Rows are (query head, position) with positions repeating every `t`.
+            super::fused::causal_softmax(&scores, scale, t, p)?
+        } else {
+            let mask = causal_mask(t, p, x.device())?;
+            let scores = (scores * scale)?
+                .reshape((b, kvh, rep, t, s))?
+                .broadcast_add(&mask)?;
+            candle_nn::ops::softmax(&scores, D::Minus1)?.reshape((b, kvh, rep * t, s))?
+        };
+        let out = probs.matmul(&v)?;
         let out = out
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
@@ -392,9 +407,10 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x, train)?.silu()?;
+        let gate = self.gate_proj.forward(x, train)?;
         let up = self.up_proj.forward(x, train)?;
-        Ok(self.down_proj.forward(&(gate * up)?, train)?)
+        let hidden = super::fused::swiglu(&gate, &up)?;
+        Ok(self.down_proj.forward(&hidden, train)?)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Models with the injection points PEFT methods need.
 
+pub mod fused;
 pub mod gguf;
 pub mod linear;
 pub mod llama;
@@ -11,6 +12,12 @@ use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 
 pub use linear::{Linear, LinearAdapter, Projection};
+
+/// Largest absolute elementwise difference of two tensors of one shape (the tests' and the
+/// reference checks' measure of agreement).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+}
 pub use llama::{Llama, LlamaConfig};
 pub use weights::Weights;
 

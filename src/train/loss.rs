@@ -20,7 +20,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
     let logits = logits.contiguous()?;
     let targets = targets.contiguous()?;
-    logits.apply_op2(&targets, CrossEntropy)
+    logits.apply_op2(&targets, CrossEntropy { grad_scale: None })
 }
 
 /// The rows of a contiguous `[N, V]` f32 tensor and its `[N]` u32 targets, checked.
@@ -53,7 +53,11 @@ fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     (max, sum.ln())
 }
 
-struct CrossEntropy;
+/// Forward (`grad_scale` None): the mean loss. Backward (`Some(s)`): the logits' gradient
+/// `s · (softmax(z) − onehot(t)) / N`.
+struct CrossEntropy {
+    grad_scale: Option<f32>,
+}
 
 impl CustomOp2 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -68,51 +72,23 @@ impl CustomOp2 for CrossEntropy {
         lt: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (z, t, v) = rows(z, lz, t, lt)?;
-        // Per-row losses summed in f64, so the mean does not depend on the thread split.
-        let total: f64 = z
-            .par_chunks(v)
-            .zip(t.par_iter())
-            .map(|(row, &target)| {
-                let (max, lse) = log_sum_exp(row);
-                (max + lse - row[target as usize]) as f64
-            })
-            .sum();
-        let mean = (total / t.len().max(1) as f64) as f32;
-        Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
-    }
-
-    fn bwd(
-        &self,
-        z: &Tensor,
-        t: &Tensor,
-        _loss: &Tensor,
-        grad_loss: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let scale = grad_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        let grad = z.apply_op2_no_bwd(t, &CrossEntropyGrad { scale })?;
-        Ok((Some(grad), None))
-    }
-}
-
-/// `scale · (softmax(z) − onehot(t)) / N`, the gradient of the mean loss.
-struct CrossEntropyGrad {
-    scale: f32,
-}
-
-impl CustomOp2 for CrossEntropyGrad {
-    fn name(&self) -> &'static str {
-        "fused-cross-entropy-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        z: &CpuStorage,
-        lz: &Layout,
-        t: &CpuStorage,
-        lt: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (z, t, v) = rows(z, lz, t, lt)?;
-        let per_row = self.scale / t.len().max(1) as f32;
+        let n = t.len().max(1);
+        let Some(scale) = self.grad_scale else {
+            // Per-row losses summed in f64, so the mean does not depend on the thread split.
+            let total: f64 = z
+                .par_chunks(v)
+                .zip(t.par_iter())
+                .map(|(row, &target)| {
+                    let (max, lse) = log_sum_exp(row);
+                    (max + lse - row[target as usize]) as f64
+                })
+                .sum();
+            return Ok((
+                CpuStorage::F32(vec![(total / n as f64) as f32]),
+                Shape::from(()),
+            ));
+        };
+        let per_row = scale / n as f32;
         let mut out = vec![0f32; z.len()];
         out.par_chunks_mut(v)
             .zip(z.par_chunks(v))
@@ -126,6 +102,23 @@ impl CustomOp2 for CrossEntropyGrad {
                 g[target as usize] -= per_row;
             });
         Ok((CpuStorage::F32(out), lz.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        z: &Tensor,
+        t: &Tensor,
+        _loss: &Tensor,
+        grad_loss: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let scale = grad_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let grad = z.apply_op2_no_bwd(
+            t,
+            &CrossEntropy {
+                grad_scale: Some(scale),
+            },
+        )?;
+        Ok((Some(grad), None))
     }
 }
 

@@ -9,16 +9,7 @@ use peft_workbench::pretrain::{PretrainArgs, init_weights, model_config};
 
 /// Largest absolute elementwise difference of two tensors of one shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    peft_workbench::models::max_abs_diff(a, b).unwrap()
 }
 
 /// A tiny random LLaMA: vocabulary 32, hidden 16, 2 layers, 4 heads sharing 2 key/value heads.
