@@ -41,7 +41,17 @@ fn wait_for(
 
 /// The app with short runs, so tests that train finish quickly.
 fn app_with_short_runs(steps: usize, eval_every: usize, eval_examples: usize) -> WorkbenchApp {
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app_with_short_runs_in(None, steps, eval_every, eval_examples)
+}
+
+/// The same, saving its runs under `runs_dir`.
+fn app_with_short_runs_in(
+    runs_dir: Option<&std::path::Path>,
+    steps: usize,
+    eval_every: usize,
+    eval_examples: usize,
+) -> WorkbenchApp {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), runs_dir.map(|d| d.to_path_buf()));
     app.form.steps = steps;
     app.form.eval_every = eval_every;
     app.form.eval_examples = eval_examples;
@@ -320,10 +330,7 @@ fn a_loaded_peft_adapter_answers_in_the_playground() {
 #[test]
 fn a_run_stopped_by_closing_the_app_resumes_at_the_next_launch() {
     let runs = tempfile::tempdir().unwrap();
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
-    app.form.steps = 30;
-    app.form.eval_every = 10;
-    app.form.eval_examples = 8;
+    let mut app = app_with_short_runs_in(Some(runs.path()), 30, 10, 8);
     app.form.checkpoint_every = 0;
     let mut h = harness(app);
     h.run();
@@ -448,10 +455,7 @@ fn the_form_and_language_are_remembered() {
 #[test]
 fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
     let runs = tempfile::tempdir().unwrap();
-    let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
-    app.form.steps = 6;
-    app.form.eval_every = 3;
-    app.form.eval_examples = 8;
+    let app = app_with_short_runs_in(Some(runs.path()), 6, 3, 8);
     let mut h = harness(app);
     h.run();
     h.get_by_label("IA3").click();
