@@ -164,6 +164,9 @@ impl RunRecord {
     }
 }
 
+/// The note on a run read back without a summary.
+const UNFINISHED: &str = "did not finish (the app or the run was interrupted)";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Curve {
     TrainLoss,
@@ -272,6 +275,8 @@ impl RunStore {
                     r.truncate_after(step);
                     r.summary = None;
                     r.row = None;
+                    // It is no longer an unfinished run: the note saying so goes.
+                    r.notices.retain(|n| n != UNFINISHED);
                     r.notices
                         .push(format!("resumed from the checkpoint at step {step}"));
                 }
@@ -367,8 +372,7 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
         }
         None => {
             r.status = RunStatus::Interrupted;
-            r.notices
-                .push("did not finish (the app or the run was interrupted)".into());
+            r.notices.push(UNFINISHED.into());
         }
     }
     r.resumable = crate::train::resumable(folder);
@@ -469,6 +473,20 @@ mod tests {
         // New runs get ids after the past ones.
         let last = r.id;
         assert_eq!(store.add(RunConfig::default()), last + 1);
+        // Resumed from a checkpoint at step 0: the later points go, and so does the note.
+        store.apply(Event::Started {
+            run: last,
+            trainable_params: 10,
+            total_params: 1000,
+            steps: 300,
+            metric_name: "exact_match".into(),
+            out_dir: None,
+            resumed_from: Some(0),
+        });
+        let r = store.get(last).unwrap();
+        assert!(r.train_loss.is_empty());
+        assert_eq!(r.eval_loss, vec![[0.0, 3.0]]);
+        assert_eq!(r.notices, vec!["resumed from the checkpoint at step 0"]);
     }
 
     #[test]
