@@ -37,3 +37,26 @@ for m in lora prefix-tuning ia3; do
     || { echo "training $m on SmolLM2 failed"; exit 1; }
 done
 HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" --model "$smol" "$work"/smollm2/*/adapter
+
+# And on the BERT encoder all-MiniLM-L6-v2 as a sequence classifier: PEFT loads each export
+# (adapter + the `classifier` head saved as modules_to_save) into
+# BertForSequenceClassification and the class logits are compared. (transformers' BERT
+# takes no past key values, so PEFT cannot load prefix-tuning adapters for it.)
+bert=models/all-minilm-l6-v2
+mkdir -p "$work/minilm"
+for m in lora ia3 prompt-tuning p-tuning; do
+  "$bin" train "presets/$m.toml" --steps 10 --set "model=$bert" --set dataset=builtin:sentiment-labels \
+    --set eval_examples=16 --set max_seq_len=64 --out "$work/minilm/$m" >/dev/null 2>&1 \
+    || { echo "training $m on MiniLM failed"; exit 1; }
+done
+HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" --model "$bert" "$work"/minilm/*/adapter
+
+# And on GPT-2 (tests/fixtures/tiny-gpt2, a small random GPT-2 saved by transformers): its
+# Conv1D projections, the fused c_attn that LoRA targets, `fan_in_fan_out` exports.
+gpt2=tests/fixtures/tiny-gpt2
+mkdir -p "$work/gpt2"
+for m in lora dora ia3 prompt-tuning p-tuning prefix-tuning p-tuning-v2; do
+  "$bin" train "presets/$m.toml" --steps 10 --set "model=$gpt2" --set eval_examples=8 --set max_seq_len=32 \
+    --out "$work/gpt2/$m" >/dev/null 2>&1 || { echo "training $m on GPT-2 failed"; exit 1; }
+done
+HF_HUB_OFFLINE=1 "$venv/bin/python" tests/reference/peft_roundtrip.py check "$bin" --model "$gpt2" "$work"/gpt2/*/adapter

@@ -8,7 +8,7 @@ use candle_core::{D, Tensor};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
-use crate::models::{Hooks, Llama};
+use crate::models::{Decoder, Hooks};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
@@ -61,7 +61,7 @@ fn pick(logits: &Tensor, s: &Sampling, rng: &mut StdRng) -> Result<u32> {
 /// Continues `prompt` until a `stop` token, `max_tokens`, or `on_token` answering false.
 /// Returns the new tokens (a stop token is not included).
 pub fn generate(
-    model: &Llama,
+    model: &dyn Decoder,
     hooks: &Hooks,
     prompt: &[u32],
     s: &Sampling,
@@ -129,26 +129,58 @@ pub fn generate_text(
     let mut ids = Vec::new();
     let mut shown = 0;
     let mut failed = None;
-    generate(&loaded.model, &hooks, &prompt, s, &stop, &mut |id| {
-        ids.push(id);
-        match tok.decode(&ids, true) {
-            Ok(text) if text.len() > shown && text.is_char_boundary(shown) => {
-                let keep = on_text(&text[shown..]);
-                shown = text.len();
-                keep
+    generate(
+        loaded.model.decoder()?,
+        &hooks,
+        &prompt,
+        s,
+        &stop,
+        &mut |id| {
+            ids.push(id);
+            match tok.decode(&ids, true) {
+                Ok(text) if text.len() > shown && text.is_char_boundary(shown) => {
+                    let keep = on_text(&text[shown..]);
+                    shown = text.len();
+                    keep
+                }
+                Ok(_) => true,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    false
+                }
             }
-            Ok(_) => true,
-            Err(e) => {
-                failed = Some(e.to_string());
-                false
-            }
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = failed {
         bail!("cannot decode the generated tokens: {e}");
     }
     tok.decode(&ids, true)
         .map_err(|e| anyhow::anyhow!("cannot decode the generated tokens: {e}"))
+}
+
+/// A classifier's answer: each class and its probability, most likely first, from the model
+/// (and adapter, whose `labels.json` names the classes; `LABEL_i` otherwise).
+pub fn classify_text(
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    text: &str,
+) -> Result<Vec<(String, f32)>> {
+    let (_, logits) = crate::peft::import::last_logits(model, adapter, text)?;
+    let names = match adapter {
+        Some(a) => crate::peft::import::read_labels(a)?,
+        None => None,
+    }
+    .unwrap_or_else(|| (0..logits.len()).map(|i| format!("LABEL_{i}")).collect());
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let mut out: Vec<(String, f32)> = names
+        .into_iter()
+        .zip(exp)
+        .map(|(n, e)| (n, e / total))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -47,8 +47,9 @@ enum Cmd {
     },
     /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
     Pretrain(peft_workbench::pretrain::PretrainArgs),
-    /// Print the token ids and the last position's logits of a text as one JSON object, to
-    /// compare this forward pass with another implementation.
+    /// Print the token ids and the last position's logits of a text (a classifier's: its
+    /// class logits, with the adapter's label names) as one JSON object, to compare this
+    /// forward pass with another implementation.
     Logits {
         /// "builtin" or a model folder.
         #[arg(long, default_value = "builtin")]
@@ -171,10 +172,19 @@ fn run(cli: Cli) -> Result<()> {
             text,
         }) => {
             let (ids, logits) = import::last_logits(&model, adapter.as_deref(), &text)?;
-            println!(
-                "{}",
-                serde_json::json!({ "token_ids": ids, "logits": logits })
-            );
+            let mut out = serde_json::json!({ "token_ids": ids, "logits": logits });
+            // A classifier's logits are per class: name them.
+            if peft_workbench::models::ModelFiles::open(&model)?
+                .config
+                .is_classifier()
+            {
+                let labels = match adapter.as_deref() {
+                    Some(a) => import::read_labels(a)?,
+                    None => None,
+                };
+                out["labels"] = serde_json::json!(labels);
+            }
+            println!("{out}");
             Ok(())
         }
         Some(Cmd::Generate {

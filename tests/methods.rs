@@ -13,7 +13,7 @@ use candle_nn::Optimizer;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
 
-use peft_workbench::models::{Hooks, Llama, LlamaConfig, NoMethod, Weights};
+use peft_workbench::models::{Hooks, Llama, LlamaConfig, ModelConfig, NoMethod, Weights};
 use peft_workbench::peft::{
     BuildContext, Method, MethodConfig, adalora::AdaloraConfig, adapter::AdapterConfig,
     adapter::AdapterVariant, init, lora::LoraConfig, p_tuning::EncoderType,
@@ -82,7 +82,7 @@ fn attach(
 ) -> (Box<dyn Method>, Llama, Weights) {
     let mut method = m
         .build(&BuildContext {
-            model: cfg,
+            model: &ModelConfig::Llama(cfg.clone()),
             seed: 7,
             device: &Device::Cpu,
             total_steps: 20,
@@ -135,10 +135,10 @@ fn trainable_counts_match_each_formula() {
             .sum();
         assert_eq!(
             counted,
-            m.trainable_params(&cfg),
+            m.trainable_params(&ModelConfig::Llama(cfg.clone())),
             "{}: built {counted}, formula {}",
             m.kind(),
-            m.trainable_params(&cfg)
+            m.trainable_params(&ModelConfig::Llama(cfg.clone()))
         );
         assert!(counted > 0, "{} trains nothing", m.kind());
     }
@@ -282,7 +282,7 @@ fn adalora_prunes_to_its_budget_and_exports_the_kept_ranks() {
     let total = 12;
     let mut method = MethodConfig::Adalora(ac.clone())
         .build(&BuildContext {
-            model: &cfg,
+            model: &ModelConfig::Llama(cfg.clone()),
             seed: 1,
             device: &Device::Cpu,
             total_steps: total,
@@ -343,7 +343,7 @@ fn adalora_prunes_to_its_budget_and_exports_the_kept_ranks() {
     let ctx = peft_workbench::peft::ExportContext {
         base_model: "tiny",
         trained_base: &[],
-        model: &cfg,
+        model: &ModelConfig::Llama(cfg.clone()),
     };
     method.export(dir.path(), &ctx).unwrap();
     let saved =

@@ -1,6 +1,7 @@
 //! The real models from scripts/fetch-models.sh: SmolLM2-135M-Instruct read from its Q4_1
 //! GGUF file gives transformers' logits (tests/reference/smollm2_logits.py), and LoRA on it
-//! lowers the evaluation loss of a built-in task.
+//! lowers the evaluation loss of a built-in task; the BERT encoder all-MiniLM-L6-v2 gives
+//! transformers' hidden states (tests/reference/minilm_hidden.py) and learns to classify.
 
 use std::path::{Path, PathBuf};
 
@@ -83,4 +84,145 @@ fn smollm2_answers_with_the_cache_as_transformers_does() {
     )
     .unwrap();
     assert_eq!(answer.trim(), "The capital of France is Paris.");
+}
+
+fn minilm() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2");
+    assert!(
+        p.join("model.safetensors").is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh` first",
+        p.display()
+    );
+    p
+}
+
+/// Our BERT encoder gives transformers' hidden states and pooled output
+/// (tests/reference/minilm_hidden.py), with the texts run as one right-padded batch.
+#[test]
+fn minilm_matches_transformers() {
+    use peft_workbench::models::{Hooks, LoadedModel, Model, ModelFiles, NoMethod};
+    let files = ModelFiles::open(minilm().to_str().unwrap()).unwrap();
+    assert!(files.config.is_classifier());
+    let loaded = LoadedModel::load(&files, &mut NoMethod, &candle_core::Device::Cpu).unwrap();
+    let Model::Bert(bert) = &loaded.model else {
+        panic!("MiniLM loads as a BERT encoder")
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm_hidden.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    let mut rows = Vec::new();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let ids = loaded
+            .tokenizer
+            .encode(text, true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let want: Vec<u32> = serde_json::from_value(case["token_ids"].clone()).unwrap();
+        assert_eq!(ids, want, "token ids of {text:?}");
+        rows.push(ids);
+    }
+    let lengths: Vec<usize> = rows.iter().map(Vec::len).collect();
+    let l = *lengths.iter().max().unwrap();
+    let flat: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0, l - r.len())))
+        .collect();
+    let ids =
+        candle_core::Tensor::from_vec(flat, (rows.len(), l), &candle_core::Device::Cpu).unwrap();
+    let (hidden, _) = bert
+        .forward_cached(&ids, &lengths, &Hooks::default(), false)
+        .unwrap();
+    let pooled = bert.pooled(&hidden).unwrap();
+    let close = |got: Vec<f32>, want: &serde_json::Value, what: &str| {
+        let want: Vec<f32> = serde_json::from_value(want.clone()).unwrap();
+        assert_eq!(got.len(), want.len(), "{what}");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{what}: differs by {worst}");
+    };
+    for (b, case) in cases.iter().enumerate() {
+        let h = hidden.get(b).unwrap();
+        close(
+            h.get(0).unwrap().to_vec1().unwrap(),
+            &case["hidden_first"],
+            "[CLS] state",
+        );
+        close(
+            h.get(lengths[b] - 1).unwrap().to_vec1().unwrap(),
+            &case["hidden_last"],
+            "last real state",
+        );
+        close(
+            pooled.get(b).unwrap().to_vec1().unwrap(),
+            &case["pooled"],
+            "pooled",
+        );
+    }
+}
+
+/// LoRA on MiniLM with a trained head raises the accuracy of the built-in sentiment
+/// classification well above chance, and the export is a PEFT SEQ_CLS folder that scores
+/// the same from the files alone.
+#[test]
+fn lora_on_minilm_learns_to_classify() {
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/minilm-lora-sentiment.toml");
+    let model = minilm().display().to_string();
+    let cfg = RunConfig::load(
+        &preset,
+        &[
+            format!("model={model}"),
+            "steps=40".into(),
+            "eval_every=40".into(),
+            "eval_examples=64".into(),
+        ],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = peft_workbench::train::run(&cfg, 1, Some(dir.path()), None, &mut |_| {}, &mut || false)
+        .unwrap();
+    assert_eq!(s.metric_name, "accuracy");
+    assert!(
+        s.metric_value >= 0.85 && s.final_eval_loss < s.initial_eval_loss,
+        "accuracy {} -> {}, loss {} -> {}",
+        s.initial_metric_value,
+        s.metric_value,
+        s.initial_eval_loss,
+        s.final_eval_loss
+    );
+    // r·(in + out) for query and value in 6 layers, and the 384 → 2 head.
+    assert_eq!(s.trainable_params, 6 * 2 * 8 * (384 + 384) + 2 * 384 + 2);
+    let adapter = dir.path().join("adapter");
+    let cfg_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg_json["task_type"], "SEQ_CLS");
+    assert_eq!(
+        cfg_json["modules_to_save"],
+        serde_json::json!(["classifier"])
+    );
+    let tensors = candle_core::safetensors::load(
+        adapter.join("adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(tensors.contains_key("base_model.model.classifier.weight"));
+    assert!(
+        tensors.contains_key(
+            "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
+        )
+    );
+    let (loss, acc) = peft_workbench::train::evaluate_adapter(&cfg, &adapter).unwrap();
+    assert!(
+        (loss - s.final_eval_loss).abs() < 1e-4,
+        "{loss} vs {}",
+        s.final_eval_loss
+    );
+    assert!((acc - s.metric_value).abs() < 1e-9);
 }

@@ -41,13 +41,13 @@ fn builtin_model_matches_transformers() {
 /// configuration on the built-in model (tests/reference/peft_param_counts.py).
 #[test]
 fn trainable_counts_equal_peft_on_the_builtin_model() {
-    use peft_workbench::models::{LlamaConfig, builtin_model_dir};
+    use peft_workbench::models::{ModelConfig, builtin_model_dir};
     use peft_workbench::peft::MethodConfig;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/peft_param_counts.json");
     let fixture: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let model = LlamaConfig::from_file(&builtin_model_dir().join("config.json")).unwrap();
+    let model = ModelConfig::from_file(&builtin_model_dir().join("config.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 10);
     for case in cases {

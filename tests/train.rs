@@ -173,7 +173,7 @@ fn learns(
     assert_eq!(s.steps, 60);
     let cfg = RunConfig::load(&dir.path().join("config.toml"), &[]).unwrap();
     let model =
-        peft_workbench::models::LlamaConfig::from_file(&builtin_model_dir().join("config.json"))
+        peft_workbench::models::ModelConfig::from_file(&builtin_model_dir().join("config.json"))
             .unwrap();
     assert_eq!(
         s.trainable_params,

@@ -92,6 +92,36 @@ pub const ZH: &[(&str, &str)] = &[
         "Ctrl+Enter: Start · Esc: Stop",
         "Ctrl+Enter：开始 · Esc：停止",
     ),
+    // Model card and the method's size
+    ("LLaMA-family decoder", "LLaMA 系列解码器"),
+    ("GPT-2 decoder", "GPT-2 解码器"),
+    (
+        "BERT encoder with a classification head",
+        "带分类头的 BERT 编码器",
+    ),
+    ("heads", "个注意力头"),
+    ("key/value", "个键/值头"),
+    ("parameters", "参数"),
+    ("layers", "层"),
+    ("hidden", "隐藏维度"),
+    ("vocabulary", "词表"),
+    ("context", "上下文"),
+    (
+        "Classifies {\"text\", \"label\"} data (e.g. builtin:sentiment-labels); its head trains under every method; metric: accuracy",
+        "对 {\"text\", \"label\"} 数据分类（如 builtin:sentiment-labels）；分类头在任何方法下都参与训练；指标：准确率",
+    ),
+    ("Trains", "训练"),
+    ("of the model's", "占模型总参数"),
+    ("available", "可用"),
+    (
+        "Estimated training memory at batch",
+        "预计训练内存，批大小 × 序列长度",
+    ),
+    ("Classify", "分类"),
+    (
+        "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
+        "基础模型（分类头未训练）、最近完成的运行的适配器和已加载适配器给出的各类概率",
+    ),
     // Side panel
     ("Run", "运行"),
     ("Start", "开始"),

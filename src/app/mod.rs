@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
-use crate::models::{LlamaConfig, ModelFiles};
+use crate::models::{ModelConfig, ModelFiles};
 use crate::peft::{MethodConfig, export, import::ImportedAdapter};
 use crate::train::worker::{self, Notify, WorkerHandle};
 use crate::train::{Command, RunId};
@@ -76,7 +76,7 @@ pub struct WorkbenchApp {
     /// EMA weight of the past for the training-loss curves (0 = raw).
     pub smoothing: f64,
     /// The shape of the form's model, read once per model (for parameter counts).
-    model_shape: Option<(String, Result<LlamaConfig, String>)>,
+    model_shape: Option<(String, Result<ModelConfig, String>)>,
     /// A run waiting for the user to confirm its deletion.
     pub confirm_delete: Option<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
@@ -174,7 +174,7 @@ impl WorkbenchApp {
     }
 
     /// The configuration of the form's model, or why it cannot be read.
-    pub fn model_shape(&mut self) -> Result<&LlamaConfig, &String> {
+    pub fn model_shape(&mut self) -> Result<&ModelConfig, &String> {
         let stale = self
             .model_shape
             .as_ref()

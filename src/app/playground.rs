@@ -94,8 +94,14 @@ fn evaluate(pg: &mut Playground, cfg: &crate::config::RunConfig, notify: Notify)
     }
 }
 
-/// Starts one generating thread per model: `(label, model, adapter folder)`.
-fn start(pg: &mut Playground, models: Vec<(String, String, Option<PathBuf>)>, notify: Notify) {
+/// Starts one thread per model: `(label, model, adapter folder)`, each generating an
+/// answer or, for a classifier, giving its class probabilities.
+fn start(
+    pg: &mut Playground,
+    models: Vec<(String, String, Option<PathBuf>)>,
+    classifier: bool,
+    notify: Notify,
+) {
     pg.answers.clear();
     let text = if pg.chat {
         crate::generate::chatml(&pg.prompt)
@@ -111,6 +117,21 @@ fn start(pg: &mut Playground, models: Vec<(String, String, Option<PathBuf>)>, no
         let (out, done, notify) = (answer.text.clone(), answer.done.clone(), notify.clone());
         let (prompt, sampling) = (text.clone(), pg.sampling.clone());
         std::thread::spawn(move || {
+            if classifier {
+                let text = match crate::generate::classify_text(&model, adapter.as_deref(), &prompt)
+                {
+                    Ok(classes) => classes
+                        .iter()
+                        .map(|(label, p)| format!("{label}  {:.1} %", 100.0 * p))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    Err(e) => format!("[error: {e:#}]"),
+                };
+                *out.lock().expect("answer lock") = text;
+                done.store(true, Ordering::Release);
+                notify();
+                return;
+            }
             let result = generate_text(&model, adapter.as_deref(), &prompt, &sampling, &mut |p| {
                 out.lock().expect("answer lock").push_str(p);
                 notify();
@@ -146,28 +167,30 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         .take(app.playground.runs_shown)
         .collect();
     let form = app.form.clone();
+    let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
     let pg = &mut app.playground;
     let label = ui.label(tr(ui, "Prompt"));
     ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
         .labelled_by(label.id);
     ui.horizontal(|ui| {
-        ui.checkbox(&mut pg.chat, tr(ui, "Chat template")).on_hover_text(tr(ui, "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)"));
-        let l = ui.label(tr(ui, "Max tokens"));
-        ui.add(egui::DragValue::new(&mut pg.sampling.max_tokens).range(1..=512))
-            .labelled_by(l.id);
-        let l = ui.label(tr(ui, "Temperature"));
-        ui.add(egui::Slider::new(&mut pg.sampling.temperature, 0.0..=2.0))
-            .labelled_by(l.id)
-            .on_hover_text(tr(ui, "0 = greedy: always the most likely token"));
-        if pg.sampling.temperature > 0.0 {
-            let l = ui.label(tr(ui, "Top-p"));
-            ui.add(egui::Slider::new(&mut pg.sampling.top_p, 0.05..=1.0))
-                .labelled_by(l.id);
+        if !classifier {
+            sampling_controls(pg, ui);
         }
         let busy = pg.busy();
+        let (action, hint) = if classifier {
+            (
+                "Classify",
+                "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
+            )
+        } else {
+            (
+                "Generate",
+                "Answer with the base model, the latest finished runs' adapters and any loaded adapter",
+            )
+        };
         if ui
-            .add_enabled(!busy, egui::Button::new(tr(ui, "Generate")))
-            .on_hover_text(tr(ui, "Answer with the base model, the latest finished runs' adapters and any loaded adapter"))
+            .add_enabled(!busy, egui::Button::new(tr(ui, action)))
+            .on_hover_text(tr(ui, hint))
             .clicked()
         {
             let mut models = vec![("base model".to_string(), model.clone(), None)];
@@ -176,31 +199,76 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 let name = adapter_name(dir);
                 models.push((format!("adapter {name}"), model.clone(), Some(dir.clone())));
             }
-            start(pg, models, notify.clone());
+            start(pg, models, classifier, notify.clone());
         }
-        if ui
-            .button(tr(ui, "Load adapter…"))
-            .on_hover_text(tr(ui, "An adapter folder exported here or by Hugging Face PEFT, for this model"))
-            .clicked()
-            && let Some(dir) = rfd::FileDialog::new().pick_folder()
-        {
-            pg.loaded_adapters.push(dir);
-        }
-        if !pg.loaded_adapters.is_empty() {
-            let evaluating = pg.evaluations.iter().any(|e| !e.done.load(Ordering::Acquire));
-            if ui
-                .add_enabled(!evaluating, egui::Button::new(tr(ui, "Evaluate adapters")))
-                .on_hover_text(tr(ui, "Eval loss and metric of each loaded adapter on the form's dataset"))
-                .clicked()
-            {
-                evaluate(pg, &form, notify.clone());
-            }
-            if ui.small_button(tr(ui, "Clear adapters")).clicked() {
-                pg.loaded_adapters.clear();
-                pg.evaluations.clear();
-            }
-        }
+        adapter_controls(pg, &form, notify.clone(), ui);
     });
+    answers(pg, ui);
+}
+
+/// Chat template, max tokens, temperature and top-p: how a decoder answers.
+fn sampling_controls(pg: &mut Playground, ui: &mut egui::Ui) {
+    ui.checkbox(&mut pg.chat, tr(ui, "Chat template"))
+        .on_hover_text(tr(
+            ui,
+            "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
+        ));
+    let l = ui.label(tr(ui, "Max tokens"));
+    ui.add(egui::DragValue::new(&mut pg.sampling.max_tokens).range(1..=512))
+        .labelled_by(l.id);
+    let l = ui.label(tr(ui, "Temperature"));
+    ui.add(egui::Slider::new(&mut pg.sampling.temperature, 0.0..=2.0))
+        .labelled_by(l.id)
+        .on_hover_text(tr(ui, "0 = greedy: always the most likely token"));
+    if pg.sampling.temperature > 0.0 {
+        let l = ui.label(tr(ui, "Top-p"));
+        ui.add(egui::Slider::new(&mut pg.sampling.top_p, 0.05..=1.0))
+            .labelled_by(l.id);
+    }
+}
+
+/// Load, evaluate and clear user adapters.
+fn adapter_controls(
+    pg: &mut Playground,
+    form: &crate::config::RunConfig,
+    notify: Notify,
+    ui: &mut egui::Ui,
+) {
+    if ui
+        .button(tr(ui, "Load adapter…"))
+        .on_hover_text(tr(
+            ui,
+            "An adapter folder exported here or by Hugging Face PEFT, for this model",
+        ))
+        .clicked()
+        && let Some(dir) = rfd::FileDialog::new().pick_folder()
+    {
+        pg.loaded_adapters.push(dir);
+    }
+    if !pg.loaded_adapters.is_empty() {
+        let evaluating = pg
+            .evaluations
+            .iter()
+            .any(|e| !e.done.load(Ordering::Acquire));
+        if ui
+            .add_enabled(!evaluating, egui::Button::new(tr(ui, "Evaluate adapters")))
+            .on_hover_text(tr(
+                ui,
+                "Eval loss and metric of each loaded adapter on the form's dataset",
+            ))
+            .clicked()
+        {
+            evaluate(pg, form, notify);
+        }
+        if ui.small_button(tr(ui, "Clear adapters")).clicked() {
+            pg.loaded_adapters.clear();
+            pg.evaluations.clear();
+        }
+    }
+}
+
+/// The evaluations and the answers, one column per model.
+fn answers(pg: &Playground, ui: &mut egui::Ui) {
     for e in &pg.evaluations {
         ui.horizontal(|ui| {
             ui.strong(&e.label);

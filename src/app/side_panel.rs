@@ -9,6 +9,7 @@ use super::method_params::{self, row};
 use super::{Action, WorkbenchApp};
 use crate::config::Schedule;
 use crate::data::BUILTIN_TASKS;
+use crate::models::ModelConfig;
 use crate::peft::MethodConfig;
 use crate::train::memory;
 
@@ -137,18 +138,46 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
 
 /// What the chosen model is, read from its configuration.
 fn model_card(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
-    match app.model_shape() {
+    let shape = app.model_shape().cloned();
+    match shape {
         Ok(c) => {
+            let family = match &c {
+                ModelConfig::Llama(_) => tr(ui, "LLaMA-family decoder").to_string(),
+                ModelConfig::Gpt2(_) => tr(ui, "GPT-2 decoder").to_string(),
+                ModelConfig::Bert(_) => {
+                    tr(ui, "BERT encoder with a classification head").to_string()
+                }
+            };
+            let heads = if c.kv_heads() == c.num_heads() {
+                format!("{} {}", c.num_heads(), tr(ui, "heads"))
+            } else {
+                format!(
+                    "{} {} ({} {})",
+                    c.num_heads(),
+                    tr(ui, "heads"),
+                    c.kv_heads(),
+                    tr(ui, "key/value")
+                )
+            };
             ui.small(format!(
-                "LLaMA family · {} parameters · {} layers · hidden {} · {} heads ({} key/value) · vocabulary {} · context {}",
+                "{family} · {} {} · {} {} · {} {} · {heads} · {} {} · {} {}",
                 human(c.param_count()),
-                c.num_hidden_layers,
-                c.hidden_size,
-                c.num_attention_heads,
-                c.kv_heads(),
-                c.vocab_size,
-                c.max_position_embeddings
+                tr(ui, "parameters"),
+                c.num_layers(),
+                tr(ui, "layers"),
+                tr(ui, "hidden"),
+                c.hidden_size(),
+                tr(ui, "vocabulary"),
+                c.vocab_size(),
+                tr(ui, "context"),
+                c.max_positions()
             ));
+            if c.is_classifier() {
+                ui.small(tr(
+                    ui,
+                    "Classifies {\"text\", \"label\"} data (e.g. builtin:sentiment-labels); its head trains under every method; metric: accuracy",
+                ));
+            }
         }
         Err(e) => {
             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -162,21 +191,25 @@ fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let method = app.form.method.clone();
     let (batch, seq) = (app.form.batch_size, app.form.max_seq_len);
     // When the model cannot be read, the model card above says why.
-    if let Ok(shape) = app.model_shape() {
+    if let Ok(shape) = app.model_shape().cloned() {
+        let shape = &shape;
         let n = method.trainable_params(shape);
         let total = shape.param_count();
         ui.label(format!(
-            "Trains {} parameters ({:.3} % of the model's {})",
+            "{} {} ({:.3} % {} {})",
+            tr(ui, "Trains"),
             human(n),
             100.0 * n as f64 / total.max(1) as f64,
+            tr(ui, "of the model's"),
             human(total)
         ));
         let need = memory::training_bytes(shape, n, batch, seq);
         let avail = memory::available_bytes()
-            .map(|a| format!(" of {} available", memory::human_bytes(a)))
+            .map(|a| format!(" / {} {}", memory::human_bytes(a), tr(ui, "available")))
             .unwrap_or_default();
         ui.small(format!(
-            "Estimated training memory at batch {batch} × {seq} tokens: {}{avail}",
+            "{} {batch} × {seq}: {}{avail}",
+            tr(ui, "Estimated training memory at batch"),
             memory::human_bytes(need)
         ));
         if let Some(note) = method.note_for(shape) {

@@ -10,6 +10,8 @@ use super::Example;
 pub struct Encoded {
     pub ids: Vec<u32>,
     pub loss_mask: Vec<bool>,
+    /// The class id, for a classifier's example (its `loss_mask` is unused).
+    pub label: Option<u32>,
 }
 
 /// Tokenises examples: the prompt with the tokenizer's special tokens, the completion
@@ -32,6 +34,7 @@ pub fn encode_all(
     let mut out = Vec::with_capacity(examples.len());
     let mut truncated = 0;
     for ex in examples {
+        let ex = &*ex.for_decoder();
         let mut e = match ex {
             Example::Completion { prompt, completion } => {
                 let p = enc(prompt, true)?;
@@ -41,14 +44,23 @@ pub fn encode_all(
                 loss_mask.extend(std::iter::repeat_n(true, c.len()));
                 let mut ids = p;
                 ids.extend(c);
-                Encoded { ids, loss_mask }
+                Encoded {
+                    ids,
+                    loss_mask,
+                    label: None,
+                }
             }
             Example::Text { text } => {
                 let mut ids = enc(text, true)?;
                 ids.push(eos);
                 let loss_mask = vec![true; ids.len()];
-                Encoded { ids, loss_mask }
+                Encoded {
+                    ids,
+                    loss_mask,
+                    label: None,
+                }
             }
+            Example::Labeled { .. } => unreachable!("for_decoder turns labels into completions"),
         };
         if e.ids.len() > max_len {
             truncated += 1;
@@ -58,7 +70,7 @@ pub fn encode_all(
                     e.ids.drain(..cut);
                     e.loss_mask.drain(..cut);
                 }
-                Example::Text { .. } => {
+                _ => {
                     e.ids.truncate(max_len);
                     e.loss_mask.truncate(max_len);
                 }
@@ -69,6 +81,86 @@ pub fn encode_all(
         }
     }
     Ok((out, truncated))
+}
+
+/// Tokenises labelled examples for a classifier: the text with the tokenizer's special
+/// tokens (`[CLS] … [SEP]`) and the label's index in `labels`. A text longer than
+/// `max_len` keeps its start and its closing special token; the count of cut ones is
+/// returned.
+pub fn encode_labeled(
+    tok: &tokenizers::Tokenizer,
+    examples: &[Example],
+    labels: &[String],
+    max_len: usize,
+) -> Result<(Vec<Encoded>, usize)> {
+    let mut out = Vec::with_capacity(examples.len());
+    let mut truncated = 0;
+    for ex in examples {
+        let Example::Labeled { text, label } = ex else {
+            return Err(anyhow!(
+                "a classifier needs {{\"text\", \"label\"}} examples; this dataset has prompt/completion or plain text ones"
+            ));
+        };
+        let class = labels
+            .iter()
+            .position(|l| l == label)
+            .ok_or_else(|| anyhow!("label `{label}` is not one of {}", labels.join(", ")))?;
+        let mut ids = tok
+            .encode(text.as_str(), true)
+            .map_err(|e| anyhow!("tokenizer failed: {e}"))?
+            .get_ids()
+            .to_vec();
+        if ids.len() > max_len.max(2) {
+            truncated += 1;
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(max_len.max(2) - 1);
+            ids.push(last);
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        out.push(Encoded {
+            loss_mask: vec![false; ids.len()],
+            ids,
+            label: Some(class as u32),
+        });
+    }
+    Ok((out, truncated))
+}
+
+/// A right-padded batch of classifier examples.
+pub struct ClassBatch {
+    /// `[B, L]`
+    pub ids: Tensor,
+    /// Real tokens of each row (the rest is padding, hidden from attention).
+    pub lengths: Vec<usize>,
+    /// `[B]` class ids.
+    pub labels: Tensor,
+    pub real_tokens: usize,
+}
+
+impl ClassBatch {
+    pub fn new(examples: &[&Encoded], pad: u32, device: &Device) -> Result<Self> {
+        let l = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let b = examples.len();
+        let mut ids = Vec::with_capacity(b * l);
+        let mut labels = Vec::with_capacity(b);
+        for e in examples {
+            ids.extend(e.ids.iter().copied());
+            ids.extend(std::iter::repeat_n(pad, l - e.ids.len()));
+            labels.push(
+                e.label
+                    .ok_or_else(|| anyhow!("a classifier batch needs labelled examples"))?,
+            );
+        }
+        let lengths: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (b, l), device)?,
+            real_tokens: lengths.iter().sum(),
+            lengths,
+            labels: Tensor::from_vec(labels, b, device)?,
+        })
+    }
 }
 
 /// A right-padded batch: inputs are ids `0..L-1`, targets ids `1..L`.
@@ -133,10 +225,12 @@ mod tests {
         let a = Encoded {
             ids: vec![5, 6, 7, 8],
             loss_mask: vec![false, false, true, true],
+            label: None,
         };
         let b = Encoded {
             ids: vec![1, 2],
             loss_mask: vec![true, true],
+            label: None,
         };
         let batch = Batch::new(&[&a, &b], 0, &Device::Cpu).unwrap();
         assert_eq!(

@@ -89,6 +89,23 @@ pub fn sentiment(n: usize, rng: &mut StdRng) -> Vec<Example> {
         .collect()
 }
 
+/// The sentiment reviews as `{"text", "label"}` rows, for classifiers.
+pub fn sentiment_labels(n: usize, rng: &mut StdRng) -> Vec<Example> {
+    sentiment(n, rng)
+        .into_iter()
+        .map(|e| match e {
+            Example::Completion { prompt, completion } => Example::Labeled {
+                text: prompt
+                    .trim_start_matches("Review: ")
+                    .trim_end_matches("\nSentiment:")
+                    .to_string(),
+                label: completion.trim().to_string(),
+            },
+            other => other,
+        })
+        .collect()
+}
+
 /// Two-number sums below 100.
 pub fn arithmetic(n: usize, rng: &mut StdRng) -> Vec<Example> {
     (0..n)
@@ -125,6 +142,7 @@ pub fn generate(task: &str, seed: u64) -> Option<(Vec<Example>, Vec<Example>)> {
         "sentiment" => sentiment,
         "arithmetic" => arithmetic,
         "reverse" => reverse,
+        "sentiment-labels" => sentiment_labels,
         _ => return None,
     };
     let all = gen_fn(4000, &mut rng);
@@ -132,7 +150,9 @@ pub fn generate(task: &str, seed: u64) -> Option<(Vec<Example>, Vec<Example>)> {
     let unique: Vec<Example> = all
         .into_iter()
         .filter(|e| match e {
-            Example::Completion { prompt, .. } => seen.insert(prompt.clone()),
+            Example::Completion { prompt: key, .. } | Example::Labeled { text: key, .. } => {
+                seen.insert(key.clone())
+            }
             Example::Text { .. } => true,
         })
         .collect();
@@ -174,11 +194,13 @@ mod tests {
                 .iter()
                 .map(|e| match e {
                     Example::Completion { prompt, .. } => prompt.clone(),
-                    Example::Text { text } => text.clone(),
+                    Example::Labeled { text, .. } | Example::Text { text } => text.clone(),
                 })
                 .collect();
             assert!(t1.iter().all(|e| match e {
-                Example::Completion { prompt, .. } => !eval_prompts.contains(prompt),
+                Example::Completion { prompt: key, .. } | Example::Labeled { text: key, .. } => {
+                    !eval_prompts.contains(key)
+                }
                 Example::Text { .. } => true,
             }));
         }

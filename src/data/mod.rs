@@ -15,8 +15,24 @@ use std::path::{Path, PathBuf};
 pub enum Example {
     /// Loss on the completion only.
     Completion { prompt: String, completion: String },
+    /// A text and its class: a classifier predicts the label; a decoder is taught to
+    /// answer it as a word after the text (`text\nLabel:` → ` label`).
+    Labeled { text: String, label: String },
     /// Plain causal language modelling: loss on every token.
     Text { text: String },
+}
+
+impl Example {
+    /// The example as a decoder is trained on it.
+    pub fn for_decoder(&self) -> std::borrow::Cow<'_, Example> {
+        match self {
+            Example::Labeled { text, label } => std::borrow::Cow::Owned(Example::Completion {
+                prompt: format!("{text}\nLabel:"),
+                completion: format!(" {label}"),
+            }),
+            other => std::borrow::Cow::Borrowed(other),
+        }
+    }
 }
 
 /// How an evaluation is scored.
@@ -27,6 +43,8 @@ pub enum Metric {
     ExactMatch,
     /// exp(mean token loss); lower is better.
     Perplexity,
+    /// Share of evaluation examples a classifier labels correctly.
+    Accuracy,
 }
 
 impl Metric {
@@ -34,10 +52,11 @@ impl Metric {
         match self {
             Metric::ExactMatch => "exact_match",
             Metric::Perplexity => "perplexity",
+            Metric::Accuracy => "accuracy",
         }
     }
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::ExactMatch)
+        matches!(self, Metric::ExactMatch | Metric::Accuracy)
     }
 }
 
@@ -50,7 +69,7 @@ pub struct Dataset {
 }
 
 /// The built-in tasks, by the name used after `builtin:`.
-pub const BUILTIN_TASKS: [&str; 3] = ["sentiment", "arithmetic", "reverse"];
+pub const BUILTIN_TASKS: [&str; 4] = ["sentiment", "arithmetic", "reverse", "sentiment-labels"];
 
 pub fn builtin_dir() -> PathBuf {
     crate::assets_dir().join("datasets")
@@ -89,8 +108,55 @@ pub fn load(dataset: &str, eval_dataset: Option<&str>, seed: u64) -> Result<Data
     finish(dataset.to_string(), train, eval)
 }
 
+impl Dataset {
+    /// Whether every example is a text with a label (a classifier can train on it).
+    pub fn is_labeled(&self) -> bool {
+        self.train
+            .iter()
+            .chain(&self.eval)
+            .all(|e| matches!(e, Example::Labeled { .. }))
+    }
+
+    /// The classes a classifier learns, in id order: the training labels, numerically
+    /// sorted when they are all integers, else alphabetically. An evaluation label that no
+    /// training example has is refused (a classifier could never predict it).
+    pub fn labels(&self) -> Result<Vec<String>> {
+        let label = |e: &Example| match e {
+            Example::Labeled { label, .. } => Some(label.clone()),
+            _ => None,
+        };
+        let mut labels: Vec<String> = self.train.iter().filter_map(label).collect();
+        labels.sort();
+        labels.dedup();
+        if labels.iter().all(|l| l.parse::<i64>().is_ok()) {
+            labels.sort_by_key(|l| l.parse::<i64>().expect("checked"));
+        }
+        if labels.len() < 2 {
+            bail!(
+                "{}: a classifier needs at least two labels in the training data, found {}",
+                self.name,
+                labels.len()
+            );
+        }
+        if let Some(unseen) = self
+            .eval
+            .iter()
+            .filter_map(label)
+            .find(|l| !labels.contains(l))
+        {
+            bail!(
+                "{}: the evaluation label `{unseen}` never occurs in the training data (labels: {})",
+                self.name,
+                labels.join(", ")
+            );
+        }
+        Ok(labels)
+    }
+}
+
 fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Dataset> {
-    let completion = |e: &Example| matches!(e, Example::Completion { .. });
+    let completion =
+        |e: &Example| matches!(e, Example::Completion { .. } | Example::Labeled { .. });
     let metric = if train.iter().all(completion) && eval.iter().all(completion) {
         Metric::ExactMatch
     } else if !train.iter().any(completion) && !eval.iter().any(completion) {
@@ -163,11 +229,7 @@ fn row_to_example(row: Row) -> Result<Example> {
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => bail!("`label` must be a string or number, found {other}"),
             };
-            // A decoder answers a label with a word after a fixed cue.
-            Ok(Example::Completion {
-                prompt: format!("{text}\nLabel:"),
-                completion: format!(" {label}"),
-            })
+            Ok(Example::Labeled { text, label })
         }
         Row {
             text: Some(text), ..
@@ -236,6 +298,13 @@ mod tests {
         );
         assert_eq!(
             ex[2],
+            Example::Labeled {
+                text: "good".into(),
+                label: "pos".into()
+            }
+        );
+        assert_eq!(
+            *ex[2].for_decoder(),
             Example::Completion {
                 prompt: "good\nLabel:".into(),
                 completion: " pos".into()
@@ -251,6 +320,27 @@ mod tests {
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
         let e = parse_jsonl("{\"text\":\"a\",\"label\":[1]}\n").unwrap_err();
         assert!(format!("{e:#}").contains("label"), "{e:#}");
+    }
+
+    #[test]
+    fn labels_are_numbered_in_order_and_unseen_ones_refused() {
+        let rows = |labels: &[&str]| -> Vec<Example> {
+            labels
+                .iter()
+                .map(|l| Example::Labeled {
+                    text: format!("t{l}"),
+                    label: l.to_string(),
+                })
+                .collect()
+        };
+        let d = finish("d".into(), rows(&["10", "2", "2", "1"]), rows(&["1"])).unwrap();
+        assert!(d.is_labeled());
+        assert_eq!(d.labels().unwrap(), ["1", "2", "10"]);
+        let d = finish("d".into(), rows(&["pos", "neg"]), rows(&["neutral"])).unwrap();
+        let e = d.labels().unwrap_err().to_string();
+        assert!(e.contains("neutral") && e.contains("neg, pos"), "{e}");
+        let d = finish("d".into(), rows(&["pos", "pos"]), rows(&["pos"])).unwrap();
+        assert!(d.labels().unwrap_err().to_string().contains("two labels"));
     }
 
     #[test]
@@ -282,6 +372,9 @@ mod tests {
             assert!(d.eval.len() >= 100, "{task}");
             assert_eq!(d.metric, Metric::ExactMatch);
         }
+        let d = load("builtin:sentiment-labels", None, 0).unwrap();
+        assert!(d.is_labeled());
+        assert_eq!(d.labels().unwrap(), ["negative", "positive"]);
         assert!(load("builtin:nope", None, 0).is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::linear::{Linear, Projection};
 use super::weights::Weights;
-use super::{Hooks, Injector, Site, SublayerAdapter};
+use super::{Decoder, Hooks, Injector, Site, SublayerAdapter};
 
 /// The keys of a Hugging Face `config.json` that this model reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,21 +93,20 @@ impl LlamaConfig {
         }
     }
 
+    /// Reads a `config.json` that must describe a LLaMA-family decoder.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let arch = v
-            .get("model_type")
-            .and_then(|m| m.as_str())
-            .unwrap_or("llama");
-        if !matches!(arch, "llama" | "mistral" | "qwen2") {
-            bail!(
-                "unsupported model_type `{arch}` in {} (supported: llama)",
-                path.display()
-            );
+        match super::ModelConfig::from_file(path)? {
+            super::ModelConfig::Llama(c) => Ok(c),
+            other => bail!(
+                "{} describes a {} model, not a LLaMA-family decoder",
+                path.display(),
+                other.family()
+            ),
         }
+    }
+
+    /// A config read from a `config.json` whose `model_type` is of the LLaMA family.
+    pub fn from_value(v: serde_json::Value, path: &Path) -> Result<Self> {
         let cfg: Self = serde_json::from_value(v)
             .with_context(|| format!("{} is not a LLaMA config", path.display()))?;
         cfg.validate()?;
@@ -390,7 +389,7 @@ fn split_heads(
 
 /// `[T, P + T]`: 0 where query i may see key j (every prefix key, and real keys up to i),
 /// −∞ elsewhere. Right padding needs no other mask: padded keys come after every real query.
-fn causal_mask(t: usize, p: usize, device: &Device) -> Result<Tensor> {
+pub(super) fn causal_mask(t: usize, p: usize, device: &Device) -> Result<Tensor> {
     let s = p + t;
     let mask: Vec<f32> = (0..t)
         .flat_map(|i| (0..s).map(move |j| if j <= p + i { 0.0 } else { f32::NEG_INFINITY }))
@@ -624,5 +623,24 @@ impl Llama {
     /// to start P-Tuning v2's prompts from a text.
     pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
         Ok(self.forward_cached(ids, &Hooks::default(), false)?.1)
+    }
+}
+
+impl Decoder for Llama {
+    fn device(&self) -> &Device {
+        Llama::device(self)
+    }
+
+    fn forward_cached(
+        &self,
+        ids: &Tensor,
+        hooks: &Hooks,
+        train: bool,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        Llama::forward_cached(self, ids, hooks, train)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Llama::logits(self, hidden)
     }
 }

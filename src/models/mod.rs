@@ -1,7 +1,9 @@
 //! Models with the injection points PEFT methods need.
 
+pub mod bert;
 pub mod fused;
 pub mod gguf;
+pub mod gpt2;
 pub mod linear;
 pub mod llama;
 pub mod weights;
@@ -18,6 +20,8 @@ pub use linear::{Linear, LinearAdapter, Projection};
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
     (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
 }
+pub use bert::{Bert, BertConfig};
+pub use gpt2::{Gpt2, Gpt2Config};
 pub use llama::{Llama, LlamaConfig};
 pub use weights::Weights;
 
@@ -85,12 +89,304 @@ pub fn builtin_model_dir() -> PathBuf {
     crate::assets_dir().join("models").join("builtin")
 }
 
+/// The shape of a model of any supported family: what methods count, size and attach by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    /// A decoder of the LLaMA family (LLaMA, SmolLM2, Mistral, Qwen2).
+    Llama(LlamaConfig),
+    /// A BERT encoder with a sequence-classification head.
+    Bert(BertConfig),
+    /// A GPT-2-family decoder.
+    Gpt2(Gpt2Config),
+}
+
+/// The families `ModelFiles::open` reads, by `model_type`.
+pub const SUPPORTED_MODEL_TYPES: &str = "llama, mistral, qwen2, gpt2 (decoders); bert (encoder)";
+
+impl ModelConfig {
+    /// Reads a Hugging Face `config.json`, choosing the family by its `model_type`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let arch = v
+            .get("model_type")
+            .and_then(|m| m.as_str())
+            .unwrap_or("llama")
+            .to_string();
+        match arch.as_str() {
+            "llama" | "mistral" | "qwen2" => Ok(Self::Llama(LlamaConfig::from_value(v, path)?)),
+            "bert" => Ok(Self::Bert(BertConfig::from_value(v, path)?)),
+            "gpt2" => Ok(Self::Gpt2(Gpt2Config::from_value(v, path)?)),
+            other => bail!(
+                "unsupported model_type `{other}` in {} (supported: {SUPPORTED_MODEL_TYPES})",
+                path.display()
+            ),
+        }
+    }
+
+    /// `llama`, `qwen2`, `bert`, …
+    pub fn family(&self) -> String {
+        match self {
+            Self::Llama(c) => c.model_type.clone().unwrap_or_else(|| "llama".into()),
+            Self::Bert(_) => "bert".into(),
+            Self::Gpt2(_) => "gpt2".into(),
+        }
+    }
+
+    /// Whether the model classifies sequences (an encoder with a head) rather than
+    /// predicting the next token.
+    pub fn is_classifier(&self) -> bool {
+        matches!(self, Self::Bert(_))
+    }
+
+    pub fn as_llama(&self) -> Option<&LlamaConfig> {
+        match self {
+            Self::Llama(c) => Some(c),
+            Self::Bert(_) | Self::Gpt2(_) => None,
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.hidden_size,
+            Self::Bert(c) => c.hidden_size,
+            Self::Gpt2(c) => c.n_embd,
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.num_hidden_layers,
+            Self::Bert(c) => c.num_hidden_layers,
+            Self::Gpt2(c) => c.n_layer,
+        }
+    }
+
+    pub fn num_heads(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.num_attention_heads,
+            Self::Bert(c) => c.num_attention_heads,
+            Self::Gpt2(c) => c.n_head,
+        }
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.kv_heads(),
+            Self::Bert(c) => c.num_attention_heads,
+            Self::Gpt2(c) => c.n_head,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.head_dim(),
+            Self::Bert(c) => c.head_dim(),
+            Self::Gpt2(c) => c.head_dim(),
+        }
+    }
+
+    /// Width of the keys and values one layer stores per position.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads() * self.head_dim()
+    }
+
+    pub fn intermediate_size(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.intermediate_size,
+            Self::Bert(c) => c.intermediate_size,
+            Self::Gpt2(c) => c.inner(),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.vocab_size,
+            Self::Bert(c) => c.vocab_size,
+            Self::Gpt2(c) => c.vocab_size,
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.max_position_embeddings,
+            Self::Bert(c) => c.max_position_embeddings,
+            Self::Gpt2(c) => c.n_positions,
+        }
+    }
+
+    /// Every projection in load order: (module path, in features, out features, has a bias).
+    pub fn projections(&self) -> Vec<(String, usize, usize, bool)> {
+        match self {
+            Self::Llama(c) => c.projections(),
+            Self::Bert(c) => c.projections(),
+            Self::Gpt2(c) => c.projections(),
+        }
+    }
+
+    /// Names of the normalisation parameters (RMSNorm gains; LayerNorm gains and shifts).
+    pub fn norm_params(&self) -> Vec<String> {
+        match self {
+            Self::Llama(c) => c.norm_weights(),
+            Self::Bert(c) => c.norm_params(),
+            Self::Gpt2(c) => c.norm_params(),
+        }
+    }
+
+    /// Every tensor of the model with its shape.
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        match self {
+            Self::Llama(c) => c.tensor_shapes(),
+            Self::Bert(c) => c.tensor_shapes(),
+            Self::Gpt2(c) => c.tensor_shapes(),
+        }
+    }
+
+    pub fn param_count(&self) -> usize {
+        match self {
+            Self::Llama(c) => c.param_count(),
+            Self::Bert(c) => c.param_count(),
+            Self::Gpt2(c) => c.param_count(),
+        }
+    }
+
+    /// The module path of block `i` (`model.layers.3`, `bert.encoder.layer.3`).
+    pub fn layer_prefix(&self, i: usize) -> String {
+        match self {
+            Self::Llama(_) => format!("model.layers.{i}"),
+            Self::Bert(_) => BertConfig::layer_prefix(i),
+            Self::Gpt2(_) => Gpt2Config::layer_prefix(i),
+        }
+    }
+
+    /// Modules a task head adds that train under every method (PEFT's `modules_to_save`).
+    pub fn head_modules(&self) -> &'static [&'static str] {
+        match self {
+            Self::Llama(_) | Self::Gpt2(_) => &[],
+            Self::Bert(_) => &["classifier"],
+        }
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        match self {
+            Self::Llama(c) => c.eos_id(),
+            Self::Gpt2(c) => c.eos_token_id,
+            Self::Bert(_) => None,
+        }
+    }
+}
+
+/// The block index of a tensor or module name in either layout (`model.layers.3.…`,
+/// `bert.encoder.layer.3.…`) and the rest of the name after it.
+pub fn layer_of(name: &str) -> Option<(usize, &str)> {
+    let rest = name
+        .strip_prefix("model.layers.")
+        .or_else(|| name.strip_prefix("bert.encoder.layer."))
+        .or_else(|| name.strip_prefix("transformer.h."))?;
+    let (idx, inner) = rest.split_once('.').unwrap_or((rest, ""));
+    Some((idx.parse().ok()?, inner))
+}
+
+/// What a decoder does, whatever its family: hidden states with a key/value cache, and
+/// next-token logits.
+pub trait Decoder {
+    fn device(&self) -> &Device;
+
+    /// Final hidden states `[B, n + T, hidden]` (n prompt embeddings first, if any) and,
+    /// per layer, every key and value attended to (the hooks' prefix, then this
+    /// sequence's): pass them back as `kv_prefix` to continue the sequence one token at a
+    /// time without recomputing it.
+    fn forward_cached(
+        &self,
+        ids: &Tensor,
+        hooks: &Hooks,
+        train: bool,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)>;
+
+    /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+
+    fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
+        Ok(self.forward_cached(ids, hooks, train)?.0)
+    }
+
+    /// Full forward: logits `[B, n + T, vocab]`.
+    fn forward(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
+        self.logits(&self.forward_hidden(ids, hooks, train)?)
+    }
+}
+
+/// A built model of any supported family.
+#[derive(Debug)]
+pub enum Model {
+    Llama(Llama),
+    Bert(Bert),
+    Gpt2(Gpt2),
+}
+
+impl Model {
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            Self::Llama(m) => ModelConfig::Llama(m.config().clone()),
+            Self::Bert(m) => ModelConfig::Bert(m.config().clone()),
+            Self::Gpt2(m) => ModelConfig::Gpt2(m.config().clone()),
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        match self {
+            Self::Llama(m) => m.device(),
+            Self::Bert(m) => m.device(),
+            Self::Gpt2(m) => m.device(),
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Llama(m) => m.num_layers(),
+            Self::Bert(m) => m.num_layers(),
+            Self::Gpt2(m) => m.num_layers(),
+        }
+    }
+
+    /// Input embeddings of `ids: [B, T]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Llama(m) => m.embed(ids),
+            Self::Bert(m) => m.embed(ids),
+            Self::Gpt2(m) => m.embed(ids),
+        }
+    }
+
+    /// Keys and values each layer computes for `ids`, as a cache holds them.
+    pub fn key_values(&self, ids: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
+        match self {
+            Self::Llama(m) => m.key_values(ids),
+            Self::Bert(m) => m.key_values(ids),
+            Self::Gpt2(m) => m.key_values(ids),
+        }
+    }
+
+    /// The decoder, for what only a language model does (next-token logits, generation).
+    pub fn decoder(&self) -> Result<&dyn Decoder> {
+        match self {
+            Self::Llama(m) => Ok(m),
+            Self::Gpt2(m) => Ok(m),
+            Self::Bert(_) => bail!(
+                "this is an encoder that classifies text: it has no next-token logits and does not generate"
+            ),
+        }
+    }
+}
+
 /// A model's files: a Hugging Face folder (`config.json`, `*.safetensors`,
 /// `tokenizer.json`) or one GGUF file, and the configuration read from them.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub source: ModelSource,
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +413,7 @@ impl ModelFiles {
                     path.display()
                 );
             }
-            let config = gguf::config(&path)?;
+            let config = ModelConfig::Llama(gguf::config(&path)?);
             return Ok(Self {
                 source: ModelSource::Gguf(path),
                 config,
@@ -132,7 +428,7 @@ impl ModelFiles {
                 path.display()
             );
         }
-        let config = LlamaConfig::from_file(&path.join("config.json"))?;
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
         Ok(Self {
             source: ModelSource::Folder(path),
             config,
@@ -145,23 +441,35 @@ impl ModelFiles {
         }
     }
 
-    /// The weights, as f32.
+    /// The weights, as f32, under the names the model's family builds from.
     pub fn weights(&self, device: &Device) -> Result<Weights> {
-        match &self.source {
-            ModelSource::Folder(dir) => Weights::load_dir(dir, device),
-            ModelSource::Gguf(file) => Ok(Weights::from_tensors(gguf::tensors(file, device)?)),
+        let mut w = match &self.source {
+            ModelSource::Folder(dir) => Weights::load_dir(dir, device)?,
+            ModelSource::Gguf(file) => Weights::from_tensors(gguf::tensors(file, device)?),
+        };
+        match &self.config {
+            ModelConfig::Bert(c) => c.prepare_weights(&mut w)?,
+            ModelConfig::Gpt2(c) => c.prepare_weights(&mut w)?,
+            ModelConfig::Llama(_) => {}
         }
+        Ok(w)
     }
 
+    /// The tokenizer, without any padding or truncation its file asks for (sentence-
+    /// transformers' files pad every text to 128 tokens): batching pads and cuts here.
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer> {
-        match &self.source {
+        let mut tok = match &self.source {
             ModelSource::Folder(dir) => {
                 let path = dir.join("tokenizer.json");
                 tokenizers::Tokenizer::from_file(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))
+                    .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?
             }
-            ModelSource::Gguf(file) => gguf::tokenizer(file),
-        }
+            ModelSource::Gguf(file) => gguf::tokenizer(file)?,
+        };
+        tok.with_padding(None);
+        tok.with_truncation(None)
+            .map_err(|e| anyhow::anyhow!("cannot turn off the tokenizer's truncation: {e}"))?;
+        Ok(tok)
     }
 
     /// Writes what a Hugging Face folder needs besides its weights into `dir`: a folder's
@@ -182,7 +490,10 @@ impl ModelFiles {
                 }
             }
             ModelSource::Gguf(_) => {
-                let mut cfg = serde_json::to_value(&self.config)?;
+                let ModelConfig::Llama(config) = &self.config else {
+                    bail!("a GGUF model is a LLaMA-family decoder");
+                };
+                let mut cfg = serde_json::to_value(config)?;
                 cfg["model_type"] = "llama".into();
                 cfg["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
                 cfg["torch_dtype"] = "float32".into();
@@ -198,7 +509,7 @@ impl ModelFiles {
 
 /// A model read and built with a method attached.
 pub struct LoadedModel {
-    pub model: Llama,
+    pub model: Model,
     pub weights: Weights,
     pub tokenizer: tokenizers::Tokenizer,
 }
@@ -207,8 +518,12 @@ impl LoadedModel {
     pub fn load(files: &ModelFiles, inj: &mut dyn Injector, device: &Device) -> Result<Self> {
         let tokenizer = files.tokenizer()?;
         let mut weights = files.weights(device)?;
-        let model = Llama::load(&files.config, &mut weights, inj, device)
-            .with_context(|| format!("cannot build the model of {}", files.path().display()))?;
+        let model = match &files.config {
+            ModelConfig::Llama(c) => Llama::load(c, &mut weights, inj, device).map(Model::Llama),
+            ModelConfig::Bert(c) => Bert::load(c, &mut weights, inj).map(Model::Bert),
+            ModelConfig::Gpt2(c) => Gpt2::load(c, &mut weights, inj).map(Model::Gpt2),
+        }
+        .with_context(|| format!("cannot build the model of {}", files.path().display()))?;
         Ok(Self {
             model,
             weights,

@@ -86,6 +86,44 @@ impl Weights {
         Ok(t.clone())
     }
 
+    /// A tensor that trains whatever the method (a task head, as PEFT's `modules_to_save`),
+    /// unless the injector replaces it (an imported adapter that carries its head).
+    pub fn get_trained(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        inj: &dyn Injector,
+    ) -> Result<Tensor> {
+        struct Head<'a>(&'a dyn Injector);
+        impl Injector for Head<'_> {
+            fn trains_base(&self, _name: &str) -> bool {
+                true
+            }
+            fn replace_base(&self, name: &str) -> Option<Tensor> {
+                self.0.replace_base(name)
+            }
+        }
+        self.get(name, shape, &Head(inj))
+    }
+
+    /// Adds (or replaces) a tensor, e.g. a newly initialised head.
+    pub fn insert(&mut self, name: &str, t: Tensor) {
+        self.tensors.insert(name.to_string(), t);
+    }
+
+    /// Drops the tensors `keep` refuses (buffers a checkpoint stores that are not weights).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.tensors.retain(|n, _| keep(n));
+    }
+
+    /// Renames every tensor (a bare encoder's names under its task model's prefix).
+    pub fn rename(&mut self, f: impl Fn(&str) -> String) {
+        self.tensors = std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(n, t)| (f(&n), t))
+            .collect();
+    }
+
     pub fn trained(&self) -> &[(String, Var)] {
         &self.trained
     }

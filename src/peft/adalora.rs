@@ -19,7 +19,7 @@ use super::export::{save_json, save_safetensors};
 use super::init;
 use super::lora::{matches_target, require_attached, validate_branch};
 use super::{ExportContext, Method, RankAllocation};
-use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +136,7 @@ impl AdaloraConfig {
     }
 
     /// Per targeted matrix `init_r·(in + out + 1)` (A, B and E).
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
         model
             .projections()
             .iter()

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::export::{save_json, save_vars};
 use super::init::TrainLinear;
 use super::{ExportContext, Method, MethodConfig};
-use crate::models::{Injector, LlamaConfig, Site, SublayerAdapter};
+use crate::models::{Injector, ModelConfig, Site, SublayerAdapter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -108,9 +108,9 @@ impl AdapterConfig {
     }
 
     /// Per adapter `2·h·m + m + h` (both matrices and biases), one or two per block.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
-        let (h, m) = (model.hidden_size, self.bottleneck);
-        model.num_hidden_layers * self.variant.sites().len() * (2 * h * m + m + h)
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
+        let (h, m) = (model.hidden_size(), self.bottleneck);
+        model.num_layers() * self.variant.sites().len() * (2 * h * m + m + h)
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::export::export_trained_base;
 use super::{ExportContext, Method, MethodConfig};
-use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,22 +41,29 @@ impl BitfitConfig {
         Ok(())
     }
 
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
-        let biases: usize = model
+    /// The model's biases and norm parameters this trains, plus the biases it adds (a
+    /// classifier's head aside, which trains anyway).
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
+        let existing: usize = model
+            .tensor_shapes()
+            .iter()
+            .filter(|(n, _)| !n.starts_with("classifier.") && self.trains(n))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        let added: usize = model
             .projections()
             .iter()
-            .filter(|(.., has_bias)| *has_bias || self.add_missing_biases)
+            .filter(|(.., has_bias)| !*has_bias && self.add_missing_biases)
             .map(|(_, _, o, _)| o)
             .sum();
-        let norms = if self.train_norms {
-            model.norm_weights().len() * model.hidden_size
-        } else {
-            0
-        };
-        biases + norms
+        existing + added
     }
 
-    pub fn note_for(&self, model: &LlamaConfig) -> Option<String> {
+    fn trains(&self, name: &str) -> bool {
+        name.ends_with(".bias") || (self.train_norms && Self::is_norm(name))
+    }
+
+    pub fn note_for(&self, model: &ModelConfig) -> Option<String> {
         let projections = model.projections();
         let with_bias = projections.iter().filter(|p| p.3).count();
         if with_bias > 0 {
@@ -77,7 +84,7 @@ impl BitfitConfig {
 
     fn is_norm(name: &str) -> bool {
         let module = name.strip_suffix(".weight").unwrap_or(name);
-        let leaf = module.rsplit('.').next().unwrap_or(module);
+        let leaf = module.rsplit('.').next().unwrap_or(module).to_lowercase();
         leaf.contains("norm") || leaf.starts_with("ln")
     }
 }
@@ -99,7 +106,7 @@ pub struct Bitfit {
 }
 
 impl Bitfit {
-    pub fn new(cfg: BitfitConfig, model: &LlamaConfig, device: Device) -> Result<Self> {
+    pub fn new(cfg: BitfitConfig, model: &ModelConfig, device: Device) -> Result<Self> {
         if cfg.param_count(model) == 0 {
             bail!(
                 "BitFit has nothing to train: this model has no bias terms and both add_missing_biases and train_norms are off"
@@ -115,7 +122,7 @@ impl Bitfit {
 
 impl Injector for Bitfit {
     fn trains_base(&self, name: &str) -> bool {
-        name.ends_with(".bias") || (self.cfg.train_norms && BitfitConfig::is_norm(name))
+        self.cfg.trains(name)
     }
 
     fn linear_adapter(

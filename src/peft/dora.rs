@@ -14,10 +14,10 @@ use super::lora::{
     LoraBranch, LoraConfig, export_lora_folder, matches_target, new_branch, require_attached,
 };
 use super::{ExportContext, Method};
-use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 /// LoRA's count plus one magnitude per output of each targeted projection.
-pub fn param_count(cfg: &LoraConfig, model: &LlamaConfig) -> usize {
+pub fn param_count(cfg: &LoraConfig, model: &ModelConfig) -> usize {
     cfg.param_count(model)
         + model
             .projections()

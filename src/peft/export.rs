@@ -125,3 +125,67 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<usize> {
     })?;
     Ok(n)
 }
+
+/// Finishes an export in `dir` for its model's family. GPT-2: `fan_in_fan_out = true` in a
+/// PEFT config (its projections are Conv1D). A classifier's head: in a
+/// PEFT folder the head's tensors go into `adapter_model.safetensors` under their module
+/// path and `adapter_config.json` says `task_type = "SEQ_CLS"`, `modules_to_save =
+/// ["classifier"]`, as PEFT saves a sequence-classification adapter; the project's own
+/// format already holds them among the trained tensors. `labels.json` names the classes.
+pub fn finish_for_model(
+    dir: &Path,
+    model: &crate::models::ModelConfig,
+    trained: &[(String, candle_core::Var)],
+) -> Result<()> {
+    let config_file = dir.join("adapter_config.json");
+    // GPT-2's projections are Conv1D: PEFT needs to know to transpose when merging.
+    if matches!(model, crate::models::ModelConfig::Gpt2(_)) && config_file.is_file() {
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+        if cfg.get("fan_in_fan_out").is_some() {
+            cfg["fan_in_fan_out"] = true.into();
+            save_json(&config_file, &cfg)?;
+        }
+    }
+    let crate::models::ModelConfig::Bert(bert) = model else {
+        return Ok(());
+    };
+    let adapter_file = dir.join("adapter_model.safetensors");
+    if adapter_file.is_file() && config_file.is_file() {
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+        // Prompt-learning methods wrap the model itself (`base_model.classifier`); the
+        // others wrap it in a tuner (`base_model.model.classifier`).
+        let prompt_learning = matches!(
+            cfg["peft_type"].as_str(),
+            Some("PROMPT_TUNING" | "P_TUNING" | "PREFIX_TUNING")
+        );
+        let prefix = if prompt_learning {
+            "base_model."
+        } else {
+            "base_model.model."
+        };
+        let head = trained
+            .iter()
+            .filter(|(n, _)| n.starts_with("classifier."))
+            .map(|(n, v)| (format!("{prefix}{n}"), v.as_tensor().clone()));
+        let mut tensors: Vec<(String, Tensor)> =
+            candle_core::safetensors::load(&adapter_file, &candle_core::Device::Cpu)?
+                .into_iter()
+                .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors.extend(head);
+        save_safetensors(&adapter_file, &tensors)?;
+        cfg["task_type"] = "SEQ_CLS".into();
+        cfg["modules_to_save"] = serde_json::json!(["classifier"]);
+        save_json(&config_file, &cfg)?;
+    }
+    let id2label: serde_json::Map<String, serde_json::Value> = bert
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), l.clone().into()))
+        .collect();
+    save_json(
+        &dir.join("labels.json"),
+        &serde_json::json!({ "id2label": id2label }),
+    )
+}

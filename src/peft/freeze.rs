@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::{ExportContext, Method, MethodConfig, export::export_trained_base};
-use crate::models::{Injector, LlamaConfig};
+use crate::models::{Injector, ModelConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,12 +43,12 @@ impl Default for FreezeConfig {
 
 impl FreezeConfig {
     /// Elements of the base tensors this configuration trains.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
-        let f = Freeze::new(self.clone(), model.num_hidden_layers);
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
+        let f = Freeze::new(self.clone(), model.num_layers());
         model
             .tensor_shapes()
             .iter()
-            .filter(|(n, _)| f.trains_base(n))
+            .filter(|(n, _)| !n.starts_with("classifier.") && f.trains_base(n))
             .map(|(_, s)| s.iter().product::<usize>())
             .sum()
     }
@@ -91,11 +91,7 @@ impl Injector for Freeze {
             .strip_suffix(".weight")
             .or(name.strip_suffix(".bias"))
             .unwrap_or(name);
-        if let Some(rest) = module.strip_prefix("model.layers.") {
-            let (idx, inner) = rest.split_once('.').unwrap_or((rest, ""));
-            let Ok(idx) = idx.parse::<usize>() else {
-                return false;
-            };
+        if let Some((idx, inner)) = crate::models::layer_of(module) {
             return idx >= self.first_trainable_layer()
                 && self
                     .cfg

@@ -12,7 +12,7 @@ use super::export::{save_json, save_safetensors};
 use super::init;
 use super::lora::{matches_target, require_attached};
 use super::{ExportContext, Method};
-use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +67,7 @@ impl Ia3Config {
     }
 
     /// One value per output of each targeted projection (per input for feed-forward ones).
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
         model
             .projections()
             .iter()

@@ -21,7 +21,7 @@ use super::init::TrainLinear;
 use super::lora::{LoraBranch, matches_target};
 use super::prefix_tuning::prefix_to_kv;
 use crate::models::{
-    Hooks, Injector, LinearAdapter, LlamaConfig, LoadedModel, ModelFiles, NoMethod, Projection,
+    Hooks, Injector, LinearAdapter, LoadedModel, ModelConfig, ModelFiles, NoMethod, Projection,
     Site, SublayerAdapter,
 };
 
@@ -114,7 +114,7 @@ fn expect_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
 
 impl ImportedAdapter {
     /// Reads the adapter folder `dir` for a model of shape `model`.
-    pub fn load(dir: &Path, model: &LlamaConfig, device: &Device) -> Result<Self> {
+    pub fn load(dir: &Path, model: &ModelConfig, device: &Device) -> Result<Self> {
         if !dir.is_dir() {
             bail!("adapter folder {} does not exist", dir.display());
         }
@@ -163,10 +163,12 @@ impl ImportedAdapter {
         }
     }
 
-    fn from_peft(cfg: &Value, mut bag: TensorBag, model: &LlamaConfig) -> Result<Self> {
+    fn from_peft(cfg: &Value, mut bag: TensorBag, model: &ModelConfig) -> Result<Self> {
         let peft_type = cfg["peft_type"].as_str().unwrap_or("");
         let base = cfg["base_model_name_or_path"].as_str().map(str::to_string);
-        if cfg["fan_in_fan_out"].as_bool() == Some(true) {
+        if cfg["fan_in_fan_out"].as_bool() == Some(true)
+            && !matches!(model, crate::models::ModelConfig::Gpt2(_))
+        {
             bail!(
                 "fan_in_fan_out adapters (GPT-2's Conv1D layout) are not supported for this model"
             );
@@ -272,7 +274,7 @@ impl ImportedAdapter {
                         "num_transformer_submodules = {subs}: only decoder models (1) are supported"
                     );
                 }
-                expect_shape("prompt_embeddings", &p, &[n, model.hidden_size])?;
+                expect_shape("prompt_embeddings", &p, &[n, model.hidden_size()])?;
                 out.hooks.prompt_embeds = Some(p.to_dtype(DType::F32)?);
             }
             "PREFIX_TUNING" => {
@@ -280,7 +282,7 @@ impl ImportedAdapter {
                 let n = cfg["num_virtual_tokens"]
                     .as_u64()
                     .unwrap_or(p.dim(0)? as u64) as usize;
-                let width = 2 * model.num_hidden_layers * model.kv_dim();
+                let width = 2 * model.num_layers() * model.kv_dim();
                 expect_shape("prompt_embeddings", &p, &[n, width])?;
                 out.hooks.kv_prefix = Some(prefix_to_kv(&p.to_dtype(DType::F32)?, model)?);
             }
@@ -293,7 +295,11 @@ impl ImportedAdapter {
         let rest: Vec<String> = bag.0.keys().cloned().collect();
         let shapes: HashMap<String, Vec<usize>> = model.tensor_shapes().into_iter().collect();
         for key in rest {
-            if let Some(name) = key.strip_prefix("base_model.model.")
+            // Under a tuner (LoRA, IA3, …) or, for prompt learning, the model itself.
+            let name = key
+                .strip_prefix("base_model.model.")
+                .or_else(|| key.strip_prefix("base_model."));
+            if let Some(name) = name
                 && shapes.contains_key(name)
             {
                 let t = bag.take(&key)?;
@@ -311,7 +317,7 @@ impl ImportedAdapter {
         Ok(out)
     }
 
-    fn from_ours(cfg: &Value, mut bag: TensorBag, model: &LlamaConfig) -> Result<Self> {
+    fn from_ours(cfg: &Value, mut bag: TensorBag, model: &ModelConfig) -> Result<Self> {
         let format = cfg["format"].as_str().unwrap_or("");
         let base = cfg["base_model_name_or_path"].as_str().map(str::to_string);
         let mut out = Self::empty(format!("peft-workbench {format}"), base);
@@ -348,8 +354,8 @@ impl ImportedAdapter {
                 let activation: Activation =
                     serde_json::from_value(cfg["method"]["activation"].clone())
                         .context("method.json names no adapter activation")?;
-                let h = model.hidden_size;
-                for layer in 0..model.num_hidden_layers {
+                let h = model.hidden_size();
+                for layer in 0..model.num_layers() {
                     for (site, name) in [
                         (Site::AfterAttention, "attention_adapter"),
                         (Site::AfterMlp, "output_adapter"),
@@ -450,7 +456,19 @@ impl ImportedAdapter {
             }
             merged += 1;
         }
-        let mut sorted: Vec<(String, Tensor)> = tensors.into_iter().collect();
+        let mut sorted: Vec<(String, Tensor)> = tensors
+            .into_iter()
+            .map(|(n, t)| {
+                // Back to the checkpoint's own layout (GPT-2's Conv1D weights are [in, out]).
+                let t = match &model.config {
+                    crate::models::ModelConfig::Gpt2(_) => {
+                        crate::models::Gpt2Config::file_layout(&n, &t)?
+                    }
+                    _ => t,
+                };
+                Ok((n, t))
+            })
+            .collect::<Result<_>>()?;
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         write_dir_atomic(out, |d| {
             save_safetensors(&d.join("model.safetensors"), &sorted)?;
@@ -463,7 +481,12 @@ impl ImportedAdapter {
 /// The model (`"builtin"`, a folder or a `.gguf` file) on the CPU with the adapter folder,
 /// if any, attached, and the hooks to pass with each forward pass.
 pub fn load_adapted(model: &str, adapter: Option<&Path>) -> Result<(LoadedModel, Hooks)> {
-    let files = ModelFiles::open(model)?;
+    let mut files = ModelFiles::open(model)?;
+    if let (crate::models::ModelConfig::Bert(c), Some(dir)) = (&mut files.config, adapter)
+        && let Some(labels) = read_labels(dir)?
+    {
+        c.labels = labels;
+    }
     let device = Device::Cpu;
     let Some(adapter) = adapter else {
         return Ok((
@@ -477,8 +500,36 @@ pub fn load_adapted(model: &str, adapter: Option<&Path>) -> Result<(LoadedModel,
     Ok((loaded, imported.hooks().clone()))
 }
 
-/// Token ids of `text` (with the tokenizer's special tokens) and the logits at its last
-/// position, from the model with the adapter folder attached.
+/// The class names a classifier's export records (`labels.json`), if it has them.
+pub fn read_labels(adapter: &Path) -> Result<Option<Vec<String>>> {
+    let path = adapter.join("labels.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let v = load_json(&path)?;
+    let map = v["id2label"]
+        .as_object()
+        .with_context(|| format!("{} has no id2label map", path.display()))?;
+    let mut labels: Vec<(usize, String)> = map
+        .iter()
+        .map(|(k, l)| {
+            Ok((
+                k.parse()
+                    .with_context(|| format!("{}: label id `{k}`", path.display()))?,
+                l.as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    labels.sort();
+    if labels.iter().enumerate().any(|(i, (k, _))| i != *k) {
+        bail!("{}: label ids must be 0, 1, 2, …", path.display());
+    }
+    Ok(Some(labels.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// Token ids of `text` (with the tokenizer's special tokens) and, from the model with the
+/// adapter folder attached, the logits at its last position (a decoder's next token) or
+/// its class logits (a classifier).
 pub fn last_logits(
     model: &str,
     adapter: Option<&Path>,
@@ -496,7 +547,11 @@ pub fn last_logits(
         bail!("the text gives no tokens");
     }
     let input = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
-    let logits = loaded.model.forward(&input, &hooks, false)?;
+    if let crate::models::Model::Bert(bert) = &loaded.model {
+        let logits = bert.classify(&input, &[ids.len()], &hooks, false)?;
+        return Ok((ids, logits.squeeze(0)?.to_vec1::<f32>()?));
+    }
+    let logits = loaded.model.decoder()?.forward(&input, &hooks, false)?;
     let last = logits
         .squeeze(0)?
         .get(logits.dim(1)? - 1)?

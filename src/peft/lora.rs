@@ -11,7 +11,7 @@ use std::path::Path;
 use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
-use crate::models::{Injector, LinearAdapter, LlamaConfig, Projection};
+use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,7 @@ impl LoraConfig {
     }
 
     /// Σ r·(in + out) over the targeted projections.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
         model
             .projections()
             .iter()

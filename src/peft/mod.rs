@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor, Var, backprop::GradStore};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::models::{Hooks, Injector, Llama, LlamaConfig};
+use crate::models::{Hooks, Injector, Model, ModelConfig};
 
 /// A method and its parameters, tagged by `kind` in TOML (`[method] kind = "lora"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl Default for MethodConfig {
 
 /// What building a method needs to know about the run.
 pub struct BuildContext<'a> {
-    pub model: &'a LlamaConfig,
+    pub model: &'a ModelConfig,
     pub seed: u64,
     pub device: &'a Device,
     /// The run's optimizer steps (AdaLoRA's budget schedule spans them).
@@ -193,10 +193,93 @@ impl MethodConfig {
         }
     }
 
+    /// The configuration in `model`'s module names: the LLaMA projection names (the
+    /// defaults) become the modules that do the same job on a BERT or GPT-2 model (`q_proj`
+    /// → `query` or `c_attn`, `down_proj` → `output.dense` or `mlp.c_proj`, …; one with no
+    /// counterpart, such as `gate_proj`, is dropped), as PEFT picks target modules per
+    /// architecture. Also says what changed.
+    pub fn for_model(&self, model: &ModelConfig) -> (MethodConfig, Option<String>) {
+        const BERT: [(&str, Option<&str>); 7] = [
+            ("q_proj", Some("query")),
+            ("k_proj", Some("key")),
+            ("v_proj", Some("value")),
+            ("o_proj", Some("attention.output.dense")),
+            ("gate_proj", None),
+            ("up_proj", Some("intermediate.dense")),
+            ("down_proj", Some("output.dense")),
+        ];
+        // GPT-2 computes queries, keys and values in one projection.
+        const GPT2: [(&str, Option<&str>); 7] = [
+            ("q_proj", Some("c_attn")),
+            ("k_proj", Some("c_attn")),
+            ("v_proj", Some("c_attn")),
+            ("o_proj", Some("attn.c_proj")),
+            ("gate_proj", None),
+            ("up_proj", Some("c_fc")),
+            ("down_proj", Some("mlp.c_proj")),
+        ];
+        let equivalents: &[(&str, Option<&str>)] = match model {
+            ModelConfig::Bert(_) => &BERT,
+            ModelConfig::Gpt2(_) => &GPT2,
+            ModelConfig::Llama(_) => return (self.clone(), None),
+        };
+        let mut changed = Vec::new();
+        let mut map = |names: &mut Vec<String>| {
+            let mut out: Vec<String> = Vec::new();
+            for n in names.iter() {
+                match equivalents.iter().find(|(l, _)| l == n) {
+                    Some((_, Some(b))) => {
+                        changed.push(format!("{n} -> {b}"));
+                        if !out.iter().any(|o| o == b) {
+                            out.push(b.to_string());
+                        }
+                    }
+                    Some((_, None)) => changed.push(format!("{n} dropped")),
+                    None => out.push(n.clone()),
+                }
+            }
+            *names = out;
+        };
+        let mut c = self.clone();
+        match &mut c {
+            MethodConfig::Lora(l) | MethodConfig::Dora(l) => map(&mut l.target_modules),
+            MethodConfig::Adalora(a) => map(&mut a.target_modules),
+            MethodConfig::Ia3(i) => {
+                map(&mut i.target_modules);
+                map(&mut i.feedforward_modules);
+            }
+            _ => {}
+        }
+        changed.dedup();
+        let note = (!changed.is_empty()).then(|| {
+            format!(
+                "{}'s target modules are LLaMA names; on this {} model: {}",
+                self.display_name(),
+                model.family().to_uppercase(),
+                changed.join(", ")
+            )
+        });
+        (c, note)
+    }
+
     /// How many parameters the method trains on a model of shape `model`, from the
     /// method's formula (shown before a run starts; the tests check it against the count
-    /// of the built method).
-    pub fn trainable_params(&self, model: &LlamaConfig) -> usize {
+    /// of the built method), a classifier's head included.
+    pub fn trainable_params(&self, model: &ModelConfig) -> usize {
+        let head: usize = model
+            .tensor_shapes()
+            .iter()
+            .filter(|(n, _)| n.starts_with("classifier."))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        match self {
+            MethodConfig::Full(_) => model.param_count(),
+            _ => head + self.for_model(model).0.method_params(model),
+        }
+    }
+
+    /// What the method itself trains (a classifier's head aside).
+    fn method_params(&self, model: &ModelConfig) -> usize {
         match self {
             MethodConfig::Full(_) => model.param_count(),
             MethodConfig::Freeze(c) => c.param_count(model),
@@ -215,20 +298,20 @@ impl MethodConfig {
 
     /// Something the user should know about this method on this model before training
     /// (e.g. BitFit on a model without bias terms).
-    pub fn note_for(&self, model: &LlamaConfig) -> Option<String> {
+    pub fn note_for(&self, model: &ModelConfig) -> Option<String> {
         match self {
             MethodConfig::Bitfit(c) => c.note_for(model),
-            _ => None,
+            _ => self.for_model(model).1,
         }
     }
 
     /// The method, ready to attach to a model.
     pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
         let (seed, device) = (ctx.seed, ctx.device.clone());
-        Ok(match self {
+        Ok(match &self.for_model(ctx.model).0 {
             MethodConfig::Full(c) => Box::new(full::Full::new(c.clone())),
             MethodConfig::Freeze(c) => {
-                Box::new(freeze::Freeze::new(c.clone(), ctx.model.num_hidden_layers))
+                Box::new(freeze::Freeze::new(c.clone(), ctx.model.num_layers()))
             }
             MethodConfig::Lora(c) => Box::new(lora::Lora::new(c.clone(), seed, device)),
             MethodConfig::Dora(c) => Box::new(dora::Dora::new(c.clone(), seed, device)),
@@ -268,7 +351,7 @@ pub struct ExportContext<'a> {
     /// Base tensors the run trained (full fine-tuning, Freeze, BitFit), by checkpoint name.
     pub trained_base: &'a [(String, Var)],
     /// The model's shape (prompt methods record layers, heads and widths).
-    pub model: &'a LlamaConfig,
+    pub model: &'a ModelConfig,
 }
 
 /// Rank each adapted matrix keeps after an AdaLoRA budget step, for the live heat map.
@@ -291,7 +374,7 @@ pub trait Method: Injector + Send {
         Ok(())
     }
     /// Called once the model is built (prompt tuning initialises from token embeddings).
-    fn on_loaded(&mut self, _model: &Llama, _tokenizer: &tokenizers::Tokenizer) -> Result<()> {
+    fn on_loaded(&mut self, _model: &Model, _tokenizer: &tokenizers::Tokenizer) -> Result<()> {
         Ok(())
     }
     /// Prompt embeddings and key/value prefixes for a forward pass.
@@ -318,4 +401,60 @@ pub trait Method: Injector + Send {
     }
     /// Writes the trained weights into `dir` (which exists and is empty).
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bert() -> ModelConfig {
+        ModelConfig::Bert(
+            serde_json::from_value(serde_json::json!({
+                "hidden_size": 16, "intermediate_size": 24, "num_attention_heads": 4,
+                "num_hidden_layers": 2, "vocab_size": 40
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// LLaMA module names become BERT's on a BERT model, with a note; names that are
+    /// already BERT's stay, and a LLaMA model is left alone.
+    #[test]
+    fn target_modules_follow_the_model() {
+        let (c, note) = MethodConfig::Ia3(Default::default()).for_model(&bert());
+        let MethodConfig::Ia3(c) = c else { panic!() };
+        assert_eq!(c.target_modules, ["key", "value", "output.dense"]);
+        assert_eq!(c.feedforward_modules, ["output.dense"]);
+        assert!(note.unwrap().contains("k_proj -> key"));
+        let lora = lora::LoraConfig {
+            target_modules: vec!["query".into(), "gate_proj".into()],
+            ..Default::default()
+        };
+        let (c, note) = MethodConfig::Lora(lora.clone()).for_model(&bert());
+        let MethodConfig::Lora(c) = c else { panic!() };
+        assert_eq!(c.target_modules, ["query"]);
+        assert!(note.unwrap().contains("gate_proj dropped"));
+        let builtin = crate::models::ModelConfig::from_file(
+            &crate::models::builtin_model_dir().join("config.json"),
+        )
+        .unwrap();
+        assert_eq!(
+            MethodConfig::Lora(lora.clone()).for_model(&builtin),
+            (MethodConfig::Lora(lora), None)
+        );
+    }
+
+    /// On a classifier every method's count includes the head it trains.
+    #[test]
+    fn counts_include_a_classifiers_head() {
+        let m = bert();
+        let head = 2 * 16 + 2;
+        let lora = MethodConfig::Lora(Default::default());
+        // q_proj, v_proj -> query, value: 2 layers × 2 × r(16 + 16).
+        assert_eq!(lora.trainable_params(&m), 2 * 2 * 8 * 32 + head);
+        assert_eq!(
+            MethodConfig::Full(Default::default()).trainable_params(&m),
+            m.param_count()
+        );
+    }
 }

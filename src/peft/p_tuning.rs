@@ -17,7 +17,7 @@ use super::prompt_tuning::{
     default_tokens, prompt_learning_config, save_prompt_adapter, validate_tokens,
 };
 use super::{ExportContext, Method};
-use crate::models::{Hooks, Injector, LlamaConfig};
+use crate::models::{Hooks, Injector, ModelConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -92,8 +92,8 @@ impl PTuningConfig {
 
     /// Embedding n·d plus the encoder: per LSTM layer and direction `4h·(in + h) + 8h`
     /// (PyTorch's two bias vectors), then the two-layer head; or the three-layer MLP.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
-        let (d, h) = (model.hidden_size, self.encoder_hidden_size);
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
+        let (d, h) = (model.hidden_size(), self.encoder_hidden_size);
         let lin = TrainLinear::param_count;
         let encoder = match self.encoder_type {
             EncoderType::Lstm => {
@@ -211,9 +211,9 @@ pub struct PTuning {
 }
 
 impl PTuning {
-    pub fn new(cfg: PTuningConfig, model: &LlamaConfig, seed: u64, device: Device) -> Result<Self> {
+    pub fn new(cfg: PTuningConfig, model: &ModelConfig, seed: u64, device: Device) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5054_756e);
-        let (d, h) = (model.hidden_size, cfg.encoder_hidden_size);
+        let (d, h) = (model.hidden_size(), cfg.encoder_hidden_size);
         let embedding = init::normal(&mut rng, &[cfg.num_virtual_tokens, d], 1.0, &device)?;
         let encoder = match cfg.encoder_type {
             EncoderType::Lstm => {
@@ -313,9 +313,9 @@ impl Method for PTuning {
         let mut c = prompt_learning_config(
             "P_TUNING",
             self.cfg.num_virtual_tokens,
-            m.hidden_size,
-            m.num_hidden_layers,
-            m.num_attention_heads,
+            m.hidden_size(),
+            m.num_layers(),
+            m.num_heads(),
             ctx.base_model,
         );
         let kind = match self.cfg.encoder_type {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::prefix_tuning::{PrefixTuning, PrefixTuningConfig};
 use super::prompt_tuning::{default_tokens, validate_tokens};
-use crate::models::LlamaConfig;
+use crate::models::ModelConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,11 +46,11 @@ impl PTuningV2Config {
     }
 
     /// n · layers · 2 · kv_dim.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
         self.as_prefix().param_count(model)
     }
 
-    pub fn build(&self, model: &LlamaConfig, seed: u64, device: Device) -> Result<PrefixTuning> {
+    pub fn build(&self, model: &ModelConfig, seed: u64, device: Device) -> Result<PrefixTuning> {
         let text = (!self.init_text.trim().is_empty()).then(|| self.init_text.clone());
         Ok(PrefixTuning::new(self.as_prefix(), model, seed, device)?.with_init_text(text))
     }

@@ -16,7 +16,7 @@ use super::prompt_tuning::{
     default_tokens, init_text_ids, prompt_learning_config, save_prompt_adapter, validate_tokens,
 };
 use super::{ExportContext, Method};
-use crate::models::{Hooks, Injector, LlamaConfig};
+use crate::models::{Hooks, Injector, ModelConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,13 +60,13 @@ impl PrefixTuningConfig {
     }
 
     /// With the projection `n·d + (d·h + h) + (h·2Ld + 2Ld)`; without, `n·2Ld`.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
         let (n, d, h) = (
             self.num_virtual_tokens,
             model.kv_dim(),
             self.encoder_hidden_size,
         );
-        let out = 2 * model.num_hidden_layers * d;
+        let out = 2 * model.num_layers() * d;
         if self.prefix_projection {
             n * d + TrainLinear::param_count(d, h) + TrainLinear::param_count(h, out)
         } else {
@@ -78,9 +78,9 @@ impl PrefixTuningConfig {
 /// Splits prefixes `[n, layers·2·kv_dim]` (PEFT's layout) into one (key, value) pair per
 /// layer, each `[1, kv_heads, n, head_dim]`: reshaped `(n, 2L, kv_heads, head_dim)` and
 /// permuted so entry 2l is layer l's key and 2l + 1 its value.
-pub fn prefix_to_kv(flat: &Tensor, model: &LlamaConfig) -> Result<Vec<(Tensor, Tensor)>> {
+pub fn prefix_to_kv(flat: &Tensor, model: &ModelConfig) -> Result<Vec<(Tensor, Tensor)>> {
     let n = flat.dim(0)?;
-    let layers = model.num_hidden_layers;
+    let layers = model.num_layers();
     let per = flat
         .reshape((n, 2 * layers, model.kv_heads(), model.head_dim()))?
         .permute((1, 2, 0, 3))?;
@@ -107,7 +107,7 @@ enum Source {
 
 pub struct PrefixTuning {
     cfg: PrefixTuningConfig,
-    model: LlamaConfig,
+    model: ModelConfig,
     source: Source,
     /// Start directly trained prefixes from the keys and values the model computes for
     /// this text (P-Tuning v2's `init_text`).
@@ -119,7 +119,7 @@ impl PrefixTuning {
     /// with PyTorch's default initialisation.
     pub fn new(
         cfg: PrefixTuningConfig,
-        model: &LlamaConfig,
+        model: &ModelConfig,
         seed: u64,
         device: Device,
     ) -> Result<Self> {
@@ -129,7 +129,7 @@ impl PrefixTuning {
             model.kv_dim(),
             cfg.encoder_hidden_size,
         );
-        let width = 2 * model.num_hidden_layers * d;
+        let width = 2 * model.num_layers() * d;
         let source = if cfg.prefix_projection {
             Source::Projection {
                 embedding: init::normal(&mut rng, &[n, d], 1.0, &device)?,
@@ -188,7 +188,7 @@ pub fn kv_to_prefix(kv: &[(Tensor, Tensor)]) -> Result<Tensor> {
 impl Method for PrefixTuning {
     fn on_loaded(
         &mut self,
-        model: &crate::models::Llama,
+        model: &crate::models::Model,
         tokenizer: &tokenizers::Tokenizer,
     ) -> Result<()> {
         let (Some(text), Source::Direct(prefixes)) = (&self.init_text, &self.source) else {
@@ -237,7 +237,7 @@ impl Method for PrefixTuning {
             "PREFIX_TUNING",
             self.cfg.num_virtual_tokens,
             m.kv_dim(),
-            m.num_hidden_layers,
+            m.num_layers(),
             m.kv_heads(),
             ctx.base_model,
         );
@@ -260,11 +260,13 @@ mod tests {
 
     #[test]
     fn packing_key_values_inverts_the_split() {
-        let model: LlamaConfig = serde_json::from_value(serde_json::json!({
-            "hidden_size": 16, "intermediate_size": 8, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 10
-        }))
-        .unwrap();
+        let model = ModelConfig::Llama(
+            serde_json::from_value(serde_json::json!({
+                "hidden_size": 16, "intermediate_size": 8, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "num_hidden_layers": 3, "vocab_size": 10
+            }))
+            .unwrap(),
+        );
         let flat = Tensor::arange(0f32, (5 * 3 * 2 * 8) as f32, &Device::Cpu)
             .unwrap()
             .reshape((5, 48))

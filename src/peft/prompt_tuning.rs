@@ -12,7 +12,7 @@ use std::path::Path;
 use super::export::{save_json, save_safetensors};
 use super::init;
 use super::{ExportContext, Method};
-use crate::models::{Hooks, Injector, Llama, LlamaConfig};
+use crate::models::{Hooks, Injector, Model, ModelConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -100,8 +100,8 @@ impl PromptTuningConfig {
     }
 
     /// n × hidden.
-    pub fn param_count(&self, model: &LlamaConfig) -> usize {
-        self.num_virtual_tokens * model.hidden_size
+    pub fn param_count(&self, model: &ModelConfig) -> usize {
+        self.num_virtual_tokens * model.hidden_size()
     }
 }
 
@@ -115,14 +115,14 @@ pub struct PromptTuning {
 impl PromptTuning {
     pub fn new(
         cfg: PromptTuningConfig,
-        model: &LlamaConfig,
+        model: &ModelConfig,
         seed: u64,
         device: Device,
     ) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5072_6f6d);
         let prompt = init::normal(
             &mut rng,
-            &[cfg.num_virtual_tokens, model.hidden_size],
+            &[cfg.num_virtual_tokens, model.hidden_size()],
             1.0,
             &device,
         )?;
@@ -202,14 +202,14 @@ impl Method for PromptTuning {
         vec![("prompt_embeddings".into(), self.prompt.clone())]
     }
 
-    fn on_loaded(&mut self, model: &Llama, tokenizer: &tokenizers::Tokenizer) -> Result<()> {
+    fn on_loaded(&mut self, model: &Model, tokenizer: &tokenizers::Tokenizer) -> Result<()> {
         let n = self.cfg.num_virtual_tokens;
         let device = self.prompt.device().clone();
         let ids = match self.cfg.init {
             PromptInit::Random => return Ok(()),
             PromptInit::Text => init_text_ids(tokenizer, &self.cfg.init_text, n, &device)?,
             PromptInit::SampleVocab => {
-                let vocab = model.config().vocab_size as u32;
+                let vocab = model.config().vocab_size() as u32;
                 let ids: Vec<u32> = (0..n).map(|_| self.rng.random_range(0..vocab)).collect();
                 Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?
             }
@@ -231,9 +231,9 @@ impl Method for PromptTuning {
         let mut c = prompt_learning_config(
             "PROMPT_TUNING",
             self.cfg.num_virtual_tokens,
-            m.hidden_size,
-            m.num_hidden_layers,
-            m.num_attention_heads,
+            m.hidden_size(),
+            m.num_layers(),
+            m.num_heads(),
             ctx.base_model,
         );
         c.insert(

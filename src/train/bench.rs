@@ -111,15 +111,24 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     )?;
 
     let mut rng = StdRng::seed_from_u64(0);
-    let vocab = files.config.vocab_size as u32;
+    let vocab = files.config.vocab_size() as u32;
     let tokens: Vec<u32> = (0..a.batch * (a.seq + 1))
         .map(|_| rng.random_range(0..vocab))
         .collect();
     let all = Tensor::from_vec(tokens, (a.batch, a.seq + 1), &device)?;
     let inputs = all.narrow(1, 0, a.seq)?;
     let targets = all.narrow(1, 1, a.seq)?.flatten_all()?;
+    let classes: Vec<u32> = (0..a.batch).map(|i| (i % 2) as u32).collect();
+    let classes = Tensor::from_vec(classes, a.batch, &device)?;
+    let lengths = vec![a.seq; a.batch];
     let loss_of = |method: &dyn crate::peft::Method, train: bool| -> Result<Tensor> {
         let hooks = method.hooks(train)?;
+        // A classifier's step: the same tokens, a class per sequence.
+        if let crate::models::Model::Bert(model) = model {
+            let logits = model.classify(&inputs, &lengths, &hooks, train)?;
+            return Ok(super::loss::cross_entropy(&logits, &classes)?);
+        }
+        let model = model.decoder()?;
         let hidden = model.forward_hidden(&inputs, &hooks, train)?;
         let l = hidden.dim(1)?;
         let hidden = hidden.narrow(1, l - a.seq, a.seq)?;

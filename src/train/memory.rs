@@ -1,7 +1,7 @@
 //! How much memory a run will need, estimated before anything is loaded, so that a model
 //! too large for the machine is refused with the figure instead of failing mid-way.
 
-use crate::models::LlamaConfig;
+use crate::models::ModelConfig;
 
 /// Bytes a training run needs, roughly: the f32 weights, for each trained value its gradient
 /// and AdamW's two moments, the activations kept for the backward pass, and the logits.
@@ -9,15 +9,21 @@ use crate::models::LlamaConfig;
 /// `8·B·heads·T²` for attention, the logits four copies: calibrated on `bench` peaks (LoRA,
 /// batch 8 × 128: built-in model 790 MB measured, 690 MB estimated; SmolLM2-135M 8.8 GB
 /// measured, 7.6 GB estimated), since candle's backward holds every intermediate tensor.
-pub fn training_bytes(model: &LlamaConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
+pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
     let f = 4u64;
     let weights = model.param_count() as u64 * f;
     let optimizer = trainable as u64 * 3 * f;
     let (b, t) = (batch as u64, seq as u64);
-    let per_layer = b * t * (40 * model.hidden_size as u64 + 12 * model.intermediate_size as u64)
-        + 8 * b * model.num_attention_heads as u64 * t * t;
-    let activations = per_layer * model.num_hidden_layers as u64 * f;
-    let logits = 4 * b * t * model.vocab_size as u64 * f;
+    let per_layer =
+        b * t * (40 * model.hidden_size() as u64 + 12 * model.intermediate_size() as u64)
+            + 8 * b * model.num_heads() as u64 * t * t;
+    let activations = per_layer * model.num_layers() as u64 * f;
+    // A classifier scores classes, not the vocabulary.
+    let logits = if model.is_classifier() {
+        0
+    } else {
+        4 * b * t * model.vocab_size() as u64 * f
+    };
     weights + optimizer + activations + logits
 }
 
@@ -75,11 +81,13 @@ mod tests {
 
     #[test]
     fn estimate_grows_with_the_work_and_refusal_names_both_figures() {
-        let m: LlamaConfig = serde_json::from_value(serde_json::json!({
-            "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
-            "num_key_value_heads": 3, "num_hidden_layers": 30, "vocab_size": 49152
-        }))
-        .unwrap();
+        let m = ModelConfig::Llama(
+            serde_json::from_value(serde_json::json!({
+                "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
+                "num_key_value_heads": 3, "num_hidden_layers": 30, "vocab_size": 49152
+            }))
+            .unwrap(),
+        );
         let small = training_bytes(&m, 1_000, 1, 32);
         assert!(small > m.param_count() as u64 * 4);
         assert!(training_bytes(&m, 1_000, 8, 128) > small);

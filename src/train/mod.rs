@@ -20,9 +20,9 @@ use std::time::Instant;
 use crate::config::RunConfig;
 use crate::data::{
     self, Dataset, Metric,
-    batch::{Batch, Encoded, encode_all},
+    batch::{Batch, ClassBatch, Encoded, encode_all, encode_labeled},
 };
-use crate::models::{Hooks, Llama, LlamaConfig, LoadedModel, ModelFiles};
+use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles};
 use crate::peft::{
     BuildContext, ExportContext, Method,
     export::{save_json, write_atomic, write_dir_atomic},
@@ -71,8 +71,12 @@ pub fn peak_rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// The end-of-sequence id: the config's, else the tokenizer's usual names.
-fn eos_id(cfg: &LlamaConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
+/// The id batches are padded with: a decoder's end-of-sequence token (the config's, else
+/// the tokenizer's usual names), an encoder's padding token.
+fn pad_id(cfg: &ModelConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
+    if let ModelConfig::Bert(c) = cfg {
+        return Ok(c.pad_token_id);
+    }
     cfg.eos_id()
         .or_else(|| {
             ["<|endoftext|>", "</s>", "<|im_end|>", "<eos>"]
@@ -83,7 +87,7 @@ fn eos_id(cfg: &LlamaConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
 }
 
 /// Logits `[scored, vocab]` at the positions of a batch whose next token is scored.
-fn scored_logits(model: &Llama, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
+fn scored_logits(model: &dyn Decoder, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
     let hidden = model.forward_hidden(&batch.inputs, hooks, train)?;
     let (b, t, h) = hidden.dims3()?;
     // Prompt embeddings (if any) come first; the real tokens are the last `l` positions.
@@ -95,49 +99,81 @@ fn scored_logits(model: &Llama, hooks: &Hooks, batch: &Batch, train: bool) -> Re
     model.logits(&picked)
 }
 
-/// Evaluation loss (mean over scored tokens) and exact match (share of examples whose every
-/// scored token is the argmax).
+/// The training loss of one batch (mean cross-entropy over its scored tokens, or over its
+/// examples' classes) and the real tokens it holds.
+fn batch_loss(
+    model: &Model,
+    hooks: &Hooks,
+    picked: &[&Encoded],
+    pad: u32,
+    device: &Device,
+) -> Result<(Tensor, usize)> {
+    if let Model::Bert(m) = model {
+        let batch = ClassBatch::new(picked, pad, device)?;
+        let logits = m.classify(&batch.ids, &batch.lengths, hooks, true)?;
+        return Ok((
+            loss::cross_entropy(&logits, &batch.labels)?,
+            batch.real_tokens,
+        ));
+    }
+    let batch = Batch::new(picked, pad, device)?;
+    let logits = scored_logits(model.decoder()?, hooks, &batch, true)?;
+    Ok((
+        loss::cross_entropy(&logits, &batch.targets)?,
+        batch.real_tokens,
+    ))
+}
+
+/// Evaluation loss and the share of examples got right: for a decoder, mean loss over
+/// scored tokens and exact match (every scored token is the argmax); for a classifier, mean
+/// loss over examples and accuracy.
 pub fn evaluate(
-    model: &Llama,
+    model: &Model,
     hooks: &Hooks,
     eval: &[Encoded],
     batch_size: usize,
     pad: u32,
     device: &Device,
 ) -> Result<(f64, f64)> {
-    let mut loss_sum = 0.0;
-    let mut tokens = 0usize;
-    let mut exact = 0usize;
+    let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
     for chunk in eval.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
-        let batch = Batch::new(&refs, pad, device)?;
-        let logits = scored_logits(model, hooks, &batch, false)?;
+        // Per batch: each scored target's logits, the targets, and which example each is of.
+        let (logits, targets, owner) = match model {
+            Model::Bert(m) => {
+                let batch = ClassBatch::new(&refs, pad, device)?;
+                let logits = m.classify(&batch.ids, &batch.lengths, hooks, false)?;
+                (logits, batch.labels, (0..refs.len()).collect())
+            }
+            decoder => {
+                let batch = Batch::new(&refs, pad, device)?;
+                let logits = scored_logits(decoder.decoder()?, hooks, &batch, false)?;
+                (logits, batch.targets, batch.owner)
+            }
+        };
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let nll = logp
-            .gather(&batch.targets.unsqueeze(1)?, 1)?
-            .neg()?
-            .flatten_all()?;
+        let nll = logp.gather(&targets.unsqueeze(1)?, 1)?.neg()?;
         loss_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
-        tokens += batch.owner.len();
+        scored += owner.len();
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        let tgt = batch.targets.to_vec1::<u32>()?;
+        let tgt = targets.to_vec1::<u32>()?;
         let mut ok = vec![true; chunk.len()];
-        for ((p, t), o) in pred.iter().zip(&tgt).zip(&batch.owner) {
+        for ((p, t), o) in pred.iter().zip(&tgt).zip(&owner) {
             if p != t {
                 ok[*o] = false;
             }
         }
-        exact += ok.iter().filter(|x| **x).count();
+        right += ok.iter().filter(|x| **x).count();
     }
     Ok((
-        loss_sum / tokens.max(1) as f64,
-        exact as f64 / eval.len().max(1) as f64,
+        loss_sum / scored.max(1) as f64,
+        right as f64 / eval.len().max(1) as f64,
     ))
 }
 
 fn metric_value(metric: Metric, loss: f64, exact: f64) -> f64 {
     match metric {
-        Metric::ExactMatch => exact,
+        Metric::ExactMatch | Metric::Accuracy => exact,
         Metric::Perplexity => loss.exp(),
     }
 }
@@ -173,10 +209,26 @@ fn ensure_finite(loss: f64, step: usize, lr: f64) -> Result<()> {
     Ok(())
 }
 
+/// Examples tokenised for `model`: next-token examples for a decoder (`eos` closes them),
+/// labelled ones for a classifier; and how many were cut to `max_len`.
+fn encode_for(
+    model: &ModelConfig,
+    tok: &tokenizers::Tokenizer,
+    examples: &[data::Example],
+    eos: u32,
+    max_len: usize,
+) -> Result<(Vec<Encoded>, usize)> {
+    match model {
+        ModelConfig::Bert(c) => encode_labeled(tok, examples, &c.labels, max_len),
+        ModelConfig::Llama(_) | ModelConfig::Gpt2(_) => encode_all(tok, examples, eos, max_len),
+    }
+}
+
 /// The first `cfg.eval_examples` evaluation examples of `dataset`, encoded, and how many
 /// were cut to `max_seq_len`.
 fn encode_eval(
     cfg: &RunConfig,
+    model: &ModelConfig,
     dataset: &Dataset,
     tok: &tokenizers::Tokenizer,
     eos: u32,
@@ -187,7 +239,29 @@ fn encode_eval(
         .take(cfg.eval_examples)
         .cloned()
         .collect();
-    encode_all(tok, &examples, eos, cfg.max_seq_len)
+    encode_for(model, tok, &examples, eos, cfg.max_seq_len)
+}
+
+/// Opens the run's model; a classifier learns the dataset's classes, its new head seeded by
+/// the run. Returns the metric the run reports.
+fn open_for_task(cfg: &RunConfig, dataset: &Dataset) -> Result<(ModelFiles, Metric)> {
+    let mut files = ModelFiles::open(&cfg.model)?;
+    let metric = match &mut files.config {
+        ModelConfig::Bert(c) => {
+            if !dataset.is_labeled() {
+                bail!(
+                    "{} is a classifier: it trains on {{\"text\", \"label\"}} examples, and {} has prompt/completion or plain text ones (try builtin:sentiment-labels)",
+                    cfg.model,
+                    dataset.name
+                );
+            }
+            c.labels = dataset.labels()?;
+            c.head_seed = cfg.seed;
+            Metric::Accuracy
+        }
+        ModelConfig::Llama(_) | ModelConfig::Gpt2(_) => dataset.metric,
+    };
+    Ok((files, metric))
 }
 
 /// Evaluation loss and metric of `cfg`'s model with an exported adapter attached, on the
@@ -195,23 +269,23 @@ fn encode_eval(
 /// from the files alone.
 pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
     let device = device_for(&cfg.device)?;
-    let files = ModelFiles::open(&cfg.model)?;
+    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
+    let (files, metric) = open_for_task(cfg, &dataset)?;
     let model_cfg = files.config.clone();
     let mut imported = ImportedAdapter::load(adapter, &model_cfg, &device)?;
     let loaded = LoadedModel::load(&files, &mut imported, &device)?;
     imported.check_attached()?;
-    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
-    let eos = eos_id(&model_cfg, &loaded.tokenizer)?;
-    let (eval, _) = encode_eval(cfg, &dataset, &loaded.tokenizer, eos)?;
+    let eos = pad_id(&model_cfg, &loaded.tokenizer)?;
+    let (eval, _) = encode_eval(cfg, &model_cfg, &dataset, &loaded.tokenizer, eos)?;
     let bs = cfg.batch_size.max(16);
     let (loss, exact) = evaluate(&loaded.model, imported.hooks(), &eval, bs, eos, &device)?;
-    Ok((loss, metric_value(dataset.metric, loss, exact)))
+    Ok((loss, metric_value(metric, loss, exact)))
 }
 
 /// Everything a run holds once its model and data are loaded.
 struct Prepared {
-    model: Llama,
-    model_cfg: LlamaConfig,
+    model: Model,
+    model_cfg: ModelConfig,
     method: Box<dyn Method>,
     loaded_trained: Vec<(String, Var)>,
     train: Vec<Encoded>,
@@ -230,18 +304,19 @@ fn prepare(
 ) -> Result<Prepared> {
     cfg.validate()?;
     let device = device_for(&cfg.device)?;
-    let files = ModelFiles::open(&cfg.model)?;
-    let model_cfg = files.config.clone();
     // Data first (it needs only the tokenizer): the memory check uses the longest example,
     // and a bad dataset is reported before the weights are read.
-    let tokenizer = files.tokenizer()?;
     let dataset = match dataset {
         Some(d) => d,
         None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
     };
-    let eos = eos_id(&model_cfg, &tokenizer)?;
-    let (train, cut_train) = encode_all(&tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
-    let (eval, cut_eval) = encode_eval(cfg, &dataset, &tokenizer, eos)?;
+    let (files, metric) = open_for_task(cfg, &dataset)?;
+    let model_cfg = files.config.clone();
+    let tokenizer = files.tokenizer()?;
+    let eos = pad_id(&model_cfg, &tokenizer)?;
+    let (train, cut_train) =
+        encode_for(&model_cfg, &tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
+    let (eval, cut_eval) = encode_eval(cfg, &model_cfg, &dataset, &tokenizer, eos)?;
     let longest = train
         .iter()
         .chain(&eval)
@@ -270,6 +345,9 @@ fn prepare(
         .collect();
     method.check_attached(&module_names)?;
     method.on_loaded(&loaded.model, &loaded.tokenizer)?;
+    if let Some(note) = cfg.method.for_model(&model_cfg).1 {
+        emit(Event::Notice { run, text: note });
+    }
     if cut_train + cut_eval > 0 {
         emit(Event::Notice {
             run,
@@ -299,7 +377,7 @@ fn prepare(
         method,
         train,
         eval,
-        metric: dataset.metric,
+        metric,
         pad: eos,
         device,
         total_params: base_params + method_params,
@@ -540,10 +618,8 @@ fn train(
         let picked: Vec<&Encoded> = (0..cfg.batch_size)
             .map(|_| &p.train[order.next()])
             .collect();
-        let batch = Batch::new(&picked, p.pad, &p.device)?;
         let hooks = p.method.hooks(true)?;
-        let logits = scored_logits(&p.model, &hooks, &batch, true)?;
-        let loss = loss::cross_entropy(&logits, &batch.targets)?;
+        let (loss, real_tokens) = batch_loss(&p.model, &hooks, &picked, p.pad, &p.device)?;
         // The curve shows the task loss; a method's regulariser (AdaLoRA) only joins the
         // objective, so every method's curve measures the same thing.
         let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -569,7 +645,7 @@ fn train(
             });
         }
         progress.train_seconds += t0.elapsed().as_secs_f64();
-        progress.tokens_seen += batch.real_tokens;
+        progress.tokens_seen += real_tokens;
         progress.examples_drawn += cfg.batch_size;
         progress.last_loss = loss_value;
         progress.step = step;
@@ -628,7 +704,10 @@ fn train(
             trained_base: &p.loaded_trained,
             model: &p.model_cfg,
         };
-        write_dir_atomic(&dir.join("adapter"), |d| p.method.export(d, &ctx))?;
+        write_dir_atomic(&dir.join("adapter"), |d| {
+            p.method.export(d, &ctx)?;
+            crate::peft::export::finish_for_model(d, &p.model_cfg, &p.loaded_trained)
+        })?;
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
         if !stopped_early {
             checkpoint::remove(dir)?;

@@ -23,7 +23,8 @@ import peft
 import torch
 from peft import (AdaLoraConfig, IA3Config, LoraConfig, PeftModel, PrefixTuningConfig,
                   PromptEncoderConfig, PromptTuningConfig, get_peft_model)
-from transformers import AutoTokenizer, LlamaForCausalLM
+from transformers import (AutoModelForCausalLM, AutoTokenizer, BertForSequenceClassification,
+                          LlamaForCausalLM)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODEL = ROOT / "assets" / "models" / "builtin"
@@ -34,14 +35,23 @@ TEXTS = [
 TOL = 1e-3
 
 
-def base_model(model=None):
-    """The built-in model, or `model`: a Hugging Face folder or a GGUF file."""
+def is_bert(model):
+    cfg = pathlib.Path(model or MODEL) / "config.json"
+    return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "bert"
+
+
+def base_model(model=None, num_labels=2):
+    """The built-in model, or `model`: a Hugging Face folder or a GGUF file; a BERT folder
+    as a sequence classifier of `num_labels` classes."""
     if model is None:
         return LlamaForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
     path = pathlib.Path(model)
+    if is_bert(path):
+        return BertForSequenceClassification.from_pretrained(path, num_labels=num_labels,
+                                                             dtype=torch.float32).eval()
     if path.suffix == ".gguf":
         return LlamaForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
 def tokenizer(model=None):
@@ -54,10 +64,12 @@ def tokenizer(model=None):
 
 
 def last_logits(model, tok, text):
+    """Token ids and the last position's logits (a classifier's class logits)."""
     ids = tok(text)["input_ids"]
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-    return ids, out.logits[0, -1]
+    logits = out.logits[0]
+    return ids, logits[-1] if logits.dim() == 2 else logits
 
 
 def check(binary, adapters, model_path=None):
@@ -65,7 +77,9 @@ def check(binary, adapters, model_path=None):
     worst = 0.0
     failed = []
     for adapter in adapters:
-        model = PeftModel.from_pretrained(base_model(model_path), adapter).eval()
+        labels = pathlib.Path(adapter) / "labels.json"
+        num_labels = len(json.loads(labels.read_text())["id2label"]) if labels.is_file() else 2
+        model = PeftModel.from_pretrained(base_model(model_path, num_labels), adapter).eval()
         cfg = json.loads((pathlib.Path(adapter) / "adapter_config.json").read_text())
         for text in TEXTS:
             ids, ref = last_logits(model, tok, text)
