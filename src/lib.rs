@@ -31,3 +31,18 @@ pub fn assets_dir() -> PathBuf {
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
+
+/// An error as one line for the status line, a failed run or the CLI: the whole cause chain
+/// (`{:#}`), without the backtrace candle appends to its errors when `RUST_BACKTRACE` is set.
+pub fn describe(e: &dyn std::fmt::Display) -> String {
+    let text = format!("{e:#}");
+    let is_frame = |l: &str| {
+        let t = l.trim_start();
+        let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0 && t[digits..].starts_with(": ")) || t.starts_with("at ")
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !is_frame(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -125,7 +125,7 @@ fn main() {
     keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", peft_workbench::describe(&e));
         std::process::exit(1);
     }
 }
@@ -314,6 +314,7 @@ fn print_progress(e: Event) {
                 eprintln!("continuing from the checkpoint at step {step}");
             }
         }
+        Event::Loading { model, .. } => eprintln!("loading {model} and the data…"),
         Event::Notice { text, .. } => eprintln!("note: {text}"),
         Event::Step(p) if p.step % 10 == 0 => eprintln!(
             "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} tok/s",

@@ -461,9 +461,10 @@ fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
     h.get_by_label("IA3").click();
     h.run();
     h.get_by_label("Start").click();
-    h.run();
+    // The first run is loading (a spinner repaints): step instead of waiting to settle.
+    h.run_steps(4);
     h.get_by_label("LoRA").click();
-    h.run();
+    h.run_steps(4);
     h.get_by_label("Start").click();
     h.step();
     wait_for(&mut h, "both runs to finish", |a| {
@@ -539,7 +540,7 @@ fn a_classifier_trains_and_answers_with_class_probabilities() {
     // The LLaMA names the form ticks by default are mapped, and the run says so.
     h.get_by_label_contains("q_proj -> query");
     h.get_by_label("Start").click();
-    h.run();
+    h.run_steps(4);
     assert_eq!(h.state().store.runs.len(), 1, "{:?}", h.state().form_error);
     wait_for(&mut h, "the run to end", |a| {
         a.store

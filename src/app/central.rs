@@ -51,6 +51,27 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 }
 
 fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
+    // Reading a real model takes seconds before the first step: say so, with the time.
+    if let Some((r, since)) = app
+        .store
+        .runs
+        .iter()
+        .find_map(|r| Some((r, r.loading_since?)))
+    {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.strong(&r.label);
+            ui.label(format!(
+                "{} {} · {:.0} s",
+                tr(ui, "loading the model and data:"),
+                r.config.model,
+                since.elapsed().as_secs_f64()
+            ));
+        });
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(250));
+        return;
+    }
     let Some(r) = app.store.active() else {
         ui.label(tr(
             ui,

@@ -118,6 +118,7 @@ pub const ZH: &[(&str, &str)] = &[
         "预计训练内存，批大小 × 序列长度",
     ),
     ("Classify", "分类"),
+    ("loading the model and data:", "正在加载模型和数据："),
     (
         "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
         "基础模型（分类头未训练）、最近完成的运行的适配器和已加载适配器给出的各类概率",

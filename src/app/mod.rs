@@ -182,7 +182,7 @@ impl WorkbenchApp {
         if stale {
             let shape = ModelFiles::open(&self.form.model)
                 .map(|f| f.config)
-                .map_err(|e| format!("{e:#}"));
+                .map_err(|e| crate::describe(&e));
             self.model_shape = Some((self.form.model.clone(), shape));
         }
         self.model_shape.as_ref().expect("filled above").1.as_ref()
@@ -292,7 +292,7 @@ impl WorkbenchApp {
             let cropped = image.region(&area, Some(ppp));
             let text = match save_png(&cropped, &to) {
                 Ok(()) => format!("plots saved to {}", to.display()),
-                Err(e) => format!("cannot save the plots: {e:#}"),
+                Err(e) => format!("cannot save the plots: {}", crate::describe(&e)),
             };
             *status.lock().expect("status lock") = Some(text);
             repaint.request_repaint();
@@ -331,7 +331,7 @@ impl WorkbenchApp {
                     .and_then(|csv| export::write_atomic(&to, csv.as_bytes()));
                 match written {
                     Ok(()) => self.say(format!("{} rows written to {}", rows.len(), to.display())),
-                    Err(e) => self.say(format!("cannot write the table: {e:#}")),
+                    Err(e) => self.say(format!("cannot write the table: {}", crate::describe(&e))),
                 }
             }
             Action::UsePreset(kind) => {
@@ -410,7 +410,7 @@ impl WorkbenchApp {
                 };
                 match export::export_run(Path::new(&dir), &to) {
                     Ok(n) => self.say(format!("exported {n} files to {}", to.display())),
-                    Err(e) => self.say(format!("export failed: {e:#}")),
+                    Err(e) => self.say(format!("export failed: {}", crate::describe(&e))),
                 }
             }
             Action::Merge(id, to) => {
@@ -428,7 +428,7 @@ impl WorkbenchApp {
                         Ok(n) => {
                             format!("merged {n} projections; model written to {}", to.display())
                         }
-                        Err(e) => format!("merge failed: {e:#}"),
+                        Err(e) => format!("merge failed: {}", crate::describe(&e)),
                     };
                     *status.lock().expect("status lock") = Some(text);
                 });

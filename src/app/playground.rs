@@ -84,7 +84,7 @@ fn evaluate(pg: &mut Playground, cfg: &crate::config::RunConfig, notify: Notify)
                 Ok((loss, metric)) => {
                     format!("eval loss {loss:.4}, metric {metric:.3} on {}", cfg.dataset)
                 }
-                Err(e) => format!("cannot evaluate: {e:#}"),
+                Err(e) => format!("cannot evaluate: {}", crate::describe(&e)),
             };
             *out.lock().expect("evaluation lock") = text;
             done.store(true, Ordering::Release);
@@ -125,7 +125,7 @@ fn start(
                         .map(|(label, p)| format!("{label}  {:.1} %", 100.0 * p))
                         .collect::<Vec<_>>()
                         .join("\n"),
-                    Err(e) => format!("[error: {e:#}]"),
+                    Err(e) => format!("[error: {}]", crate::describe(&e)),
                 };
                 *out.lock().expect("answer lock") = text;
                 done.store(true, Ordering::Release);
@@ -140,7 +140,7 @@ fn start(
             if let Err(e) = result {
                 out.lock()
                     .expect("answer lock")
-                    .push_str(&format!("\n[error: {e:#}]"));
+                    .push_str(&format!("\n[error: {}]", crate::describe(&e)));
             }
             done.store(true, Ordering::Release);
             notify();

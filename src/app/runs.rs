@@ -47,6 +47,8 @@ pub struct RunRecord {
     pub ranks: Option<(usize, RankAllocation)>,
     /// Its folder holds a checkpoint it can continue from.
     pub resumable: bool,
+    /// When it began reading its model and data, until its first step can start.
+    pub loading_since: Option<std::time::Instant>,
 }
 
 impl RunRecord {
@@ -72,6 +74,7 @@ impl RunRecord {
             summary: None,
             ranks: None,
             resumable: false,
+            loading_since: None,
         }
     }
 
@@ -230,7 +233,7 @@ impl RunStore {
                     self.runs.push(r);
                     read += 1;
                 }
-                Some(Err(e)) => bad.push(format!("{}: {e:#}", folder.display())),
+                Some(Err(e)) => bad.push(format!("{}: {}", folder.display(), crate::describe(&e))),
                 None => break,
             }
         }
@@ -281,12 +284,14 @@ impl RunStore {
                         .push(format!("resumed from the checkpoint at step {step}"));
                 }
                 r.resumable = false;
+                r.loading_since = None;
                 r.status = RunStatus::Running;
                 r.trainable_params = trainable_params;
                 r.total_params = total_params;
                 r.metric_name = metric_name;
                 r.out_dir = out_dir;
             }
+            Event::Loading { .. } => r.loading_since = Some(std::time::Instant::now()),
             Event::Notice { text, .. } => r.notices.push(text),
             Event::Step(p) => {
                 r.train_loss.push([p.step as f64, p.loss]);
@@ -313,6 +318,7 @@ impl RunStore {
                 r.summary = Some(*summary);
             }
             Event::Failed { error, .. } => {
+                r.loading_since = None;
                 r.status = RunStatus::Failed(error);
                 r.resumable = r.has_checkpoint();
             }
@@ -406,6 +412,12 @@ mod tests {
     fn events_build_a_run() {
         let mut store = RunStore::default();
         let id = store.add(RunConfig::default());
+        store.apply(Event::Loading {
+            run: id,
+            model: "builtin".into(),
+        });
+        assert!(store.runs[0].loading_since.is_some(), "loading is shown");
+        assert_eq!(store.active().map(|r| r.id), None);
         store.apply(Event::Started {
             run: id,
             trainable_params: 10,
@@ -416,6 +428,7 @@ mod tests {
             resumed_from: None,
         });
         assert_eq!(store.active().map(|r| r.id), Some(id));
+        assert!(store.runs[0].loading_since.is_none(), "loaded once started");
         store.apply(Event::Step(StepPoint {
             run: id,
             step: 3,

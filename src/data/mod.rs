@@ -175,8 +175,23 @@ fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Datas
     })
 }
 
+/// The largest dataset file read: examples are held in memory, tokenised, so a larger file
+/// (a wrong pick, a dump) is refused by its size before any of it is read.
+pub const MAX_DATASET_BYTES: u64 = 256 << 20;
+
 /// Reads a `.jsonl` or `.csv` file of examples.
 pub fn read_file(path: &Path) -> Result<Vec<Example>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read dataset {}", path.display()))?
+        .len();
+    if size > MAX_DATASET_BYTES {
+        bail!(
+            "{} is {:.1} GB; dataset files over {} MB are refused (split it or take a sample)",
+            path.display(),
+            size as f64 / 1e9,
+            MAX_DATASET_BYTES >> 20
+        );
+    }
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {

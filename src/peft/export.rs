@@ -189,3 +189,55 @@ pub fn finish_for_model(
         &serde_json::json!({ "id2label": id2label }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The disk fills while a file is replaced: the kernel's own "no space" (a write to
+    /// /dev/full through the temporary name) comes back as an error naming the file, and
+    /// the previous file is untouched.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_leaves_the_previous_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("adapter_config.json");
+        std::fs::write(&path, "old").unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("adapter_config.json.tmp"))
+            .unwrap();
+        let e = write_atomic(&path, b"new").unwrap_err();
+        let msg = crate::describe(&e);
+        assert!(
+            msg.contains("adapter_config.json.tmp") && msg.contains("No space left"),
+            "{msg}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+    }
+
+    /// An export that fails half-way (here: the disk fills on its second file) leaves the
+    /// previous export folder as it was and no partial folder behind.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_failed_export_keeps_the_previous_one() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("adapter");
+        write_dir_atomic(&out, |d| {
+            save_json(&d.join("a.json"), &serde_json::json!(1))
+        })
+        .unwrap();
+        let e = write_dir_atomic(&out, |d| {
+            save_json(&d.join("a.json"), &serde_json::json!(2))?;
+            std::os::unix::fs::symlink("/dev/full", d.join("b.json.tmp"))?;
+            save_json(&d.join("b.json"), &serde_json::json!(3))
+        })
+        .unwrap_err();
+        assert!(crate::describe(&e).contains("No space left"));
+        assert_eq!(std::fs::read_to_string(out.join("a.json")).unwrap(), "1\n");
+        assert!(!out.join("b.json").exists());
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["adapter"]);
+    }
+}

@@ -35,6 +35,11 @@ pub enum Event {
         /// already on disk (and in the UI).
         resumed_from: Option<usize>,
     },
+    /// The run began reading its model and data (the longest wait before its first step).
+    Loading {
+        run: RunId,
+        model: String,
+    },
     /// Something the user should know that does not stop the run (e.g. truncated examples).
     Notice {
         run: RunId,
@@ -62,6 +67,7 @@ impl Event {
     pub fn run(&self) -> RunId {
         match self {
             Event::Started { run, .. }
+            | Event::Loading { run, .. }
             | Event::Notice { run, .. }
             | Event::Ranks { run, .. }
             | Event::Finished { run, .. }

@@ -499,6 +499,10 @@ fn train(
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
     let started = Instant::now();
+    emit(Event::Loading {
+        run,
+        model: cfg.model.clone(),
+    });
     let mut p = prepare(cfg, dataset, emit, run)?;
     let mut vars: Vec<(String, Var)> = p.loaded_trained.clone();
     vars.extend(p.method.vars());

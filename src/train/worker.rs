@@ -128,13 +128,24 @@ fn worker_loop(
             stop_requested
         };
         let mut emit = |e: Event| send(e);
-        let result = match &job {
+        // A bug that panics ends this run as failed, not the worker: the queue goes on.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
             Job::Fresh(cfg) => {
                 let out_dir = runs_dir.as_ref().map(|d| d.join(run_folder_name(id, cfg)));
                 super::run(cfg, id, out_dir.as_deref(), None, &mut emit, &mut stop)
             }
             Job::Resume(dir) => super::resume(dir, id, &mut emit, &mut stop),
-        };
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown");
+            Err(anyhow::anyhow!(
+                "internal error ({what}); the run stopped, the workbench goes on"
+            ))
+        });
         match result {
             Ok(summary) => send(Event::Finished {
                 run: id,
@@ -142,7 +153,7 @@ fn worker_loop(
             }),
             Err(e) => send(Event::Failed {
                 run: id,
-                error: format!("{e:#}"),
+                error: crate::describe(&e),
             }),
         }
     }
