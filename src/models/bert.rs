@@ -18,6 +18,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+use super::layers::{LayerNorm, with_prefix};
 use super::linear::{Linear, Projection};
 use super::weights::Weights;
 use super::{Hooks, Injector, Site, SublayerAdapter};
@@ -87,24 +88,11 @@ impl BertConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            bail!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size,
-                self.num_attention_heads
-            );
-        }
-        if !matches!(
-            self.hidden_act.as_str(),
-            "gelu" | "gelu_new" | "gelu_pytorch_tanh"
-        ) {
-            bail!(
-                "unsupported hidden_act `{}` (supported: gelu, gelu_new)",
-                self.hidden_act
-            );
-        }
+        super::layers::check_heads(
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+        )?;
+        super::layers::gelu_is_tanh("hidden_act", &self.hidden_act)?;
         Ok(())
     }
 
@@ -240,33 +228,6 @@ impl BertConfig {
 }
 
 #[derive(Debug)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(w: &mut Weights, module: &str, h: usize, eps: f64, inj: &dyn Injector) -> Result<Self> {
-        Ok(Self {
-            weight: w.get(&format!("{module}.weight"), &[h], inj)?,
-            bias: w.get(&format!("{module}.bias"), &[h], inj)?,
-            eps: eps as f32,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // The slow form: candle's fused layer_norm has no backward pass.
-        Ok(candle_nn::ops::layer_norm_slow(
-            x,
-            &self.weight,
-            &self.bias,
-            self.eps,
-        )?)
-    }
-}
-
-#[derive(Debug)]
 struct Layer {
     query: Linear,
     key: Linear,
@@ -306,17 +267,7 @@ impl Layer {
         let q = self.heads(&self.query, x, train)?;
         let k = self.heads(&self.key, x, train)?;
         let v = self.heads(&self.value, x, train)?;
-        let (k, v) = match prefix {
-            Some((pk, pv)) => {
-                let shape = (b, self.heads, pk.dim(2)?, self.head_dim);
-                let (pk, pv) = (pk.broadcast_as(shape)?, pv.broadcast_as(shape)?);
-                (
-                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                )
-            }
-            None => (k, v),
-        };
+        let (k, v, _) = with_prefix(k, v, prefix)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
@@ -406,7 +357,7 @@ impl Bert {
                 after_mlp: inj.sublayer_adapter(i, Site::AfterMlp, h)?,
                 heads: cfg.num_attention_heads,
                 head_dim: cfg.head_dim(),
-                tanh_gelu: cfg.hidden_act != "gelu",
+                tanh_gelu: super::layers::gelu_is_tanh("hidden_act", &cfg.hidden_act)?,
             });
         }
         let pooler = Projection {

@@ -16,6 +16,7 @@ use candle_core::{D, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+use super::layers::{LayerNorm, with_prefix};
 use super::linear::{Linear, Projection, matmul_t};
 use super::weights::Weights;
 use super::{Decoder, Hooks, Injector, Site, SublayerAdapter};
@@ -65,22 +66,8 @@ impl Gpt2Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
-            bail!(
-                "n_embd {} is not a multiple of n_head {}",
-                self.n_embd,
-                self.n_head
-            );
-        }
-        if !matches!(
-            self.activation_function.as_str(),
-            "gelu_new" | "gelu" | "gelu_pytorch_tanh"
-        ) {
-            bail!(
-                "unsupported activation_function `{}` (supported: gelu_new, gelu)",
-                self.activation_function
-            );
-        }
+        super::layers::check_heads(("n_embd", self.n_embd), ("n_head", self.n_head))?;
+        super::layers::gelu_is_tanh("activation_function", &self.activation_function)?;
         Ok(())
     }
 
@@ -201,33 +188,6 @@ impl Gpt2Config {
 }
 
 #[derive(Debug)]
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(w: &mut Weights, module: &str, h: usize, eps: f64, inj: &dyn Injector) -> Result<Self> {
-        Ok(Self {
-            weight: w.get(&format!("{module}.weight"), &[h], inj)?,
-            bias: w.get(&format!("{module}.bias"), &[h], inj)?,
-            eps: eps as f32,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // The slow form: candle's fused layer_norm has no backward pass.
-        Ok(candle_nn::ops::layer_norm_slow(
-            x,
-            &self.weight,
-            &self.bias,
-            self.eps,
-        )?)
-    }
-}
-
-#[derive(Debug)]
 struct Block {
     ln_1: LayerNorm,
     c_attn: Linear,
@@ -239,6 +199,7 @@ struct Block {
     after_mlp: Option<Box<dyn SublayerAdapter>>,
     heads: usize,
     head_dim: usize,
+    tanh_gelu: bool,
 }
 
 impl Block {
@@ -259,18 +220,7 @@ impl Block {
                 .contiguous()?)
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
-        let (k, v) = match prefix {
-            Some((pk, pv)) => {
-                let shape = (b, nh, p, hd);
-                let (pk, pv) = (pk.broadcast_as(shape)?, pv.broadcast_as(shape)?);
-                (
-                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                )
-            }
-            None => (k, v),
-        };
+        let (k, v, p) = with_prefix(k, v, prefix)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(&k.t()?)?;
         let probs = if super::fused::available_for(&scores) {
@@ -286,10 +236,13 @@ impl Block {
             None => a,
         };
         let x = (x + a)?;
-        let m = self.mlp_proj.forward(
-            &self.c_fc.forward(&self.ln_2.forward(&x)?, train)?.gelu()?,
-            train,
-        )?;
+        let inner = self.c_fc.forward(&self.ln_2.forward(&x)?, train)?;
+        let inner = if self.tanh_gelu {
+            inner.gelu()?
+        } else {
+            inner.gelu_erf()?
+        };
+        let m = self.mlp_proj.forward(&inner, train)?;
         let m = match &self.after_mlp {
             Some(ad) => ad.forward(&m, train)?,
             None => m,
@@ -339,6 +292,10 @@ impl Gpt2 {
                 after_mlp: inj.sublayer_adapter(i, Site::AfterMlp, h)?,
                 heads: cfg.n_head,
                 head_dim: cfg.head_dim(),
+                tanh_gelu: super::layers::gelu_is_tanh(
+                    "activation_function",
+                    &cfg.activation_function,
+                )?,
             });
         }
         let ln_f = LayerNorm::load(w, &format!("{PREFIX}ln_f"), h, eps, inj)?;

@@ -332,19 +332,7 @@ impl Attention {
         let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
         let q = rotary.apply(&q, p)?;
         let k = rotary.apply(&k, p)?;
-        let (k, v) = match prefix {
-            Some((pk, pv)) => {
-                let shape = (b, kvh, p, hd);
-                let (pk, pv) = (pk.broadcast_as(shape)?, pv.broadcast_as(shape)?);
-                // candle concatenates along an inner axis through transposes; the matmuls
-                // below need standard strides.
-                (
-                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                )
-            }
-            None => (k, v),
-        };
+        let (k, v, _) = super::layers::with_prefix(k, v, prefix)?;
         let s = p + t;
         let rep = h / kvh;
         // Grouped-query attention without copying keys: the `rep` query heads that share a

@@ -4,6 +4,7 @@ pub mod bert;
 pub mod fused;
 pub mod gguf;
 pub mod gpt2;
+pub mod layers;
 pub mod linear;
 pub mod llama;
 pub mod weights;
