@@ -3,7 +3,7 @@
 
 use eframe::egui;
 
-use super::i18n::tr;
+use super::i18n::{tr, trf};
 use egui_plot::{Legend, Line, Plot};
 
 use super::runs::{Curve, RunRecord, RunStatus, XAxis, ema};
@@ -85,11 +85,14 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
     };
     ui.horizontal(|ui| {
         ui.strong(&r.label);
-        ui.label(format!(
-            "trainable {} of {} ({:.3} %)",
-            human(r.trainable_params),
-            human(r.total_params),
-            r.trainable_percent()
+        ui.label(trf(
+            ui,
+            "trainable {} of {} ({} %)",
+            &[
+                &human(r.trainable_params),
+                &human(r.total_params),
+                &format!("{:.3}", r.trainable_percent()),
+            ],
         ));
     });
     let eta = r
@@ -99,12 +102,15 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
     ui.add(
         egui::ProgressBar::new(r.progress())
             .show_percentage()
-            .text(format!(
-                "step {} / {} · {:.0} tokens/s{}",
-                r.steps_done(),
-                r.config.steps,
-                r.tokens_per_second,
-                eta
+            .text(trf(
+                ui,
+                "step {} / {} · {} tokens/s{}",
+                &[
+                    &r.steps_done(),
+                    &r.config.steps,
+                    &format!("{:.0}", r.tokens_per_second),
+                    &eta,
+                ],
             )),
     );
 }
@@ -212,11 +218,15 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
     let Some((step, alloc)) = &r.ranks else {
         return;
     };
-    ui.label(format!(
-        "{}: AdaLoRA rank per matrix at step {step} (budget {} of {})",
-        r.label,
-        alloc.budget,
-        alloc.init_r * alloc.ranks.len()
+    ui.label(trf(
+        ui,
+        "{}: AdaLoRA rank per matrix at step {} (budget {} of {})",
+        &[
+            &r.label,
+            step,
+            &alloc.budget,
+            &(alloc.init_r * alloc.ranks.len()),
+        ],
     ));
     // (layer, projection) of each path like `model.layers.3.self_attn.q_proj`.
     let cells: Vec<(usize, &str, usize)> = alloc

@@ -55,6 +55,31 @@ pub fn tr_ctx<'a>(ctx: &egui::Context, en: &'a str) -> &'a str {
     }
 }
 
+/// `template` (an English key with `{}` holes) in `lang`, the holes filled in order.
+pub fn fill(lang: Lang, template: &str, args: &[&dyn std::fmt::Display]) -> String {
+    let t = match lang {
+        Lang::En => template,
+        Lang::Zh => zh(template).unwrap_or(template),
+    };
+    let mut out = String::with_capacity(t.len() + 16);
+    let mut args = args.iter();
+    let mut rest = t;
+    while let Some(i) = rest.find("{}") {
+        out.push_str(&rest[..i]);
+        if let Some(a) = args.next() {
+            out.push_str(&a.to_string());
+        }
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `fill` in the window's language.
+pub fn trf(ui: &egui::Ui, template: &str, args: &[&dyn std::fmt::Display]) -> String {
+    fill(lang(ui.ctx()), template, args)
+}
+
 /// The Chinese of an English UI string, if the table has it.
 pub fn zh(en: &str) -> Option<&'static str> {
     static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
@@ -118,6 +143,38 @@ pub const ZH: &[(&str, &str)] = &[
         "预计训练内存，批大小 × 序列长度",
     ),
     ("Classify", "分类"),
+    ("{} rows written to {}", "已将 {} 行写入 {}"),
+    ("cannot write the table: {}", "无法写入表格：{}"),
+    (
+        "presets/{}.toml loaded into the form",
+        "已将 presets/{}.toml 载入表单",
+    ),
+    ("{} not queued: {}", "{} 未加入队列：{}"),
+    (
+        "{} runs queued, one per method, {} steps each",
+        "已排队 {} 个运行，每种方法一个，各 {} 步",
+    ),
+    ("exported {} files to {}", "已导出 {} 个文件到 {}"),
+    ("export failed: {}", "导出失败：{}"),
+    ("merging into {}…", "正在合并到 {}…"),
+    (
+        "merged {} projections; model written to {}",
+        "已合并 {} 个投影；模型已写入 {}",
+    ),
+    ("merge failed: {}", "合并失败：{}"),
+    ("cannot delete {}: {}", "无法删除 {}：{}"),
+    ("deleted {}", "已删除 {}"),
+    ("Delete {} and its folder?", "删除 {} 及其文件夹？"),
+    ("Update scaled by {}", "更新缩放系数 {}"),
+    ("trainable {} of {} ({} %)", "可训练 {} / {}（{} %）"),
+    (
+        "step {} / {} · {} tokens/s{}",
+        "第 {} / {} 步 · {} 词元/秒{}",
+    ),
+    (
+        "{}: AdaLoRA rank per matrix at step {} (budget {} of {})",
+        "{}：第 {} 步时 AdaLoRA 各矩阵的秩（预算 {} / {}）",
+    ),
     ("loading the model and data:", "正在加载模型和数据："),
     (
         "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
@@ -385,6 +442,16 @@ pub const ZH: &[(&str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_fill_their_holes_in_either_language() {
+        let en = fill(Lang::En, "exported {} files to {}", &[&3, &"out"]);
+        assert_eq!(en, "exported 3 files to out");
+        let zh = fill(Lang::Zh, "exported {} files to {}", &[&3, &"out"]);
+        assert_eq!(zh, "已导出 3 个文件到 out");
+        // A template with no translation stays English; missing arguments leave the hole empty.
+        assert_eq!(fill(Lang::Zh, "no such {}", &[]), "no such ");
+    }
 
     #[test]
     fn every_key_is_unique_and_translated() {

@@ -143,7 +143,11 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                 &mut c.target_modules,
                 "Projections that get a low-rank update",
             );
-            ui.small(format!("Update scaled by {:.3}", c.scaling()));
+            ui.small(super::i18n::trf(
+                ui,
+                "Update scaled by {}",
+                &[&format!("{:.3}", c.scaling())],
+            ));
         }
         MethodConfig::Adalora(c) => {
             egui::Grid::new("adalora_params")

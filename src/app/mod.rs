@@ -168,6 +168,11 @@ impl WorkbenchApp {
         }
     }
 
+    /// Sets the status line from a template of the translation table, in the app's language.
+    fn say_t(&self, template: &str, args: &[&dyn std::fmt::Display]) {
+        self.say(i18n::fill(self.lang, template, args));
+    }
+
     /// Sets the status line.
     fn say(&self, text: String) {
         *self.status.lock().expect("status lock") = Some(text);
@@ -330,8 +335,8 @@ impl WorkbenchApp {
                 let written = crate::compare::to_csv(&rows)
                     .and_then(|csv| export::write_atomic(&to, csv.as_bytes()));
                 match written {
-                    Ok(()) => self.say(format!("{} rows written to {}", rows.len(), to.display())),
-                    Err(e) => self.say(format!("cannot write the table: {}", crate::describe(&e))),
+                    Ok(()) => self.say_t("{} rows written to {}", &[&rows.len(), &to.display()]),
+                    Err(e) => self.say_t("cannot write the table: {}", &[&crate::describe(&e)]),
                 }
             }
             Action::UsePreset(kind) => {
@@ -350,7 +355,7 @@ impl WorkbenchApp {
                             dark: self.dark,
                         });
                         self.view = View::Train;
-                        self.say(format!("presets/{kind}.toml loaded into the form"));
+                        self.say_t("presets/{}.toml loaded into the form", &[&kind]);
                     }
                     Err(e) => self.say(format!("presets/{kind}.toml: {e}")),
                 }
@@ -373,7 +378,7 @@ impl WorkbenchApp {
                     cfg.optimizer.lr = m.conventional_lr();
                     cfg.method = m;
                     if let Err(e) = cfg.validate() {
-                        self.say(format!("{} not queued: {e}", cfg.method.display_name()));
+                        self.say_t("{} not queued: {}", &[&cfg.method.display_name(), &e]);
                         continue;
                     }
                     let id = self.store.add(cfg.clone());
@@ -383,10 +388,10 @@ impl WorkbenchApp {
                     });
                     queued += 1;
                 }
-                self.say(format!(
-                    "{queued} runs queued, one per method, {} steps each",
-                    self.form.steps
-                ));
+                self.say_t(
+                    "{} runs queued, one per method, {} steps each",
+                    &[&queued, &self.form.steps],
+                );
             }
             Action::Stop(id) => {
                 let _ = self.worker.commands.send(Command::Stop { id });
@@ -409,8 +414,8 @@ impl WorkbenchApp {
                     return;
                 };
                 match export::export_run(Path::new(&dir), &to) {
-                    Ok(n) => self.say(format!("exported {n} files to {}", to.display())),
-                    Err(e) => self.say(format!("export failed: {}", crate::describe(&e))),
+                    Ok(n) => self.say_t("exported {} files to {}", &[&n, &to.display()]),
+                    Err(e) => self.say_t("export failed: {}", &[&crate::describe(&e)]),
                 }
             }
             Action::Merge(id, to) => {
@@ -420,15 +425,18 @@ impl WorkbenchApp {
                 let (Some(dir), model) = (r.out_dir.clone(), r.config.model.clone()) else {
                     return;
                 };
-                self.say(format!("merging into {}…", to.display()));
+                self.say_t("merging into {}…", &[&to.display()]);
+                let lang = self.lang;
                 // Reading and writing a whole model takes a while on big ones: off the UI thread.
                 let status = self.status.clone();
                 std::thread::spawn(move || {
                     let text = match merge_run(&model, Path::new(&dir), &to) {
-                        Ok(n) => {
-                            format!("merged {n} projections; model written to {}", to.display())
-                        }
-                        Err(e) => format!("merge failed: {}", crate::describe(&e)),
+                        Ok(n) => i18n::fill(
+                            lang,
+                            "merged {} projections; model written to {}",
+                            &[&n, &to.display()],
+                        ),
+                        Err(e) => i18n::fill(lang, "merge failed: {}", &[&crate::describe(&e)]),
                     };
                     *status.lock().expect("status lock") = Some(text);
                 });
@@ -448,11 +456,11 @@ impl WorkbenchApp {
                 if let Some(dir) = &dir
                     && let Err(e) = std::fs::remove_dir_all(dir)
                 {
-                    self.say(format!("cannot delete {dir}: {e}"));
+                    self.say_t("cannot delete {}: {}", &[&dir, &e]);
                     return;
                 }
                 if let Some(r) = self.store.remove(id) {
-                    self.say(format!("deleted {}", r.label));
+                    self.say_t("deleted {}", &[&r.label]);
                 }
             }
         }
@@ -509,7 +517,7 @@ fn confirm_delete_window(
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
-            ui.label(format!("Delete {} and its folder?", r.label));
+            ui.label(i18n::trf(ui, "Delete {} and its folder?", &[&r.label]));
             if let Some(dir) = &r.out_dir {
                 ui.small(dir.as_str());
             }
