@@ -574,3 +574,33 @@ fn a_classifier_trains_and_answers_with_class_probabilities() {
     let image = h.render().expect("render");
     image.save(snapshot_path("classifier_playground")).unwrap();
 }
+
+/// Merging a run's LoRA into the base model runs off the UI thread with a spinner and the
+/// seconds on the status line, then says where the model went; the folder is a model.
+#[test]
+fn a_merge_shows_its_progress_then_where_the_model_went() {
+    let runs = tempfile::tempdir().unwrap();
+    let app = app_with_short_runs_in(Some(runs.path()), 4, 4, 4);
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the run to finish", |a| {
+        a.store
+            .runs
+            .first()
+            .is_some_and(|r| r.status == RunStatus::Finished)
+    });
+    let id = h.state().store.runs[0].id;
+    let to = runs.path().join("merged");
+    h.state_mut()
+        .apply(peft_workbench::app::Action::Merge(id, to.clone()));
+    h.step();
+    wait_for(&mut h, "the merge", |a| {
+        a.busy_since.lock().unwrap().is_none()
+    });
+    h.run();
+    h.get_by_label_contains("merged 12 projections; model written to");
+    assert!(to.join("model.safetensors").is_file());
+    assert!(to.join("config.json").is_file());
+}

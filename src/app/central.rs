@@ -32,8 +32,18 @@ fn run_color(id: u64) -> egui::Color32 {
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let status = app.status.lock().expect("status lock").clone();
+    let busy = *app.busy_since.lock().expect("busy lock");
     if let Some(s) = status {
-        ui.label(s);
+        ui.horizontal(|ui| {
+            if let Some(since) = busy {
+                ui.spinner();
+                ui.label(format!("{s} {:.0} s", since.elapsed().as_secs_f64()));
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(250));
+            } else {
+                ui.label(s);
+            }
+        });
     }
     progress(app, ui);
     ui.separator();

@@ -81,6 +81,9 @@ pub struct WorkbenchApp {
     pub confirm_delete: Option<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
     pub status: Arc<Mutex<Option<String>>>,
+    /// When a background task (a merge) began, while it runs: the status line shows a
+    /// spinner and the seconds.
+    pub busy_since: Arc<Mutex<Option<Instant>>>,
     pub playground: playground::Playground,
     /// Asks for a repaint (from other threads).
     notify: Notify,
@@ -131,6 +134,7 @@ impl WorkbenchApp {
             model_shape: None,
             confirm_delete: None,
             status: Arc::new(Mutex::new(status)),
+            busy_since: Arc::new(Mutex::new(None)),
             playground: playground::Playground::default(),
             notify,
             view: View::Train,
@@ -429,6 +433,8 @@ impl WorkbenchApp {
                 let lang = self.lang;
                 // Reading and writing a whole model takes a while on big ones: off the UI thread.
                 let status = self.status.clone();
+                let busy = self.busy_since.clone();
+                *busy.lock().expect("busy lock") = Some(Instant::now());
                 std::thread::spawn(move || {
                     let text = match merge_run(&model, Path::new(&dir), &to) {
                         Ok(n) => i18n::fill(
@@ -439,6 +445,7 @@ impl WorkbenchApp {
                         Err(e) => i18n::fill(lang, "merge failed: {}", &[&crate::describe(&e)]),
                     };
                     *status.lock().expect("status lock") = Some(text);
+                    *busy.lock().expect("busy lock") = None;
                 });
             }
             Action::AskDelete(id) => self.confirm_delete = Some(id),
