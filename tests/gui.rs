@@ -604,3 +604,29 @@ fn a_merge_shows_its_progress_then_where_the_model_went() {
     assert!(to.join("model.safetensors").is_file());
     assert!(to.join("config.json").is_file());
 }
+
+/// With a BERT or GPT-2 model chosen, the side panel's model card and each Learn page say
+/// what the model is and how the LLaMA diagram maps onto it, in both languages.
+#[test]
+fn other_families_are_described_in_both_languages() {
+    let gpt2 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.model = gpt2.display().to_string();
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label_contains("GPT-2 decoder");
+    h.get_by_label("Learn").click();
+    h.run();
+    h.get_by_label_contains("fused c_attn projection");
+    h.get_by_label("简体中文").click();
+    h.run();
+    for m in peft_workbench::peft::MethodConfig::all_defaults() {
+        h.get_by_label(m.display_name()).click();
+        h.run();
+    }
+    h.get_by_label_contains("融合的 c_attn 投影");
+    h.render()
+        .expect("render")
+        .save(snapshot_path("learn_gpt2_zh"))
+        .unwrap();
+}

@@ -143,6 +143,14 @@ pub const ZH: &[(&str, &str)] = &[
         "预计训练内存，批大小 × 序列长度",
     ),
     ("Classify", "分类"),
+    (
+        "The diagram draws a LLaMA block. In this BERT encoder q/k/v are query/key/value, o is attention.output.dense, up/down are intermediate.dense/output.dense (no gate), norms are LayerNorms after each residual add, and a pooler and classifier replace the LM head.",
+        "图中画的是 LLaMA 块。在这个 BERT 编码器中，q/k/v 对应 query/key/value，o 对应 attention.output.dense，up/down 对应 intermediate.dense/output.dense（没有 gate），归一化是每次残差相加之后的 LayerNorm，并由池化层和分类器代替语言模型头。",
+    ),
+    (
+        "The diagram draws a LLaMA block. In this GPT-2 q/k/v are one fused c_attn projection, o is attn.c_proj, up/down are mlp.c_fc/mlp.c_proj (no gate), norms are LayerNorms, and positions are learned embeddings instead of rotations.",
+        "图中画的是 LLaMA 块。在这个 GPT-2 中，q/k/v 是一个融合的 c_attn 投影，o 对应 attn.c_proj，up/down 对应 mlp.c_fc/mlp.c_proj（没有 gate），归一化是 LayerNorm，位置由学习到的嵌入表示而不是旋转。",
+    ),
     ("{} rows written to {}", "已将 {} 行写入 {}"),
     ("cannot write the table: {}", "无法写入表格：{}"),
     (

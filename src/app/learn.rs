@@ -418,6 +418,18 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                             super::central::human(n),
                             100.0 * n as f64 / total.max(1) as f64
                         ));
+                        // The diagram draws a LLaMA block; say where its parts are elsewhere.
+                        if let Some(note) = match shape {
+                            crate::models::ModelConfig::Llama(_) => None,
+                            crate::models::ModelConfig::Bert(_) => Some(
+                                "The diagram draws a LLaMA block. In this BERT encoder q/k/v are query/key/value, o is attention.output.dense, up/down are intermediate.dense/output.dense (no gate), norms are LayerNorms after each residual add, and a pooler and classifier replace the LM head.",
+                            ),
+                            crate::models::ModelConfig::Gpt2(_) => Some(
+                                "The diagram draws a LLaMA block. In this GPT-2 q/k/v are one fused c_attn projection, o is attn.c_proj, up/down are mlp.c_fc/mlp.c_proj (no gate), norms are LayerNorms, and positions are learned embeddings instead of rotations.",
+                            ),
+                        } {
+                            ui.small(tr(ui, note));
+                        }
                     }
                     Err(e) => {
                         ui.colored_label(ui.visuals().error_fg_color, e.clone());
