@@ -329,12 +329,8 @@ impl Bert {
         for i in 0..cfg.num_hidden_layers {
             let p = BertConfig::layer_prefix(i);
             let mut lin = || -> Result<Linear> {
-                let (path, in_dim, out_dim, _) = projections.next().expect("six per layer");
-                let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
-                let bias = Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?);
-                let base = Projection { weight, bias };
-                let adapter = inj.linear_adapter(&path, &base)?;
-                Ok(Linear::new(base, adapter))
+                let (path, in_dim, out_dim, bias) = projections.next().expect("six per layer");
+                super::layers::projection(w, inj, &path, (in_dim, out_dim, bias))
             };
             let (query, key, value, attn_out) = (lin()?, lin()?, lin()?, lin()?);
             let (intermediate, output) = (lin()?, lin()?);
@@ -396,11 +392,7 @@ impl Bert {
 
     /// Word embeddings of `ids: [B, T]` → `[B, T, hidden]` (what prompt tuning starts from).
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        Ok(self
-            .word_embeddings
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.cfg.hidden_size))?)
+        super::layers::embed(&self.word_embeddings, ids)
     }
 
     /// Final hidden states `[B, n + T, hidden]` and each layer's keys and values, for

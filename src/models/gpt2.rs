@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::layers::{LayerNorm, with_prefix};
-use super::linear::{Linear, Projection, matmul_t};
+use super::linear::{Linear, matmul_t};
 use super::weights::Weights;
 use super::{Decoder, Hooks, Injector, Site, SublayerAdapter};
 
@@ -273,12 +273,8 @@ impl Gpt2 {
         for i in 0..cfg.n_layer {
             let p = Gpt2Config::layer_prefix(i);
             let mut lin = || -> Result<Linear> {
-                let (path, in_dim, out_dim, _) = projections.next().expect("four per layer");
-                let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
-                let bias = Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?);
-                let base = Projection { weight, bias };
-                let adapter = inj.linear_adapter(&path, &base)?;
-                Ok(Linear::new(base, adapter))
+                let (path, in_dim, out_dim, bias) = projections.next().expect("four per layer");
+                super::layers::projection(w, inj, &path, (in_dim, out_dim, bias))
             };
             let (c_attn, attn_proj, c_fc, mlp_proj) = (lin()?, lin()?, lin()?, lin()?);
             blocks.push(Block {
@@ -318,11 +314,7 @@ impl Gpt2 {
 
     /// Token embeddings of `ids: [B, T]` → `[B, T, hidden]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        Ok(self
-            .wte
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.cfg.n_embd))?)
+        super::layers::embed(&self.wte, ids)
     }
 
     /// Keys and values each layer computes for `ids`.

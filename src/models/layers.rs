@@ -88,3 +88,31 @@ pub fn gelu_is_tanh(key: &str, value: &str) -> Result<bool> {
         other => anyhow::bail!("unsupported {key} `{other}` (supported: gelu, gelu_new)"),
     }
 }
+
+/// The projection at module `path` (`{path}.weight` `[out, in]`, and `{path}.bias` when it
+/// has one), handed to the method's injector for an adapter.
+pub fn projection(
+    w: &mut Weights,
+    inj: &mut dyn Injector,
+    path: &str,
+    (in_dim, out_dim, bias): (usize, usize, bool),
+) -> Result<super::Linear> {
+    let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
+    let bias = if bias {
+        Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?)
+    } else {
+        None
+    };
+    let base = super::Projection { weight, bias };
+    let adapter = inj.linear_adapter(path, &base)?;
+    Ok(super::Linear::new(base, adapter))
+}
+
+/// Rows of an embedding table for `ids: [B, T]` → `[B, T, hidden]`.
+pub fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let (b, t) = ids.dims2()?;
+    let hidden = table.dim(1)?;
+    Ok(table
+        .index_select(&ids.flatten_all()?, 0)?
+        .reshape((b, t, hidden))?)
+}

@@ -10,7 +10,7 @@ use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::linear::{Linear, Projection};
+use super::linear::Linear;
 use super::weights::Weights;
 use super::{Decoder, Hooks, Injector, Site, SublayerAdapter};
 
@@ -467,15 +467,7 @@ impl Llama {
             let mut lin =
                 |name: &str, in_dim: usize, out_dim: usize, bias: bool| -> Result<Linear> {
                     let path = format!("{p}.{name}");
-                    let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
-                    let bias = if bias {
-                        Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?)
-                    } else {
-                        None
-                    };
-                    let base = Projection { weight, bias };
-                    let adapter = inj.linear_adapter(&path, &base)?;
-                    Ok(Linear::new(base, adapter))
+                    super::layers::projection(w, inj, &path, (in_dim, out_dim, bias))
                 };
             let self_attn = Attention {
                 q_proj: lin("self_attn.q_proj", h, nh * hd, cfg.qkv_bias())?,
@@ -536,12 +528,7 @@ impl Llama {
 
     /// Embeddings of `ids: [B, T]` → `[B, T, hidden]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let flat = ids.flatten_all()?;
-        Ok(self
-            .embed_tokens
-            .index_select(&flat, 0)?
-            .reshape((b, t, self.cfg.hidden_size))?)
+        super::layers::embed(&self.embed_tokens, ids)
     }
 
     /// Final hidden states `[B, n + T, hidden]` (n prompt embeddings first, if any).
