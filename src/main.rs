@@ -122,7 +122,7 @@ enum Cmd {
 }
 
 fn main() {
-    keep_freed_memory_for_reuse();
+    peft_workbench::train::allocator::keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {}", peft_workbench::describe(&e));
@@ -235,8 +235,16 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(status) = train::bench::rerun_with_threads(&args)? {
                 std::process::exit(status.code().unwrap_or(1));
             }
-            let r = train::bench::bench(&args)?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            match args.generate {
+                Some(n) => {
+                    let r = train::bench::bench_generate(&args, n)?;
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+                None => {
+                    let r = train::bench::bench(&args)?;
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+            }
             Ok(())
         }
         Some(Cmd::Export { run_dir, out }) => {
@@ -269,25 +277,6 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
 }
-
-/// candle allocates a fresh buffer for every tensor op. glibc serves buffers over 32 MB
-/// (logits, attention scores of a batch) with mmap and hands them back with munmap, so
-/// the next op faults every page in again: on a SmolLM2-135M LoRA step the kernel took 40
-/// of 86 seconds. Serving everything from the heap and never trimming it makes the freed
-/// buffers reusable: 15.6 -> 11.0 s per step, same peak memory.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_freed_memory_for_reuse() {
-    // SAFETY: mallopt only sets two integer parameters of glibc's allocator; it is called
-    // first thing in main, before any other thread exists, and takes no pointer.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory_for_reuse() {}
 
 /// The runs folder: the flag, else `$PEFT_WORKBENCH_RUNS`, else `runs` in the working
 /// directory.

@@ -1,5 +1,5 @@
 //! Fused CPU kernels, each with its backward pass, for the element-wise parts of a LLaMA
-//! block: rotary embedding, causal softmax, and SwiGLU.
+//! block: rotary embedding, causal softmax, SwiGLU and RMSNorm.
 //!
 //! candle-nn's fast versions of these have no backward pass (gradients silently stop), and
 //! the differentiable "slow" forms chain five to eight ops, each allocating a tensor and
@@ -13,12 +13,24 @@ use candle_core::{
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::fast_math as fm;
+
 /// The contiguous f32 data of a CPU tensor argument.
 fn data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
         None => bail!("{what}: non-contiguous input"),
     }
+}
+
+/// The three contiguous f32 arguments of a `CustomOp3`.
+fn data3<'a>(
+    (a, la): (&'a CpuStorage, &Layout),
+    (b, lb): (&'a CpuStorage, &Layout),
+    (c, lc): (&'a CpuStorage, &Layout),
+    what: &str,
+) -> Result<(&'a [f32], &'a [f32], &'a [f32])> {
+    Ok((data(a, la, what)?, data(b, lb, what)?, data(c, lc, what)?))
 }
 
 fn fusable(ts: &[&Tensor]) -> bool {
@@ -131,12 +143,8 @@ impl CustomOp1 for CausalSoftmax {
             .enumerate()
             .for_each(|(r, (o, x))| {
                 let n = self.visible(r);
-                let max = x[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (o, x) in o[..n].iter_mut().zip(&x[..n]) {
-                    *o = ((x - max) * self.scale).exp();
-                    sum += *o;
-                }
+                let max = fm::max(&x[..n]);
+                let sum = fm::exp_shifted(&x[..n], max, self.scale, &mut o[..n]);
                 let inv = 1.0 / sum;
                 o[..n].iter_mut().for_each(|v| *v *= inv);
             });
@@ -145,10 +153,55 @@ impl CustomOp1 for CausalSoftmax {
 
     /// `scale · y ⊙ (g − Σ g ⊙ y)` row by row (masked entries have y = 0, so no gradient).
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let dot = (grad * y)?.sum_keepdim(candle_core::D::Minus1)?;
-        Ok(Some(
-            ((grad.broadcast_sub(&dot)? * y)? * self.scale as f64)?,
-        ))
+        if !fusable(&[y, grad]) {
+            let dot = (grad * y)?.sum_keepdim(candle_core::D::Minus1)?;
+            return Ok(Some(
+                ((grad.broadcast_sub(&dot)? * y)? * self.scale as f64)?,
+            ));
+        }
+        let grad = grad.contiguous()?;
+        Ok(Some(y.apply_op2_no_bwd(
+            &grad,
+            &SoftmaxGrad {
+                scale: self.scale,
+                len: self.p + self.t,
+            },
+        )?))
+    }
+}
+
+/// The backward pass of a softmax over rows of `len`, in one pass: `scale · y ⊙ (g − y·g)`.
+struct SoftmaxGrad {
+    scale: f32,
+    len: usize,
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "fused-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        ly: &Layout,
+        gs: &CpuStorage,
+        lg: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (data(ys, ly, "softmax grad")?, data(gs, lg, "softmax grad")?);
+        if y.len() != g.len() || y.len() % self.len != 0 {
+            bail!("softmax grad: {} values, {} gradients", y.len(), g.len());
+        }
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(self.len)
+            .zip(y.par_chunks(self.len).zip(g.par_chunks(self.len)))
+            .for_each(|(o, (y, g))| {
+                let dot = fm::dot(y, g);
+                for (o, (y, g)) in o.iter_mut().zip(y.iter().zip(g)) {
+                    *o = self.scale * y * (g - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), ly.shape().clone()))
     }
 }
 
@@ -165,10 +218,6 @@ pub fn causal_softmax(scores: &Tensor, scale: f64, t: usize, p: usize) -> Result
 
 // ---------------------------------------------------------------------------------------
 // SwiGLU: silu(gate) ⊙ up.
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 struct Swiglu;
 
@@ -190,7 +239,7 @@ impl CustomOp2 for Swiglu {
             .par_iter()
             .with_min_len(4096)
             .zip(u.par_iter())
-            .map(|(g, u)| g * sigmoid(*g) * u)
+            .map(|(g, u)| g * fm::sigmoid(*g) * u)
             .collect();
         Ok((CpuStorage::F32(out), lg.shape().clone()))
     }
@@ -203,16 +252,14 @@ impl CustomOp2 for Swiglu {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let d_gate = gate.apply_op3_no_bwd(up, &grad, &SwigluGrad { wrt_gate: true })?;
-        let d_up = gate.apply_op3_no_bwd(up, &grad, &SwigluGrad { wrt_gate: false })?;
-        Ok((Some(d_gate), Some(d_up)))
+        // Both gradients from one pass (one sigmoid per value), stacked on a new first axis.
+        let both = gate.apply_op3_no_bwd(up, &grad, &SwigluGrad)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
     }
 }
 
-/// d/dgate = grad ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))); d/dup = grad ⊙ g σ(g).
-struct SwigluGrad {
-    wrt_gate: bool,
-}
+/// `[d/dgate, d/dup]` with d/dgate = grad ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), d/dup = grad ⊙ g σ(g).
+struct SwigluGrad;
 
 impl CustomOp3 for SwigluGrad {
     fn name(&self) -> &'static str {
@@ -228,25 +275,29 @@ impl CustomOp3 for SwigluGrad {
         grad: &CpuStorage,
         grad_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, u, d) = (
-            data(gate, gate_l, "swiglu grad")?,
-            data(up, up_l, "swiglu grad")?,
-            data(grad, grad_l, "swiglu grad")?,
-        );
-        let out: Vec<f32> = g
-            .par_iter()
-            .with_min_len(4096)
-            .zip(u.par_iter().zip(d.par_iter()))
-            .map(|(g, (u, d))| {
-                let s = sigmoid(*g);
-                if self.wrt_gate {
-                    d * u * s * (1.0 + g * (1.0 - s))
-                } else {
-                    d * g * s
+        let (g, u, d) = data3((gate, gate_l), (up, up_l), (grad, grad_l), "swiglu grad")?;
+        let n = g.len();
+        let mut out = vec![0f32; 2 * n];
+        let (d_gate, d_up) = out.split_at_mut(n);
+        const CHUNK: usize = 4096;
+        d_gate
+            .par_chunks_mut(CHUNK)
+            .zip(d_up.par_chunks_mut(CHUNK))
+            .zip(
+                g.par_chunks(CHUNK)
+                    .zip(u.par_chunks(CHUNK).zip(d.par_chunks(CHUNK))),
+            )
+            .for_each(|((dg, du), (g, (u, d)))| {
+                let outs = dg.iter_mut().zip(du.iter_mut());
+                for ((dg, du), (g, (u, d))) in outs.zip(g.iter().zip(u.iter().zip(d))) {
+                    let s = fm::sigmoid(*g);
+                    *dg = d * u * s * (1.0 + g * (1.0 - s));
+                    *du = d * g * s;
                 }
-            })
-            .collect();
-        Ok((CpuStorage::F32(out), gate_l.shape().clone()))
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(gate_l.dims());
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
 
@@ -256,6 +307,158 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         return gate.silu()? * up;
     }
     gate.contiguous()?.apply_op2(&up.contiguous()?, Swiglu)
+}
+
+// ---------------------------------------------------------------------------------------
+// RMSNorm: x / √(mean(x²) + ε) ⊙ w over the last axis.
+
+/// candle-nn's `rms_norm_slow` is seven ops, each keeping its output for the backward pass
+/// (seven activation-sized tensors per norm, two norms per block); this keeps none but its
+/// output and recomputes the row's scale when differentiated.
+struct RmsNorm {
+    eps: f32,
+}
+
+/// `1 / √(mean(x²) + ε)` of one row.
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    1.0 / (fm::dot(x, x) / x.len() as f32 + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        lx: &Layout,
+        ws: &CpuStorage,
+        lw: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (data(xs, lx, "rms norm")?, data(ws, lw, "rms norm")?);
+        let d = w.len();
+        if lx.dims().last() != Some(&d) {
+            bail!("rms norm: rows of {:?}, weight of {d}", lx.dims());
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .with_min_len(16)
+            .for_each(|(o, x)| {
+                let r = inv_rms(x, self.eps);
+                for (o, (x, w)) in o.iter_mut().zip(x.iter().zip(w)) {
+                    *o = x * r * w;
+                }
+            });
+        Ok((CpuStorage::F32(out), lx.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let want_w = w.track_op();
+        let out = x.apply_op3_no_bwd(
+            w,
+            &grad,
+            &RmsNormGrad {
+                eps: self.eps,
+                want_w,
+            },
+        )?;
+        let rows = x.elem_count() / w.elem_count();
+        let d_x = out.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let d_w = if want_w { Some(out.get(rows)?) } else { None };
+        Ok((Some(d_x), d_w))
+    }
+}
+
+/// `[rows (+ 1), d]`: d/dx = r ⊙ (g⊙w − n · mean(g⊙w⊙n)) per row with n = x·r, and, when the
+/// weight is trained, one more row d/dw = Σ_rows g ⊙ n.
+struct RmsNormGrad {
+    eps: f32,
+    want_w: bool,
+}
+
+impl CustomOp3 for RmsNormGrad {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        lx: &Layout,
+        ws: &CpuStorage,
+        lw: &Layout,
+        gs: &CpuStorage,
+        lg: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, g) = data3((xs, lx), (ws, lw), (gs, lg), "rms norm grad")?;
+        let d = w.len();
+        let rows = x.len() / d;
+        if g.len() != x.len() {
+            bail!("rms norm grad: {} values, {} gradients", x.len(), g.len());
+        }
+        let mut out = vec![0f32; (rows + self.want_w as usize) * d];
+        let (d_x, d_w) = out.split_at_mut(rows * d);
+        // Blocks of rows, each with its own partial d/dw, summed after.
+        const BLOCK: usize = 32;
+        let partial_w: Vec<Vec<f32>> = d_x
+            .par_chunks_mut(BLOCK * d)
+            .zip(x.par_chunks(BLOCK * d).zip(g.par_chunks(BLOCK * d)))
+            .map(|(dx, (x, g))| {
+                let mut pw = if self.want_w {
+                    vec![0f32; d]
+                } else {
+                    Vec::new()
+                };
+                let mut gw = vec![0f32; d];
+                for (dx, (x, g)) in dx.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d))) {
+                    let r = inv_rms(x, self.eps);
+                    for (gw, (g, w)) in gw.iter_mut().zip(g.iter().zip(w)) {
+                        *gw = g * w;
+                    }
+                    // mean(g⊙w⊙n) = r · (g⊙w)·x / d
+                    let c = r * fm::dot(&gw, x) / d as f32;
+                    for (dx, (gw, x)) in dx.iter_mut().zip(gw.iter().zip(x)) {
+                        *dx = r * (gw - x * r * c);
+                    }
+                    if self.want_w {
+                        for (pw, (g, x)) in pw.iter_mut().zip(g.iter().zip(x)) {
+                            *pw += g * x * r;
+                        }
+                    }
+                }
+                pw
+            })
+            .collect();
+        if self.want_w {
+            for p in &partial_w {
+                for (a, b) in d_w.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+        }
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((rows + self.want_w as usize, d)),
+        ))
+    }
+}
+
+/// RMSNorm over the last axis of `x` with weight `w` (`[d]`); candle-nn's differentiable
+/// composition where the fused kernel cannot run.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+    if !fusable(&[x, w]) || w.rank() != 1 || x.dims().last() != Some(&w.elem_count()) {
+        return candle_nn::ops::rms_norm_slow(x, w, eps);
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps })
 }
 
 /// Whether the fused kernels can run on `x`'s device and dtype.
@@ -374,5 +577,27 @@ mod tests {
         let u = Var::from_tensor(&u)?;
         let gt = g.as_tensor().clone();
         check(&u, |u| swiglu(&gt, u), |u| gt.silu()? * u)
+    }
+
+    #[test]
+    fn rms_norm_matches_the_slow_form_and_both_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        // 70 rows: more than one block of the backward kernel, and a ragged last block.
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 35, 24), &dev)?)?;
+        let w = Tensor::randn(1f32, 0.3, 24, &dev)?;
+        check(
+            &x,
+            |x| rms_norm(x, &w, 1e-5),
+            |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5),
+        )?;
+        // A trained weight (LayerNorm tuning, full fine-tuning) gets its gradient too.
+        let w = Var::from_tensor(&w)?;
+        let xt = x.as_tensor().clone();
+        check(
+            &w,
+            |w| rms_norm(&xt, w, 1e-5),
+            |w| candle_nn::ops::rms_norm_slow(&xt, w, 1e-5),
+        )?;
+        Ok(())
     }
 }

@@ -297,8 +297,8 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // The slow form: candle's fused rms_norm has no backward pass.
-        Ok(candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)?)
+        // Not candle's fast rms_norm: it has no backward pass.
+        Ok(super::fused::rms_norm(x, &self.weight, self.eps)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Models with the injection points PEFT methods need.
 
 pub mod bert;
+pub mod fast_math;
 pub mod fused;
 pub mod gguf;
 pub mod gpt2;

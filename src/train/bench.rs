@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// Take the method and its parameters from this run configuration instead of --method.
     #[arg(long)]
     pub preset: Option<std::path::PathBuf>,
+    /// Time greedy generation of this many new tokens instead of training: a prompt of
+    /// `--prompt` random tokens, the key/value cache, no early stop, median of `--steps`.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// Prompt length for `--generate`.
+    #[arg(long, default_value_t = 32)]
+    pub prompt: usize,
     /// Threads for the matmuls and element-wise kernels (default: every core). candle reads
     /// its thread count once from the environment, so the bench reruns itself with it set.
     #[arg(long)]
@@ -51,6 +58,22 @@ pub struct BenchResult {
     pub peak_rss_bytes: u64,
     pub trainable_params: usize,
     /// Threads candle computes with.
+    pub threads: usize,
+}
+
+/// What `bench --generate` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateBenchResult {
+    pub model: String,
+    pub method: String,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub load_seconds: f64,
+    /// The prompt's forward pass (filling the cache) and the first token's logits.
+    pub prefill_ms: f64,
+    /// Tokens after the first, over the time after the prompt: one cached step each.
+    pub decode_tokens_per_second: f64,
+    pub peak_rss_bytes: u64,
     pub threads: usize,
 }
 
@@ -80,8 +103,16 @@ pub fn rerun_with_threads(a: &BenchArgs) -> Result<Option<std::process::ExitStat
     Ok(Some(status))
 }
 
-pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
-    let device = Device::Cpu;
+/// The model with the method attached, as a run has it before its first step.
+struct Setup {
+    method_cfg: MethodConfig,
+    files: ModelFiles,
+    method: Box<dyn crate::peft::Method>,
+    loaded: LoadedModel,
+    load_seconds: f64,
+}
+
+fn setup(a: &BenchArgs, device: &Device) -> Result<Setup> {
     let method_cfg: MethodConfig = match &a.preset {
         Some(p) => crate::config::RunConfig::load(p, &[])?.method,
         None => serde_json::from_value(serde_json::json!({ "kind": a.method }))
@@ -92,12 +123,76 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     let mut method = method_cfg.build(&BuildContext {
         model: &files.config,
         seed: 0,
-        device: &device,
+        device,
         total_steps: a.steps + 2,
     })?;
-    let loaded = LoadedModel::load(&files, method.as_mut(), &device)?;
+    let loaded = LoadedModel::load(&files, method.as_mut(), device)?;
     method.on_loaded(&loaded.model, &loaded.tokenizer)?;
-    let load_seconds = t0.elapsed().as_secs_f64();
+    Ok(Setup {
+        method_cfg,
+        files,
+        method,
+        loaded,
+        load_seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Greedy generation with the cache (`--generate N`).
+pub fn bench_generate(a: &BenchArgs, new_tokens: usize) -> Result<GenerateBenchResult> {
+    if new_tokens < 2 || a.prompt == 0 {
+        anyhow::bail!("--generate needs at least 2 new tokens and --prompt at least 1");
+    }
+    let device = Device::Cpu;
+    let s = setup(a, &device)?;
+    let decoder = s.loaded.model.decoder()?;
+    let hooks = s.method.hooks(false)?;
+    let mut rng = StdRng::seed_from_u64(0);
+    let vocab = s.files.config.vocab_size() as u32;
+    let prompt: Vec<u32> = (0..a.prompt).map(|_| rng.random_range(0..vocab)).collect();
+    let sampling = crate::generate::Sampling {
+        max_tokens: new_tokens,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for round in 0..a.steps.max(1) + 1 {
+        let t = Instant::now();
+        let mut first = None;
+        let out = crate::generate::generate(decoder, &hooks, &prompt, &sampling, &[], &mut |_| {
+            first.get_or_insert_with(|| t.elapsed().as_secs_f64());
+            true
+        })?;
+        let total = t.elapsed().as_secs_f64();
+        anyhow::ensure!(out.len() == new_tokens, "generated {} tokens", out.len());
+        let first = first.expect("at least one token");
+        // The first round warms up.
+        if round > 0 {
+            prefill.push(first);
+            decode.push((new_tokens - 1) as f64 / (total - first).max(1e-9));
+        }
+    }
+    Ok(GenerateBenchResult {
+        model: a.model.clone(),
+        method: s.method_cfg.kind().into(),
+        prompt_tokens: a.prompt,
+        new_tokens,
+        load_seconds: s.load_seconds,
+        prefill_ms: median(prefill) * 1e3,
+        decode_tokens_per_second: median(decode),
+        peak_rss_bytes: peak_rss_bytes(),
+        threads: candle_core::utils::get_num_threads(),
+    })
+}
+
+pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
+    let device = Device::Cpu;
+    let Setup {
+        method_cfg,
+        files,
+        mut method,
+        loaded,
+        load_seconds,
+    } = setup(a, &device)?;
     let model = &loaded.model;
     let mut vars = loaded.weights.trained().to_vec();
     vars.extend(method.vars());

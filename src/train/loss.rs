@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::models::fast_math as fm;
+
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let fused = logits.device().is_cpu()
         && logits.dtype() == DType::F32
@@ -48,9 +50,8 @@ fn rows<'a>(
 
 /// `max` and `ln Σ exp(z − max)` of one row.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|x| (x - max).exp()).sum();
-    (max, sum.ln())
+    let max = fm::max(row);
+    (max, fm::sum_exp_shifted(row, max).ln())
 }
 
 /// Forward (`grad_scale` None): the mean loss. Backward (`Some(s)`): the logits' gradient
@@ -97,7 +98,7 @@ impl CustomOp2 for CrossEntropy {
                 let (max, lse) = log_sum_exp(row);
                 let shift = max + lse;
                 for (g, x) in g.iter_mut().zip(row) {
-                    *g = (x - shift).exp() * per_row;
+                    *g = fm::exp(x - shift) * per_row;
                 }
                 g[target as usize] -= per_row;
             });

@@ -1,6 +1,7 @@
 //! The trainer: takes a `RunConfig`, an event sink and a stop check, and returns a summary.
 //! It knows nothing of any UI.
 
+pub mod allocator;
 pub mod bench;
 pub mod checkpoint;
 pub mod events;

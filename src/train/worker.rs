@@ -156,5 +156,6 @@ fn worker_loop(
                 error: crate::describe(&e),
             }),
         }
+        super::allocator::return_free_memory();
     }
 }
