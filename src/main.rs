@@ -26,6 +26,16 @@ enum Cmd {
         /// Where runs are saved and read back (default: $PEFT_WORKBENCH_RUNS, else ./runs).
         #[arg(long)]
         runs_dir: Option<PathBuf>,
+        /// Start a run at launch, as a preset (RunConfig TOML) describes it.
+        #[arg(long, value_name = "PRESET")]
+        start: Option<PathBuf>,
+        /// Repaint continuously and, at exit, write the frame times measured while a run
+        /// trained (median and 99th percentile) to this JSON file.
+        #[arg(long, value_name = "FILE")]
+        frame_log: Option<PathBuf>,
+        /// Close the window after this many seconds (a stopped run stays resumable).
+        #[arg(long, value_name = "SECONDS")]
+        exit_after: Option<f64>,
     },
     /// Train one run without a window, as a preset describes it (or continue a stopped one).
     Train {
@@ -132,8 +142,24 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => open_window(runs_dir(None)),
-        Some(Cmd::Gui { runs_dir: dir }) => open_window(runs_dir(dir)),
+        None => open_window(runs_dir(None), None, None, None),
+        Some(Cmd::Gui {
+            runs_dir: dir,
+            start,
+            frame_log,
+            exit_after,
+        }) => {
+            let start = start
+                .map(|p| peft_workbench::config::RunConfig::load(&p, &[]))
+                .transpose()?;
+            let exit_after = exit_after
+                .map(|s| {
+                    std::time::Duration::try_from_secs_f64(s)
+                        .map_err(|_| anyhow::anyhow!("--exit-after {s}: not a number of seconds"))
+                })
+                .transpose()?;
+            open_window(runs_dir(dir), start, frame_log, exit_after)
+        }
         Some(Cmd::Train {
             preset,
             resume,
@@ -318,13 +344,28 @@ fn print_progress(e: Event) {
 }
 
 #[cfg(feature = "gui")]
-fn open_window(runs_dir: PathBuf) -> Result<()> {
-    peft_workbench::app::run_native(runs_dir)
+fn open_window(
+    runs_dir: PathBuf,
+    start: Option<peft_workbench::config::RunConfig>,
+    frame_log: Option<PathBuf>,
+    exit_after: Option<std::time::Duration>,
+) -> Result<()> {
+    let opts = peft_workbench::app::WindowOptions {
+        start,
+        frame_log,
+        exit_after,
+    };
+    peft_workbench::app::run_native(runs_dir, opts)
         .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_window(_runs_dir: PathBuf) -> Result<()> {
+fn open_window(
+    _runs_dir: PathBuf,
+    _start: Option<peft_workbench::config::RunConfig>,
+    _frame_log: Option<PathBuf>,
+    _exit_after: Option<std::time::Duration>,
+) -> Result<()> {
     anyhow::bail!(
         "this build has no window (built without the `gui` feature); use a subcommand, see --help"
     )

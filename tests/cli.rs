@@ -219,3 +219,51 @@ fn compare_runs_each_method_and_writes_the_tables() {
     let lora = peft_workbench::config::RunConfig::load(&out.join("lora/config.toml"), &[]).unwrap();
     assert_eq!(lora.optimizer.lr, 3e-3);
 }
+
+/// `bench --generate` decodes with the cache and reports the figures the comparison script
+/// reads; nonsense is refused with one line.
+#[test]
+fn bench_generate_reports_decode_speed() {
+    let o = bin()
+        .args([
+            "bench",
+            "--preset",
+            &preset("lora.toml"),
+            "--generate",
+            "6",
+            "--prompt",
+            "5",
+            "--steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["new_tokens"], 6);
+    assert_eq!(r["prompt_tokens"], 5);
+    assert_eq!(r["method"], "lora");
+    assert!(r["decode_tokens_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["prefill_ms"].as_f64().unwrap() > 0.0, "{r}");
+    let o = bin().args(["bench", "--generate", "1"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 2 new tokens"));
+}
+
+/// The window's launch options are checked before a window opens.
+#[test]
+fn gui_options_are_checked_before_the_window_opens() {
+    let o = bin()
+        .args(["gui", "--start", "/nonexistent/preset.toml"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error:") && err.contains("preset.toml"),
+        "{err}"
+    );
+    let o = bin().args(["gui", "--exit-after=-3"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--exit-after -3"));
+}

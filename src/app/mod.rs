@@ -3,6 +3,7 @@
 //! its `Event`s each frame.
 
 pub mod central;
+pub mod frame_log;
 pub mod i18n;
 pub mod learn;
 mod method_params;
@@ -102,6 +103,21 @@ pub struct WorkbenchApp {
     pub plots_rect: Option<egui::Rect>,
     /// The window's context, for requests made while applying actions.
     ctx: Option<egui::Context>,
+    /// Frame times recorded for `gui --frame-log`.
+    frame_log: Option<frame_log::FrameLog>,
+    /// When the window closes by itself (`gui --exit-after`).
+    close_at: Option<Instant>,
+}
+
+/// What `gui` was asked for besides the runs folder.
+#[derive(Debug, Default)]
+pub struct WindowOptions {
+    /// A run to start at launch (`gui --start PRESET`).
+    pub start: Option<RunConfig>,
+    /// Record frame times while runs train, and write their summary here at exit.
+    pub frame_log: Option<PathBuf>,
+    /// Close the window after this long.
+    pub exit_after: Option<Duration>,
 }
 
 impl WorkbenchApp {
@@ -147,6 +163,8 @@ impl WorkbenchApp {
             sort: None,
             plots_rect: None,
             ctx: None,
+            frame_log: None,
+            close_at: None,
         }
     }
 
@@ -493,7 +511,19 @@ impl WorkbenchApp {
 }
 
 impl eframe::App for WorkbenchApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        if let Some(log) = &mut self.frame_log {
+            log.frame(self.store.active().is_some(), frame.info().cpu_usage);
+            // Measured at the fastest the window can redraw, not only when an event comes.
+            ui.ctx().request_repaint();
+        }
+        if let Some(at) = self.close_at {
+            if Instant::now() >= at {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            } else {
+                ui.ctx().request_repaint_after(at - Instant::now());
+            }
+        }
         self.show(ui);
     }
 
@@ -505,6 +535,12 @@ impl eframe::App for WorkbenchApp {
         // Stops the run at its next step boundary; it saves a checkpoint there, so it can be
         // resumed at the next launch.
         self.worker.shutdown();
+        if let Some(log) = &self.frame_log {
+            match log.write() {
+                Ok(()) => eprintln!("frame times: {:?}", log.summary()),
+                Err(e) => eprintln!("cannot write the frame log: {}", crate::describe(&e)),
+            }
+        }
     }
 }
 
@@ -571,7 +607,7 @@ fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
 
 /// Opens the workbench window; runs are written under `./runs`.
 /// Opens the window; runs are saved under (and past ones read from) `runs_dir`.
-pub fn run_native(runs_dir: PathBuf) -> eframe::Result<()> {
+pub fn run_native(runs_dir: PathBuf, opts: WindowOptions) -> eframe::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("PEFT Workbench")
@@ -590,6 +626,12 @@ pub fn run_native(runs_dir: PathBuf) -> eframe::Result<()> {
                 .and_then(|s| eframe::get_value::<Remembered>(s, eframe::APP_KEY))
             {
                 app.restore(r);
+            }
+            app.frame_log = opts.frame_log.map(frame_log::FrameLog::new);
+            app.close_at = opts.exit_after.map(|d| Instant::now() + d);
+            if let Some(cfg) = opts.start {
+                app.form = cfg;
+                app.apply(Action::Start);
             }
             Ok(Box::new(app))
         }),
