@@ -352,6 +352,17 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), ConfigError
     Ok(())
 }
 
+/// What the `gui` command was asked for besides the runs folder (no window needed to hold it).
+#[derive(Debug, Default)]
+pub struct WindowOptions {
+    /// A run to start at launch (`gui --start PRESET`).
+    pub start: Option<RunConfig>,
+    /// Record frame times while runs train, and write their summary here at exit.
+    pub frame_log: Option<std::path::PathBuf>,
+    /// Close the window after this long.
+    pub exit_after: Option<std::time::Duration>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,7 +142,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => open_window(runs_dir(None), None, None, None),
+        None => open_window(runs_dir(None), Default::default()),
         Some(Cmd::Gui {
             runs_dir: dir,
             start,
@@ -158,7 +158,12 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|_| anyhow::anyhow!("--exit-after {s}: not a number of seconds"))
                 })
                 .transpose()?;
-            open_window(runs_dir(dir), start, frame_log, exit_after)
+            let opts = peft_workbench::config::WindowOptions {
+                start,
+                frame_log,
+                exit_after,
+            };
+            open_window(runs_dir(dir), opts)
         }
         Some(Cmd::Train {
             preset,
@@ -344,28 +349,13 @@ fn print_progress(e: Event) {
 }
 
 #[cfg(feature = "gui")]
-fn open_window(
-    runs_dir: PathBuf,
-    start: Option<peft_workbench::config::RunConfig>,
-    frame_log: Option<PathBuf>,
-    exit_after: Option<std::time::Duration>,
-) -> Result<()> {
-    let opts = peft_workbench::app::WindowOptions {
-        start,
-        frame_log,
-        exit_after,
-    };
+fn open_window(runs_dir: PathBuf, opts: peft_workbench::config::WindowOptions) -> Result<()> {
     peft_workbench::app::run_native(runs_dir, opts)
         .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_window(
-    _runs_dir: PathBuf,
-    _start: Option<peft_workbench::config::RunConfig>,
-    _frame_log: Option<PathBuf>,
-    _exit_after: Option<std::time::Duration>,
-) -> Result<()> {
+fn open_window(_runs_dir: PathBuf, _opts: peft_workbench::config::WindowOptions) -> Result<()> {
     anyhow::bail!(
         "this build has no window (built without the `gui` feature); use a subcommand, see --help"
     )

@@ -109,16 +109,7 @@ pub struct WorkbenchApp {
     close_at: Option<Instant>,
 }
 
-/// What `gui` was asked for besides the runs folder.
-#[derive(Debug, Default)]
-pub struct WindowOptions {
-    /// A run to start at launch (`gui --start PRESET`).
-    pub start: Option<RunConfig>,
-    /// Record frame times while runs train, and write their summary here at exit.
-    pub frame_log: Option<PathBuf>,
-    /// Close the window after this long.
-    pub exit_after: Option<Duration>,
-}
+pub use crate::config::WindowOptions;
 
 impl WorkbenchApp {
     /// `notify` is called by the worker after each event (the window passes a repaint
