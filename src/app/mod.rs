@@ -610,7 +610,12 @@ pub fn run_native(runs_dir: PathBuf, opts: WindowOptions) -> eframe::Result<()> 
         options,
         Box::new(|cc| {
             let ctx = cc.egui_ctx.clone();
-            let notify: Notify = Arc::new(move || ctx.request_repaint());
+            // A run sends an event every step (dozens a second on the built-in model); each
+            // redraws the window, which without a GPU driver costs tens of milliseconds of
+            // CPU taken from training. Ten redraws a second keep the curves live; input
+            // (mouse, keys) still redraws at once.
+            let notify: Notify =
+                Arc::new(move || ctx.request_repaint_after(Duration::from_millis(100)));
             let mut app = WorkbenchApp::new(notify, Some(runs_dir));
             if let Some(r) = cc
                 .storage
