@@ -44,6 +44,9 @@ pub struct RunConfig {
     /// `"cpu"`, or `"cuda:N"` when built with the `cuda` feature.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Number format of the training step; anything but f32 needs a CUDA device.
+    #[serde(default)]
+    pub precision: Precision,
     /// The fine-tuning method and its own parameters.
     #[serde(default)]
     pub method: MethodConfig,
@@ -77,6 +80,40 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     #[serde(default = "default_eps")]
     pub eps: f64,
+}
+
+/// The number format a run computes in. Under bf16 and f16 the frozen base weights are
+/// stored in it and every projection's matrix product runs in it (the bulk of the work and
+/// of the memory); trained parameters keep f32 master copies, and the residual stream,
+/// normalisations, softmax and loss stay f32, so only the products lose precision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::F16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// The dtype the base weights are stored and multiplied in.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::Bf16 => candle_core::DType::BF16,
+            Precision::F16 => candle_core::DType::F16,
+        }
+    }
 }
 
 /// Learning-rate decay after the warm-up.
@@ -179,6 +216,7 @@ impl Default for RunConfig {
             checkpoint_every: default_checkpoint_every(),
             seed: 0,
             device: default_device(),
+            precision: Precision::default(),
             method: MethodConfig::default(),
             optimizer: OptimizerConfig::default(),
         }
@@ -284,6 +322,15 @@ impl RunConfig {
             return Err(invalid(
                 "device",
                 format!("`{}` is neither \"cpu\" nor \"cuda:N\"", self.device),
+            ));
+        }
+        if self.precision != Precision::F32 && !self.device.starts_with("cuda") {
+            return Err(invalid(
+                "precision",
+                format!(
+                    "{} trains on a CUDA device only; on the CPU training is f32 (set precision = \"f32\" or device = \"cuda:0\")",
+                    self.precision.name()
+                ),
             ));
         }
         self.method

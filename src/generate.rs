@@ -110,9 +110,10 @@ pub fn generate_text(
     adapter: Option<&std::path::Path>,
     text: &str,
     s: &Sampling,
+    device: &candle_core::Device,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<String> {
-    let (loaded, hooks) = crate::peft::import::load_adapted(model, adapter)?;
+    let (loaded, hooks) = crate::peft::import::load_adapted(model, adapter, device)?;
     let tok = &loaded.tokenizer;
     let prompt = tok
         .encode(text, true)
@@ -164,8 +165,9 @@ pub fn classify_text(
     model: &str,
     adapter: Option<&std::path::Path>,
     text: &str,
+    device: &candle_core::Device,
 ) -> Result<Vec<(String, f32)>> {
-    let (_, logits) = crate::peft::import::last_logits(model, adapter, text)?;
+    let (_, logits) = crate::peft::import::last_logits(model, adapter, text, device)?;
     let names = match adapter {
         Some(a) => crate::peft::import::read_labels(a)?,
         None => None,

@@ -70,6 +70,9 @@ enum Cmd {
         adapter: Option<PathBuf>,
         #[arg(long)]
         text: String,
+        /// "cpu" or "cuda:N".
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Continue a prompt with the model (and adapter), printing tokens as they come.
     Generate {
@@ -92,6 +95,9 @@ enum Cmd {
         top_p: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// "cpu" or "cuda:N".
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Time training steps of a method on random tokens and print one JSON object
     /// (tokens/s, ms per step, peak memory, trainable parameters).
@@ -201,8 +207,10 @@ fn run(cli: Cli) -> Result<()> {
             model,
             adapter,
             text,
+            device,
         }) => {
-            let (ids, logits) = import::last_logits(&model, adapter.as_deref(), &text)?;
+            let device = train::device_for(&device)?;
+            let (ids, logits) = import::last_logits(&model, adapter.as_deref(), &text, &device)?;
             let mut out = serde_json::json!({ "token_ids": ids, "logits": logits });
             // A classifier's logits are per class: name them.
             if peft_workbench::models::ModelFiles::open(&model)?
@@ -227,7 +235,9 @@ fn run(cli: Cli) -> Result<()> {
             temperature,
             top_p,
             seed,
+            device,
         }) => {
+            let device = train::device_for(&device)?;
             let sampling = peft_workbench::generate::Sampling {
                 temperature,
                 top_p,
@@ -244,6 +254,7 @@ fn run(cli: Cli) -> Result<()> {
                 adapter.as_deref(),
                 &text,
                 &sampling,
+                &device,
                 &mut |piece| {
                     use std::io::Write;
                     print!("{piece}");

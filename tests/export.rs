@@ -90,9 +90,11 @@ fn merged_adapters_give_the_adapted_models_logits() {
                 "{preset}: merged folder lacks {f}"
             );
         }
-        let (ids_a, adapted) = last_logits("builtin", Some(&adapter), text).unwrap();
-        let (ids_m, plain) = last_logits(merged.to_str().unwrap(), None, text).unwrap();
-        let (_, base) = last_logits("builtin", None, text).unwrap();
+        let (ids_a, adapted) =
+            last_logits("builtin", Some(&adapter), text, &common::test_device()).unwrap();
+        let (ids_m, plain) =
+            last_logits(merged.to_str().unwrap(), None, text, &common::test_device()).unwrap();
+        let (_, base) = last_logits("builtin", None, text, &common::test_device()).unwrap();
         assert_eq!(ids_a, ids_m);
         let diff = adapted
             .iter()
@@ -138,7 +140,7 @@ fn adapters_for_another_model_are_refused_with_the_tensor_named() {
         );
     }
     candle_core::safetensors::save(&tensors, moved.join("adapter_model.safetensors")).unwrap();
-    let e = last_logits("builtin", Some(&moved), "hello").unwrap_err();
+    let e = last_logits("builtin", Some(&moved), "hello", &common::test_device()).unwrap_err();
     assert!(
         format!("{e:#}").contains("model.layers.9.self_attn.q_proj"),
         "{e:#}"
@@ -161,10 +163,16 @@ fn adapters_for_another_model_are_refused_with_the_tensor_named() {
         bad.join("adapter_model.safetensors"),
     )
     .unwrap();
-    let e = last_logits("builtin", Some(&bad), "hello").unwrap_err();
+    let e = last_logits("builtin", Some(&bad), "hello", &common::test_device()).unwrap_err();
     assert!(format!("{e:#}").contains("prompt_embeddings"), "{e:#}");
     assert!(format!("{e:#}").contains("another model"), "{e:#}");
-    let e = last_logits("builtin", Some(Path::new("/nonexistent/adapter")), "hi").unwrap_err();
+    let e = last_logits(
+        "builtin",
+        Some(Path::new("/nonexistent/adapter")),
+        "hi",
+        &common::test_device(),
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("does not exist"), "{e:#}");
 }
 
@@ -180,8 +188,13 @@ fn peft_made_adapters_give_peft_logits() {
     for (name, cases) in adapters {
         for case in cases.as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
-            let (ids, logits) = last_logits("builtin", Some(&dir.join(name)), text)
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let (ids, logits) = last_logits(
+                "builtin",
+                Some(&dir.join(name)),
+                text,
+                &common::test_device(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             let want_ids: Vec<u32> = serde_json::from_value(case["token_ids"].clone()).unwrap();
             assert_eq!(ids, want_ids, "{name}");
             let want: Vec<f32> = serde_json::from_value(case["logits"].clone()).unwrap();

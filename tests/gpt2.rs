@@ -26,7 +26,8 @@ fn logits_match_transformers() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
     for case in fixture["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let (ids, logits) = last_logits(dir.to_str().unwrap(), None, text).unwrap();
+        let (ids, logits) =
+            last_logits(dir.to_str().unwrap(), None, text, &common::test_device()).unwrap();
         let want_ids: Vec<u32> = serde_json::from_value(case["token_ids"].clone()).unwrap();
         assert_eq!(ids, want_ids);
         let want: Vec<f32> = serde_json::from_value(case["logits"].clone()).unwrap();
@@ -108,7 +109,7 @@ fn lora_on_c_attn_trains_exports_and_merges() {
     assert_eq!(c["fan_in_fan_out"], true);
     assert_eq!(c["target_modules"], serde_json::json!(["c_attn"]));
     let text = "Review: the food was good.\nLabel:";
-    let (_, adapted) = last_logits(&model, Some(&adapter), text).unwrap();
+    let (_, adapted) = last_logits(&model, Some(&adapter), text, &common::test_device()).unwrap();
     let merged = dir.path().join("merged");
     let files = ModelFiles::open(&model).unwrap();
     peft_workbench::peft::import::ImportedAdapter::load(&adapter, &files.config, &Device::Cpu)
@@ -122,7 +123,8 @@ fn lora_on_c_attn_trains_exports_and_merges() {
         shapes["transformer.h.0.attn.c_attn.weight"].dims(),
         [32, 96]
     );
-    let (_, from_merged) = last_logits(merged.to_str().unwrap(), None, text).unwrap();
+    let (_, from_merged) =
+        last_logits(merged.to_str().unwrap(), None, text, &common::test_device()).unwrap();
     let worst = adapted
         .iter()
         .zip(&from_merged)

@@ -3,6 +3,8 @@
 //! lowers the evaluation loss of a built-in task; the BERT encoder all-MiniLM-L6-v2 gives
 //! transformers' hidden states (tests/reference/minilm_hidden.py) and learns to classify.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use peft_workbench::config::RunConfig;
@@ -26,7 +28,8 @@ fn smollm2_matches_transformers() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for case in fixture["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let (ids, logits) = last_logits(model.to_str().unwrap(), None, text).unwrap();
+        let (ids, logits) =
+            last_logits(model.to_str().unwrap(), None, text, &common::test_device()).unwrap();
         let want_ids: Vec<u32> = serde_json::from_value(case["token_ids"].clone()).unwrap();
         assert_eq!(ids, want_ids, "token ids of {text:?}");
         assert_eq!(logits.len(), 49_152);
@@ -80,6 +83,7 @@ fn smollm2_answers_with_the_cache_as_transformers_does() {
         None,
         &peft_workbench::generate::chatml("What is the capital of France?"),
         &s,
+        &common::test_device(),
         &mut |_| true,
     )
     .unwrap();
@@ -103,7 +107,7 @@ fn minilm_matches_transformers() {
     use peft_workbench::models::{Hooks, LoadedModel, Model, ModelFiles, NoMethod};
     let files = ModelFiles::open(minilm().to_str().unwrap()).unwrap();
     assert!(files.config.is_classifier());
-    let loaded = LoadedModel::load(&files, &mut NoMethod, &candle_core::Device::Cpu).unwrap();
+    let loaded = LoadedModel::load(&files, &mut NoMethod, &common::test_device()).unwrap();
     let Model::Bert(bert) = &loaded.model else {
         panic!("MiniLM loads as a BERT encoder")
     };
@@ -130,8 +134,7 @@ fn minilm_matches_transformers() {
         .iter()
         .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0, l - r.len())))
         .collect();
-    let ids =
-        candle_core::Tensor::from_vec(flat, (rows.len(), l), &candle_core::Device::Cpu).unwrap();
+    let ids = candle_core::Tensor::from_vec(flat, (rows.len(), l), &common::test_device()).unwrap();
     let (hidden, _) = bert
         .forward_cached(&ids, &lengths, &Hooks::default(), false)
         .unwrap();

@@ -1,19 +1,25 @@
 //! Our forward pass of the built-in model against Hugging Face transformers' (the fixture
 //! is written by tests/reference/builtin_logits.py): identical token ids, logits within 1e-3.
 
+mod common;
+
 use peft_workbench::peft::import::last_logits;
 
-#[test]
-fn builtin_model_matches_transformers() {
+/// tests/fixtures/builtin_logits.json: texts, their token ids and transformers' last logits.
+fn builtin_logits_fixture() -> serde_json::Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/builtin_logits.json"
     );
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn builtin_model_matches_transformers() {
+    let fixture = builtin_logits_fixture();
     for case in fixture["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let (ids, logits) = last_logits("builtin", None, text).unwrap();
+        let (ids, logits) = last_logits("builtin", None, text, &common::test_device()).unwrap();
         let want_ids: Vec<u32> = case["token_ids"]
             .as_array()
             .unwrap()
@@ -59,6 +65,51 @@ fn trainable_counts_equal_peft_on_the_builtin_model() {
             "{}: ours {} vs PEFT {peft}",
             method.short_label(),
             method.trainable_params(&model)
+        );
+    }
+}
+
+/// The built-in model with its matrices in bf16 and in f16 (a mixed-precision run's forward
+/// pass) against transformers' f32 logits: near them, within what the narrower products
+/// cost, and not as near as f32 gets (the products really ran narrow).
+#[test]
+fn builtin_model_in_bf16_and_f16_stays_near_transformers() {
+    use candle_core::{DType, Tensor};
+    use peft_workbench::models::{Hooks, LoadedModel, ModelFiles, NoMethod};
+    let fixture = builtin_logits_fixture();
+    let device = common::test_device();
+    let files = ModelFiles::open("builtin").unwrap();
+    // Largest logit difference allowed: bf16 keeps 8 significant bits, f16 11; measured
+    // worst on the CPU 0.024 and 0.0036.
+    for (dtype, tolerance) in [(DType::BF16, 0.1f32), (DType::F16, 0.015)] {
+        let loaded = LoadedModel::load_in(&files, &mut NoMethod, &device, dtype).unwrap();
+        let decoder = loaded.model.decoder().unwrap();
+        let mut worst = 0.0f32;
+        for case in fixture["cases"].as_array().unwrap() {
+            let ids: Vec<u32> = serde_json::from_value(case["token_ids"].clone()).unwrap();
+            let want: Vec<f32> = serde_json::from_value(case["logits"].clone()).unwrap();
+            let input = Tensor::new(ids.as_slice(), &device)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let logits = decoder.forward(&input, &Hooks::default(), false).unwrap();
+            assert_eq!(logits.dtype(), DType::F32);
+            let last = logits.squeeze(0).unwrap().get(ids.len() - 1).unwrap();
+            let got = last.to_vec1::<f32>().unwrap();
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            worst = worst.max(diff);
+        }
+        assert!(
+            worst <= tolerance,
+            "{dtype:?}: worst logit difference {worst}"
+        );
+        assert!(
+            worst > 1e-3,
+            "{dtype:?}: as exact as f32 ({worst}): not computed narrow"
         );
     }
 }

@@ -254,7 +254,22 @@ pub const ZH: &[(&str, &str)] = &[
         "Seeds data order and the method's initialisation",
         "决定数据顺序和方法的初始化",
     ),
-    ("Device: CPU (f32)", "设备：CPU（f32）"),
+    ("Device", "设备"),
+    ("Where the run trains", "训练在哪个设备上运行"),
+    ("Precision", "精度"),
+    (
+        "bf16/f16: frozen weights stored and multiplied in half precision, trained tensors kept in f32",
+        "bf16/f16：冻结的权重以半精度存储并做矩阵乘法，训练的张量保持 f32",
+    ),
+    (
+        "No CUDA device found: training runs on the CPU in f32.",
+        "没有找到 CUDA 设备：训练在 CPU 上以 f32 运行。",
+    ),
+    (
+        "CPU only, in f32: this build has no CUDA (scripts/build-cuda.sh builds one).",
+        "仅 CPU，f32：这个版本没有 CUDA（用 scripts/build-cuda.sh 构建）。",
+    ),
+    ("On the CPU training is f32.", "在 CPU 上训练使用 f32。"),
     // Central view
     ("Playground", "试验场"),
     (

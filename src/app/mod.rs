@@ -86,6 +86,8 @@ pub struct WorkbenchApp {
     /// spinner and the seconds.
     pub busy_since: Arc<Mutex<Option<Instant>>>,
     pub playground: playground::Playground,
+    /// The devices a run can choose, asked of the driver once at start.
+    pub devices: Vec<crate::train::DeviceInfo>,
     /// Asks for a repaint (from other threads).
     notify: Notify,
     pub view: View,
@@ -143,6 +145,7 @@ impl WorkbenchApp {
             status: Arc::new(Mutex::new(status)),
             busy_since: Arc::new(Mutex::new(None)),
             playground: playground::Playground::default(),
+            devices: crate::train::available_devices(),
             notify,
             view: View::Train,
             learn_page: "lora".into(),
@@ -249,8 +252,12 @@ impl WorkbenchApp {
             .resizable(true)
             .default_size(300.0)
             .show(ui, |ui| {
+                // Start and Stop stay in view however long the method's settings are.
+                egui::Panel::bottom("run_actions").show(ui, |ui| {
+                    side_panel::actions(self, ui, &mut actions);
+                });
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    side_panel::ui(self, ui, &mut actions);
+                    side_panel::ui(self, ui);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {

@@ -100,6 +100,7 @@ fn start(
     pg: &mut Playground,
     models: Vec<(String, String, Option<PathBuf>)>,
     classifier: bool,
+    device: &str,
     notify: Notify,
 ) {
     pg.answers.clear();
@@ -116,10 +117,24 @@ fn start(
         };
         let (out, done, notify) = (answer.text.clone(), answer.done.clone(), notify.clone());
         let (prompt, sampling) = (text.clone(), pg.sampling.clone());
+        let device = crate::train::device_for(device);
         std::thread::spawn(move || {
+            let device = match device {
+                Ok(d) => d,
+                Err(e) => {
+                    *out.lock().expect("answer lock") = format!("[error: {}]", crate::describe(&e));
+                    done.store(true, Ordering::Release);
+                    notify();
+                    return;
+                }
+            };
             if classifier {
-                let text = match crate::generate::classify_text(&model, adapter.as_deref(), &prompt)
-                {
+                let text = match crate::generate::classify_text(
+                    &model,
+                    adapter.as_deref(),
+                    &prompt,
+                    &device,
+                ) {
                     Ok(classes) => classes
                         .iter()
                         .map(|(label, p)| format!("{label}  {:.1} %", 100.0 * p))
@@ -132,11 +147,18 @@ fn start(
                 notify();
                 return;
             }
-            let result = generate_text(&model, adapter.as_deref(), &prompt, &sampling, &mut |p| {
-                out.lock().expect("answer lock").push_str(p);
-                notify();
-                true
-            });
+            let result = generate_text(
+                &model,
+                adapter.as_deref(),
+                &prompt,
+                &sampling,
+                &device,
+                &mut |p| {
+                    out.lock().expect("answer lock").push_str(p);
+                    notify();
+                    true
+                },
+            );
             if let Err(e) = result {
                 out.lock()
                     .expect("answer lock")
@@ -199,7 +221,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 let name = adapter_name(dir);
                 models.push((format!("adapter {name}"), model.clone(), Some(dir.clone())));
             }
-            start(pg, models, classifier, notify.clone());
+            start(pg, models, classifier, &form.device, notify.clone());
         }
         adapter_controls(pg, &form, notify.clone(), ui);
     });

@@ -7,20 +7,24 @@ use super::i18n::tr;
 use super::central::human;
 use super::method_params::{self, row};
 use super::{Action, WorkbenchApp};
-use crate::config::Schedule;
+use crate::config::{Precision, Schedule};
 use crate::data::BUILTIN_TASKS;
 use crate::models::ModelConfig;
 use crate::peft::MethodConfig;
 use crate::train::memory;
 
-pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.heading(tr(ui, "Run"));
     model_and_data(app, ui);
     ui.separator();
     method(app, ui);
     ui.separator();
     training(app, ui);
-    ui.separator();
+}
+
+/// Start, Compare all, Stop, and why the last Start was refused.
+pub fn actions(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    ui.add_space(4.0);
     let running = app.store.active().map(|r| r.id);
     ui.horizontal(|ui| {
         if ui
@@ -291,5 +295,61 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 egui::DragValue::new(&mut f.seed),
             );
         });
-    ui.small(tr(ui, "Device: CPU (f32)"));
+    ui.separator();
+    device_and_precision(app, ui);
+}
+
+/// Where the run trains and in what number format. The list is what the driver reported
+/// at start; a CPU-only build says how to get CUDA. bf16/f16 are offered on a CUDA device
+/// only (candle's CPU products in them are slower than f32, not faster).
+fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let f = &mut app.form;
+    egui::Grid::new("device_params")
+        .num_columns(2)
+        .show(ui, |ui| {
+            let label = ui
+                .label(tr(ui, "Device"))
+                .on_hover_text(tr(ui, "Where the run trains"));
+            let current = app
+                .devices
+                .iter()
+                .find(|d| d.name == f.device)
+                .map_or_else(|| f.device.clone(), |d| d.description.clone());
+            egui::ComboBox::from_id_salt("device")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    for d in &app.devices {
+                        ui.selectable_value(&mut f.device, d.name.clone(), &d.description);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+            ui.label(tr(ui, "Precision"))
+                .on_hover_text(tr(ui, "bf16/f16: frozen weights stored and multiplied in half precision, trained tensors kept in f32"));
+            let on_gpu = f.device.starts_with("cuda");
+            if !on_gpu {
+                f.precision = Precision::F32;
+            }
+            ui.horizontal(|ui| {
+                for p in Precision::ALL {
+                    ui.add_enabled_ui(on_gpu || p == Precision::F32, |ui| {
+                        ui.selectable_value(&mut f.precision, p, p.name());
+                    });
+                }
+            });
+            ui.end_row();
+        });
+    if app.devices.len() == 1 {
+        ui.small(tr(
+            ui,
+            if cfg!(feature = "cuda") {
+                "No CUDA device found: training runs on the CPU in f32."
+            } else {
+                "CPU only, in f32: this build has no CUDA (scripts/build-cuda.sh builds one)."
+            },
+        ));
+    } else if !f.device.starts_with("cuda") {
+        ui.small(tr(ui, "On the CPU training is f32."));
+    }
 }

@@ -312,7 +312,8 @@ impl Bert {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         let e = |n: &str| format!("{PREFIX}embeddings.{n}");
-        let word_embeddings = w.get(&e("word_embeddings.weight"), &[cfg.vocab_size, h], inj)?;
+        let word_embeddings =
+            w.get_matrix(&e("word_embeddings.weight"), &[cfg.vocab_size, h], inj)?;
         let position_embeddings = w.get(
             &e("position_embeddings.weight"),
             &[cfg.max_position_embeddings, h],
@@ -357,7 +358,7 @@ impl Bert {
             });
         }
         let pooler = Projection {
-            weight: w.get(&format!("{PREFIX}pooler.dense.weight"), &[h, h], inj)?,
+            weight: w.get_matrix(&format!("{PREFIX}pooler.dense.weight"), &[h, h], inj)?,
             bias: Some(w.get(&format!("{PREFIX}pooler.dense.bias"), &[h], inj)?),
         };
         let n = cfg.num_labels();

@@ -34,8 +34,24 @@ fn data3<'a>(
 }
 
 fn fusable(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+    FUSED_ON.with(|on| on.get())
+        && ts
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+thread_local! {
+    static FUSED_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with the fused kernels turned off on this thread: every model then takes the
+/// composed candle ops a GPU runs, so the tests check that path's values and gradients on a
+/// machine without one. (Graphs are built and differentiated on the calling thread.)
+pub fn without_fused_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = FUSED_ON.with(|on| on.replace(false));
+    let out = f();
+    FUSED_ON.with(|on| on.set(before));
+    out
 }
 
 // ---------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ impl Gpt2 {
         cfg.validate()?;
         let h = cfg.n_embd;
         let eps = cfg.layer_norm_epsilon;
-        let wte = w.get(&format!("{PREFIX}wte.weight"), &[cfg.vocab_size, h], inj)?;
+        let wte = w.get_matrix(&format!("{PREFIX}wte.weight"), &[cfg.vocab_size, h], inj)?;
         let wpe = w.get(&format!("{PREFIX}wpe.weight"), &[cfg.n_positions, h], inj)?;
         let mut projections = cfg.projections().into_iter();
         let mut blocks = Vec::with_capacity(cfg.n_layer);

@@ -97,7 +97,7 @@ pub fn projection(
     path: &str,
     (in_dim, out_dim, bias): (usize, usize, bool),
 ) -> Result<super::Linear> {
-    let weight = w.get(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
+    let weight = w.get_matrix(&format!("{path}.weight"), &[out_dim, in_dim], inj)?;
     let bias = if bias {
         Some(w.get(&format!("{path}.bias"), &[out_dim], inj)?)
     } else {
@@ -108,11 +108,13 @@ pub fn projection(
     Ok(super::Linear::new(base, adapter))
 }
 
-/// Rows of an embedding table for `ids: [B, T]` → `[B, T, hidden]`.
+/// Rows of an embedding table for `ids: [B, T]` → `[B, T, hidden]`, in f32 whatever the
+/// table is stored in (the residual stream is f32 in every precision).
 pub fn embed(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let (b, t) = ids.dims2()?;
     let hidden = table.dim(1)?;
     Ok(table
         .index_select(&ids.flatten_all()?, 0)?
-        .reshape((b, t, hidden))?)
+        .reshape((b, t, hidden))?
+        .to_dtype(candle_core::DType::F32)?)
 }

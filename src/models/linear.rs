@@ -61,8 +61,13 @@ impl CustomOp2 for FrozenMatmul {
 }
 
 /// `x · Wᵀ` for `x: [m, k]`, `w: [n, k]`: candle's matmul when `w` is trained (it needs
-/// the weight's gradient), the frozen op otherwise.
+/// the weight's gradient), the frozen op otherwise. The product runs in the weight's dtype:
+/// in a bf16/f16 run `x` is narrowed to it and the result widened back to `x`'s (the
+/// residual stream stays f32), which is where mixed precision saves its time.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dtype() != w.dtype() {
+        return matmul_t(&x.to_dtype(w.dtype())?, w)?.to_dtype(x.dtype());
+    }
     if w.track_op() {
         x.matmul(&w.t()?)
     } else {
@@ -85,6 +90,12 @@ impl Projection {
 
     pub fn out_dim(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    /// The weight in f32, whatever it is stored in: adapters that combine it with their own
+    /// (f32) parameters element by element — a merge, DoRA's norms — work on this.
+    pub fn weight_f32(&self) -> Result<Tensor> {
+        self.weight.to_dtype(candle_core::DType::F32)
     }
 
     /// `x Wᵀ` without the bias. Works on `[.., in]` by folding the leading dims into one, so

@@ -460,7 +460,7 @@ impl Llama {
         let h = cfg.hidden_size;
         let hd = cfg.head_dim();
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
-        let embed_tokens = w.get("model.embed_tokens.weight", &[cfg.vocab_size, h], inj)?;
+        let embed_tokens = w.get_matrix("model.embed_tokens.weight", &[cfg.vocab_size, h], inj)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -506,7 +506,7 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
             None
         } else {
-            Some(w.get("lm_head.weight", &[cfg.vocab_size, h], inj)?)
+            Some(w.get_matrix("lm_head.weight", &[cfg.vocab_size, h], inj)?)
         };
         Ok(Self {
             embed_tokens,

@@ -518,8 +518,20 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn load(files: &ModelFiles, inj: &mut dyn Injector, device: &Device) -> Result<Self> {
+        Self::load_in(files, inj, device, candle_core::DType::F32)
+    }
+
+    /// Built with its projection and embedding matrices in `matrix_dtype` (bf16/f16 for a
+    /// mixed-precision run; see `config::Precision`).
+    pub fn load_in(
+        files: &ModelFiles,
+        inj: &mut dyn Injector,
+        device: &Device,
+        matrix_dtype: candle_core::DType,
+    ) -> Result<Self> {
         let tokenizer = files.tokenizer()?;
         let mut weights = files.weights(device)?;
+        weights.set_matrix_dtype(matrix_dtype);
         let model = match &files.config {
             ModelConfig::Llama(c) => Llama::load(c, &mut weights, inj, device).map(Model::Llama),
             ModelConfig::Bert(c) => Bert::load(c, &mut weights, inj).map(Model::Bert),

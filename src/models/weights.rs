@@ -12,6 +12,8 @@ pub struct Weights {
     tensors: HashMap<String, Tensor>,
     /// Base tensors that the method trains, in load order, by their checkpoint name.
     trained: Vec<(String, Var)>,
+    /// The dtype `get_matrix` hands out: f32, or bf16/f16 in a mixed-precision run.
+    matrix_dtype: DType,
 }
 
 impl Weights {
@@ -19,7 +21,14 @@ impl Weights {
         Self {
             tensors,
             trained: Vec::new(),
+            matrix_dtype: DType::F32,
         }
+    }
+
+    /// Projection and embedding matrices are handed out in `dtype` from now on (vectors —
+    /// norm gains, biases — stay f32).
+    pub fn set_matrix_dtype(&mut self, dtype: DType) {
+        self.matrix_dtype = dtype;
     }
 
     /// Reads every `*.safetensors` file of a folder (sharded checkpoints included) as f32.
@@ -51,6 +60,37 @@ impl Weights {
     /// The tensor `name`, checked against the shape the config implies. If the method trains
     /// it, it becomes a `Var` (and is remembered for the optimizer and the export).
     pub fn get(&mut self, name: &str, shape: &[usize], inj: &dyn Injector) -> Result<Tensor> {
+        self.get_as(name, shape, inj, DType::F32)
+    }
+
+    /// A matrix that only enters matrix products and embedding lookups (a projection's
+    /// weight, an embedding table), in the matrix dtype. A frozen one is converted where it
+    /// is stored, so a bf16 run holds one copy, not two; a trained one becomes a Var in that
+    /// dtype, whose f32 master copy the optimizer keeps.
+    pub fn get_matrix(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        inj: &dyn Injector,
+    ) -> Result<Tensor> {
+        let dtype = self.matrix_dtype;
+        if dtype != DType::F32
+            && let Some(t) = self.tensors.get_mut(name)
+            && t.dtype() != dtype
+            && !inj.trains_base(name)
+        {
+            *t = t.to_dtype(dtype)?;
+        }
+        self.get_as(name, shape, inj, dtype)
+    }
+
+    fn get_as(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        inj: &dyn Injector,
+        dtype: DType,
+    ) -> Result<Tensor> {
         let t = self
             .tensors
             .get(name)
@@ -70,7 +110,7 @@ impl Weights {
                     shape
                 );
             }
-            return Ok(r.to_dtype(DType::F32)?.to_device(t.device())?);
+            return Ok(r.to_dtype(dtype)?.to_device(t.device())?);
         }
         if inj.trains_base(name) {
             if let Some((_, v)) = self.trained.iter().find(|(n, _)| n == name) {
@@ -78,12 +118,12 @@ impl Weights {
             }
             // A copy: the optimizer updates the Var in place and must never touch the
             // tensor the checkpoint was read into.
-            let var = Var::from_tensor(&t.copy()?)?;
+            let var = Var::from_tensor(&t.to_dtype(dtype)?.copy()?)?;
             let out = var.as_tensor().clone();
             self.trained.push((name.to_string(), var));
             return Ok(out);
         }
-        Ok(t.clone())
+        Ok(t.to_dtype(dtype)?)
     }
 
     /// A tensor that trains whatever the method (a task head, as PEFT's `modules_to_save`),

@@ -194,7 +194,7 @@ impl LinearAdapter for SvdBranch {
         let ae = self.a.as_tensor().broadcast_mul(self.e.as_tensor())?;
         let delta = (self.b.as_tensor().matmul(&ae)? * self.scale)?;
         Ok(Some(Projection {
-            weight: (&base.weight + delta)?,
+            weight: (base.weight_f32()? + delta)?,
             bias: base.bias.clone(),
         }))
     }

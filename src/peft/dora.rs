@@ -37,7 +37,7 @@ pub struct DoraBranch {
 impl DoraBranch {
     /// `m / ‖W + s·B·A‖` per output row, the norm detached.
     fn row_scale(&self, base: &Projection) -> candle_core::Result<Tensor> {
-        let adapted = (&base.weight + self.lora.delta_weight()?)?;
+        let adapted = (base.weight_f32()? + self.lora.delta_weight()?)?;
         let norm = adapted.sqr()?.sum(1)?.sqrt()?.detach();
         self.magnitude.as_tensor() / norm
     }
@@ -52,7 +52,7 @@ impl LinearAdapter for DoraBranch {
 
     /// `m / ‖W + s·B·A‖ ⊙ (W + s·B·A)`, row by row; the bias is unchanged.
     fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
-        let adapted = (&base.weight + self.lora.delta_weight()?)?;
+        let adapted = (base.weight_f32()? + self.lora.delta_weight()?)?;
         let scale = self.row_scale(base)?.unsqueeze(1)?;
         Ok(Some(Projection {
             weight: adapted.broadcast_mul(&scale)?,
@@ -90,7 +90,7 @@ impl Injector for Dora {
             return Ok(None);
         }
         let lora = new_branch(&self.cfg, path, base, &mut self.rng, &self.device)?;
-        let magnitude = Var::from_tensor(&base.weight.sqr()?.sum(1)?.sqrt()?)?;
+        let magnitude = Var::from_tensor(&base.weight_f32()?.sqr()?.sum(1)?.sqrt()?)?;
         self.branches.push((
             path.to_string(),
             lora.a.clone(),

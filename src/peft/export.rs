@@ -19,12 +19,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Saves tensors as safetensors with PyTorch's `{"format": "pt"}` metadata, as PEFT does.
+/// Floating-point tensors are written as f32 whatever the run computed in (a bf16 run's
+/// trained matrices too), so the files do not depend on the precision or the device.
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    use candle_core::DType;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     let data: Vec<(&str, Tensor)> = tensors
         .iter()
-        .map(|(n, t)| Ok((n.as_str(), t.contiguous()?)))
+        .map(|(n, t)| {
+            let t = match t.dtype() {
+                DType::BF16 | DType::F16 => t.to_dtype(DType::F32)?,
+                _ => t.clone(),
+            };
+            Ok((
+                n.as_str(),
+                t.to_device(&candle_core::Device::Cpu)?.contiguous()?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(data, Some(meta))?;
     write_atomic(path, &bytes)

@@ -97,12 +97,12 @@ impl LinearAdapter for Ia3Vector {
         let l = self.scale.as_tensor();
         Ok(Some(if self.feedforward {
             Projection {
-                weight: base.weight.broadcast_mul(&l.unsqueeze(0)?)?,
+                weight: base.weight_f32()?.broadcast_mul(&l.unsqueeze(0)?)?,
                 bias: base.bias.clone(),
             }
         } else {
             Projection {
-                weight: base.weight.broadcast_mul(&l.unsqueeze(1)?)?,
+                weight: base.weight_f32()?.broadcast_mul(&l.unsqueeze(1)?)?,
                 bias: base.bias.as_ref().map(|b| b * l).transpose()?,
             }
         }))

@@ -478,24 +478,27 @@ impl ImportedAdapter {
     }
 }
 
-/// The model (`"builtin"`, a folder or a `.gguf` file) on the CPU with the adapter folder,
+/// The model (`"builtin"`, a folder or a `.gguf` file) on `device` with the adapter folder,
 /// if any, attached, and the hooks to pass with each forward pass.
-pub fn load_adapted(model: &str, adapter: Option<&Path>) -> Result<(LoadedModel, Hooks)> {
+pub fn load_adapted(
+    model: &str,
+    adapter: Option<&Path>,
+    device: &Device,
+) -> Result<(LoadedModel, Hooks)> {
     let mut files = ModelFiles::open(model)?;
     if let (crate::models::ModelConfig::Bert(c), Some(dir)) = (&mut files.config, adapter)
         && let Some(labels) = read_labels(dir)?
     {
         c.labels = labels;
     }
-    let device = Device::Cpu;
     let Some(adapter) = adapter else {
         return Ok((
-            LoadedModel::load(&files, &mut NoMethod, &device)?,
+            LoadedModel::load(&files, &mut NoMethod, device)?,
             Hooks::default(),
         ));
     };
-    let mut imported = ImportedAdapter::load(adapter, &files.config, &device)?;
-    let loaded = LoadedModel::load(&files, &mut imported, &device)?;
+    let mut imported = ImportedAdapter::load(adapter, &files.config, device)?;
+    let loaded = LoadedModel::load(&files, &mut imported, device)?;
     imported.check_attached()?;
     Ok((loaded, imported.hooks().clone()))
 }
@@ -534,9 +537,9 @@ pub fn last_logits(
     model: &str,
     adapter: Option<&Path>,
     text: &str,
+    device: &Device,
 ) -> Result<(Vec<u32>, Vec<f32>)> {
-    let (loaded, hooks) = load_adapted(model, adapter)?;
-    let device = Device::Cpu;
+    let (loaded, hooks) = load_adapted(model, adapter, device)?;
     let ids = loaded
         .tokenizer
         .encode(text, true)
@@ -546,7 +549,7 @@ pub fn last_logits(
     if ids.is_empty() {
         bail!("the text gives no tokens");
     }
-    let input = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
+    let input = Tensor::new(ids.as_slice(), device)?.unsqueeze(0)?;
     if let crate::models::Model::Bert(bert) = &loaded.model {
         let logits = bert.classify(&input, &[ids.len()], &hooks, false)?;
         return Ok((ids, logits.squeeze(0)?.to_vec1::<f32>()?));

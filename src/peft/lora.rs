@@ -153,7 +153,7 @@ impl LinearAdapter for LoraBranch {
     /// `W + s·B·A`, as PEFT's `merge`.
     fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
         Ok(Some(Projection {
-            weight: (&base.weight + self.delta_weight()?)?,
+            weight: (base.weight_f32()? + self.delta_weight()?)?,
             bias: base.bias.clone(),
         }))
     }

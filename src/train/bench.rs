@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// its thread count once from the environment, so the bench reruns itself with it set.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// "cpu" or "cuda:N".
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, or bf16 / f16 (mixed precision; CUDA only).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::config::Precision,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +65,8 @@ pub struct BenchResult {
     pub trainable_params: usize,
     /// Threads candle computes with.
     pub threads: usize,
+    pub device: String,
+    pub precision: &'static str,
 }
 
 /// What `bench --generate` prints.
@@ -112,6 +120,18 @@ struct Setup {
     load_seconds: f64,
 }
 
+/// The device `--device` names, refusing bf16/f16 on the CPU as a run does.
+fn bench_device(a: &BenchArgs) -> Result<Device> {
+    let device = super::device_for(&a.device)?;
+    if device.is_cpu() && a.precision != crate::config::Precision::F32 {
+        anyhow::bail!(
+            "--precision {} runs on a CUDA device only; on the CPU training is f32",
+            a.precision.name()
+        );
+    }
+    Ok(device)
+}
+
 fn setup(a: &BenchArgs, device: &Device) -> Result<Setup> {
     let method_cfg: MethodConfig = match &a.preset {
         Some(p) => crate::config::RunConfig::load(p, &[])?.method,
@@ -126,7 +146,7 @@ fn setup(a: &BenchArgs, device: &Device) -> Result<Setup> {
         device,
         total_steps: a.steps + 2,
     })?;
-    let loaded = LoadedModel::load(&files, method.as_mut(), device)?;
+    let loaded = LoadedModel::load_in(&files, method.as_mut(), device, a.precision.dtype())?;
     method.on_loaded(&loaded.model, &loaded.tokenizer)?;
     Ok(Setup {
         method_cfg,
@@ -142,7 +162,7 @@ pub fn bench_generate(a: &BenchArgs, new_tokens: usize) -> Result<GenerateBenchR
     if new_tokens < 2 || a.prompt == 0 {
         anyhow::bail!("--generate needs at least 2 new tokens and --prompt at least 1");
     }
-    let device = Device::Cpu;
+    let device = bench_device(a)?;
     let s = setup(a, &device)?;
     let decoder = s.loaded.model.decoder()?;
     let hooks = s.method.hooks(false)?;
@@ -185,7 +205,7 @@ pub fn bench_generate(a: &BenchArgs, new_tokens: usize) -> Result<GenerateBenchR
 }
 
 pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
-    let device = Device::Cpu;
+    let device = bench_device(a)?;
     let Setup {
         method_cfg,
         files,
@@ -251,6 +271,8 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         let grads = loss.backward()?;
         opt.step(&grads)?;
         method.after_step(i + 1, &grads)?;
+        // A GPU runs the step's kernels asynchronously: wait for them before timing.
+        device.synchronize()?;
         if i >= 2 {
             steps.push(t.elapsed().as_secs_f64());
         }
@@ -269,5 +291,7 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         peak_rss_bytes: peak_rss_bytes(),
         trainable_params: trainable,
         threads: candle_core::utils::get_num_threads(),
+        device: a.device.clone(),
+        precision: a.precision.name(),
     })
 }

@@ -13,8 +13,7 @@ use rayon::prelude::*;
 use crate::models::fast_math as fm;
 
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let fused = logits.device().is_cpu()
-        && logits.dtype() == DType::F32
+    let fused = crate::models::fused::available_for(logits)
         && targets.dtype() == DType::U32
         && logits.rank() == 2;
     if !fused {

@@ -52,10 +52,72 @@ pub fn device_for(name: &str) -> Result<Device> {
         .with_context(|| format!("unknown device `{name}` (use \"cpu\" or \"cuda:N\")"))?;
     if !candle_core::utils::cuda_is_available() {
         bail!(
-            "device `{name}` asked for, but this build has no CUDA support (build with --features cuda) — use device = \"cpu\""
+            "device `{name}` asked for, but this build has no CUDA support (build with --features cuda, see scripts/build-cuda.sh) — use device = \"cpu\""
         );
     }
-    Ok(Device::new_cuda(idx)?)
+    Device::new_cuda(idx).map_err(|e| {
+        anyhow::anyhow!(
+            "CUDA device {idx} is not available ({e}); this machine's CUDA devices: {} — use device = \"cpu\"",
+            describe_devices(&available_devices()[1..])
+        )
+    })
+}
+
+/// A device a run can use: its config name (`cpu`, `cuda:0`) and what to call it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub description: String,
+}
+
+/// The CPU, then each CUDA device the driver reports (none without the `cuda` feature, a
+/// driver or a GPU).
+pub fn available_devices() -> Vec<DeviceInfo> {
+    let cpu = DeviceInfo {
+        name: "cpu".into(),
+        description: format!(
+            "CPU ({} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
+    };
+    #[allow(unused_mut)]
+    let mut all = vec![cpu];
+    #[cfg(feature = "cuda")]
+    all.extend(cuda_devices());
+    all
+}
+
+#[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
+fn cuda_devices() -> Vec<DeviceInfo> {
+    use candle_core::cuda_backend::cudarc::driver::result;
+    if result::init().is_err() {
+        return Vec::new();
+    }
+    let count = result::device::get_count().unwrap_or(0);
+    (0..count)
+        .filter_map(|i| {
+            let dev = result::device::get(i).ok()?;
+            let name = result::device::get_name(dev).ok()?;
+            // SAFETY: `dev` is a device handle the driver just returned.
+            let bytes = unsafe { result::device::total_mem(dev) }.ok()?;
+            Some(DeviceInfo {
+                name: format!("cuda:{i}"),
+                description: format!("{name}, {:.0} GiB", bytes as f64 / (1u64 << 30) as f64),
+            })
+        })
+        .collect()
+}
+
+fn describe_devices(devices: &[DeviceInfo]) -> String {
+    if devices.is_empty() {
+        return "none".into();
+    }
+    devices
+        .iter()
+        .map(|d| format!("{} ({})", d.name, d.description))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Peak resident memory of this process so far (Linux), in bytes.
@@ -184,7 +246,11 @@ fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<
     let mut sq = 0.0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            sq += g
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f32>()? as f64;
         }
     }
     let norm = sq.sqrt();
@@ -330,14 +396,18 @@ fn prepare(
         cfg.batch_size,
         longest + cfg.method.virtual_tokens(),
     );
-    memory::check_fits(need, memory::available_bytes())?;
+    // The estimate is of host memory; on a GPU the activations live in device memory and
+    // running out of it is reported by CUDA itself.
+    if device.is_cpu() {
+        memory::check_fits(need, memory::available_bytes())?;
+    }
     let mut method = cfg.method.build(&BuildContext {
         model: &model_cfg,
         seed: cfg.seed,
         device: &device,
         total_steps: cfg.steps,
     })?;
-    let loaded = LoadedModel::load(&files, method.as_mut(), &device)?;
+    let loaded = LoadedModel::load_in(&files, method.as_mut(), &device, cfg.precision.dtype())?;
     let module_names: Vec<String> = loaded
         .weights
         .tensors()
@@ -484,7 +554,7 @@ fn restore(
                 var.dims()
             );
         }
-        var.set(t)?;
+        var.set(&t.to_dtype(var.dtype())?)?;
     }
     opt.load_state(&c.tensors, c.progress.step)?;
     method.load_state(&c.section("method"))

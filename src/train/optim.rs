@@ -3,7 +3,7 @@
 //! moment estimates and the step count, which candle-nn keeps private.
 
 use anyhow::{Context, Result, bail};
-use candle_core::{Tensor, Var, backprop::GradStore};
+use candle_core::{DType, Tensor, Var, backprop::GradStore};
 use std::collections::HashMap;
 
 use crate::config::OptimizerConfig;
@@ -12,6 +12,10 @@ use crate::config::OptimizerConfig;
 struct Slot {
     name: String,
     var: Var,
+    /// The f32 value a bf16/f16 `var` is rounded from: updates far smaller than the
+    /// weight's last bit (a learning rate of 1e-5 on a weight of 1 is below bf16's 2^-8)
+    /// accumulate here instead of rounding away. `None` for an f32 var.
+    master: Option<Tensor>,
     m: Tensor,
     v: Tensor,
 }
@@ -33,10 +37,15 @@ impl AdamW {
         let slots = vars
             .iter()
             .map(|(name, var)| {
-                let zeros = var.as_tensor().zeros_like()?;
+                let master = match var.dtype() {
+                    DType::F32 => None,
+                    _ => Some(var.as_tensor().to_dtype(DType::F32)?),
+                };
+                let zeros = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
                 Ok(Slot {
                     name: name.clone(),
                     var: var.clone(),
+                    master,
                     m: zeros.clone(),
                     v: zeros,
                 })
@@ -63,7 +72,8 @@ impl AdamW {
 
     /// `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
     /// `θ ← θ (1 - lr·λ) - lr · m̂ / (√v̂ + ε)` with bias-corrected `m̂`, `v̂`.
-    /// Variables without a gradient this step are left alone, moments included.
+    /// Variables without a gradient this step are left alone, moments included. The update
+    /// is computed in f32 for every variable; a bf16/f16 one is updated through its master.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let t = self.t as i32;
@@ -74,25 +84,38 @@ impl AdamW {
             let Some(g) = grads.get(s.var.as_tensor()) else {
                 continue;
             };
-            s.m = ((&s.m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            let g = g.to_dtype(DType::F32)?;
+            s.m = ((&s.m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             s.v = ((&s.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = ((&s.m * scale_m)? / ((&s.v * scale_v)?.sqrt()? + self.eps)?)?;
-            let next = ((s.var.as_tensor() * decay)? - (update * self.lr)?)?;
-            s.var.set(&next)?;
+            let theta = s.master.as_ref().unwrap_or(s.var.as_tensor());
+            let next = ((theta * decay)? - (update * self.lr)?)?;
+            match &mut s.master {
+                Some(master) => {
+                    s.var.set(&next.to_dtype(s.var.dtype())?)?;
+                    *master = next;
+                }
+                None => s.var.set(&next)?,
+            }
         }
         Ok(())
     }
 
-    /// The moments as named tensors (`adam_m/<name>`, `adam_v/<name>`), for a checkpoint.
+    /// The moments as named tensors (`adam_m/<name>`, `adam_v/<name>`), and the f32 masters
+    /// of bf16/f16 variables (`master/<name>`), for a checkpoint.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.slots
             .iter()
             .flat_map(|s| {
                 [
-                    (format!("adam_m/{}", s.name), s.m.clone()),
-                    (format!("adam_v/{}", s.name), s.v.clone()),
+                    Some((format!("adam_m/{}", s.name), s.m.clone())),
+                    Some((format!("adam_v/{}", s.name), s.v.clone())),
+                    s.master
+                        .as_ref()
+                        .map(|t| (format!("master/{}", s.name), t.clone())),
                 ]
             })
+            .flatten()
             .collect()
     }
 
@@ -116,6 +139,14 @@ impl AdamW {
                     );
                 }
                 *slot = t.to_device(slot.device())?;
+            }
+            // A checkpoint of a run in another precision has no master (or one this run
+            // does not need): the variable's own value stands in.
+            if let Some(master) = &mut s.master {
+                *master = match tensors.get(&format!("master/{}", s.name)) {
+                    Some(t) if t.dims() == master.dims() => t.to_device(master.device())?,
+                    _ => s.var.as_tensor().to_dtype(DType::F32)?,
+                };
             }
         }
         self.t = steps_taken;
@@ -203,6 +234,53 @@ mod tests {
         let mut opt_c = AdamW::new(&[("p".into(), c)], &o)?;
         let e = opt_c.load_state(&saved, 3).unwrap_err().to_string();
         assert!(e.contains("adam_m/p"), "{e}");
+        Ok(())
+    }
+
+    /// A bf16 variable follows the f32 path exactly through its master, although each
+    /// update (1e-4) is far below bf16's spacing near 1 (2^-8): without the master every
+    /// step would round back to 1. The bf16 value is the master rounded, and a checkpoint
+    /// carries the master.
+    #[test]
+    fn bf16_variables_are_updated_through_an_f32_master() -> Result<()> {
+        let dev = Device::Cpu;
+        let o = OptimizerConfig {
+            lr: 1e-4,
+            ..OptimizerConfig::default()
+        };
+        // Gradients exactly representable in bf16, so both runs see the same numbers.
+        let c = Tensor::new(&[0.5f32, 1.0, -2.0, 4.0], &dev)?;
+        let wide = Var::new(&[1f32; 4], &dev)?;
+        let narrow = Var::from_tensor(&wide.as_tensor().to_dtype(DType::BF16)?)?;
+        let mut opt_wide = AdamW::new(&[("w".into(), wide.clone())], &o)?;
+        let mut opt_narrow = AdamW::new(&[("w".into(), narrow.clone())], &o)?;
+        for _ in 0..40 {
+            let l = (wide.as_tensor() * &c)?.sum_all()?;
+            opt_wide.step(&l.backward()?)?;
+            let l = (narrow.as_tensor().to_dtype(DType::F32)? * &c)?.sum_all()?;
+            let grads = l.backward()?;
+            assert_eq!(grads.get(narrow.as_tensor()).unwrap().dtype(), DType::BF16);
+            opt_narrow.step(&grads)?;
+        }
+        let state: HashMap<String, Tensor> = opt_narrow.state().into_iter().collect();
+        let master = state["master/w"].to_vec1::<f32>()?;
+        assert_eq!(master, wide.as_tensor().to_vec1::<f32>()?);
+        assert!(master.iter().all(|&m| (m - 1.0).abs() > 3e-3), "{master:?}");
+        assert_eq!(narrow.dtype(), DType::BF16);
+        assert_eq!(
+            narrow.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            state["master/w"]
+                .to_dtype(DType::BF16)?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+        );
+        // An f32 variable has no master.
+        assert!(
+            !opt_wide
+                .state()
+                .iter()
+                .any(|(n, _)| n.starts_with("master/"))
+        );
         Ok(())
     }
 }

@@ -7,6 +7,13 @@ use std::collections::HashMap;
 use peft_workbench::models::{Injector, Llama, LlamaConfig, Weights};
 use peft_workbench::pretrain::{PretrainArgs, init_weights, model_config};
 
+/// The device the reference tests run on: `PEFT_WORKBENCH_TEST_DEVICE` (`cuda:0` in
+/// scripts/gpu-check.sh), the CPU without it.
+pub fn test_device() -> Device {
+    let name = std::env::var("PEFT_WORKBENCH_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    peft_workbench::train::device_for(&name).unwrap()
+}
+
 /// Largest absolute elementwise difference of two tensors of one shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     peft_workbench::models::max_abs_diff(a, b).unwrap()
@@ -55,7 +62,18 @@ pub fn build(
     tensors: &HashMap<String, Tensor>,
     inj: &mut dyn Injector,
 ) -> (Llama, Weights) {
+    build_in(cfg, tensors, inj, candle_core::DType::F32)
+}
+
+/// `build` with the projection and embedding matrices in `dtype` (a mixed-precision run).
+pub fn build_in(
+    cfg: &LlamaConfig,
+    tensors: &HashMap<String, Tensor>,
+    inj: &mut dyn Injector,
+    dtype: candle_core::DType,
+) -> (Llama, Weights) {
     let mut w = Weights::from_tensors(tensors.clone());
+    w.set_matrix_dtype(dtype);
     let m = Llama::load(cfg, &mut w, inj, &Device::Cpu).unwrap();
     (m, w)
 }
