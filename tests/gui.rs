@@ -127,6 +127,35 @@ fn a_failed_run_shows_its_error_and_the_app_keeps_going() {
     h.get_by_label_contains("method.target_modules");
 }
 
+/// A form that names a device this machine lacks (saved by a CUDA build): the side panel
+/// says so and offers the CPU, Start refuses with the same words, and one click fixes it.
+#[test]
+fn a_missing_cuda_device_is_named_and_the_cpu_offered() {
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.device = "cuda:7".into();
+    app.form.precision = peft_workbench::config::Precision::Bf16;
+    let mut h = harness_sized(app, 1100.0);
+    h.run();
+    h.get_by_label("cuda:7 is not available here.");
+    h.get_by_label("Start").click();
+    h.run();
+    assert!(h.state().store.runs.is_empty());
+    let refused = h.state().form_error.clone().unwrap_or_default();
+    assert!(refused.contains("cuda:7"), "{refused}");
+    let image = h.render().expect("render");
+    image.save(snapshot_path("missing_device")).unwrap();
+    h.get_by_label("Use the CPU").click();
+    h.run();
+    assert_eq!(h.state().form.device, "cpu");
+    assert_eq!(
+        h.state().form.precision,
+        peft_workbench::config::Precision::F32
+    );
+    assert!(h.query_by_label("cuda:7 is not available here.").is_none());
+    // With the CPU the only device, the panel says training is f32 and why.
+    h.get_by_label_contains("in f32");
+}
+
 #[test]
 fn every_method_shows_its_own_parameters_and_adalora_its_ranks() {
     let app = app_with_short_runs(12, 6, 16);

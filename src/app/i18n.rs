@@ -270,6 +270,12 @@ pub const ZH: &[(&str, &str)] = &[
         "仅 CPU，f32：这个版本没有 CUDA（用 scripts/build-cuda.sh 构建）。",
     ),
     ("On the CPU training is f32.", "在 CPU 上训练使用 f32。"),
+    ("{} is not available here.", "{} 在这台机器上不可用。"),
+    ("Use the CPU", "改用 CPU"),
+    (
+        "{} is not available here: choose the CPU or another device.",
+        "{} 在这台机器上不可用：请选择 CPU 或其他设备。",
+    ),
     // Central view
     ("Playground", "试验场"),
     (

@@ -381,6 +381,13 @@ impl WorkbenchApp {
                 }
             }
             Action::Start => match self.form.validate() {
+                Ok(()) if !self.devices.iter().any(|d| d.name == self.form.device) => {
+                    self.form_error = Some(i18n::fill(
+                        self.lang,
+                        "{} is not available here: choose the CPU or another device.",
+                        &[&self.form.device],
+                    ));
+                }
                 Ok(()) => {
                     self.form_error = None;
                     let id = self.store.add(self.form.clone());

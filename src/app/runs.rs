@@ -53,9 +53,18 @@ pub struct RunRecord {
 
 impl RunRecord {
     pub fn new(id: RunId, config: RunConfig) -> Self {
+        // Where and in what precision, when not the default: runs compared side by side may
+        // differ in nothing else.
+        let mut label = format!("#{id} {}", config.method.short_label());
+        if config.device != "cpu" {
+            label.push_str(&format!(" @{}", config.device));
+        }
+        if config.precision != crate::config::Precision::F32 {
+            label.push_str(&format!(" {}", config.precision.name()));
+        }
         Self {
             id,
-            label: format!("#{id} {}", config.method.short_label()),
+            label,
             config,
             status: RunStatus::Queued,
             trainable_params: 0,

@@ -2,7 +2,7 @@
 
 use eframe::egui;
 
-use super::i18n::tr;
+use super::i18n::{fill, lang, tr};
 
 use super::central::human;
 use super::method_params::{self, row};
@@ -340,7 +340,17 @@ fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             });
             ui.end_row();
         });
-    if app.devices.len() == 1 {
+    if !app.devices.iter().any(|d| d.name == f.device) {
+        // A form saved by a CUDA build, opened where that device is not.
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            fill(lang(ui.ctx()), "{} is not available here.", &[&f.device]),
+        );
+        if ui.button(tr(ui, "Use the CPU")).clicked() {
+            f.device = "cpu".into();
+            f.precision = Precision::F32;
+        }
+    } else if app.devices.len() == 1 {
         ui.small(tr(
             ui,
             if cfg!(feature = "cuda") {
