@@ -106,6 +106,12 @@ impl Precision {
         }
     }
 
+    /// Whether a run on `device` (`cpu`, `cuda:N`) may compute in this format: f32
+    /// anywhere, bf16/f16 on CUDA only (candle's CPU products in them are slower than f32).
+    pub fn runs_on(self, device: &str) -> bool {
+        self == Precision::F32 || device.starts_with("cuda")
+    }
+
     /// The dtype the base weights are stored and multiplied in.
     pub fn dtype(self) -> candle_core::DType {
         match self {
@@ -324,7 +330,7 @@ impl RunConfig {
                 format!("`{}` is neither \"cpu\" nor \"cuda:N\"", self.device),
             ));
         }
-        if self.precision != Precision::F32 && !self.device.starts_with("cuda") {
+        if !self.precision.runs_on(&self.device) {
             return Err(invalid(
                 "precision",
                 format!(

@@ -327,13 +327,12 @@ fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             ui.end_row();
             ui.label(tr(ui, "Precision"))
                 .on_hover_text(tr(ui, "bf16/f16: frozen weights stored and multiplied in half precision, trained tensors kept in f32"));
-            let on_gpu = f.device.starts_with("cuda");
-            if !on_gpu {
+            if !f.precision.runs_on(&f.device) {
                 f.precision = Precision::F32;
             }
             ui.horizontal(|ui| {
                 for p in Precision::ALL {
-                    ui.add_enabled_ui(on_gpu || p == Precision::F32, |ui| {
+                    ui.add_enabled_ui(p.runs_on(&f.device), |ui| {
                         ui.selectable_value(&mut f.precision, p, p.name());
                     });
                 }

@@ -122,14 +122,13 @@ struct Setup {
 
 /// The device `--device` names, refusing bf16/f16 on the CPU as a run does.
 fn bench_device(a: &BenchArgs) -> Result<Device> {
-    let device = super::device_for(&a.device)?;
-    if device.is_cpu() && a.precision != crate::config::Precision::F32 {
+    if !a.precision.runs_on(&a.device) {
         anyhow::bail!(
             "--precision {} runs on a CUDA device only; on the CPU training is f32",
             a.precision.name()
         );
     }
-    Ok(device)
+    super::device_for(&a.device)
 }
 
 fn setup(a: &BenchArgs, device: &Device) -> Result<Setup> {
