@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::layers::{LayerNorm, with_prefix};
-use super::linear::{Linear, matmul_t};
+use super::linear::Linear;
 use super::weights::Weights;
 use super::{Decoder, Hooks, Injector, Site, SublayerAdapter};
 
@@ -372,12 +372,7 @@ impl Decoder for Gpt2 {
         Ok((self.ln_f.forward(&x)?, cache))
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let dims = hidden.dims();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let l = matmul_t(&hidden.reshape((rows, self.cfg.n_embd))?, &self.wte)?;
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
-        Ok(l.reshape(out)?)
+    fn output_weight(&self) -> &Tensor {
+        &self.wte
     }
 }

@@ -573,20 +573,9 @@ impl Llama {
         Ok((self.norm.forward(&x)?, cache))
     }
 
-    /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let dims = hidden.dims();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let l = super::linear::matmul_t(&hidden.reshape((rows, self.cfg.hidden_size))?, head)?;
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("non-empty") = self.cfg.vocab_size;
-        Ok(l.reshape(out)?)
-    }
-
     /// Full forward: logits `[B, n + T, vocab]`.
     pub fn forward(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
-        self.logits(&self.forward_hidden(ids, hooks, train)?)
+        Decoder::forward(self, ids, hooks, train)
     }
 
     pub fn num_layers(&self) -> usize {
@@ -615,7 +604,7 @@ impl Decoder for Llama {
         Llama::forward_cached(self, ids, hooks, train)
     }
 
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Llama::logits(self, hidden)
+    fn output_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 }

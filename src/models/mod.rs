@@ -307,8 +307,20 @@ pub trait Decoder {
         train: bool,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)>;
 
+    /// The output head `[vocab, hidden]` (tied models: the token embedding table).
+    fn output_weight(&self) -> &Tensor;
+
     /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
-    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.output_weight();
+        let dims = hidden.dims();
+        let width = head.dim(1)?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let l = linear::matmul_t(&hidden.reshape((rows, width))?, head)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("non-empty") = head.dim(0)?;
+        Ok(l.reshape(out)?)
+    }
 
     fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
         Ok(self.forward_cached(ids, hooks, train)?.0)

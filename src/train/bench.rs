@@ -245,9 +245,11 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         let model = model.decoder()?;
         let hidden = model.forward_hidden(&inputs, &hooks, train)?;
         let l = hidden.dim(1)?;
-        let hidden = hidden.narrow(1, l - a.seq, a.seq)?;
-        let logits = model.logits(&hidden)?.flatten_to(1)?;
-        Ok(super::loss::cross_entropy(&logits, &targets)?)
+        let hidden = hidden.narrow(1, l - a.seq, a.seq)?.flatten_to(1)?;
+        // The forward-only timing asks for no gradient, so none is computed on the way.
+        let hidden = if train { hidden } else { hidden.detach() };
+        let head = model.output_weight();
+        Ok(super::loss::linear_cross_entropy(&hidden, head, &targets)?)
     };
 
     let mut forward = Vec::new();

@@ -7,7 +7,10 @@
 //! writes nothing of that size; the backward pass writes the gradient
 //! `(softmax(z) − onehot(t)) / N` once. Other devices and dtypes use candle's.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use std::sync::Mutex;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use crate::models::fast_math as fm;
@@ -22,6 +25,144 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = logits.contiguous()?;
     let targets = targets.contiguous()?;
     logits.apply_op2(&targets, CrossEntropy { grad_scale: None })
+}
+
+/// Mean cross-entropy of the logits `hidden · weightᵀ` (`hidden: [N, H]`, an output head
+/// `weight: [V, H]`) against `targets: [N]`, without ever holding the `[N, V]` logits.
+///
+/// The loss ends the graph, so the logits' gradient `(softmax(z) − onehot(t)) / N` is known
+/// as soon as a row's logits are. The forward pass therefore computes the logits a slice of
+/// rows at a time, turns each slice into its gradient in place and multiplies it by the
+/// head straight away, keeping only `∂loss/∂hidden` (`[N, H]`) for the backward pass. For a
+/// language model's head that removes the two logits-sized tensors (200 MB each at
+/// 8 × 128 tokens over 49 152 entries) that otherwise sit on top of every activation at the
+/// step's peak, and two passes over each. Same GEMMs, same per-row arithmetic as the head
+/// followed by [`cross_entropy`]. A trained head (full fine-tuning trains the tied
+/// embedding) needs its own gradient summed over the slices; it, other devices and dtypes
+/// take that unfused path.
+pub fn linear_cross_entropy(hidden: &Tensor, weight: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let fused = crate::models::fused::available_for(hidden)
+        && crate::models::fused::available_for(weight)
+        && !weight.track_op()
+        && targets.dtype() == DType::U32
+        && hidden.rank() == 2
+        && weight.rank() == 2;
+    if !fused {
+        let logits = crate::models::linear::matmul_t(hidden, weight)?;
+        return cross_entropy(&logits, targets);
+    }
+    let op = LinearCrossEntropy {
+        want_grad: hidden.track_op(),
+        grad: Mutex::new(None),
+    };
+    hidden
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &targets.contiguous()?, op)
+}
+
+/// Logits are computed this many floats (32 MB) at a time: a few hundred rows of a large
+/// vocabulary, all rows of a small one.
+const LOGITS_PER_SLICE: usize = 8 << 20;
+
+struct LinearCrossEntropy {
+    /// Whether `hidden` needs a gradient, i.e. whether the forward pass computes it.
+    want_grad: bool,
+    /// `∂(mean loss)/∂hidden`, left by the forward pass for the backward one.
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl CustomOp3 for LinearCrossEntropy {
+    fn name(&self) -> &'static str {
+        "fused-linear-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        h: &CpuStorage,
+        lh: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        t: &CpuStorage,
+        lt: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, width) = lh.shape().dims2()?;
+        let (v, width_w) = lw.shape().dims2()?;
+        if width != width_w {
+            bail!("linear cross-entropy: hidden states of {width} for a head of {width_w}");
+        }
+        let (Some((h0, _)), Some((ts, te))) = (lh.contiguous_offsets(), lt.contiguous_offsets())
+        else {
+            bail!("linear cross-entropy: non-contiguous input");
+        };
+        let t = &t.as_slice::<u32>()?[ts..te];
+        if t.len() != n {
+            bail!("linear cross-entropy: {n} rows but {} targets", t.len());
+        }
+        if let Some(bad) = t.iter().find(|&&x| x as usize >= v) {
+            bail!("cross-entropy: target {bad} is outside a vocabulary of {v}");
+        }
+        let per_row = 1.0 / n.max(1) as f32;
+        let slice = (LOGITS_PER_SLICE / v.max(1)).clamp(1, n.max(1));
+        let w_t = lw.transpose(0, 1)?;
+        let mut total = 0f64;
+        let mut grad = Vec::with_capacity(if self.want_grad { n * width } else { 0 });
+        for start in (0..n).step_by(slice) {
+            let rows = slice.min(n - start);
+            let lrows = Layout::contiguous_with_offset((rows, width), h0 + start * width);
+            let CpuStorage::F32(mut z) = h.matmul(w, (1, rows, v, width), &lrows, &w_t)? else {
+                bail!("linear cross-entropy: f32 only");
+            };
+            total += z
+                .par_chunks_mut(v)
+                .zip(t[start..start + rows].par_iter())
+                .map(|(row, &target)| {
+                    let (max, lse) = log_sum_exp(row);
+                    let shift = max + lse;
+                    let loss = (shift - row[target as usize]) as f64;
+                    if self.want_grad {
+                        for x in row.iter_mut() {
+                            *x = fm::exp(*x - shift) * per_row;
+                        }
+                        row[target as usize] -= per_row;
+                    }
+                    loss
+                })
+                .sum::<f64>();
+            if self.want_grad {
+                let dz = CpuStorage::F32(z);
+                let dh = dz.matmul(w, (1, rows, width, v), &Layout::contiguous((rows, v)), lw)?;
+                grad.extend_from_slice(dh.as_slice::<f32>()?);
+            }
+        }
+        if self.want_grad {
+            let g = Tensor::from_vec(grad, (n, width), &candle_core::Device::Cpu)?;
+            *self.grad.lock().expect("not poisoned") = Some(g);
+        }
+        Ok((
+            CpuStorage::F32(vec![(total / n.max(1) as f64) as f32]),
+            Shape::from(()),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        _h: &Tensor,
+        _w: &Tensor,
+        _t: &Tensor,
+        _loss: &Tensor,
+        grad_loss: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(g) = self.grad.lock().expect("not poisoned").clone() else {
+            return Ok((None, None, None));
+        };
+        let scale = grad_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let g = if scale == 1.0 {
+            g
+        } else {
+            g.affine(scale as f64, 0.0)?
+        };
+        Ok((Some(g), None, None))
+    }
 }
 
 /// The rows of a contiguous `[N, V]` f32 tensor and its `[N]` u32 targets, checked.
@@ -144,6 +285,57 @@ mod tests {
             .abs()?
             .max_all()?
             .to_scalar::<f32>()?;
+        assert!(d < 1e-6, "{d}");
+        Ok(())
+    }
+
+    /// The fused head-and-loss gives the loss and the hidden states' gradient of the head's
+    /// logits followed by `cross_entropy`, over several slices of rows, through a scale.
+    #[test]
+    fn linear_cross_entropy_matches_the_head_then_the_loss() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, width, vocab) = (37, 24, 300_000);
+        let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, width), &dev)?)?;
+        let w = Tensor::randn(0f32, 0.3, (vocab, width), &dev)?;
+        let t: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % vocab as u32).collect();
+        let t = Tensor::new(t.as_slice(), &dev)?;
+        // 300 000 entries make slices of 27 rows: two slices, the second short.
+        assert!(LOGITS_PER_SLICE / vocab < n);
+        let ours = linear_cross_entropy(h.as_tensor(), &w, &t)?;
+        let logits = h.as_tensor().matmul(&w.t()?)?;
+        let theirs = candle_nn::loss::cross_entropy(&logits, &t)?;
+        let (a, b) = (ours.to_scalar::<f32>()?, theirs.to_scalar::<f32>()?);
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        let ga = (ours * 0.75)?.backward()?;
+        let gb = (theirs * 0.75)?.backward()?;
+        let (ga, gb) = (
+            ga.get(h.as_tensor()).unwrap(),
+            gb.get(h.as_tensor()).unwrap(),
+        );
+        let d = crate::models::max_abs_diff(ga, gb)?;
+        let scale = gb.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(
+            scale > 1e-4 && d < 1e-5 * scale.max(1.0),
+            "{d} (largest {scale})"
+        );
+        // Without a gradient to keep, nothing is computed for one.
+        let no_grad = linear_cross_entropy(&h.as_tensor().detach(), &w, &t)?;
+        assert_eq!(no_grad.to_scalar::<f32>()?, a);
+        Ok(())
+    }
+
+    /// A trained head takes the unfused path and gets its gradient.
+    #[test]
+    fn linear_cross_entropy_trains_a_trained_head() -> Result<()> {
+        let dev = Device::Cpu;
+        let h = Tensor::randn(0f32, 1.0, (5, 8), &dev)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (11, 8), &dev)?)?;
+        let t = Tensor::new(&[0u32, 10, 3, 3, 7], &dev)?;
+        let g = linear_cross_entropy(&h, w.as_tensor(), &t)?.backward()?;
+        let gw = g.get(w.as_tensor()).expect("the head has a gradient");
+        let theirs = candle_nn::loss::cross_entropy(&h.matmul(&w.as_tensor().t()?)?, &t)?;
+        let gt = theirs.backward()?;
+        let d = crate::models::max_abs_diff(gw, gt.get(w.as_tensor()).unwrap())?;
         assert!(d < 1e-6, "{d}");
         Ok(())
     }

@@ -149,8 +149,9 @@ fn pad_id(cfg: &ModelConfig, tok: &tokenizers::Tokenizer) -> Result<u32> {
         .context("the model names no end-of-sequence token (eos_token_id in config.json)")
 }
 
-/// Logits `[scored, vocab]` at the positions of a batch whose next token is scored.
-fn scored_logits(model: &dyn Decoder, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
+/// Final hidden states `[scored, hidden]` at the positions of a batch whose next token is
+/// scored.
+fn scored_hidden(model: &dyn Decoder, hooks: &Hooks, batch: &Batch, train: bool) -> Result<Tensor> {
     let hidden = model.forward_hidden(&batch.inputs, hooks, train)?;
     let (b, t, h) = hidden.dims3()?;
     // Prompt embeddings (if any) come first; the real tokens are the last `l` positions.
@@ -158,8 +159,7 @@ fn scored_logits(model: &dyn Decoder, hooks: &Hooks, batch: &Batch, train: bool)
     let hidden = hidden.narrow(1, t - l, l)?.reshape((b * l, h))?;
     // Only the scored positions go through the output head: for prompt/completion data that
     // is a few tokens per example instead of all of them.
-    let picked = hidden.index_select(&batch.positions, 0)?;
-    model.logits(&picked)
+    Ok(hidden.index_select(&batch.positions, 0)?)
 }
 
 /// The training loss of one batch (mean cross-entropy over its scored tokens, or over its
@@ -180,9 +180,10 @@ fn batch_loss(
         ));
     }
     let batch = Batch::new(picked, pad, device)?;
-    let logits = scored_logits(model.decoder()?, hooks, &batch, true)?;
+    let model = model.decoder()?;
+    let hidden = scored_hidden(model, hooks, &batch, true)?;
     Ok((
-        loss::cross_entropy(&logits, &batch.targets)?,
+        loss::linear_cross_entropy(&hidden, model.output_weight(), &batch.targets)?,
         batch.real_tokens,
     ))
 }
@@ -210,7 +211,8 @@ pub fn evaluate(
             }
             decoder => {
                 let batch = Batch::new(&refs, pad, device)?;
-                let logits = scored_logits(decoder.decoder()?, hooks, &batch, false)?;
+                let decoder = decoder.decoder()?;
+                let logits = decoder.logits(&scored_hidden(decoder, hooks, &batch, false)?)?;
                 (logits, batch.targets, batch.owner)
             }
         };
