@@ -7,6 +7,7 @@
 //! Every op is checked against the slow composition (values and gradients) in the tests
 //! below. Other devices use the slow forms.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
 };
@@ -221,15 +222,140 @@ impl CustomOp2 for SoftmaxGrad {
     }
 }
 
-/// `softmax(scale · scores)` with the causal mask of `t` queries after `p` prefix keys,
-/// over the last axis (`p + t` long); rows are queries in order, repeating every `t`.
-pub fn causal_softmax(scores: &Tensor, scale: f64, t: usize, p: usize) -> Result<Tensor> {
-    let scores = scores.contiguous()?;
-    scores.apply_op1(CausalSoftmax {
-        scale: scale as f32,
-        t,
-        p,
-    })
+// ---------------------------------------------------------------------------------------
+// Causal grouped-query attention that keeps nothing but its inputs.
+
+/// `softmax(scale · q kᵀ + causal mask) v` for `q: [B, G, R·T, D]` (the `R` query heads that
+/// share key/value head `g`, stacked along time) and `k, v: [B, G, P + T, D]`, written as
+/// `[B, T, G·R·D]`, the layout the output projection reads.
+///
+/// Composed from candle ops, attention keeps the scores, the probabilities and the output
+/// before and after its transpose for the backward pass: at 128 tokens that is about as
+/// much memory per layer as all the block's projections' outputs. This op keeps only
+/// `q`, `k` and `v`; its backward pass recomputes the probabilities (one `q kᵀ` and a
+/// softmax, a few percent of a step's work).
+struct Attention {
+    scale: f32,
+    t: usize,
+    p: usize,
+}
+
+impl Attention {
+    fn softmax(&self) -> CausalSoftmax {
+        CausalSoftmax {
+            scale: self.scale,
+            t: self.t,
+            p: self.p,
+        }
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        lq: &Layout,
+        k: &CpuStorage,
+        lk: &Layout,
+        v: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, g, rt, d) = lq.shape().dims4()?;
+        let (t, s) = (self.t, self.p + self.t);
+        let kv_shape = Shape::from((b, g, s, d));
+        if t == 0 || rt % t != 0 || lk.shape() != &kv_shape || lv.shape() != &kv_shape {
+            bail!(
+                "attention: queries {:?}, keys {:?}, values {:?} for {t} positions after {}",
+                lq.shape().dims(),
+                lk.shape().dims(),
+                lv.shape().dims(),
+                self.p
+            );
+        }
+        let r = rt / t;
+        let scores = q.matmul(k, (b * g, rt, s, d), lq, &lk.transpose(2, 3)?)?;
+        let rows = Layout::contiguous((b, g, rt, s));
+        let (probs, _) = self.softmax().cpu_fwd(&scores, &rows)?;
+        drop(scores);
+        let heads = probs.matmul(v, (b * g, rt, d, s), &rows, lv)?;
+        drop(probs);
+        let heads = heads.as_slice::<f32>()?;
+        // [B, G, R, T, D] → [B, T, G, R, D]: query head g·R + r of position j.
+        let width = g * r * d;
+        let mut out = vec![0f32; heads.len()];
+        out.par_chunks_mut(t * width)
+            .zip(heads.par_chunks(g * rt * d))
+            .for_each(|(o, h)| {
+                for head in 0..g * r {
+                    for j in 0..t {
+                        let src = (head * t + j) * d;
+                        let dst = j * width + head * d;
+                        o[dst..dst + d].copy_from_slice(&h[src..src + d]);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, t, width))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let (b, g, rt, d) = q.dims4()?;
+        let t = self.t;
+        let grad = grad
+            .reshape((b, t, g * (rt / t), d))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, g, rt, d))?;
+        let probs = q
+            .matmul(&k.t()?)?
+            .contiguous()?
+            .apply_op1_no_bwd(&self.softmax())?;
+        let dv = probs.t()?.matmul(&grad)?;
+        let dprobs = grad.matmul(&v.t()?)?;
+        let dscores = probs.apply_op2_no_bwd(
+            &dprobs,
+            &SoftmaxGrad {
+                scale: self.scale,
+                len: self.p + t,
+            },
+        )?;
+        let dq = dscores.matmul(&k)?;
+        let dk = dscores.t()?.matmul(&q)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// Causal attention of `q: [B, G, R·T, D]` over `k, v: [B, G, P + T, D]` (`P` prefix keys
+/// every query sees, then the `T` positions), as `[B, T, G·R·D]`. CPU f32 only: check
+/// [`available_for`] first.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    t: usize,
+    p: usize,
+) -> Result<Tensor> {
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        Attention {
+            scale: scale as f32,
+            t,
+            p,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -559,16 +685,24 @@ mod tests {
         )
     }
 
+    /// Grouped-query attention over a prefix: values and the gradients of `q`, `k` and `v`
+    /// against scores, mask, softmax and product composed from candle ops.
     #[test]
-    fn causal_softmax_matches_scale_mask_softmax_and_its_gradient() -> Result<()> {
+    fn attention_matches_the_composed_form_and_its_gradients() -> Result<()> {
         let dev = Device::Cpu;
-        let (t, p) = (4, 3);
-        // Two heads' rows stacked, as grouped-query attention stacks them.
-        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 2 * t, p + t), &dev)?)?;
-        let mask: Vec<f32> = (0..2 * t)
-            .flat_map(|r| {
+        let (b, g, r, t, p, d) = (2, 2, 3, 4, 3, 8);
+        let var = |shape: (usize, usize, usize, usize)| -> Result<Var> {
+            Var::from_tensor(&Tensor::randn(0f32, 1.5, shape, &dev)?)
+        };
+        let (q, k, v) = (
+            var((b, g, r * t, d))?,
+            var((b, g, p + t, d))?,
+            var((b, g, p + t, d))?,
+        );
+        let mask: Vec<f32> = (0..r * t)
+            .flat_map(|row| {
                 (0..p + t).map(move |j| {
-                    if j <= p + r % t {
+                    if j <= p + row % t {
                         0.0
                     } else {
                         f32::NEG_INFINITY
@@ -576,12 +710,37 @@ mod tests {
                 })
             })
             .collect();
-        let mask = Tensor::from_vec(mask, (2 * t, p + t), &dev)?;
-        check(
-            &x,
-            |x| causal_softmax(x, 0.125, t, p),
-            |x| candle_nn::ops::softmax(&(x * 0.125)?.broadcast_add(&mask)?, D::Minus1),
-        )
+        let mask = Tensor::from_vec(mask, (r * t, p + t), &dev)?;
+        let scale = 0.35;
+        let fused = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), scale, t, p)?;
+        let scores = (q.as_tensor().matmul(&k.as_tensor().t()?)? * scale)?;
+        let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
+        let composed = probs
+            .matmul(v.as_tensor())?
+            .reshape((b, g * r, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, g * r * d))?;
+        assert!(
+            max_diff(&fused, &composed) < 1e-5,
+            "{}",
+            max_diff(&fused, &composed)
+        );
+        let w = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
+        let ga = (fused * &w)?.sum_all()?.backward()?;
+        let gb = (composed * &w)?.sum_all()?.backward()?;
+        for x in [&q, &k, &v] {
+            let (a, b) = (
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap(),
+            );
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "gradients differ by {}",
+                max_diff(a, b)
+            );
+            assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-3);
+        }
+        Ok(())
     }
 
     #[test]

@@ -222,14 +222,15 @@ impl Block {
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let (k, v, p) = with_prefix(k, v, prefix)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?;
-        let probs = if super::fused::available_for(&scores) {
-            super::fused::causal_softmax(&scores, scale, t, p)?
+        let ctx = if super::fused::available_for(&q) {
+            super::fused::attention(&q, &k, &v, scale, t, p)?
         } else {
+            let scores = q.matmul(&k.t()?)?;
             let mask = super::llama::causal_mask(t, p, x.device())?;
-            candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(&mask)?, D::Minus1)?
+            let probs =
+                candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(&mask)?, D::Minus1)?;
+            probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?
         };
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let a = self.attn_proj.forward(&ctx, train)?;
         let a = match &self.after_attn {
             Some(ad) => ad.forward(&a, train)?,

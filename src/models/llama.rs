@@ -339,17 +339,17 @@ impl Attention {
         // key/value head are stacked along the time axis, one matmul per kv head.
         let q = q.reshape((b, kvh, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
+        if super::fused::available_for(&q) {
+            let out = super::fused::attention(&q, &k, &v, scale, t, p)?;
+            return Ok((self.o_proj.forward(&out, train)?, (k, v)));
+        }
         let scores = q.matmul(&k.t()?)?;
-        let probs = if super::fused::available_for(&scores) {
-            // Rows are (query head, position) with positions repeating every `t`.
-            super::fused::causal_softmax(&scores, scale, t, p)?
-        } else {
-            let mask = causal_mask(t, p, x.device())?;
-            let scores = (scores * scale)?
-                .reshape((b, kvh, rep, t, s))?
-                .broadcast_add(&mask)?;
-            candle_nn::ops::softmax(&scores, D::Minus1)?.reshape((b, kvh, rep * t, s))?
-        };
+        // The composed form a GPU runs.
+        let mask = causal_mask(t, p, x.device())?;
+        let scores = (scores * scale)?
+            .reshape((b, kvh, rep, t, s))?
+            .broadcast_add(&mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?.reshape((b, kvh, rep * t, s))?;
         let out = probs.matmul(&v)?;
         let out = out
             .reshape((b, h, t, hd))?
