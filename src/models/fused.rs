@@ -451,6 +451,92 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, Swiglu)
 }
 
+/// `(silu(gate) ⊙ up) Wᵀ`: SwiGLU and the frozen down projection after it as one op.
+///
+/// Apart, the product `silu(gate) ⊙ up` (the MLP's widest tensor) is kept for the backward
+/// pass only because the projection's op holds its input; a frozen projection's gradient
+/// needs the weight, not the input. This op keeps `gate` and `up`, which SwiGLU's own
+/// gradient needs anyway, and no product.
+struct SwigluDown {
+    weight: Tensor,
+}
+
+impl CustomOp2 for SwigluDown {
+    fn name(&self) -> &'static str {
+        "fused-swiglu-down"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        lg: &Layout,
+        us: &CpuStorage,
+        lu: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (h, shape) = Swiglu.cpu_fwd(gs, lg, us, lu)?;
+        let inner = *shape.dims().last().unwrap_or(&0);
+        let rows = shape.elem_count() / inner.max(1);
+        with_cpu_storage(&self.weight, |w, lw| {
+            let (out, w_inner) = lw.shape().dims2()?;
+            if w_inner != inner {
+                bail!("swiglu-down: {inner} wide into a weight of {:?}", lw.dims());
+            }
+            let hl = Layout::contiguous((rows, inner));
+            let y = h.matmul(w, (1, rows, out, inner), &hl, &lw.transpose(0, 1)?)?;
+            let mut dims = shape.dims().to_vec();
+            *dims.last_mut().expect("non-empty") = out;
+            Ok((y, Shape::from(dims)))
+        })
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let out = self.weight.dim(0)?;
+        let rows = grad.elem_count() / out.max(1);
+        let dh = grad
+            .reshape((rows, out))?
+            .matmul(&self.weight)?
+            .reshape(gate.shape())?;
+        let both = gate.apply_op3_no_bwd(up, &dh, &SwigluGrad)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+    }
+}
+
+/// `(silu(gate) ⊙ up) Wᵀ` as one op when `W` (`[out, inner]`) is a frozen f32 weight and all
+/// is on the CPU; `None` where it cannot run (the caller composes the two).
+pub fn swiglu_down(gate: &Tensor, up: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
+    if !fusable(&[gate, up, weight])
+        || weight.track_op()
+        || gate.dims() != up.dims()
+        || weight.rank() != 2
+        || gate.dims().last() != Some(&weight.dim(1)?)
+    {
+        return Ok(None);
+    }
+    let op = SwigluDown {
+        weight: weight.clone(),
+    };
+    Ok(Some(gate.contiguous()?.apply_op2(&up.contiguous()?, op)?))
+}
+
+/// Runs `f` on the storage of a CPU tensor an op holds besides its arguments (a frozen
+/// weight), read in place.
+pub fn with_cpu_storage<R>(
+    t: &Tensor,
+    f: impl FnOnce(&CpuStorage, &Layout) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => f(s, layout),
+        _ => bail!("a fused CPU op was given a tensor that is not on the CPU"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // RMSNorm: x / √(mean(x²) + ε) ⊙ w over the last axis.
 
@@ -740,6 +826,33 @@ mod tests {
             );
             assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-3);
         }
+        Ok(())
+    }
+
+    /// SwiGLU then a frozen projection, fused: values and both gradients as composed.
+    #[test]
+    fn swiglu_down_matches_silu_times_up_then_the_projection() -> Result<()> {
+        let dev = Device::Cpu;
+        let g = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 3, 7), &dev)?)?;
+        let u = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 3, 7), &dev)?)?;
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
+        let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w)?.expect("runs on the CPU");
+        let h = (g.as_tensor().silu()? * u.as_tensor())?;
+        let composed = h.broadcast_matmul(&w.t()?)?;
+        assert!(max_diff(&fused, &composed) < 1e-5);
+        let m = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
+        let ga = (fused * &m)?.sum_all()?.backward()?;
+        let gb = (composed * &m)?.sum_all()?.backward()?;
+        for x in [&g, &u] {
+            let (a, b) = (
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap(),
+            );
+            assert!(max_diff(a, b) < 1e-4, "{}", max_diff(a, b));
+        }
+        // A trained weight needs its own gradient: not this op.
+        let trained = Var::from_tensor(&w)?;
+        assert!(swiglu_down(g.as_tensor(), u.as_tensor(), trained.as_tensor())?.is_none());
         Ok(())
     }
 

@@ -159,6 +159,13 @@ impl Linear {
         }
     }
 
+    /// The weight of a projection that has no adapter, no bias and is not trained: what an
+    /// op fusing it with the step before needs to know.
+    pub fn plain_frozen_weight(&self) -> Option<&Tensor> {
+        let plain = self.adapter.is_none() && self.base.bias.is_none();
+        (plain && !self.base.weight.track_op()).then_some(&self.base.weight)
+    }
+
     /// The projection without its adapter.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
         self.base.forward(x)

@@ -396,6 +396,11 @@ impl Mlp {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x, train)?;
         let up = self.up_proj.forward(x, train)?;
+        if let Some(w) = self.down_proj.plain_frozen_weight()
+            && let Some(y) = super::fused::swiglu_down(&gate, &up, w)?
+        {
+            return Ok(y);
+        }
         let hidden = super::fused::swiglu(&gate, &up)?;
         Ok(self.down_proj.forward(&hidden, train)?)
     }

@@ -3,8 +3,10 @@
 //! A Kaiming-uniform (a = √5, i.e. U(±1/√in)), B zeros, so training starts at the base model.
 
 use anyhow::{Result, bail};
-use candle_core::{Device, Tensor, Var};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor, Var};
 use rand::{SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -139,6 +141,41 @@ impl LoraBranch {
         (delta * self.scaling)?.reshape(out)
     }
 
+    /// The whole adapted projection as one op ([`FusedLora`]) where it can run: a frozen f32
+    /// base on the CPU, and no dropout to apply.
+    fn fused_forward(
+        &self,
+        x: &Tensor,
+        base: &Projection,
+        train: bool,
+    ) -> candle_core::Result<Option<Tensor>> {
+        use crate::models::fused::available_for;
+        let frozen = |t: &Tensor| available_for(t) && !t.track_op();
+        if !(available_for(x)
+            && frozen(&base.weight)
+            && base.bias.as_ref().is_none_or(frozen)
+            && (!train || self.dropout == 0.0))
+        {
+            return Ok(None);
+        }
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, dims[dims.len() - 1]))?.contiguous()?;
+        let op = FusedLora {
+            weight: base.weight.clone(),
+            bias: base.bias.clone(),
+            scaling: self.scaling,
+        };
+        let y = x2.apply_op3(
+            &self.a.as_tensor().contiguous()?,
+            &self.b.as_tensor().contiguous()?,
+            op,
+        )?;
+        let mut out = dims;
+        *out.last_mut().expect("non-empty") = base.out_dim();
+        Ok(Some(y.reshape(out)?))
+    }
+
     /// `B·A·scaling`, `[out, in]`: what merging adds to the weight.
     pub fn delta_weight(&self) -> candle_core::Result<Tensor> {
         self.b.as_tensor().matmul(self.a.as_tensor())? * self.scaling
@@ -147,6 +184,9 @@ impl LoraBranch {
 
 impl LinearAdapter for LoraBranch {
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
+        if let Some(y) = self.fused_forward(x, base, train)? {
+            return Ok(y);
+        }
         base.forward(x)? + self.delta(x, base.out_dim(), train)?
     }
 
@@ -156,6 +196,111 @@ impl LinearAdapter for LoraBranch {
             weight: (base.weight_f32()? + self.delta_weight()?)?,
             bias: base.bias.clone(),
         }))
+    }
+}
+
+/// `x Wᵀ + b + s·(x Aᵀ) Bᵀ` for `x: [rows, in]`, `A: [r, in]`, `B: [out, r]` and a frozen
+/// f32 base `W` on the CPU, as one op.
+///
+/// Composed from candle ops, the branch keeps the base output, the branch output and its
+/// scaled copy for the backward pass: three tensors the size of the projection's output,
+/// per adapted projection per layer, none of which the gradients need. This op keeps `x`,
+/// `A` and `B` (the base is not an input: it is frozen) and recomputes the rank-r `x Aᵀ`,
+/// a sliver of the projection's work, when differentiating.
+struct FusedLora {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    scaling: f64,
+}
+
+impl CustomOp3 for FusedLora {
+    fn name(&self) -> &'static str {
+        "fused-lora"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        crate::models::fused::with_cpu_storage(&self.weight, |w, lw| {
+            self.fwd((x, lx), (a, la), (b, lb), (w, lw))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let u = x.matmul(&a.t()?)?;
+        let gu = (g.matmul(&b)? * self.scaling)?;
+        let gb = (g.t()?.matmul(&u)? * self.scaling)?;
+        let ga = gu.t()?.matmul(&x)?;
+        let gx = (g.matmul(&self.weight)? + gu.matmul(&a)?)?;
+        Ok((Some(gx), Some(ga), Some(gb)))
+    }
+}
+
+type Arg<'a> = (&'a CpuStorage, &'a Layout);
+
+impl FusedLora {
+    fn fwd(
+        &self,
+        (x, lx): Arg,
+        (a, la): Arg,
+        (b, lb): Arg,
+        (w, lw): Arg,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, in_dim) = lx.shape().dims2()?;
+        let (r, in_a) = la.shape().dims2()?;
+        let (out, r_b) = lb.shape().dims2()?;
+        if in_a != in_dim || r_b != r || lw.shape().dims() != [out, in_dim] {
+            candle_core::bail!(
+                "fused LoRA: x {:?}, A {:?}, B {:?}, W {:?}",
+                lx.shape().dims(),
+                la.shape().dims(),
+                lb.shape().dims(),
+                lw.shape().dims()
+            );
+        }
+        let mut y = x.matmul(w, (1, rows, out, in_dim), lx, &lw.transpose(0, 1)?)?;
+        let u = x.matmul(a, (1, rows, r, in_dim), lx, &la.transpose(0, 1)?)?;
+        let d = u.matmul(
+            b,
+            (1, rows, out, r),
+            &Layout::contiguous((rows, r)),
+            &lb.transpose(0, 1)?,
+        )?;
+        let bias = match &self.bias {
+            Some(bias) => Some(bias.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        let CpuStorage::F32(ys) = &mut y else {
+            candle_core::bail!("fused LoRA: f32 only");
+        };
+        let s = self.scaling as f32;
+        ys.par_chunks_mut(out)
+            .zip(d.as_slice::<f32>()?.par_chunks(out))
+            .for_each(|(y, d)| {
+                for (y, d) in y.iter_mut().zip(d) {
+                    *y += s * d;
+                }
+                if let Some(bias) = &bias {
+                    for (y, b) in y.iter_mut().zip(bias) {
+                        *y += b;
+                    }
+                }
+            });
+        Ok((y, Shape::from((rows, out))))
     }
 }
 
@@ -315,6 +460,45 @@ pub fn lora_adapter_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused branch gives the composed one's output and the gradients of the input and
+    /// of both factors, with a bias, on `[B, T, in]` input.
+    #[test]
+    fn fused_branch_matches_the_composed_one() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (in_dim, out_dim, r) = (12, 10, 3);
+        let base = Projection {
+            weight: Tensor::randn(0f32, 0.5, (out_dim, in_dim), &dev)?,
+            bias: Some(Tensor::randn(0f32, 0.5, out_dim, &dev)?),
+        };
+        let branch = LoraBranch {
+            a: Var::from_tensor(&Tensor::randn(0f32, 0.5, (r, in_dim), &dev)?)?,
+            b: Var::from_tensor(&Tensor::randn(0f32, 0.5, (out_dim, r), &dev)?)?,
+            scaling: 1.7,
+            dropout: 0.0,
+        };
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, in_dim), &dev)?)?;
+        let fused = branch
+            .fused_forward(x.as_tensor(), &base, true)?
+            .expect("the fused op runs here");
+        let composed = crate::models::fused::without_fused_kernels(|| {
+            assert!(branch.fused_forward(x.as_tensor(), &base, true)?.is_none());
+            branch.forward(x.as_tensor(), &base, true)
+        })?;
+        assert!(crate::models::max_abs_diff(&fused, &composed)? < 1e-5);
+        let w = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
+        let ga = (fused * &w)?.sum_all()?.backward()?;
+        let gb = (composed * &w)?.sum_all()?.backward()?;
+        for v in [&x, &branch.a, &branch.b] {
+            let (a, b) = (
+                ga.get(v.as_tensor()).unwrap(),
+                gb.get(v.as_tensor()).unwrap(),
+            );
+            let d = crate::models::max_abs_diff(a, b)?;
+            assert!(d < 1e-5, "{d}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn target_matching_follows_peft() {
