@@ -1,11 +1,13 @@
-//! Fused CPU kernels, each with its backward pass, for the element-wise parts of a LLaMA
-//! block: rotary embedding, causal softmax, SwiGLU and RMSNorm.
+//! Fused CPU kernels, each with its backward pass, for the parts of a LLaMA block between
+//! its projections: splitting into heads with the rotary embedding, causal attention,
+//! SwiGLU (alone and with a frozen down projection) and RMSNorm.
 //!
-//! candle-nn's fast versions of these have no backward pass (gradients silently stop), and
-//! the differentiable "slow" forms chain five to eight ops, each allocating a tensor and
-//! each differentiated on its own. Here each is one pass forward and one or two backward.
-//! Every op is checked against the slow composition (values and gradients) in the tests
-//! below. Other devices use the slow forms.
+//! candle-nn's fast versions of the element-wise ones have no backward pass (gradients
+//! silently stop), and the differentiable compositions chain five to eight ops, each
+//! allocating a tensor, each kept for the backward pass and each given a zero-filled
+//! gradient buffer there. Here each is one pass forward and one or two backward, and keeps
+//! only what its gradient needs. Every op is checked against the composition (values and
+//! gradients) in the tests below. Other devices use the compositions.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -67,62 +69,103 @@ pub struct RopeTables {
     pub head_dim: usize,
 }
 
-struct Rope {
-    tables: RopeTables,
-    offset: usize,
-    /// Rotate by −θ: the backward pass of a rotation is the inverse rotation.
-    inverse: bool,
+/// A projection's output `[B, T, H·D]` as heads `[B, H, T, D]`, rotated at positions
+/// `offset..` when `rope` is given (one pass), or back (`to_heads` false), rotating by −θ.
+///
+/// Composed, the same is a reshape, a transpose, a copy and a rotation: four graph nodes,
+/// each with its own gradient buffer (candle's backward pass fills a zeroed buffer per
+/// input of every node) and two of them kept activations.
+struct Heads {
+    heads: usize,
+    rope: Option<(RopeTables, usize)>,
+    to_heads: bool,
 }
 
-impl CustomOp1 for Rope {
+impl Heads {
+    /// Rotates one row of `D` values at `position` (by −θ when going back) into `out`.
+    fn rotate(&self, row: &[f32], position: usize, out: &mut [f32]) {
+        let Some((tables, _)) = &self.rope else {
+            out.copy_from_slice(row);
+            return;
+        };
+        let d = row.len();
+        let half = d / 2;
+        let sign = if self.to_heads { 1.0 } else { -1.0 };
+        let (cos, sin) = (&tables.cos[position * d..], &tables.sin[position * d..]);
+        for i in 0..half {
+            let (c, s) = (cos[i], sign * sin[i]);
+            let (a, b) = (row[i], row[i + half]);
+            out[i] = a * c - b * s;
+            out[i + half] = b * c + a * s;
+        }
+    }
+}
+
+impl CustomOp1 for Heads {
     fn name(&self) -> &'static str {
-        "fused-rope"
+        "fused-heads"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = data(s, l, "rope")?;
-        let (_, _, t, d) = l.shape().dims4()?;
-        let half = d / 2;
-        let (cos, sin) = (&self.tables.cos, &self.tables.sin);
-        if (self.offset + t) * d > cos.len() {
-            bail!("rope: {} positions exceed the table", self.offset + t);
+        let x = data(s, l, "heads")?;
+        let h = self.heads;
+        let (t, d, out_shape) = if self.to_heads {
+            let (b, t, width) = l.shape().dims3()?;
+            if h == 0 || width % h != 0 {
+                bail!("heads: {width} does not split into {h} heads");
+            }
+            (t, width / h, Shape::from((b, h, t, width / h)))
+        } else {
+            let (b, heads, t, d) = l.shape().dims4()?;
+            if heads != h {
+                bail!("heads: {heads} heads, expected {h}");
+            }
+            (t, d, Shape::from((b, t, h * d)))
+        };
+        let offset = self.rope.as_ref().map_or(0, |(_, o)| *o);
+        if let Some((tables, _)) = &self.rope
+            && ((offset + t) * d > tables.cos.len() || d % 2 != 0)
+        {
+            bail!("heads: {} positions exceed the rotary table", offset + t);
         }
-        let sign = if self.inverse { -1.0 } else { 1.0 };
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(t * d)
-            .zip(x.par_chunks(t * d))
+        // One batch entry per task; within it, position j of head i is row (j, i) of the
+        // projection layout and row (i, j) of the heads layout.
+        out.par_chunks_mut(t * h * d)
+            .zip(x.par_chunks(t * h * d))
             .for_each(|(o, x)| {
-                for p in 0..t {
-                    let row = (self.offset + p) * d;
-                    let (xr, or) = (&x[p * d..(p + 1) * d], &mut o[p * d..(p + 1) * d]);
-                    for i in 0..half {
-                        let (c, s) = (cos[row + i], sign * sin[row + i]);
-                        let (a, b) = (xr[i], xr[i + half]);
-                        or[i] = a * c - b * s;
-                        or[i + half] = b * c + a * s;
+                for i in 0..h {
+                    for j in 0..t {
+                        let (proj, head) = ((j * h + i) * d, (i * t + j) * d);
+                        let (src, dst) = if self.to_heads {
+                            (proj, head)
+                        } else {
+                            (head, proj)
+                        };
+                        self.rotate(&x[src..src + d], offset + j, &mut o[dst..dst + d]);
                     }
                 }
             });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
+        Ok((CpuStorage::F32(out), out_shape))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let inverse = Rope {
-            tables: self.tables.clone(),
-            offset: self.offset,
-            inverse: !self.inverse,
+        let back = Heads {
+            heads: self.heads,
+            rope: self.rope.clone(),
+            to_heads: !self.to_heads,
         };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inverse)?))
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
     }
 }
 
-/// `x: [B, H, T, D]` rotated at positions `offset..offset + T`.
-pub fn rope(x: &Tensor, tables: &RopeTables, offset: usize) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    x.apply_op1(Rope {
-        tables: tables.clone(),
-        offset,
-        inverse: false,
+/// `x: [B, T, heads·D]` as `[B, heads, T, D]`, rotated at positions `offset..` when `rope`
+/// is given. CPU f32 only: check [`available_for`] first.
+pub fn to_heads(x: &Tensor, heads: usize, rope: Option<(&RopeTables, usize)>) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Heads {
+        heads,
+        rope: rope.map(|(t, o)| (t.clone(), o)),
+        to_heads: true,
     })
 }
 
@@ -731,42 +774,40 @@ mod tests {
         Ok(())
     }
 
+    /// Splitting into heads with and without rotation, against reshape, transpose and the
+    /// rotate-half form; values and gradients.
     #[test]
-    fn rope_matches_rotate_half_and_its_gradient() -> Result<()> {
+    fn to_heads_matches_reshape_transpose_and_rope() -> Result<()> {
         let dev = Device::Cpu;
-        let (positions, d) = (20, 8);
-        let inv: Vec<f32> = (0..d / 2)
-            .map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32))
-            .collect();
+        let (b, t, h, d, positions, offset) = (2, 5, 3, 8, 20, 4);
         let mut cos = Vec::new();
         let mut sin = Vec::new();
         for p in 0..positions {
-            for h in 0..2 {
-                let _ = h;
-                for f in &inv {
-                    cos.push((p as f32 * f).cos());
-                    sin.push((p as f32 * f).sin());
-                }
+            for i in 0..d {
+                let f = 1.0 / 10000f32.powf(2.0 * (i % (d / 2)) as f32 / d as f32);
+                cos.push((p as f32 * f).cos());
+                sin.push((p as f32 * f).sin());
             }
         }
-        let cos_t = Tensor::from_vec(cos.clone(), (positions, d), &dev)?;
-        let sin_t = Tensor::from_vec(sin.clone(), (positions, d), &dev)?;
+        let cos_t = Tensor::from_vec(cos.clone(), (positions, d), &dev)?.narrow(0, offset, t)?;
+        let sin_t = Tensor::from_vec(sin.clone(), (positions, d), &dev)?.narrow(0, offset, t)?;
         let tables = RopeTables {
             cos: Arc::new(cos),
             sin: Arc::new(sin),
             head_dim: d,
         };
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 5, d), &dev)?)?;
-        let offset = 4;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, h * d), &dev)?)?;
+        let split = |x: &Tensor| x.reshape((b, t, h, d))?.transpose(1, 2)?.contiguous();
+        check(&x, |x| to_heads(x, h, None), split)?;
         check(
             &x,
-            |x| rope(x, &tables, offset),
+            |x| to_heads(x, h, Some((&tables, offset))),
             |x| {
-                let (c, s) = (cos_t.narrow(0, offset, 5)?, sin_t.narrow(0, offset, 5)?);
+                let x = split(x)?;
                 let x1 = x.narrow(D::Minus1, 0, d / 2)?;
                 let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
                 let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-                x.broadcast_mul(&c)? + rotated.broadcast_mul(&s)?
+                x.broadcast_mul(&cos_t)? + rotated.broadcast_mul(&sin_t)?
             },
         )
     }

@@ -267,7 +267,35 @@ impl Rotary {
         Ok(Self { cos, sin, tables })
     }
 
-    /// Rotates `x: [B, H, T, D]` at positions `offset..offset + T`.
+    /// A projection's output `[B, T, heads·D]` split into heads `[B, heads, T, D]` and, with
+    /// `Some(offset)`, rotated at positions `offset..`.
+    fn heads(&self, x: &Tensor, heads: usize, rotate_from: Option<usize>) -> Result<Tensor> {
+        let (b, t, width) = x.dims3()?;
+        if let Some(offset) = rotate_from
+            && offset + t > self.cos.dim(0)?
+        {
+            bail!(
+                "sequence of {} positions exceeds the model's {}",
+                offset + t,
+                self.cos.dim(0)?
+            );
+        }
+        if super::fused::available_for(x) {
+            let rope = rotate_from.map(|o| (&self.tables, o));
+            return Ok(super::fused::to_heads(x, heads, rope)?);
+        }
+        let x = x
+            .reshape((b, t, heads, width / heads))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        match rotate_from {
+            Some(offset) => self.apply(&x, offset),
+            None => Ok(x),
+        }
+    }
+
+    /// Rotates `x: [B, H, T, D]` at positions `offset..offset + T` (composed from candle
+    /// ops, as a GPU runs it; on the CPU [`Rotary::heads`] rotates in its own pass).
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
         if offset + t > self.cos.dim(0)? {
@@ -276,9 +304,6 @@ impl Rotary {
                 offset + t,
                 self.cos.dim(0)?
             );
-        }
-        if super::fused::available_for(x) {
-            return Ok(super::fused::rope(x, &self.tables, offset)?);
         }
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
@@ -326,12 +351,10 @@ impl Attention {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let q = split_heads(&self.q_proj, x, h, hd, train)?;
-        let k = split_heads(&self.k_proj, x, kvh, hd, train)?;
-        let v = split_heads(&self.v_proj, x, kvh, hd, train)?;
         let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
-        let q = rotary.apply(&q, p)?;
-        let k = rotary.apply(&k, p)?;
+        let q = rotary.heads(&self.q_proj.forward(x, train)?, h, Some(p))?;
+        let k = rotary.heads(&self.k_proj.forward(x, train)?, kvh, Some(p))?;
+        let v = rotary.heads(&self.v_proj.forward(x, train)?, kvh, None)?;
         let (k, v, _) = super::layers::with_prefix(k, v, prefix)?;
         let s = p + t;
         let rep = h / kvh;
@@ -357,22 +380,6 @@ impl Attention {
             .reshape((b, t, h * hd))?;
         Ok((self.o_proj.forward(&out, train)?, (k, v)))
     }
-}
-
-/// A projection of `x: [B, T, hidden]` split into heads: `[B, heads, T, head_dim]`.
-fn split_heads(
-    proj: &Linear,
-    x: &Tensor,
-    heads: usize,
-    head_dim: usize,
-    train: bool,
-) -> Result<Tensor> {
-    let (b, t, _) = x.dims3()?;
-    Ok(proj
-        .forward(x, train)?
-        .reshape((b, t, heads, head_dim))?
-        .transpose(1, 2)?
-        .contiguous()?)
 }
 
 /// `[T, P + T]`: 0 where query i may see key j (every prefix key, and real keys up to i),
