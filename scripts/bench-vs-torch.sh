@@ -83,15 +83,16 @@ by = collections.defaultdict(lambda: collections.defaultdict(list))
 for r in rows:
     by[(r["model"], r["method"])][r["side"]].append(r)
 print(f"batch {sys.argv[2]} x {sys.argv[3]} tokens, {sys.argv[4]} threads, f32, AdamW; medians of {len(rows) // max(len(by), 1) // 2} alternating runs\n")
-print("| model | method | trainable (ours / torch) | ours tok/s | torch tok/s | ours / torch | ours peak | torch peak |")
-print("|---|---|---|---:|---:|---:|---:|---:|")
+print("| model | method | trainable (ours / torch) | ours tok/s | torch tok/s | ours / torch | ours peak | torch peak | ours peak / torch | ours useful GFLOP/s | matmul GFLOP/s | useful / matmul |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (model, method), sides in by.items():
     o, t = sides["ours"], sides["torch"]
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     ot, tt = med(o, "tokens_per_second"), med(t, "tokens_per_second")
     print(f"| {model.split('/')[-1]} | {method} | {o[0]['trainable_params']} / {t[0]['trainable_params']} | "
           f"{ot:.0f} | {tt:.0f} | {ot / tt:.2f} | {med(o, 'peak_rss_bytes') / 1e9:.2f} GB | "
-          f"{med(t, 'peak_rss_bytes') / 1e9:.2f} GB |")
+          f"{med(t, 'peak_rss_bytes') / 1e9:.2f} GB | {med(o, 'peak_rss_bytes') / med(t, 'peak_rss_bytes'):.2f} | "
+          f"{med(o, 'useful_gflops'):.0f} | {med(o, 'matmul_gflops'):.0f} | {med(o, 'useful_fraction'):.2f} |")
 PY
 python3 - "$generated" "$PROMPT" "$GENERATE" "$THREADS" <<'PY'
 import collections, json, statistics, sys

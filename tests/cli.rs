@@ -162,6 +162,10 @@ fn bench_prints_one_json_object() {
         "ms_per_step",
         "peak_rss_bytes",
         "trainable_params",
+        "useful_flops_per_token",
+        "useful_gflops",
+        "matmul_gflops",
+        "useful_fraction",
     ] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }

@@ -67,6 +67,20 @@ pub struct BenchResult {
     pub threads: usize,
     pub device: String,
     pub precision: &'static str,
+    /// The step's useful work per token (decoders): 4 × the parameters a token passes
+    /// through (forward, and the gradient of each activation), 2 × more for every trained
+    /// base parameter (its weight gradient), plus attention's products (12 × positions ×
+    /// width per layer, forward and backward).
+    pub useful_flops_per_token: Option<f64>,
+    /// That work at the measured rate, GFLOP/s.
+    pub useful_gflops: Option<f64>,
+    /// candle's plain f32 matmul on the step's own projection shapes (`[tokens, hidden]`
+    /// by the square, the widening and the narrowing weight), timed in this process right
+    /// after the steps, GFLOP/s.
+    pub matmul_gflops: f64,
+    /// `useful_gflops / matmul_gflops`: how much of the matmul rate the step turns into
+    /// useful work (the rest: element-wise ops, copies, the optimizer, bookkeeping).
+    pub useful_fraction: Option<f64>,
 }
 
 /// What `bench --generate` prints.
@@ -280,6 +294,24 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     }
     let tokens = (a.batch * a.seq) as f64;
     let step = median(steps);
+    let cfg = &files.config;
+    let matmul_gflops = plain_matmul_gflops(
+        a.batch * a.seq,
+        cfg.hidden_size(),
+        cfg.intermediate_size(),
+        &device,
+    )?;
+    let useful_flops_per_token = (!cfg.is_classifier()).then(|| {
+        let trained_base: usize = loaded
+            .weights
+            .trained()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        let attention = 12 * a.seq * cfg.hidden_size() * cfg.num_layers();
+        (4 * cfg.param_count() + 2 * trained_base + attention) as f64
+    });
+    let useful_gflops = useful_flops_per_token.map(|f| f * tokens / step / 1e9);
     Ok(BenchResult {
         model: a.model.clone(),
         method: method_cfg.kind().into(),
@@ -294,5 +326,32 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         threads: candle_core::utils::get_num_threads(),
         device: a.device.clone(),
         precision: a.precision.name(),
+        useful_flops_per_token,
+        useful_gflops,
+        matmul_gflops,
+        useful_fraction: useful_gflops.map(|u| u / matmul_gflops),
     })
+}
+
+/// candle's matmul rate on a step's projection shapes: `[tokens, hidden]` times the square
+/// weight and the widening one (transposed, as a projection reads them), `[tokens, inner]`
+/// times the narrowing one; total FLOP over the summed median times.
+fn plain_matmul_gflops(tokens: usize, hidden: usize, inner: usize, device: &Device) -> Result<f64> {
+    let (mut flop, mut seconds) = (0.0, 0.0);
+    for (k, n) in [(hidden, hidden), (hidden, inner), (inner, hidden)] {
+        let x = Tensor::randn(0f32, 1.0, (tokens, k), device)?;
+        let w = Tensor::randn(0f32, 1.0, (n, k), device)?;
+        let mut times = Vec::new();
+        for i in 0..6 {
+            let t = Instant::now();
+            x.matmul(&w.t()?)?;
+            device.synchronize()?;
+            if i > 0 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        flop += 2.0 * (tokens * k * n) as f64;
+        seconds += median(times);
+    }
+    Ok(flop / seconds / 1e9)
 }
