@@ -404,7 +404,29 @@ pub fn attention(
 // ---------------------------------------------------------------------------------------
 // SwiGLU: silu(gate) ⊙ up.
 
-struct Swiglu;
+/// `silu(gate) ⊙ up`, or with `down`, `(silu(gate) ⊙ up) Wᵀ`: SwiGLU and the frozen down
+/// projection after it as one op.
+///
+/// Apart, the product `silu(gate) ⊙ up` (the MLP's widest tensor) is kept for the backward
+/// pass only because the projection's op holds its input; a frozen projection's gradient
+/// needs the weight, not the input. With `down`, this op keeps `gate` and `up`, which
+/// SwiGLU's own gradient needs anyway, and no product.
+struct Swiglu {
+    down: Option<Tensor>,
+}
+
+impl Swiglu {
+    /// `silu(gate) ⊙ up` element by element.
+    fn product(gs: &CpuStorage, lg: &Layout, us: &CpuStorage, lu: &Layout) -> Result<Vec<f32>> {
+        let (g, u) = (data(gs, lg, "swiglu")?, data(us, lu, "swiglu")?);
+        // Collected straight into the output: no zero-filled buffer first.
+        Ok(g.par_iter()
+            .with_min_len(4096)
+            .zip(u.par_iter())
+            .map(|(g, u)| g * fm::sigmoid(*g) * u)
+            .collect())
+    }
+}
 
 impl CustomOp2 for Swiglu {
     fn name(&self) -> &'static str {
@@ -418,15 +440,23 @@ impl CustomOp2 for Swiglu {
         us: &CpuStorage,
         lu: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, u) = (data(gs, lg, "swiglu")?, data(us, lu, "swiglu")?);
-        // Collected straight into the output: no zero-filled buffer first.
-        let out: Vec<f32> = g
-            .par_iter()
-            .with_min_len(4096)
-            .zip(u.par_iter())
-            .map(|(g, u)| g * fm::sigmoid(*g) * u)
-            .collect();
-        Ok((CpuStorage::F32(out), lg.shape().clone()))
+        let h = CpuStorage::F32(Self::product(gs, lg, us, lu)?);
+        let Some(down) = &self.down else {
+            return Ok((h, lg.shape().clone()));
+        };
+        let inner = *lg.dims().last().unwrap_or(&0);
+        let rows = lg.shape().elem_count() / inner.max(1);
+        with_cpu_storage(down, |w, lw| {
+            let (out, w_inner) = lw.shape().dims2()?;
+            if w_inner != inner {
+                bail!("swiglu-down: {inner} wide into a weight of {:?}", lw.dims());
+            }
+            let hl = Layout::contiguous((rows, inner));
+            let y = h.matmul(w, (1, rows, out, inner), &hl, &lw.transpose(0, 1)?)?;
+            let mut dims = lg.dims().to_vec();
+            *dims.last_mut().expect("non-empty") = out;
+            Ok((y, Shape::from(dims)))
+        })
     }
 
     fn bwd(
@@ -436,7 +466,15 @@ impl CustomOp2 for Swiglu {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = match &self.down {
+            Some(w) => {
+                let rows = grad.elem_count() / w.dim(0)?.max(1);
+                grad.reshape((rows, w.dim(0)?))?
+                    .matmul(w)?
+                    .reshape(gate.shape())?
+            }
+            None => grad.contiguous()?,
+        };
         // Both gradients from one pass (one sigmoid per value), stacked on a new first axis.
         let both = gate.apply_op3_no_bwd(up, &grad, &SwigluGrad)?;
         Ok((Some(both.get(0)?), Some(both.get(1)?)))
@@ -491,63 +529,8 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if !fusable(&[gate, up]) || gate.dims() != up.dims() {
         return gate.silu()? * up;
     }
-    gate.contiguous()?.apply_op2(&up.contiguous()?, Swiglu)
-}
-
-/// `(silu(gate) ⊙ up) Wᵀ`: SwiGLU and the frozen down projection after it as one op.
-///
-/// Apart, the product `silu(gate) ⊙ up` (the MLP's widest tensor) is kept for the backward
-/// pass only because the projection's op holds its input; a frozen projection's gradient
-/// needs the weight, not the input. This op keeps `gate` and `up`, which SwiGLU's own
-/// gradient needs anyway, and no product.
-struct SwigluDown {
-    weight: Tensor,
-}
-
-impl CustomOp2 for SwigluDown {
-    fn name(&self) -> &'static str {
-        "fused-swiglu-down"
-    }
-
-    fn cpu_fwd(
-        &self,
-        gs: &CpuStorage,
-        lg: &Layout,
-        us: &CpuStorage,
-        lu: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (h, shape) = Swiglu.cpu_fwd(gs, lg, us, lu)?;
-        let inner = *shape.dims().last().unwrap_or(&0);
-        let rows = shape.elem_count() / inner.max(1);
-        with_cpu_storage(&self.weight, |w, lw| {
-            let (out, w_inner) = lw.shape().dims2()?;
-            if w_inner != inner {
-                bail!("swiglu-down: {inner} wide into a weight of {:?}", lw.dims());
-            }
-            let hl = Layout::contiguous((rows, inner));
-            let y = h.matmul(w, (1, rows, out, inner), &hl, &lw.transpose(0, 1)?)?;
-            let mut dims = shape.dims().to_vec();
-            *dims.last_mut().expect("non-empty") = out;
-            Ok((y, Shape::from(dims)))
-        })
-    }
-
-    fn bwd(
-        &self,
-        gate: &Tensor,
-        up: &Tensor,
-        _y: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let out = self.weight.dim(0)?;
-        let rows = grad.elem_count() / out.max(1);
-        let dh = grad
-            .reshape((rows, out))?
-            .matmul(&self.weight)?
-            .reshape(gate.shape())?;
-        let both = gate.apply_op3_no_bwd(up, &dh, &SwigluGrad)?;
-        Ok((Some(both.get(0)?), Some(both.get(1)?)))
-    }
+    gate.contiguous()?
+        .apply_op2(&up.contiguous()?, Swiglu { down: None })
 }
 
 /// `(silu(gate) ⊙ up) Wᵀ` as one op when `W` (`[out, inner]`) is a frozen f32 weight and all
@@ -561,8 +544,8 @@ pub fn swiglu_down(gate: &Tensor, up: &Tensor, weight: &Tensor) -> Result<Option
     {
         return Ok(None);
     }
-    let op = SwigluDown {
-        weight: weight.clone(),
+    let op = Swiglu {
+        down: Some(weight.clone()),
     };
     Ok(Some(gate.contiguous()?.apply_op2(&up.contiguous()?, op)?))
 }
@@ -753,29 +736,32 @@ mod tests {
         fused: impl Fn(&Tensor) -> Result<Tensor>,
         slow: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<()> {
-        let (a, b) = (fused(x.as_tensor())?, slow(x.as_tensor())?);
-        assert!(
-            max_diff(&a, &b) < 1e-5,
-            "values differ by {}",
-            max_diff(&a, &b)
-        );
-        let w = Tensor::randn(0f32, 1.0, a.shape(), a.device())?;
-        let ga = (a * &w)?.sum_all()?.backward()?;
-        let gb = (b * &w)?.sum_all()?.backward()?;
-        let (ga, gb) = (
-            ga.get(x.as_tensor()).unwrap(),
-            gb.get(x.as_tensor()).unwrap(),
-        );
-        assert!(
-            max_diff(ga, gb) < 1e-4,
-            "gradients differ by {}",
-            max_diff(ga, gb)
-        );
+        check_all(&[x], fused(x.as_tensor())?, slow(x.as_tensor())?)
+    }
+
+    /// [`check`] for an op of several inputs: the two outputs, and the (non-zero) gradient
+    /// of each input.
+    fn check_all(xs: &[&Var], fused: Tensor, composed: Tensor) -> Result<()> {
+        let d = max_diff(&fused, &composed);
+        assert!(d < 1e-5, "values differ by {d}");
+        let w = Tensor::randn(0f32, 1.0, fused.shape(), fused.device())?;
+        let ga = (fused * &w)?.sum_all()?.backward()?;
+        let gb = (composed * &w)?.sum_all()?.backward()?;
+        for x in xs {
+            let (a, b) = (
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap(),
+            );
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "gradients differ by {}",
+                max_diff(a, b)
+            );
+            assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-3);
+        }
         Ok(())
     }
 
-    /// Splitting into heads with and without rotation, against reshape, transpose and the
-    /// rotate-half form; values and gradients.
     #[test]
     fn to_heads_matches_reshape_transpose_and_rope() -> Result<()> {
         let dev = Device::Cpu;
@@ -847,27 +833,7 @@ mod tests {
             .reshape((b, g * r, t, d))?
             .transpose(1, 2)?
             .reshape((b, t, g * r * d))?;
-        assert!(
-            max_diff(&fused, &composed) < 1e-5,
-            "{}",
-            max_diff(&fused, &composed)
-        );
-        let w = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
-        let ga = (fused * &w)?.sum_all()?.backward()?;
-        let gb = (composed * &w)?.sum_all()?.backward()?;
-        for x in [&q, &k, &v] {
-            let (a, b) = (
-                ga.get(x.as_tensor()).unwrap(),
-                gb.get(x.as_tensor()).unwrap(),
-            );
-            assert!(
-                max_diff(a, b) < 1e-4,
-                "gradients differ by {}",
-                max_diff(a, b)
-            );
-            assert!(b.abs()?.max_all()?.to_scalar::<f32>()? > 1e-3);
-        }
-        Ok(())
+        check_all(&[&q, &k, &v], fused, composed)
     }
 
     /// SwiGLU then a frozen projection, fused: values and both gradients as composed.
@@ -880,17 +846,7 @@ mod tests {
         let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w)?.expect("runs on the CPU");
         let h = (g.as_tensor().silu()? * u.as_tensor())?;
         let composed = h.broadcast_matmul(&w.t()?)?;
-        assert!(max_diff(&fused, &composed) < 1e-5);
-        let m = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
-        let ga = (fused * &m)?.sum_all()?.backward()?;
-        let gb = (composed * &m)?.sum_all()?.backward()?;
-        for x in [&g, &u] {
-            let (a, b) = (
-                ga.get(x.as_tensor()).unwrap(),
-                gb.get(x.as_tensor()).unwrap(),
-            );
-            assert!(max_diff(a, b) < 1e-4, "{}", max_diff(a, b));
-        }
+        check_all(&[&g, &u], fused, composed)?;
         // A trained weight needs its own gradient: not this op.
         let trained = Var::from_tensor(&w)?;
         assert!(swiglu_down(g.as_tensor(), u.as_tensor(), trained.as_tensor())?.is_none());
