@@ -4,27 +4,37 @@
 use crate::models::ModelConfig;
 
 /// Bytes a training run needs, roughly: the f32 weights, for each trained value its gradient
-/// and AdamW's two moments, the activations kept for the backward pass, and the logits.
-/// Per layer the graph keeps about `B·T·(40·hidden + 12·intermediate)` floats and
-/// `8·B·heads·T²` for attention, the logits four copies: calibrated on `bench` peaks (LoRA,
-/// batch 8 × 128: built-in model 790 MB measured, 690 MB estimated; SmolLM2-135M 8.8 GB
-/// measured, 7.6 GB estimated), since candle's backward holds every intermediate tensor.
+/// and AdamW's two moments, the activations kept for the backward pass, the output head's
+/// logits and what the process itself holds.
+///
+/// Per layer the step keeps about `B·T·(10·hidden + 6·intermediate)` floats (the fused CPU
+/// kernels keep only what gradients need and recompute attention's probabilities, so
+/// attention adds one layer's scores and probabilities at a time); the head's logits are
+/// computed 64 MB at a time unless the head itself is trained (full fine-tuning ties it to
+/// the embedding), which keeps four logits-sized tensors. Calibrated on `bench` peaks at
+/// batch 8 × 128 (SmolLM2-135M: LoRA 1.79 GB measured / 2.6 GB estimated, IA3 2.19 / 2.6,
+/// full fine-tuning 5.10 / 4.9; built-in model: LoRA 0.16 / 0.27, full 0.31 / 0.35).
 pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
     let f = 4u64;
+    let process = 64 << 20;
     let weights = model.param_count() as u64 * f;
     let optimizer = trainable as u64 * 3 * f;
     let (b, t) = (batch as u64, seq as u64);
     let per_layer =
-        b * t * (40 * model.hidden_size() as u64 + 12 * model.intermediate_size() as u64)
-            + 8 * b * model.num_heads() as u64 * t * t;
-    let activations = per_layer * model.num_layers() as u64 * f;
+        b * t * (10 * model.hidden_size() as u64 + 6 * model.intermediate_size() as u64);
+    let attention = 2 * b * model.num_heads() as u64 * t * t;
+    let activations = (per_layer * model.num_layers() as u64 + attention) * f;
     // A classifier scores classes, not the vocabulary.
+    let logits_size = b * t * model.vocab_size() as u64 * f;
+    let head_trained = trainable as u64 >= (model.vocab_size() * model.hidden_size()) as u64;
     let logits = if model.is_classifier() {
         0
+    } else if head_trained {
+        4 * logits_size
     } else {
-        4 * b * t * model.vocab_size() as u64 * f
+        2 * logits_size.min(64 << 20)
     };
-    weights + optimizer + activations + logits
+    process + weights + optimizer + activations + logits
 }
 
 /// Memory the system can still give (Linux `MemAvailable`), in bytes.
