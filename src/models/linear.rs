@@ -75,6 +75,17 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `f` applied to `x: [.., in]` with its leading dims folded into one (`[rows, in]`, so a
+/// product is a single large GEMM), the result `[rows, out]` given them back: `[.., out]`.
+pub fn on_rows(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let dims = x.dims();
+    let (lead, last) = dims.split_at(dims.len().saturating_sub(1));
+    let y = f(&x.reshape((lead.iter().product::<usize>(), last[0]))?)?;
+    let mut out = lead.to_vec();
+    out.push(y.dim(1)?);
+    y.reshape(out)
+}
+
 /// A frozen projection `y = x Wᵀ + b`; the weight is `[out, in]` as in PyTorch's
 /// `nn.Linear`.
 #[derive(Debug, Clone)]
@@ -101,13 +112,7 @@ impl Projection {
     /// `x Wᵀ` without the bias. Works on `[.., in]` by folding the leading dims into one, so
     /// the matmul is a single large GEMM.
     pub fn forward_no_bias(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = matmul_t(&x.reshape((rows, in_dim))?, &self.weight)?;
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("non-empty") = self.out_dim();
-        y.reshape(out_dims)
+        on_rows(x, |x| matmul_t(x, &self.weight))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -295,16 +295,10 @@ impl Rotary {
     }
 
     /// Rotates `x: [B, H, T, D]` at positions `offset..offset + T` (composed from candle
-    /// ops, as a GPU runs it; on the CPU [`Rotary::heads`] rotates in its own pass).
+    /// ops, as a GPU runs it; on the CPU [`Rotary::heads`] rotates in its own pass). The
+    /// caller, [`Rotary::heads`], has checked the positions fit the table.
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
-        if offset + t > self.cos.dim(0)? {
-            bail!(
-                "sequence of {} positions exceeds the model's {}",
-                offset + t,
-                self.cos.dim(0)?
-            );
-        }
         let cos = self.cos.narrow(0, offset, t)?;
         let sin = self.sin.narrow(0, offset, t)?;
         let x1 = x.narrow(D::Minus1, 0, d / 2)?;

@@ -313,13 +313,7 @@ pub trait Decoder {
     /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = self.output_weight();
-        let dims = hidden.dims();
-        let width = head.dim(1)?;
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let l = linear::matmul_t(&hidden.reshape((rows, width))?, head)?;
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("non-empty") = head.dim(0)?;
-        Ok(l.reshape(out)?)
+        Ok(linear::on_rows(hidden, |h| linear::matmul_t(h, head))?)
     }
 
     fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {

@@ -45,7 +45,7 @@ impl DoraBranch {
 
 impl LinearAdapter for DoraBranch {
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
-        let direction = (base.forward_no_bias(x)? + self.lora.delta(x, base.out_dim(), train)?)?;
+        let direction = (base.forward_no_bias(x)? + self.lora.delta(x, train)?)?;
         let y = direction.broadcast_mul(&self.row_scale(base)?)?;
         base.add_bias(&y)
     }

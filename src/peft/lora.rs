@@ -13,6 +13,7 @@ use std::path::Path;
 use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
+use crate::models::linear::on_rows;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,19 +127,14 @@ pub struct LoraBranch {
 
 impl LoraBranch {
     /// `B·A·dropout(x)·scaling` with the shape of the projection's output.
-    pub fn delta(&self, x: &Tensor, out_dim: usize, train: bool) -> candle_core::Result<Tensor> {
+    pub fn delta(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let x = if train && self.dropout > 0.0 {
             candle_nn::ops::dropout(x, self.dropout)?
         } else {
             x.clone()
         };
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-        let delta = x2.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?;
-        let mut out = dims;
-        *out.last_mut().expect("non-empty") = out_dim;
-        (delta * self.scaling)?.reshape(out)
+        let delta = on_rows(&x, |x| x.matmul(&self.a.t()?)?.matmul(&self.b.t()?))?;
+        delta * self.scaling
     }
 
     /// The whole adapted projection as one op ([`FusedLora`]) where it can run: a frozen f32
@@ -158,22 +154,16 @@ impl LoraBranch {
         {
             return Ok(None);
         }
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((rows, dims[dims.len() - 1]))?.contiguous()?;
         let op = FusedLora {
             weight: base.weight.clone(),
             bias: base.bias.clone(),
             scaling: self.scaling,
         };
-        let y = x2.apply_op3(
-            &self.a.as_tensor().contiguous()?,
-            &self.b.as_tensor().contiguous()?,
-            op,
-        )?;
-        let mut out = dims;
-        *out.last_mut().expect("non-empty") = base.out_dim();
-        Ok(Some(y.reshape(out)?))
+        let (a, b) = (
+            self.a.as_tensor().contiguous()?,
+            self.b.as_tensor().contiguous()?,
+        );
+        Ok(Some(on_rows(x, |x| x.contiguous()?.apply_op3(&a, &b, op))?))
     }
 
     /// `B·A·scaling`, `[out, in]`: what merging adds to the weight.
@@ -187,7 +177,7 @@ impl LinearAdapter for LoraBranch {
         if let Some(y) = self.fused_forward(x, base, train)? {
             return Ok(y);
         }
-        base.forward(x)? + self.delta(x, base.out_dim(), train)?
+        base.forward(x)? + self.delta(x, train)?
     }
 
     /// `W + s·B·A`, as PEFT's `merge`.
