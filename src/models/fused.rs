@@ -405,26 +405,89 @@ pub fn attention(
 // SwiGLU: silu(gate) ⊙ up.
 
 /// `silu(gate) ⊙ up`, or with `down`, `(silu(gate) ⊙ up) Wᵀ`: SwiGLU and the frozen down
-/// projection after it as one op.
+/// projection after it as one op. As a three-input op the third input is a trained vector
+/// `l` scaling the product's columns before the projection, `((silu(gate) ⊙ up) ⊙ l) Wᵀ`:
+/// IA3 on a feed-forward projection.
 ///
 /// Apart, the product `silu(gate) ⊙ up` (the MLP's widest tensor) is kept for the backward
-/// pass only because the projection's op holds its input; a frozen projection's gradient
-/// needs the weight, not the input. With `down`, this op keeps `gate` and `up`, which
-/// SwiGLU's own gradient needs anyway, and no product.
+/// pass only because the projection's op holds its input (and IA3's scaling keeps a second
+/// copy, scaled); a frozen projection's gradient needs the weight, not the input. With
+/// `down`, this op keeps `gate` and `up` (and `l`), which SwiGLU's own gradient needs
+/// anyway, and no product.
 struct Swiglu {
     down: Option<Tensor>,
 }
 
 impl Swiglu {
-    /// `silu(gate) ⊙ up` element by element.
-    fn product(gs: &CpuStorage, lg: &Layout, us: &CpuStorage, lu: &Layout) -> Result<Vec<f32>> {
-        let (g, u) = (data(gs, lg, "swiglu")?, data(us, lu, "swiglu")?);
+    /// `silu(gate) ⊙ up` element by element, times `scale[column]` when given.
+    fn product(g: &[f32], u: &[f32], scale: Option<&[f32]>) -> Vec<f32> {
         // Collected straight into the output: no zero-filled buffer first.
-        Ok(g.par_iter()
-            .with_min_len(4096)
-            .zip(u.par_iter())
-            .map(|(g, u)| g * fm::sigmoid(*g) * u)
-            .collect())
+        let pairs = g.par_iter().with_min_len(4096).zip(u.par_iter());
+        match scale {
+            None => pairs.map(|(g, u)| g * fm::sigmoid(*g) * u).collect(),
+            Some(l) => pairs
+                .enumerate()
+                .map(|(i, (g, u))| g * fm::sigmoid(*g) * u * l[i % l.len()])
+                .collect(),
+        }
+    }
+
+    fn forward(
+        &self,
+        g: &[f32],
+        u: &[f32],
+        l: Option<&[f32]>,
+        shape: &Shape,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = CpuStorage::F32(Self::product(g, u, l));
+        let Some(down) = &self.down else {
+            return Ok((h, shape.clone()));
+        };
+        let inner = *shape.dims().last().unwrap_or(&0);
+        let rows = shape.elem_count() / inner.max(1);
+        with_cpu_storage(down, |w, lw| {
+            let (out, w_inner) = lw.shape().dims2()?;
+            if w_inner != inner {
+                bail!("swiglu-down: {inner} wide into a weight of {:?}", lw.dims());
+            }
+            let hl = Layout::contiguous((rows, inner));
+            let y = h.matmul(w, (1, rows, out, inner), &hl, &lw.transpose(0, 1)?)?;
+            let mut dims = shape.dims().to_vec();
+            *dims.last_mut().expect("non-empty") = out;
+            Ok((y, Shape::from(dims)))
+        })
+    }
+
+    /// The gradients of `gate`, `up` and (when given) the scale.
+    fn backward(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        scale: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let grad = match &self.down {
+            Some(w) => {
+                let rows = grad.elem_count() / w.dim(0)?.max(1);
+                grad.reshape((rows, w.dim(0)?))?
+                    .matmul(w)?
+                    .reshape(gate.shape())?
+            }
+            None => grad.contiguous()?,
+        };
+        // All gradients from one pass (one sigmoid per value), one after another in one
+        // vector.
+        let op = SwigluGrad {
+            scale: scale.cloned(),
+        };
+        let all = gate.apply_op3_no_bwd(up, &grad, &op)?;
+        let n = gate.elem_count();
+        let d_gate = all.narrow(0, 0, n)?.reshape(gate.shape())?;
+        let d_up = all.narrow(0, n, n)?.reshape(gate.shape())?;
+        let d_scale = scale
+            .map(|l| all.narrow(0, 2 * n, l.elem_count())?.reshape(l.shape()))
+            .transpose()?;
+        Ok((d_gate, d_up, d_scale))
     }
 }
 
@@ -440,23 +503,8 @@ impl CustomOp2 for Swiglu {
         us: &CpuStorage,
         lu: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let h = CpuStorage::F32(Self::product(gs, lg, us, lu)?);
-        let Some(down) = &self.down else {
-            return Ok((h, lg.shape().clone()));
-        };
-        let inner = *lg.dims().last().unwrap_or(&0);
-        let rows = lg.shape().elem_count() / inner.max(1);
-        with_cpu_storage(down, |w, lw| {
-            let (out, w_inner) = lw.shape().dims2()?;
-            if w_inner != inner {
-                bail!("swiglu-down: {inner} wide into a weight of {:?}", lw.dims());
-            }
-            let hl = Layout::contiguous((rows, inner));
-            let y = h.matmul(w, (1, rows, out, inner), &hl, &lw.transpose(0, 1)?)?;
-            let mut dims = lg.dims().to_vec();
-            *dims.last_mut().expect("non-empty") = out;
-            Ok((y, Shape::from(dims)))
-        })
+        let (g, u) = (data(gs, lg, "swiglu")?, data(us, lu, "swiglu")?);
+        self.forward(g, u, None, lg.shape())
     }
 
     fn bwd(
@@ -466,23 +514,103 @@ impl CustomOp2 for Swiglu {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = match &self.down {
-            Some(w) => {
-                let rows = grad.elem_count() / w.dim(0)?.max(1);
-                grad.reshape((rows, w.dim(0)?))?
-                    .matmul(w)?
-                    .reshape(gate.shape())?
-            }
-            None => grad.contiguous()?,
-        };
-        // Both gradients from one pass (one sigmoid per value), stacked on a new first axis.
-        let both = gate.apply_op3_no_bwd(up, &grad, &SwigluGrad)?;
-        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+        let (d_gate, d_up, _) = self.backward(gate, up, None, grad)?;
+        Ok((Some(d_gate), Some(d_up)))
     }
 }
 
-/// `[d/dgate, d/dup]` with d/dgate = grad ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), d/dup = grad ⊙ g σ(g).
-struct SwigluGrad;
+impl CustomOp3 for Swiglu {
+    fn name(&self) -> &'static str {
+        "fused-scaled-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        lg: &Layout,
+        us: &CpuStorage,
+        lu: &Layout,
+        ls: &CpuStorage,
+        ll: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (g, u, l) = data3((gs, lg), (us, lu), (ls, ll), "scaled swiglu")?;
+        if l.len() != *lg.dims().last().unwrap_or(&0) {
+            bail!(
+                "scaled swiglu: {} scales for rows of {:?}",
+                l.len(),
+                lg.dims()
+            );
+        }
+        self.forward(g, u, Some(l), lg.shape())
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        scale: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (d_gate, d_up, d_scale) = self.backward(gate, up, Some(scale), grad)?;
+        Ok((Some(d_gate), Some(d_up), d_scale))
+    }
+}
+
+/// `[d/dgate, d/dup (, d/dl)]` flattened one after another, for `grad` the gradient of the
+/// (unscaled or scaled) product: with `d = grad ⊙ l` (or `grad`),
+/// d/dgate = d ⊙ up ⊙ σ(g)(1 + g(1 − σ(g))), d/dup = d ⊙ g σ(g), and
+/// d/dl = Σ over rows of grad ⊙ g σ(g) ⊙ up.
+struct SwigluGrad {
+    scale: Option<Tensor>,
+}
+
+impl SwigluGrad {
+    fn kernel(g: &[f32], u: &[f32], d: &[f32], l: Option<&[f32]>, inner: usize) -> Vec<f32> {
+        let n = g.len();
+        let rows = n / inner.max(1);
+        let mut out = vec![0f32; 2 * n];
+        let (d_gate, d_up) = out.split_at_mut(n);
+        // Blocks of whole rows (so a block knows each value's column), at most 64 of them:
+        // the scale's partial sums are added in block order, the same every run.
+        let block = inner * rows.div_ceil(64).max(4096usize.div_ceil(inner.max(1)));
+        let partials: Vec<Vec<f32>> = d_gate
+            .par_chunks_mut(block)
+            .zip(d_up.par_chunks_mut(block))
+            .zip(
+                g.par_chunks(block)
+                    .zip(u.par_chunks(block).zip(d.par_chunks(block))),
+            )
+            .map(|((dg, du), (g, (u, d)))| {
+                let mut d_l = vec![0f32; if l.is_some() { inner } else { 0 }];
+                let outs = dg.iter_mut().zip(du.iter_mut());
+                for (i, ((dg, du), (g, (u, d)))) in
+                    outs.zip(g.iter().zip(u.iter().zip(d))).enumerate()
+                {
+                    let s = fm::sigmoid(*g);
+                    let d = match l {
+                        Some(l) => {
+                            d_l[i % inner] += d * g * s * u;
+                            d * l[i % inner]
+                        }
+                        None => *d,
+                    };
+                    *dg = d * u * s * (1.0 + g * (1.0 - s));
+                    *du = d * g * s;
+                }
+                d_l
+            })
+            .collect();
+        if l.is_some() {
+            let mut d_l = vec![0f32; inner];
+            for p in &partials {
+                d_l.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+            }
+            out.extend_from_slice(&d_l);
+        }
+        out
+    }
+}
 
 impl CustomOp3 for SwigluGrad {
     fn name(&self) -> &'static str {
@@ -499,28 +627,21 @@ impl CustomOp3 for SwigluGrad {
         grad_l: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (g, u, d) = data3((gate, gate_l), (up, up_l), (grad, grad_l), "swiglu grad")?;
-        let n = g.len();
-        let mut out = vec![0f32; 2 * n];
-        let (d_gate, d_up) = out.split_at_mut(n);
-        const CHUNK: usize = 4096;
-        d_gate
-            .par_chunks_mut(CHUNK)
-            .zip(d_up.par_chunks_mut(CHUNK))
-            .zip(
-                g.par_chunks(CHUNK)
-                    .zip(u.par_chunks(CHUNK).zip(d.par_chunks(CHUNK))),
-            )
-            .for_each(|((dg, du), (g, (u, d)))| {
-                let outs = dg.iter_mut().zip(du.iter_mut());
-                for ((dg, du), (g, (u, d))) in outs.zip(g.iter().zip(u.iter().zip(d))) {
-                    let s = fm::sigmoid(*g);
-                    *dg = d * u * s * (1.0 + g * (1.0 - s));
-                    *du = d * g * s;
-                }
-            });
-        let mut dims = vec![2];
-        dims.extend_from_slice(gate_l.dims());
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        let inner = *gate_l.dims().last().unwrap_or(&1);
+        let out = match &self.scale {
+            Some(l) => with_cpu_storage(l, |ls, ll| {
+                Ok(Self::kernel(
+                    g,
+                    u,
+                    d,
+                    Some(data(ls, ll, "swiglu grad")?),
+                    inner,
+                ))
+            })?,
+            None => Self::kernel(g, u, d, None, inner),
+        };
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
     }
 }
 
@@ -533,9 +654,15 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         .apply_op2(&up.contiguous()?, Swiglu { down: None })
 }
 
-/// `(silu(gate) ⊙ up) Wᵀ` as one op when `W` (`[out, inner]`) is a frozen f32 weight and all
-/// is on the CPU; `None` where it cannot run (the caller composes the two).
-pub fn swiglu_down(gate: &Tensor, up: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
+/// `((silu(gate) ⊙ up) ⊙ l) Wᵀ` (without `l` when `scale` is `None`) as one op when `W`
+/// (`[out, inner]`) is a frozen f32 weight, `l` an f32 vector `[inner]` and all is on the
+/// CPU; `None` where it cannot run (the caller composes the parts).
+pub fn swiglu_down(
+    gate: &Tensor,
+    up: &Tensor,
+    weight: &Tensor,
+    scale: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
     if !fusable(&[gate, up, weight])
         || weight.track_op()
         || gate.dims() != up.dims()
@@ -547,7 +674,14 @@ pub fn swiglu_down(gate: &Tensor, up: &Tensor, weight: &Tensor) -> Result<Option
     let op = Swiglu {
         down: Some(weight.clone()),
     };
-    Ok(Some(gate.contiguous()?.apply_op2(&up.contiguous()?, op)?))
+    let (gate, up) = (gate.contiguous()?, up.contiguous()?);
+    match scale {
+        None => Ok(Some(gate.apply_op2(&up, op)?)),
+        Some(l) if fusable(&[l]) && l.dims() == [weight.dim(1)?] => {
+            Ok(Some(gate.apply_op3(&up, &l.contiguous()?, op)?))
+        }
+        Some(_) => Ok(None),
+    }
 }
 
 /// Runs `f` on the storage of a CPU tensor an op holds besides its arguments (a frozen
@@ -843,13 +977,34 @@ mod tests {
         let g = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 3, 7), &dev)?)?;
         let u = Var::from_tensor(&Tensor::randn(0f32, 2.0, (2, 3, 7), &dev)?)?;
         let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
-        let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w)?.expect("runs on the CPU");
+        let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w, None)?.expect("runs on the CPU");
         let h = (g.as_tensor().silu()? * u.as_tensor())?;
         let composed = h.broadcast_matmul(&w.t()?)?;
         check_all(&[&g, &u], fused, composed)?;
         // A trained weight needs its own gradient: not this op.
         let trained = Var::from_tensor(&w)?;
-        assert!(swiglu_down(g.as_tensor(), u.as_tensor(), trained.as_tensor())?.is_none());
+        assert!(swiglu_down(g.as_tensor(), u.as_tensor(), trained.as_tensor(), None)?.is_none());
+        Ok(())
+    }
+
+    /// With IA3's trained input scale between SwiGLU and the projection: values and the
+    /// gradients of gate, up and the scale as composed. 200 rows: several blocks of the
+    /// backward kernel, each adding its share of the scale's gradient.
+    #[test]
+    fn scaled_swiglu_down_matches_the_composition_and_the_scale_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let g = Var::from_tensor(&Tensor::randn(0f32, 2.0, (4, 50, 7), &dev)?)?;
+        let u = Var::from_tensor(&Tensor::randn(0f32, 2.0, (4, 50, 7), &dev)?)?;
+        let l = Var::from_tensor(&Tensor::randn(1f32, 0.5, 7, &dev)?)?;
+        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
+        let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w, Some(l.as_tensor()))?
+            .expect("runs on the CPU");
+        let h = (g.as_tensor().silu()? * u.as_tensor())?.broadcast_mul(l.as_tensor())?;
+        let composed = h.broadcast_matmul(&w.t()?)?;
+        check_all(&[&g, &u, &l], fused, composed)?;
+        // A scale of the wrong length is left to the composition.
+        let short = Tensor::ones(6, DType::F32, &dev)?;
+        assert!(swiglu_down(g.as_tensor(), u.as_tensor(), &w, Some(&short))?.is_none());
         Ok(())
     }
 

@@ -139,6 +139,13 @@ pub trait LinearAdapter: Send + Sync + std::fmt::Debug {
     fn merged(&self, _base: &Projection) -> Result<Option<Projection>> {
         Ok(None)
     }
+
+    /// `Some(l)` when this adapter only scales the projection's input column by column,
+    /// `y = (x ⊙ l) Wᵀ + b` (IA3 on a feed-forward projection): the scaling can then join
+    /// an op fused with the step before.
+    fn input_scale(&self) -> Option<&Tensor> {
+        None
+    }
 }
 
 /// A projection, optionally passed through an adapter.
@@ -164,11 +171,17 @@ impl Linear {
         }
     }
 
-    /// The weight of a projection that has no adapter, no bias and is not trained: what an
-    /// op fusing it with the step before needs to know.
-    pub fn plain_frozen_weight(&self) -> Option<&Tensor> {
-        let plain = self.adapter.is_none() && self.base.bias.is_none();
-        (plain && !self.base.weight.track_op()).then_some(&self.base.weight)
+    /// What an op fusing this projection with the step before needs to know, when the
+    /// projection has no bias, its weight is not trained and its adapter (if any) only
+    /// scales its input: the weight, and that scale.
+    pub fn frozen_weight_and_input_scale(&self) -> Option<(&Tensor, Option<&Tensor>)> {
+        if self.base.bias.is_some() || self.base.weight.track_op() {
+            return None;
+        }
+        match &self.adapter {
+            None => Some((&self.base.weight, None)),
+            Some(a) => a.input_scale().map(|l| (&self.base.weight, Some(l))),
+        }
     }
 
     /// The projection without its adapter.

@@ -397,8 +397,8 @@ impl Mlp {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x, train)?;
         let up = self.up_proj.forward(x, train)?;
-        if let Some(w) = self.down_proj.plain_frozen_weight()
-            && let Some(y) = super::fused::swiglu_down(&gate, &up, w)?
+        if let Some((w, scale)) = self.down_proj.frozen_weight_and_input_scale()
+            && let Some(y) = super::fused::swiglu_down(&gate, &up, w, scale)?
         {
             return Ok(y);
         }

@@ -107,6 +107,10 @@ impl LinearAdapter for Ia3Vector {
             }
         }))
     }
+
+    fn input_scale(&self) -> Option<&Tensor> {
+        self.feedforward.then(|| self.scale.as_tensor())
+    }
 }
 
 pub struct Ia3 {
