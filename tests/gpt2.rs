@@ -132,3 +132,89 @@ fn lora_on_c_attn_trains_exports_and_merges() {
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "merged logits differ by {worst}");
 }
+
+/// Every method that attaches to GPT-2, frozen base or not, gets the same loss and
+/// gradients on the CPU's fused path (which frees activations no backward pass reads) as
+/// on the composed path a GPU runs (which frees nothing).
+#[test]
+fn every_method_gets_the_composed_gradients() {
+    use peft_workbench::models::fused::without_fused_kernels;
+    use peft_workbench::peft::{BuildContext, MethodConfig};
+    let files = ModelFiles::open(tiny_gpt2().to_str().unwrap()).unwrap();
+    let ids = Tensor::new(&[[5u32, 9, 3, 7, 2, 30], [4, 8, 1, 6, 12, 2]], &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[9u32, 3, 7, 2, 30, 11, 8, 1, 6, 12, 2, 5], &Device::Cpu).unwrap();
+    let run = |m: &MethodConfig| -> Option<(f32, Vec<(String, Tensor)>)> {
+        let ctx = BuildContext {
+            model: &files.config,
+            seed: 5,
+            device: &Device::Cpu,
+            total_steps: 10,
+        };
+        let mut method = m.build(&ctx).ok()?;
+        let loaded = LoadedModel::load(&files, method.as_mut(), &Device::Cpu).ok()?;
+        let mut vars = loaded.weights.trained().to_vec();
+        vars.extend(method.vars());
+        // Away from the initialisation (LoRA's B is zero there, which hides A's gradient).
+        for (i, (_, v)) in vars.iter().enumerate() {
+            let t = v.as_tensor();
+            let wave = Tensor::arange(0f32, t.elem_count() as f32, &Device::Cpu).unwrap();
+            let wave = ((wave * (0.7 + i as f64 * 0.13)).unwrap().sin().unwrap() * 0.2).unwrap();
+            v.set(&(t + wave.reshape(t.shape()).unwrap()).unwrap())
+                .unwrap();
+        }
+        let Model::Gpt2(model) = &loaded.model else {
+            panic!("loads as GPT-2")
+        };
+        let logits = model
+            .forward(&ids, &method.hooks(false).unwrap(), true)
+            .unwrap();
+        let t = logits.dim(1).unwrap();
+        let logits = logits
+            .narrow(1, t - 6, 6)
+            .unwrap()
+            .reshape((12, ()))
+            .unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        let grads = loss.backward().unwrap();
+        let grads = vars
+            .iter()
+            .filter_map(|(n, v)| Some((n.clone(), grads.get(v.as_tensor())?.clone())))
+            .collect();
+        Some((loss.to_scalar::<f32>().unwrap(), grads))
+    };
+    let mut checked = Vec::new();
+    for m in MethodConfig::all_defaults() {
+        let Some((loss_f, grads_f)) = run(&m) else {
+            continue;
+        };
+        let (loss_c, grads_c) = without_fused_kernels(|| run(&m)).unwrap();
+        let what = m.kind();
+        assert!(
+            (loss_f - loss_c).abs() <= 1e-5 * loss_f.abs(),
+            "{what}: loss {loss_f} vs {loss_c}"
+        );
+        assert_eq!(grads_f.len(), grads_c.len(), "{what}");
+        assert!(!grads_f.is_empty(), "{what}: no gradient");
+        for ((name, gf), (_, gc)) in grads_f.iter().zip(&grads_c) {
+            let err = common::max_abs_diff(gf, gc);
+            let scale = gc
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                err <= 1e-4 * scale + 1e-6,
+                "{what}: {name}: off by {err} (largest {scale})"
+            );
+        }
+        checked.push(what);
+    }
+    for must in ["lora", "ia3", "prefix-tuning", "prompt-tuning", "full"] {
+        assert!(
+            checked.contains(&must),
+            "{must} was not checked on GPT-2: {checked:?}"
+        );
+    }
+}

@@ -684,6 +684,38 @@ pub fn swiglu_down(
     }
 }
 
+/// Frees the data of `x`, an activation of a training step whose consumers have all run,
+/// when it is on the CPU and part of the graph; the tensor stays in the graph as a shape.
+///
+/// candle keeps every op's inputs alive until the backward pass ends, whether that op's
+/// gradient reads them or not, so a projection's output (read by nothing but the heads
+/// split, whose gradient is a permutation), the attention's output before a frozen output
+/// projection, a residual branch before its add, are all held to the end: about a third
+/// of a LLaMA step's activations. The caller promises that no later forward op reads `x`
+/// and that no backward pass reads it — neither its consumers' (they only need their
+/// weights, or nothing) nor that of the op that made it (matmuls, adds and products: none
+/// reads its own output). `tests/methods.rs` checks every method's gradients against the
+/// composed path, which releases nothing.
+pub fn release_activation(x: &Tensor) -> Result<()> {
+    if !fusable(&[x]) || !x.track_op() {
+        return Ok(());
+    }
+    x.inplace_op1(&Release)
+}
+
+struct Release;
+
+impl candle_core::InplaceOp1 for Release {
+    fn name(&self) -> &'static str {
+        "release-activation"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, _l: &Layout) -> Result<()> {
+        *s = CpuStorage::F32(Vec::new());
+        Ok(())
+    }
+}
+
 /// Runs `f` on the storage of a CPU tensor an op holds besides its arguments (a frozen
 /// weight), read in place.
 pub fn with_cpu_storage<R>(

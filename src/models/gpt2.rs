@@ -211,7 +211,13 @@ impl Block {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, h) = x.dims3()?;
         let (nh, hd) = (self.heads, self.head_dim);
-        let qkv = self.c_attn.forward(&self.ln_1.forward(x)?, train)?;
+        // What each step below frees once read: see `fused::release_activation` (CPU only).
+        let release = super::fused::release_activation;
+        let normed = self.ln_1.forward(x)?;
+        let qkv = self.c_attn.forward(&normed, train)?;
+        if self.c_attn.backward_ignores_input() {
+            release(&normed)?;
+        }
         let split = |i: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(2, i * h, h)?
@@ -220,6 +226,11 @@ impl Block {
                 .contiguous()?)
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        // Split into copies, whose gradient reads nothing; at a single position a split can
+        // be a view of `qkv` itself, which must then stay.
+        if t > 1 {
+            release(&qkv)?;
+        }
         let (k, v, p) = with_prefix(k, v, prefix)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let ctx = if super::fused::available_for(&q) {
@@ -232,23 +243,37 @@ impl Block {
             probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?
         };
         let a = self.attn_proj.forward(&ctx, train)?;
+        if self.attn_proj.backward_ignores_input() {
+            release(&ctx)?;
+        }
         let a = match &self.after_attn {
             Some(ad) => ad.forward(&a, train)?,
             None => a,
         };
-        let x = (x + a)?;
-        let inner = self.c_fc.forward(&self.ln_2.forward(&x)?, train)?;
-        let inner = if self.tanh_gelu {
+        let x = (x + &a)?;
+        release(&a)?;
+        let normed = self.ln_2.forward(&x)?;
+        let inner = self.c_fc.forward(&normed, train)?;
+        if self.c_fc.backward_ignores_input() {
+            release(&normed)?;
+        }
+        // GELU's gradient reads its input (kept), not its output.
+        let activated = if self.tanh_gelu {
             inner.gelu()?
         } else {
             inner.gelu_erf()?
         };
-        let m = self.mlp_proj.forward(&inner, train)?;
+        let m = self.mlp_proj.forward(&activated, train)?;
+        if self.mlp_proj.backward_ignores_input() {
+            release(&activated)?;
+        }
         let m = match &self.after_mlp {
             Some(ad) => ad.forward(&m, train)?,
             None => m,
         };
-        Ok(((x + m)?, (k, v)))
+        let out = (&x + &m)?;
+        release(&m)?;
+        Ok((out, (k, v)))
     }
 }
 

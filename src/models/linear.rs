@@ -184,6 +184,12 @@ impl Linear {
         }
     }
 
+    /// Whether the backward pass leaves this projection's input unread: a frozen weight
+    /// and no adapter (its gradient for the input needs only the weight).
+    pub fn backward_ignores_input(&self) -> bool {
+        self.adapter.is_none() && !self.base.weight.track_op()
+    }
+
     /// The projection without its adapter.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
         self.base.forward(x)

@@ -346,9 +346,14 @@ impl Attention {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
         let p = prefix.map(|(pk, _)| pk.dim(2)).transpose()?.unwrap_or(0);
-        let q = rotary.heads(&self.q_proj.forward(x, train)?, h, Some(p))?;
-        let k = rotary.heads(&self.k_proj.forward(x, train)?, kvh, Some(p))?;
-        let v = rotary.heads(&self.v_proj.forward(x, train)?, kvh, None)?;
+        let projected = [
+            self.q_proj.forward(x, train)?,
+            self.k_proj.forward(x, train)?,
+            self.v_proj.forward(x, train)?,
+        ];
+        let q = rotary.heads(&projected[0], h, Some(p))?;
+        let k = rotary.heads(&projected[1], kvh, Some(p))?;
+        let v = rotary.heads(&projected[2], kvh, None)?;
         let (k, v, _) = super::layers::with_prefix(k, v, prefix)?;
         let s = p + t;
         let rep = h / kvh;
@@ -358,7 +363,15 @@ impl Attention {
         let scale = 1.0 / (hd as f64).sqrt();
         if super::fused::available_for(&q) {
             let out = super::fused::attention(&q, &k, &v, scale, t, p)?;
-            return Ok((self.o_proj.forward(&out, train)?, (k, v)));
+            let y = self.o_proj.forward(&out, train)?;
+            // Read only by the fused heads split (a permutation backwards).
+            for t in &projected {
+                super::fused::release_activation(t)?;
+            }
+            if self.o_proj.backward_ignores_input() {
+                super::fused::release_activation(&out)?;
+            }
+            return Ok((y, (k, v)));
         }
         let scores = q.matmul(&k.t()?)?;
         // The composed form a GPU runs.
@@ -425,22 +438,35 @@ impl Block {
         prefix: Option<&(Tensor, Tensor)>,
         train: bool,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (a, kv) =
-            self.self_attn
-                .forward(&self.input_layernorm.forward(x)?, rotary, prefix, train)?;
+        let attn = &self.self_attn;
+        let normed = self.input_layernorm.forward(x)?;
+        let (a, kv) = attn.forward(&normed, rotary, prefix, train)?;
         let a = match &self.after_attn {
             Some(ad) => ad.forward(&a, train)?,
             None => a,
         };
-        let x = (x + a)?;
-        let m = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&x)?, train)?;
+        let x = (x + &a)?;
+        let release = |t: &Tensor| -> Result<()> { Ok(super::fused::release_activation(t)?) };
+        // The norm's gradient reads its input, not its output; a residual add reads
+        // neither of its inputs.
+        let [q, k, v] = [&attn.q_proj, &attn.k_proj, &attn.v_proj];
+        if [q, k, v].iter().all(|l| l.backward_ignores_input()) {
+            release(&normed)?;
+        }
+        release(&a)?;
+        let normed = self.post_attention_layernorm.forward(&x)?;
+        let m = self.mlp.forward(&normed, train)?;
+        let mlp = &self.mlp;
+        if mlp.gate_proj.backward_ignores_input() && mlp.up_proj.backward_ignores_input() {
+            release(&normed)?;
+        }
         let m = match &self.after_mlp {
             Some(ad) => ad.forward(&m, train)?,
             None => m,
         };
-        Ok(((x + m)?, kv))
+        let out = (&x + &m)?;
+        release(&m)?;
+        Ok((out, kv))
     }
 }
 

@@ -7,21 +7,30 @@ use crate::models::ModelConfig;
 /// and AdamW's two moments, the activations kept for the backward pass, the output head's
 /// logits and what the process itself holds.
 ///
-/// Per layer the step keeps about `B·T·(10·hidden + 6·intermediate)` floats (the fused CPU
-/// kernels keep only what gradients need and recompute attention's probabilities, so
-/// attention adds one layer's scores and probabilities at a time); the head's logits are
-/// computed 64 MB at a time unless the head itself is trained (full fine-tuning ties it to
-/// the embedding), which keeps four logits-sized tensors. Calibrated on `bench` peaks at
-/// batch 8 × 128 (SmolLM2-135M: LoRA 1.79 GB measured / 2.6 GB estimated, IA3 2.19 / 2.6,
-/// full fine-tuning 5.10 / 4.9; built-in model: LoRA 0.16 / 0.27, full 0.31 / 0.35).
+/// Per layer the step keeps about `B·T·(5·hidden + 2·intermediate)` floats for a LLaMA
+/// decoder whose base is frozen (the fused CPU kernels keep only what gradients need,
+/// recompute attention's probabilities, and the projections' outputs, the attention's
+/// output and the residual branches are released once read), `10·hidden + 6·intermediate`
+/// where the base is trained or the model is not LLaMA (between the two in proportion to the
+/// share of the weights trained); attention adds one layer's scores and probabilities at a
+/// time. The head's logits are computed 64 MB at a time unless the head itself is trained
+/// (full fine-tuning ties it to the embedding), which keeps four logits-sized tensors.
+/// Calibrated on `bench` peaks at batch 8 × 128 (SmolLM2-135M: LoRA 1.37 GB measured /
+/// 1.5 GB estimated, IA3 1.44 / 1.5, full fine-tuning 4.76 / 4.9; built-in model: LoRA
+/// 0.12 / 0.19, full 0.30 / 0.35).
 pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
     let f = 4u64;
     let process = 64 << 20;
     let weights = model.param_count() as u64 * f;
     let optimizer = trainable as u64 * 3 * f;
     let (b, t) = (batch as u64, seq as u64);
-    let per_layer =
-        b * t * (10 * model.hidden_size() as u64 + 6 * model.intermediate_size() as u64);
+    let (h, i) = (model.hidden_size() as u64, model.intermediate_size() as u64);
+    let (frozen, trained) = match model {
+        ModelConfig::Llama(_) => (5 * h + 2 * i, 10 * h + 6 * i),
+        _ => (10 * h + 6 * i, 10 * h + 6 * i),
+    };
+    let share = (trainable as f64 / model.param_count().max(1) as f64).min(1.0);
+    let per_layer = b * t * (frozen + ((trained - frozen) as f64 * share) as u64);
     let attention = 2 * b * model.num_heads() as u64 * t * t;
     let activations = (per_layer * model.num_layers() as u64 + attention) * f;
     // A classifier scores classes, not the vocabulary.
