@@ -405,9 +405,9 @@ pub fn attention(
 // SwiGLU: silu(gate) ⊙ up.
 
 /// `silu(gate) ⊙ up`, or with `down`, `(silu(gate) ⊙ up) Wᵀ`: SwiGLU and the frozen down
-/// projection after it as one op. As a three-input op the third input is a trained vector
-/// `l` scaling the product's columns before the projection, `((silu(gate) ⊙ up) ⊙ l) Wᵀ`:
-/// IA3 on a feed-forward projection.
+/// projection after it as one op. With `scaled`, the third input is a (trained) vector `l`
+/// scaling the product's columns before the projection, `((silu(gate) ⊙ up) ⊙ l) Wᵀ`: IA3
+/// on a feed-forward projection; without, the third input is not read.
 ///
 /// Apart, the product `silu(gate) ⊙ up` (the MLP's widest tensor) is kept for the backward
 /// pass only because the projection's op holds its input (and IA3's scaling keeps a second
@@ -416,6 +416,7 @@ pub fn attention(
 /// anyway, and no product.
 struct Swiglu {
     down: Option<Tensor>,
+    scaled: bool,
 }
 
 impl Swiglu {
@@ -491,37 +492,9 @@ impl Swiglu {
     }
 }
 
-impl CustomOp2 for Swiglu {
-    fn name(&self) -> &'static str {
-        "fused-swiglu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        gs: &CpuStorage,
-        lg: &Layout,
-        us: &CpuStorage,
-        lu: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (g, u) = (data(gs, lg, "swiglu")?, data(us, lu, "swiglu")?);
-        self.forward(g, u, None, lg.shape())
-    }
-
-    fn bwd(
-        &self,
-        gate: &Tensor,
-        up: &Tensor,
-        _y: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (d_gate, d_up, _) = self.backward(gate, up, None, grad)?;
-        Ok((Some(d_gate), Some(d_up)))
-    }
-}
-
 impl CustomOp3 for Swiglu {
     fn name(&self) -> &'static str {
-        "fused-scaled-swiglu"
+        "fused-swiglu"
     }
 
     fn cpu_fwd(
@@ -533,7 +506,10 @@ impl CustomOp3 for Swiglu {
         ls: &CpuStorage,
         ll: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, u, l) = data3((gs, lg), (us, lu), (ls, ll), "scaled swiglu")?;
+        let (g, u, l) = data3((gs, lg), (us, lu), (ls, ll), "swiglu")?;
+        if !self.scaled {
+            return self.forward(g, u, None, lg.shape());
+        }
         if l.len() != *lg.dims().last().unwrap_or(&0) {
             bail!(
                 "scaled swiglu: {} scales for rows of {:?}",
@@ -552,7 +528,8 @@ impl CustomOp3 for Swiglu {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (d_gate, d_up, d_scale) = self.backward(gate, up, Some(scale), grad)?;
+        let scale = self.scaled.then_some(scale);
+        let (d_gate, d_up, d_scale) = self.backward(gate, up, scale, grad)?;
         Ok((Some(d_gate), Some(d_up), d_scale))
     }
 }
@@ -650,8 +627,20 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if !fusable(&[gate, up]) || gate.dims() != up.dims() {
         return gate.silu()? * up;
     }
-    gate.contiguous()?
-        .apply_op2(&up.contiguous()?, Swiglu { down: None })
+    let op = Swiglu {
+        down: None,
+        scaled: false,
+    };
+    apply_swiglu(gate, up, None, op)
+}
+
+/// The op on contiguous `gate` and `up`; an unread stand-in for the scale when it has none.
+fn apply_swiglu(gate: &Tensor, up: &Tensor, scale: Option<&Tensor>, op: Swiglu) -> Result<Tensor> {
+    let scale = match scale {
+        Some(l) => l.contiguous()?,
+        None => Tensor::zeros(1, DType::F32, gate.device())?,
+    };
+    gate.contiguous()?.apply_op3(&up.contiguous()?, &scale, op)
 }
 
 /// `((silu(gate) ⊙ up) ⊙ l) Wᵀ` (without `l` when `scale` is `None`) as one op when `W`
@@ -671,17 +660,16 @@ pub fn swiglu_down(
     {
         return Ok(None);
     }
+    if let Some(l) = scale
+        && (!fusable(&[l]) || l.dims() != [weight.dim(1)?])
+    {
+        return Ok(None);
+    }
     let op = Swiglu {
         down: Some(weight.clone()),
+        scaled: scale.is_some(),
     };
-    let (gate, up) = (gate.contiguous()?, up.contiguous()?);
-    match scale {
-        None => Ok(Some(gate.apply_op2(&up, op)?)),
-        Some(l) if fusable(&[l]) && l.dims() == [weight.dim(1)?] => {
-            Ok(Some(gate.apply_op3(&up, &l.contiguous()?, op)?))
-        }
-        Some(_) => Ok(None),
-    }
+    Ok(Some(apply_swiglu(gate, up, scale, op)?))
 }
 
 /// Frees the data of `x`, an activation of a training step whose consumers have all run,
@@ -1025,10 +1013,11 @@ mod tests {
     #[test]
     fn scaled_swiglu_down_matches_the_composition_and_the_scale_gradient() -> Result<()> {
         let dev = Device::Cpu;
-        let g = Var::from_tensor(&Tensor::randn(0f32, 2.0, (4, 50, 7), &dev)?)?;
-        let u = Var::from_tensor(&Tensor::randn(0f32, 2.0, (4, 50, 7), &dev)?)?;
-        let l = Var::from_tensor(&Tensor::randn(1f32, 0.5, 7, &dev)?)?;
-        let w = Tensor::randn(0f32, 1.0, (5, 7), &dev)?;
+        // Values of order one: the check's tolerance is absolute.
+        let g = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 50, 7), &dev)?)?;
+        let u = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 50, 7), &dev)?)?;
+        let l = Var::from_tensor(&Tensor::randn(1f32, 0.3, 7, &dev)?)?;
+        let w = Tensor::randn(0f32, 0.5, (5, 7), &dev)?;
         let fused = swiglu_down(g.as_tensor(), u.as_tensor(), &w, Some(l.as_tensor()))?
             .expect("runs on the CPU");
         let h = (g.as_tensor().silu()? * u.as_tensor())?.broadcast_mul(l.as_tensor())?;
