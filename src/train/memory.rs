@@ -13,11 +13,11 @@ use crate::models::ModelConfig;
 /// output and the residual branches are released once read), `10·hidden + 6·intermediate`
 /// where the base is trained or the model is not LLaMA (between the two in proportion to the
 /// share of the weights trained); attention adds one layer's scores and probabilities at a
-/// time. The head's logits are computed 64 MB at a time unless the head itself is trained
-/// (full fine-tuning ties it to the embedding), which keeps four logits-sized tensors.
+/// time. The head's logits are computed 64 MB at a time; a trained head (full fine-tuning
+/// ties it to the embedding) adds its gradient, summed as the slices go, and one slice's.
 /// Calibrated on `bench` peaks at batch 8 × 128 (SmolLM2-135M: LoRA 1.37 GB measured /
-/// 1.5 GB estimated, IA3 1.44 / 1.5, full fine-tuning 4.76 / 4.9; built-in model: LoRA
-/// 0.12 / 0.19, full 0.30 / 0.35).
+/// 1.5 GB estimated, IA3 1.44 / 1.5, full fine-tuning 4.46 / 4.4; built-in model: LoRA
+/// 0.12 / 0.19, full 0.25 / 0.33).
 pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: usize) -> u64 {
     let f = 4u64;
     let process = 64 << 20;
@@ -39,7 +39,7 @@ pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: 
     let logits = if model.is_classifier() {
         0
     } else if head_trained {
-        4 * logits_size
+        2 * logits_size.min(64 << 20) + 2 * (model.vocab_size() * model.hidden_size()) as u64 * f
     } else {
         2 * logits_size.min(64 << 20)
     };
