@@ -114,12 +114,13 @@ fn unknown_target_modules_are_listed_against_the_real_names() {
 #[test]
 fn a_run_too_large_for_the_memory_is_refused_before_loading() {
     let dir = tempfile::tempdir().unwrap();
+    // A million examples a step: the activations alone are terabytes on any model.
     let o = bin()
         .args([
             "train",
             &preset("full.toml"),
             "--set",
-            "batch_size=4096",
+            "batch_size=1000000",
             "--set",
             "max_seq_len=4096",
             "--out",
