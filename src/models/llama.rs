@@ -449,8 +449,8 @@ impl Block {
         let release = |t: &Tensor| -> Result<()> { Ok(super::fused::release_activation(t)?) };
         // The norm's gradient reads its input, not its output; a residual add reads
         // neither of its inputs.
-        let [q, k, v] = [&attn.q_proj, &attn.k_proj, &attn.v_proj];
-        if [q, k, v].iter().all(|l| l.backward_ignores_input()) {
+        let qkv = [&attn.q_proj, &attn.k_proj, &attn.v_proj];
+        if qkv.iter().all(|l| l.backward_ignores_input()) {
             release(&normed)?;
         }
         release(&a)?;
