@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod fast_math;
 pub mod fused;
+pub mod gemm;
 pub mod gguf;
 pub mod gpt2;
 pub mod layers;

@@ -13,6 +13,8 @@ use std::path::Path;
 use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
+use crate::models::fused::slices;
+use crate::models::gemm::{View, matmul_into};
 use crate::models::linear::on_rows;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
@@ -230,12 +232,45 @@ impl CustomOp3 for FusedLora {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
-        let u = x.matmul(&a.t()?)?;
-        let gu = (g.matmul(&b)? * self.scaling)?;
-        let gb = (g.t()?.matmul(&u)? * self.scaling)?;
-        let ga = gu.t()?.matmul(&x)?;
-        let gx = (g.matmul(&self.weight)? + gu.matmul(&a)?)?;
+        let (rows, in_dim) = x.dims2()?;
+        let (r, out) = (a.dim(0)?, b.dim(0)?);
+        let (x, a, b, g) = (
+            x.contiguous()?,
+            a.contiguous()?,
+            b.contiguous()?,
+            g.contiguous()?,
+        );
+        let w = self.weight.contiguous()?;
+        let s = self.scaling as f32;
+        let threads = rayon::current_num_threads();
+        let (mut gx, mut ga, mut gb) = (
+            vec![0f32; rows * in_dim],
+            vec![0f32; r * in_dim],
+            vec![0f32; out * r],
+        );
+        // Straight into the three gradients' buffers: the base and branch parts of x's
+        // gradient summed by the GEMM itself, the scaling applied to rank-r products.
+        slices(&[&x, &a, &b, &g, &w], |t| {
+            let [x, a, b, g, w] = [t[0], t[1], t[2], t[3], t[4]];
+            let (x, a) = (View::rows(x, rows, in_dim), View::rows(a, r, in_dim));
+            let (b, g) = (View::rows(b, out, r), View::rows(g, rows, out));
+            let mut u = vec![0f32; rows * r];
+            matmul_into(&mut u, x, a.t(), false, threads);
+            let mut gu = vec![0f32; rows * r];
+            matmul_into(&mut gu, g, b, false, threads);
+            gu.iter_mut().for_each(|v| *v *= s);
+            matmul_into(&mut gb, g.t(), View::rows(&u, rows, r), false, threads);
+            gb.iter_mut().for_each(|v| *v *= s);
+            let gu = View::rows(&gu, rows, r);
+            matmul_into(&mut ga, gu.t(), x, false, threads);
+            matmul_into(&mut gx, g, View::rows(w, out, in_dim), false, threads);
+            matmul_into(&mut gx, gu, a, true, threads);
+            Ok(())
+        })?;
+        let dev = x.device();
+        let gx = Tensor::from_vec(gx, (rows, in_dim), dev)?;
+        let ga = Tensor::from_vec(ga, (r, in_dim), dev)?;
+        let gb = Tensor::from_vec(gb, (out, r), dev)?;
         Ok((Some(gx), Some(ga), Some(gb)))
     }
 }
