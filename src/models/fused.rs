@@ -182,7 +182,7 @@ fn causal_softmax_row(x: &mut [f32], row: usize, t: usize, p: usize, scale: f32)
         *v = fm::exp((*v - max) * scale);
     }
     let inv = 1.0 / fm::sum(seen);
-    seen.iter_mut().for_each(|v| *v *= inv);
+    seen.iter_mut().for_each(|v| *v = fm::flush_tiny(*v * inv));
     hidden.fill(0.0);
 }
 
@@ -362,7 +362,7 @@ impl CustomOp3 for Attention {
                 for (ds, p) in ds.chunks_mut(s).zip(probs.chunks(s)) {
                     let dot = fm::dot(p, ds);
                     for (ds, p) in ds.iter_mut().zip(p) {
-                        *ds = self.scale * p * (*ds - dot);
+                        *ds = fm::flush_tiny(self.scale * p * (*ds - dot));
                     }
                 }
                 let ds_v = View::rows(&ds, rt, s);

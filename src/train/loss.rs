@@ -129,7 +129,7 @@ impl CustomOp3 for LinearCrossEntropy {
                     let loss = (shift - row[target as usize]) as f64;
                     if any_grad {
                         for x in row.iter_mut() {
-                            *x = fm::exp(*x - shift) * per_row;
+                            *x = fm::flush_tiny(fm::exp(*x - shift) * per_row);
                         }
                         row[target as usize] -= per_row;
                     }
@@ -258,7 +258,7 @@ impl CustomOp2 for CrossEntropy {
                 let (max, lse) = log_sum_exp(row);
                 let shift = max + lse;
                 for (g, x) in g.iter_mut().zip(row) {
-                    *g = fm::exp(x - shift) * per_row;
+                    *g = fm::flush_tiny(fm::exp(x - shift) * per_row);
                 }
                 g[target as usize] -= per_row;
             });
