@@ -95,18 +95,11 @@ impl AdamW {
             };
             let g = g.to_dtype(DType::F32)?;
             let theta = s.master.as_ref().unwrap_or(s.var.as_tensor());
-            let next = match fused_update(theta, &g, &s.m, &s.v, &consts)? {
-                Some((next, m, v)) => {
-                    (s.m, s.v) = (m, v);
-                    next
-                }
-                None => {
-                    s.m = ((&s.m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-                    s.v = ((&s.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-                    let update = ((&s.m * scale_m)? / ((&s.v * scale_v)?.sqrt()? + self.eps)?)?;
-                    ((theta * decay)? - (update * self.lr)?)?
-                }
+            let (next, m, v) = match fused_update(theta, &g, &s.m, &s.v, &consts)? {
+                Some(updated) => updated,
+                None => composed_update(theta, &g, &s.m, &s.v, &consts)?,
             };
+            (s.m, s.v) = (m, v);
             match &mut s.master {
                 Some(master) => {
                     s.var.set(&next.to_dtype(s.var.dtype())?)?;
@@ -183,7 +176,22 @@ struct UpdateConsts {
     decay: f64,
 }
 
-/// The same update as the composed ops in [`AdamW::step`], operation for operation in
+/// `(θ', m', v')`: `m' = β1 m + (1-β1) g`, `v' = β2 v + (1-β2) g²`,
+/// `θ' = θ (1 - lr·λ) - lr · m̂ / (√v̂ + ε)`, composed from candle ops (any device).
+fn composed_update(
+    theta: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    k: &UpdateConsts,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let m = ((m * k.beta1)? + (g * (1.0 - k.beta1))?)?;
+    let v = ((v * k.beta2)? + (g.sqr()? * (1.0 - k.beta2))?)?;
+    let update = ((&m * k.scale_m)? / ((&v * k.scale_v)?.sqrt()? + k.eps)?)?;
+    Ok((((theta * k.decay)? - (update * k.lr)?)?, m, v))
+}
+
+/// The same update as [`composed_update`], operation for operation in
 /// f32 (so the same numbers), in one pass over the values on the CPU: the composed
 /// form makes fifteen tensors the size of the variable, each its own pass (for full
 /// fine-tuning of SmolLM2, 135 M values each). Returns `(θ', m', v')`, or `None` where
@@ -260,10 +268,7 @@ mod tests {
             decay: 1.0 - 3e-4 * 0.01,
         };
         let (next, m2, v2) = fused_update(&theta, &g, &m, &v, &k)?.expect("CPU f32");
-        let want_m = ((&m * k.beta1)? + (&g * (1.0 - k.beta1))?)?;
-        let want_v = ((&v * k.beta2)? + (g.sqr()? * (1.0 - k.beta2))?)?;
-        let update = ((&want_m * k.scale_m)? / ((&want_v * k.scale_v)?.sqrt()? + k.eps)?)?;
-        let want = ((&theta * k.decay)? - (update * k.lr)?)?;
+        let (want, want_m, want_v) = composed_update(&theta, &g, &m, &v, &k)?;
         for (got, want) in [(next, want), (m2, want_m), (v2, want_v)] {
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert_eq!(diff, 0.0);
