@@ -186,9 +186,10 @@ fn causal_softmax_row(x: &mut [f32], row: usize, t: usize, p: usize, scale: f32)
     hidden.fill(0.0);
 }
 
-/// `softmax(scale · q kᵀ + causal mask) v` for `q: [B, G, R·T, D]` (the `R` query heads that
-/// share key/value head `g`, stacked along time) and `k, v: [B, G, P + T, D]`, written as
-/// `[B, T, G·R·D]`, the layout the output projection reads.
+/// `softmax(scale · q kᵀ + causal mask) v` for `q: [B, G·R, T, D]` (read as
+/// `[B, G, R·T, D]`: the `R` query heads that share key/value head `g`, stacked along time)
+/// and `k, v: [B, G, P + T, D]`, written as `[B, T, G·R·D]`, the layout the output
+/// projection reads.
 ///
 /// Composed from candle ops, attention keeps the scores, the probabilities and the output
 /// before and after its transpose for the backward pass: at 128 tokens that is about as
@@ -222,11 +223,15 @@ impl AttentionDims {
 }
 
 impl Attention {
+    /// `q` is `[B, H, T, D]` (query head `g·R + r` at `[.., g·R + r, ..]`, the memory of
+    /// `[B, G, R·T, D]`), `k`, `v` are `[B, G, P + T, D]`.
     fn dims(&self, q: &Shape, k: &Shape, v: &Shape) -> Result<AttentionDims> {
-        let (b, g, rt, d) = q.dims4()?;
+        let (b, h, tq, d) = q.dims4()?;
+        let g = k.dims().get(1).copied().unwrap_or(0);
         let (t, s) = (self.t, self.p + self.t);
         let kv_shape = Shape::from((b, g, s, d));
-        if t == 0 || rt % t != 0 || k != &kv_shape || v != &kv_shape {
+        let rt = h.checked_div(g).unwrap_or(0) * tq;
+        if t == 0 || tq != t || g == 0 || h % g != 0 || k != &kv_shape || v != &kv_shape {
             bail!(
                 "attention: queries {:?}, keys {:?}, values {:?} for {t} positions after {}",
                 q.dims(),
@@ -373,15 +378,15 @@ impl CustomOp3 for Attention {
         })?;
         let dev = q.device();
         Ok((
-            Some(Tensor::from_vec(dq, (b, g, rt, d), dev)?),
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
             Some(Tensor::from_vec(dk, (b, g, s, d), dev)?),
             Some(Tensor::from_vec(dv, (b, g, s, d), dev)?),
         ))
     }
 }
-/// Causal attention of `q: [B, G, R·T, D]` over `k, v: [B, G, P + T, D]` (`P` prefix keys
-/// every query sees, then the `T` positions), as `[B, T, G·R·D]`. CPU f32 only: check
-/// [`available_for`] first.
+/// Causal attention of `q: [B, G·R, T, D]` over `k, v: [B, G, P + T, D]` (`P` prefix keys
+/// every query sees, then the `T` positions; query heads `g·R..(g + 1)·R` share key/value
+/// head `g`), as `[B, T, G·R·D]`. CPU f32 only: check [`available_for`] first.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -978,7 +983,7 @@ mod tests {
             Var::from_tensor(&Tensor::randn(0f32, 1.5, shape, &dev)?)
         };
         let (q, k, v) = (
-            var((b, g, r * t, d))?,
+            var((b, g * r, t, d))?,
             var((b, g, p + t, d))?,
             var((b, g, p + t, d))?,
         );
@@ -996,7 +1001,8 @@ mod tests {
         let mask = Tensor::from_vec(mask, (r * t, p + t), &dev)?;
         let scale = 0.35;
         let fused = attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), scale, t, p)?;
-        let scores = (q.as_tensor().matmul(&k.as_tensor().t()?)? * scale)?;
+        let q_stacked = q.as_tensor().reshape((b, g, r * t, d))?;
+        let scores = (q_stacked.matmul(&k.as_tensor().t()?)? * scale)?;
         let probs = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
         let composed = probs
             .matmul(v.as_tensor())?

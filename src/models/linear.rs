@@ -8,18 +8,49 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 /// per step (a third of a PEFT step's matmul work) and a weight-sized tensor kept in the
 /// gradient store, thrown away unused. This op runs the same forward GEMM and gives a
 /// gradient for `x` only.
+///
+/// `x` may have any leading dims (`[.., k]`, contiguous): they are folded into the GEMM's
+/// rows here rather than by reshape nodes around the op, because candle's backward pass
+/// gives every node a zero-filled gradient buffer and an add (two reshapes per projection
+/// per layer, each a pass over an activation-sized tensor, for nothing).
 struct FrozenMatmul;
 
+/// `[.., k]` as the rows of a GEMM: `(rows, k)` and the contiguous 2-D layout over them.
+pub(crate) fn rows_layout(l: &Layout, what: &str) -> Result<(usize, usize, Layout)> {
+    let dims = l.shape().dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        candle_core::bail!("{what}: a scalar has no rows");
+    };
+    if !l.is_contiguous() {
+        candle_core::bail!("{what}: non-contiguous input");
+    }
+    let m = lead.iter().product::<usize>();
+    Ok((
+        m,
+        k,
+        Layout::contiguous_with_offset((m, k), l.start_offset()),
+    ))
+}
+
+/// The shape `[.., n]`: `x`'s leading dims and a last dim of `n`.
+pub(crate) fn with_last_dim(x: &Shape, n: usize) -> Shape {
+    let mut dims = x.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    Shape::from(dims)
+}
+
 impl FrozenMatmul {
-    /// `[m, k] · [n, k]ᵀ` through the backend's own GEMM, reading the weight transposed in place.
+    /// `[.., k] · [n, k]ᵀ` through the backend's own GEMM, reading the weight transposed in place.
     fn fwd<S: BackendStorage>(x: &S, lx: &Layout, w: &S, lw: &Layout) -> Result<(S, Shape)> {
-        let (m, k) = lx.shape().dims2()?;
+        let (m, k, rows) = rows_layout(lx, "frozen matmul")?;
         let (n, k2) = lw.shape().dims2()?;
         if k != k2 {
             candle_core::bail!("frozen matmul: x is [{m}, {k}] but the weight is [{n}, {k2}]");
         }
-        let out = x.matmul(w, (1, m, n, k), lx, &lw.transpose(0, 1)?)?;
-        Ok((out, Shape::from((m, n))))
+        let out = x.matmul(w, (1, m, n, k), &rows, &lw.transpose(0, 1)?)?;
+        Ok((out, with_last_dim(lx.shape(), n)))
     }
 }
 
@@ -51,12 +82,16 @@ impl CustomOp2 for FrozenMatmul {
 
     fn bwd(
         &self,
-        _x: &Tensor,
+        x: &Tensor,
         w: &Tensor,
         _y: &Tensor,
         grad_y: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad_y.matmul(w)?), None))
+        // The gradient is detached: these reshapes add no graph nodes.
+        let n = w.dim(0)?;
+        let rows = grad_y.elem_count() / n.max(1);
+        let gx = grad_y.reshape((rows, n))?.matmul(w)?;
+        Ok((Some(gx.reshape(x.shape())?), None))
     }
 }
 
@@ -72,6 +107,16 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         x.matmul(&w.t()?)
     } else {
         x.apply_op2(w, FrozenMatmul)
+    }
+}
+
+/// `x · Wᵀ` for `x: [.., k]` of any rank: a frozen weight's op folds the leading dims itself
+/// (no reshape nodes in the graph), a trained weight's matmul goes through [`on_rows`].
+pub fn matmul_t_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dtype() == w.dtype() && !w.track_op() && x.rank() >= 2 {
+        x.contiguous()?.apply_op2(w, FrozenMatmul)
+    } else {
+        on_rows(x, |x| matmul_t(x, w))
     }
 }
 
@@ -112,7 +157,7 @@ impl Projection {
     /// `x Wᵀ` without the bias. Works on `[.., in]` by folding the leading dims into one, so
     /// the matmul is a single large GEMM.
     pub fn forward_no_bias(&self, x: &Tensor) -> Result<Tensor> {
-        on_rows(x, |x| matmul_t(x, &self.weight))
+        matmul_t_rows(x, &self.weight)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

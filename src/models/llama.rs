@@ -359,7 +359,6 @@ impl Attention {
         let rep = h / kvh;
         // Grouped-query attention without copying keys: the `rep` query heads that share a
         // key/value head are stacked along the time axis, one matmul per kv head.
-        let q = q.reshape((b, kvh, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         if super::fused::available_for(&q) {
             let out = super::fused::attention(&q, &k, &v, scale, t, p)?;
@@ -373,8 +372,9 @@ impl Attention {
             }
             return Ok((y, (k, v)));
         }
-        let scores = q.matmul(&k.t()?)?;
         // The composed form a GPU runs.
+        let q = q.reshape((b, kvh, rep * t, hd))?;
+        let scores = q.matmul(&k.t()?)?;
         let mask = causal_mask(t, p, x.device())?;
         let scores = (scores * scale)?
             .reshape((b, kvh, rep, t, s))?

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp3, D, Device, Layout, Shape, Tensor, Var};
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -165,7 +165,9 @@ impl LoraBranch {
             self.a.as_tensor().contiguous()?,
             self.b.as_tensor().contiguous()?,
         );
-        Ok(Some(on_rows(x, |x| x.contiguous()?.apply_op3(&a, &b, op))?))
+        // The op folds x's leading dims itself: no reshape nodes, whose backward passes
+        // would each cost a zero-filled buffer and an add.
+        Ok(Some(x.contiguous()?.apply_op3(&a, &b, op)?))
     }
 
     /// `B·A·scaling`, `[out, in]`: what merging adds to the weight.
@@ -191,7 +193,7 @@ impl LinearAdapter for LoraBranch {
     }
 }
 
-/// `x Wᵀ + b + s·(x Aᵀ) Bᵀ` for `x: [rows, in]`, `A: [r, in]`, `B: [out, r]` and a frozen
+/// `x Wᵀ + b + s·(x Aᵀ) Bᵀ` for `x: [.., in]` (any leading dims, read as rows), `A: [r, in]`, `B: [out, r]` and a frozen
 /// f32 base `W` on the CPU, as one op.
 ///
 /// Composed from candle ops, the branch keeps the base output, the branch output and its
@@ -232,7 +234,8 @@ impl CustomOp3 for FusedLora {
         _y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (rows, in_dim) = x.dims2()?;
+        let in_dim = x.dim(D::Minus1)?;
+        let rows = x.elem_count() / in_dim.max(1);
         let (r, out) = (a.dim(0)?, b.dim(0)?);
         let (x, a, b, g) = (
             x.contiguous()?,
@@ -268,7 +271,7 @@ impl CustomOp3 for FusedLora {
             Ok(())
         })?;
         let dev = x.device();
-        let gx = Tensor::from_vec(gx, (rows, in_dim), dev)?;
+        let gx = Tensor::from_vec(gx, x.shape(), dev)?;
         let ga = Tensor::from_vec(ga, (r, in_dim), dev)?;
         let gb = Tensor::from_vec(gb, (out, r), dev)?;
         Ok((Some(gx), Some(ga), Some(gb)))
@@ -285,7 +288,7 @@ impl FusedLora {
         (b, lb): Arg,
         (w, lw): Arg,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, in_dim) = lx.shape().dims2()?;
+        let (rows, in_dim, lx2) = crate::models::linear::rows_layout(lx, "fused LoRA")?;
         let (r, in_a) = la.shape().dims2()?;
         let (out, r_b) = lb.shape().dims2()?;
         if in_a != in_dim || r_b != r || lw.shape().dims() != [out, in_dim] {
@@ -297,8 +300,8 @@ impl FusedLora {
                 lw.shape().dims()
             );
         }
-        let mut y = x.matmul(w, (1, rows, out, in_dim), lx, &lw.transpose(0, 1)?)?;
-        let u = x.matmul(a, (1, rows, r, in_dim), lx, &la.transpose(0, 1)?)?;
+        let mut y = x.matmul(w, (1, rows, out, in_dim), &lx2, &lw.transpose(0, 1)?)?;
+        let u = x.matmul(a, (1, rows, r, in_dim), &lx2, &la.transpose(0, 1)?)?;
         let d = u.matmul(
             b,
             (1, rows, out, r),
@@ -325,7 +328,7 @@ impl FusedLora {
                     }
                 }
             });
-        Ok((y, Shape::from((rows, out))))
+        Ok((y, crate::models::linear::with_last_dim(lx.shape(), out)))
     }
 }
 
