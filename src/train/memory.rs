@@ -13,7 +13,8 @@ use crate::models::ModelConfig;
 /// output and the residual branches are released once read), `10·hidden + 6·intermediate`
 /// where the base is trained or the model is not LLaMA (between the two in proportion to the
 /// share of the weights trained); attention adds one layer's scores and probabilities at a
-/// time. The head's logits are computed 64 MB at a time; a trained head (full fine-tuning
+/// time. The head's logits are computed a slice at a time (at most
+/// [`super::loss::LOGITS_PER_SLICE`] floats); a trained head (full fine-tuning
 /// ties it to the embedding) adds its gradient, summed as the slices go, and one slice's.
 /// Calibrated on `bench` peaks at batch 8 × 128 (SmolLM2-135M: LoRA 1.37 GB measured /
 /// 1.5 GB estimated, IA3 1.44 / 1.5, full fine-tuning 4.46 / 4.4; built-in model: LoRA
@@ -35,13 +36,14 @@ pub fn training_bytes(model: &ModelConfig, trainable: usize, batch: usize, seq: 
     let activations = (per_layer * model.num_layers() as u64 + attention) * f;
     // A classifier scores classes, not the vocabulary.
     let logits_size = b * t * model.vocab_size() as u64 * f;
+    let slice = logits_size.min(super::loss::LOGITS_PER_SLICE as u64 * f);
     let head_trained = trainable as u64 >= (model.vocab_size() * model.hidden_size()) as u64;
     let logits = if model.is_classifier() {
         0
     } else if head_trained {
-        2 * logits_size.min(64 << 20) + 2 * (model.vocab_size() * model.hidden_size()) as u64 * f
+        2 * slice + 2 * (model.vocab_size() * model.hidden_size()) as u64 * f
     } else {
-        2 * logits_size.min(64 << 20)
+        2 * slice
     };
     process + weights + optimizer + activations + logits
 }
