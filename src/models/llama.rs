@@ -408,6 +408,15 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // Frozen gate and up projections without adapters: the whole block is one op.
+        if let (Some((wg, None)), Some((wu, None)), Some((wd, scale))) = (
+            self.gate_proj.frozen_weight_and_input_scale(),
+            self.up_proj.frozen_weight_and_input_scale(),
+            self.down_proj.frozen_weight_and_input_scale(),
+        ) && let Some(y) = super::fused::frozen_mlp(x, wg, wu, wd, scale)?
+        {
+            return Ok(y);
+        }
         let gate = self.gate_proj.forward(x, train)?;
         let up = self.up_proj.forward(x, train)?;
         if let Some((w, scale)) = self.down_proj.frozen_weight_and_input_scale()
