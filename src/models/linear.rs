@@ -3,17 +3,21 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-/// `x · Wᵀ` for a weight that is not trained. candle's matmul backward always computes the
-/// gradient of both operands; for a frozen weight that is a whole extra GEMM per projection
-/// per step (a third of a PEFT step's matmul work) and a weight-sized tensor kept in the
-/// gradient store, thrown away unused. This op runs the same forward GEMM and gives a
-/// gradient for `x` only.
+/// `x · Wᵀ` as one op, for a frozen or a trained weight.
+///
+/// candle's matmul backward always computes the gradient of both operands; for a frozen
+/// weight that is a whole extra GEMM per projection per step (a third of a PEFT step's
+/// matmul work) and a weight-sized tensor kept in the gradient store, thrown away unused.
+/// This op gives a gradient to the operands that are part of the graph only. For a trained
+/// weight, candle's form is a matmul on the transposed weight: the weight's gradient comes
+/// back transposed, through a transpose node that copies it into a zero-filled buffer.
+/// Here it is computed as `gᵀ · x`, in the weight's own layout.
 ///
 /// `x` may have any leading dims (`[.., k]`, contiguous): they are folded into the GEMM's
 /// rows here rather than by reshape nodes around the op, because candle's backward pass
 /// gives every node a zero-filled gradient buffer and an add (two reshapes per projection
 /// per layer, each a pass over an activation-sized tensor, for nothing).
-struct FrozenMatmul;
+struct MatmulT;
 
 /// `[.., k]` as the rows of a GEMM: `(rows, k)` and the contiguous 2-D layout over them.
 pub(crate) fn rows_layout(l: &Layout, what: &str) -> Result<(usize, usize, Layout)> {
@@ -41,20 +45,20 @@ pub(crate) fn with_last_dim(x: &Shape, n: usize) -> Shape {
     Shape::from(dims)
 }
 
-impl FrozenMatmul {
+impl MatmulT {
     /// `[.., k] · [n, k]ᵀ` through the backend's own GEMM, reading the weight transposed in place.
     fn fwd<S: BackendStorage>(x: &S, lx: &Layout, w: &S, lw: &Layout) -> Result<(S, Shape)> {
-        let (m, k, rows) = rows_layout(lx, "frozen matmul")?;
+        let (m, k, rows) = rows_layout(lx, "matmul")?;
         let (n, k2) = lw.shape().dims2()?;
         if k != k2 {
-            candle_core::bail!("frozen matmul: x is [{m}, {k}] but the weight is [{n}, {k2}]");
+            candle_core::bail!("matmul: x is [{m}, {k}] but the weight is [{n}, {k2}]");
         }
         let out = x.matmul(w, (1, m, n, k), &rows, &lw.transpose(0, 1)?)?;
         Ok((out, with_last_dim(lx.shape(), n)))
     }
 }
 
-impl CustomOp2 for FrozenMatmul {
+impl CustomOp2 for MatmulT {
     fn name(&self) -> &'static str {
         "frozen-matmul"
     }
@@ -87,37 +91,36 @@ impl CustomOp2 for FrozenMatmul {
         _y: &Tensor,
         grad_y: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // The gradient is detached: these reshapes add no graph nodes.
-        let n = w.dim(0)?;
+        // The gradient is detached: these reshapes add no graph nodes. So are the operands
+        // read here, or the gradients made from them would hold the graph alive.
+        let (n, k) = w.dims2()?;
         let rows = grad_y.elem_count() / n.max(1);
-        let gx = grad_y.reshape((rows, n))?.matmul(w)?;
-        Ok((Some(gx.reshape(x.shape())?), None))
+        let g = grad_y.reshape((rows, n))?;
+        let gx = match x.track_op() {
+            true => Some(g.matmul(&w.detach())?.reshape(x.shape())?),
+            false => None,
+        };
+        let gw = match w.track_op() {
+            true => Some(g.t()?.matmul(&x.detach().reshape((rows, k))?)?),
+            false => None,
+        };
+        Ok((gx, gw))
     }
 }
 
-/// `x · Wᵀ` for `x: [m, k]`, `w: [n, k]`: candle's matmul when `w` is trained (it needs
-/// the weight's gradient), the frozen op otherwise. The product runs in the weight's dtype:
-/// in a bf16/f16 run `x` is narrowed to it and the result widened back to `x`'s (the
-/// residual stream stays f32), which is where mixed precision saves its time.
+/// `x · Wᵀ` for `x: [.., k]` (any leading dims, at least one), `w: [n, k]`, as one op
+/// ([`MatmulT`]) whose backward pass computes only the gradients the graph needs. The
+/// product runs in the weight's dtype: in a bf16/f16 run `x` is narrowed to it and the
+/// result widened back to `x`'s (the residual stream stays f32), which is where mixed
+/// precision saves its time.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if x.dtype() != w.dtype() {
         return matmul_t(&x.to_dtype(w.dtype())?, w)?.to_dtype(x.dtype());
     }
-    if w.track_op() {
-        x.matmul(&w.t()?)
-    } else {
-        x.apply_op2(w, FrozenMatmul)
+    if x.rank() < 2 {
+        return on_rows(x, |x| matmul_t(x, w));
     }
-}
-
-/// `x · Wᵀ` for `x: [.., k]` of any rank: a frozen weight's op folds the leading dims itself
-/// (no reshape nodes in the graph), a trained weight's matmul goes through [`on_rows`].
-pub fn matmul_t_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if x.dtype() == w.dtype() && !w.track_op() && x.rank() >= 2 {
-        x.contiguous()?.apply_op2(w, FrozenMatmul)
-    } else {
-        on_rows(x, |x| matmul_t(x, w))
-    }
+    x.contiguous()?.apply_op2(w, MatmulT)
 }
 
 /// `f` applied to `x: [.., in]` with its leading dims folded into one (`[rows, in]`, so a
@@ -157,7 +160,7 @@ impl Projection {
     /// `x Wᵀ` without the bias. Works on `[.., in]` by folding the leading dims into one, so
     /// the matmul is a single large GEMM.
     pub fn forward_no_bias(&self, x: &Tensor) -> Result<Tensor> {
-        matmul_t_rows(x, &self.weight)
+        matmul_t(x, &self.weight)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -278,12 +281,46 @@ mod tests {
             "no gradient for the frozen weight"
         );
         assert_eq!(weight_shaped(&g_plain), 1);
-        // A trained weight still gets its gradient.
-        let wv = Var::from_tensor(&w)?;
-        let g = matmul_t(x.as_tensor(), wv.as_tensor())?
-            .sum_all()?
-            .backward()?;
-        assert!(g.get(wv.as_tensor()).is_some());
+        Ok(())
+    }
+
+    /// A trained weight gets candle's gradient for it, in its own layout, whatever the
+    /// input's leading dims; the input, when it is not part of the graph, gets none.
+    #[test]
+    fn a_trained_weight_gets_the_gradient_of_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 4), &dev)?)?;
+        let weights = Tensor::randn(0f32, 1.0, (2, 3, 5), &dev)?;
+        for x_trained in [true, false] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, 4), &dev)?;
+            let x = if x_trained {
+                Var::from_tensor(&x)?.as_tensor().clone()
+            } else {
+                x
+            };
+            let ours = matmul_t(&x, w.as_tensor())?;
+            let plain = x.broadcast_matmul(&w.as_tensor().t()?)?;
+            assert!(crate::models::max_abs_diff(&ours, &plain)? < 1e-6);
+            let g_ours = (ours * &weights)?.sum_all()?.backward()?;
+            let g_plain = (plain * &weights)?.sum_all()?.backward()?;
+            let (a, b) = (
+                g_ours
+                    .get(w.as_tensor())
+                    .expect("the weight has a gradient"),
+                g_plain.get(w.as_tensor()).unwrap(),
+            );
+            assert_eq!(a.dims(), [5, 4]);
+            assert!(crate::models::max_abs_diff(a, b)? < 1e-5);
+            if x_trained {
+                let (a, b) = (
+                    g_ours.get(&x).expect("x has a gradient"),
+                    g_plain.get(&x).unwrap(),
+                );
+                assert!(crate::models::max_abs_diff(a, b)? < 1e-5);
+            } else {
+                assert!(g_ours.get(&x).is_none());
+            }
+        }
         Ok(())
     }
 }

@@ -314,7 +314,7 @@ pub trait Decoder {
     /// Logits of hidden states `[.., hidden]` → `[.., vocab]`.
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = self.output_weight();
-        Ok(linear::matmul_t_rows(hidden, head)?)
+        Ok(linear::matmul_t(hidden, head)?)
     }
 
     fn forward_hidden(&self, ids: &Tensor, hooks: &Hooks, train: bool) -> Result<Tensor> {
