@@ -29,8 +29,10 @@ METHODS=${METHODS:-"lora prefix-tuning prompt-tuning ia3 full"}
 BATCH=${BATCH:-8} SEQ=${SEQ:-128} STEPS=${STEPS:-3} THREADS=${THREADS:-2} REPS=${REPS:-2}
 GENERATE=${GENERATE:-64} PROMPT=${PROMPT:-32}
 case " $MODELS " in *" $smol "*) [ -f "$smol" ] || bash scripts/fetch-models.sh ;; esac
-cargo build -q --bin peft-workbench
-bin=target/debug/peft-workbench
+# The release build, as the README's commands run it: the dev profile optimises this crate
+# too but keeps its debug assertions and overflow checks in the kernels' loops.
+cargo build -q --release --bin peft-workbench
+bin=target/release/peft-workbench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 results="$work/results.jsonl"
