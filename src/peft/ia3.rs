@@ -4,7 +4,9 @@
 //! i.e. the MLP's inner activations: `y = (x ⊙ l) Wᵀ + b`.
 
 use anyhow::{Result, bail};
-use candle_core::{Device, Tensor, Var};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -87,6 +89,8 @@ impl LinearAdapter for Ia3Vector {
     fn forward(&self, x: &Tensor, base: &Projection, _train: bool) -> candle_core::Result<Tensor> {
         if self.feedforward {
             base.forward(&x.broadcast_mul(self.scale.as_tensor())?)
+        } else if let Some(y) = output_scaled(x, base, self.scale.as_tensor())? {
+            Ok(y)
         } else {
             base.forward(x)?.broadcast_mul(self.scale.as_tensor())
         }
@@ -208,5 +212,171 @@ impl Method for Ia3 {
                 "task_type": "CAUSAL_LM",
             }),
         )
+    }
+}
+
+/// `(x Wᵀ + b) ⊙ l` for a frozen f32 projection on the CPU, as one op ([`OutputScaled`]);
+/// `None` where it cannot run (the caller composes it).
+fn output_scaled(x: &Tensor, base: &Projection, l: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    use crate::models::fused::available_for;
+    let frozen = |t: &Tensor| available_for(t) && !t.track_op();
+    if !(available_for(x)
+        && available_for(l)
+        && frozen(&base.weight)
+        && base.bias.as_ref().is_none_or(frozen)
+        && x.rank() >= 2
+        && l.dims() == [base.out_dim()])
+    {
+        return Ok(None);
+    }
+    let op = OutputScaled {
+        weight: base.weight.clone(),
+        bias: base.bias.clone(),
+        keep: x.track_op() || l.track_op(),
+        kept: std::sync::Mutex::new(None),
+    };
+    Ok(Some(x.contiguous()?.apply_op2(&l.contiguous()?, op)?))
+}
+
+/// IA3 on an attention projection, `y = (x Wᵀ + b) ⊙ l`, as one op.
+///
+/// Composed, the projection's output is a graph node kept by the broadcast multiply, whose
+/// backward pass makes a full-size product for the scale's gradient, reduces it, and gives
+/// both inputs zero-filled gradient buffers to add into. Here the op keeps the unscaled
+/// output itself (what the composition kept) and returns `dx = (g ⊙ l) W` and
+/// `dl = Σ over rows of g ⊙ (x Wᵀ + b)`.
+struct OutputScaled {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    /// Whether a backward pass can follow: only then is the unscaled output kept.
+    keep: bool,
+    /// The unscaled output `[rows, out]`, from the forward pass to the backward one.
+    kept: std::sync::Mutex<Option<Tensor>>,
+}
+
+impl CustomOp2 for OutputScaled {
+    fn name(&self) -> &'static str {
+        "ia3-output-scaled"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        l: &CpuStorage,
+        ll: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, in_dim, lx2) = crate::models::linear::rows_layout(lx, "IA3")?;
+        let out = self.weight.dim(0)?;
+        if self.weight.dims() != [out, in_dim] || ll.dims() != [out] {
+            candle_core::bail!(
+                "IA3: x {:?}, scale {:?}, weight {:?}",
+                lx.dims(),
+                ll.dims(),
+                self.weight.dims()
+            );
+        }
+        let Some((l0, l1)) = ll.contiguous_offsets() else {
+            candle_core::bail!("IA3: non-contiguous scale");
+        };
+        let scale = &l.as_slice::<f32>()?[l0..l1];
+        let mut u = crate::models::fused::with_cpu_storage(&self.weight, |w, lw| {
+            x.matmul(w, (1, rows, out, in_dim), &lx2, &lw.transpose(0, 1)?)
+        })?;
+        let bias = match &self.bias {
+            Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
+            None => None,
+        };
+        let CpuStorage::F32(us) = &mut u else {
+            candle_core::bail!("IA3: f32 only");
+        };
+        if let Some(bias) = &bias {
+            us.par_chunks_mut(out).for_each(|row| {
+                row.iter_mut().zip(bias).for_each(|(u, b)| *u += b);
+            });
+        }
+        let y: Vec<f32> = us
+            .par_chunks(out)
+            .flat_map_iter(|row| row.iter().zip(scale).map(|(u, l)| u * l))
+            .collect();
+        if self.keep {
+            let u = std::mem::take(us);
+            let kept = Tensor::from_vec(u, (rows, out), &Device::Cpu)?;
+            *self.kept.lock().expect("not poisoned") = Some(kept);
+        }
+        let shape = crate::models::linear::with_last_dim(lx.shape(), out);
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        l: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some(u) = self.kept.lock().expect("not poisoned").take() else {
+            candle_core::bail!("IA3: a second backward pass through one forward pass");
+        };
+        let (rows, out) = u.dims2()?;
+        // Detached, as candle's own backward passes read the graph's tensors.
+        let (want_dl, want_dx) = (l.track_op(), x.track_op());
+        let (g, l) = (grad.reshape((rows, out))?, l.detach());
+        let dl = match want_dl {
+            true => Some((&g * &u)?.sum(0)?),
+            false => None,
+        };
+        let dx = match want_dx {
+            true => Some(
+                g.broadcast_mul(&l)?
+                    .matmul(&self.weight)?
+                    .reshape(x.shape())?,
+            ),
+            false => None,
+        };
+        Ok((dx, dl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::D;
+
+    /// The fused attention-projection IA3 gives the composition's values and the gradients
+    /// of the input and the scale, with a bias; an input outside the graph gets none.
+    #[test]
+    fn output_scaled_matches_the_projection_then_the_scale() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let base = Projection {
+            weight: Tensor::randn(0f32, 0.5, (5, 6), &dev)?,
+            bias: Some(Tensor::randn(0f32, 0.5, 5, &dev)?),
+        };
+        let l = Var::from_tensor(&Tensor::randn(1f32, 0.3, 5, &dev)?)?;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 7, 6), &dev)?)?;
+        let weights = Tensor::randn(0f32, 1.0, (2, 7, 5), &dev)?;
+        let fused = output_scaled(x.as_tensor(), &base, l.as_tensor())?.expect("runs on the CPU");
+        let composed = base.forward(x.as_tensor())?.broadcast_mul(l.as_tensor())?;
+        assert!(crate::models::max_abs_diff(&fused, &composed)? < 1e-5);
+        let ga = (fused * &weights)?.sum_all()?.backward()?;
+        let gb = (composed * &weights)?.sum_all()?.backward()?;
+        for t in [x.as_tensor(), l.as_tensor()] {
+            let (a, b) = (ga.get(t).expect("a gradient"), gb.get(t).unwrap());
+            assert!(crate::models::max_abs_diff(a, b)? < 1e-4);
+            assert!(
+                b.abs()?
+                    .max_keepdim(D::Minus1)?
+                    .max_all()?
+                    .to_scalar::<f32>()?
+                    > 1e-3
+            );
+        }
+        let frozen_x = x.as_tensor().detach();
+        let g = output_scaled(&frozen_x, &base, l.as_tensor())?
+            .expect("runs")
+            .sum_all()?
+            .backward()?;
+        assert!(g.get(l.as_tensor()).is_some() && g.get(&frozen_x).is_none());
+        Ok(())
     }
 }
