@@ -431,10 +431,20 @@ impl Swiglu {
         let pairs = g.par_iter().with_min_len(4096).zip(u.par_iter());
         match scale {
             None => pairs.map(|(g, u)| g * fm::sigmoid(*g) * u).collect(),
-            Some(l) => pairs
-                .enumerate()
-                .map(|(i, (g, u))| g * fm::sigmoid(*g) * u * l[i % l.len()])
-                .collect(),
+            // Row by row, so each value's column is its place in the row: an integer
+            // division per value (`i % width`) cost more than the rest of the arithmetic.
+            Some(l) => {
+                let width = l.len().max(1);
+                let mut out = vec![0f32; g.len()];
+                out.par_chunks_mut(width)
+                    .zip(g.par_chunks(width).zip(u.par_chunks(width)))
+                    .for_each(|(o, (g, u))| {
+                        for (((o, g), u), l) in o.iter_mut().zip(g).zip(u).zip(l) {
+                            *o = g * fm::sigmoid(*g) * u * l;
+                        }
+                    });
+                out
+            }
         }
     }
 
