@@ -290,15 +290,19 @@ impl CustomOp2 for OutputScaled {
         let CpuStorage::F32(us) = &mut u else {
             candle_core::bail!("IA3: f32 only");
         };
-        if let Some(bias) = &bias {
-            us.par_chunks_mut(out).for_each(|row| {
-                row.iter_mut().zip(bias).for_each(|(u, b)| *u += b);
+        // One pass: the bias joins the kept output, the scale only the result. Row by row
+        // into a buffer of the result's size (an indexed write, not a collected stream).
+        let mut y = vec![0f32; us.len()];
+        y.par_chunks_mut(out)
+            .zip(us.par_chunks_mut(out))
+            .for_each(|(y, u)| {
+                for (i, (y, u)) in y.iter_mut().zip(u.iter_mut()).enumerate() {
+                    if let Some(bias) = &bias {
+                        *u += bias[i];
+                    }
+                    *y = *u * scale[i];
+                }
             });
-        }
-        let y: Vec<f32> = us
-            .par_chunks(out)
-            .flat_map_iter(|row| row.iter().zip(scale).map(|(u, l)| u * l))
-            .collect();
         if self.keep {
             let u = std::mem::take(us);
             let kept = Tensor::from_vec(u, (rows, out), &Device::Cpu)?;
