@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::fast_math as fm;
-use super::gemm::{View, matmul_into, threads_per_product};
+use super::gemm::{View, matmul_into, matmul_uninit, product, threads_per_product, written};
 
 /// The contiguous f32 data of a CPU tensor argument.
 fn data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -253,9 +253,8 @@ impl Attention {
     /// One item's probabilities `[R·T, S]` from its queries `[R·T, D]` and keys `[S, D]`.
     fn probs(&self, dims: AttentionDims, q: &[f32], k: &[f32], threads: usize) -> Vec<f32> {
         let AttentionDims { rt, s, d, .. } = dims;
-        let mut probs = vec![0f32; rt * s];
         let (q, k) = (View::rows(q, rt, d), View::rows(k, s, d));
-        matmul_into(&mut probs, q, k.t(), false, threads);
+        let mut probs = product(q, k.t(), threads);
         for (row, x) in probs.chunks_mut(s).enumerate() {
             causal_softmax_row(x, row, self.t, self.p, self.scale);
         }
@@ -293,28 +292,40 @@ impl CustomOp3 for Attention {
         let AttentionDims { b, g, r, rt, s, d } = dims;
         let t = self.t;
         // [B, G, R·T, D]: each item's output rows, in the order its probabilities give them.
-        let mut heads = vec![0f32; dims.items() * rt * d];
-        let items: Vec<_> = heads.chunks_mut(rt * d).enumerate().collect();
-        Self::for_each_item(items, |(i, out), threads| {
-            let kv = i * s * d..(i + 1) * s * d;
-            let probs = self.probs(dims, &q[i * rt * d..][..rt * d], &k[kv.clone()], threads);
-            let (probs, v) = (View::rows(&probs, rt, s), View::rows(&v[kv], s, d));
-            matmul_into(out, probs, v, false, threads);
-        });
+        // SAFETY: the items' chunks tile the buffer and `matmul_uninit` writes each whole.
+        #[allow(unsafe_code)]
+        let heads = unsafe {
+            written(dims.items() * rt * d, |heads| {
+                let items: Vec<_> = heads.chunks_mut(rt * d).enumerate().collect();
+                Self::for_each_item(items, |(i, out), threads| {
+                    let kv = i * s * d..(i + 1) * s * d;
+                    let qi = &q[i * rt * d..][..rt * d];
+                    let probs = self.probs(dims, qi, &k[kv.clone()], threads);
+                    let (probs, v) = (View::rows(&probs, rt, s), View::rows(&v[kv], s, d));
+                    matmul_uninit(out, probs, v, threads);
+                });
+            })
+        };
         // [B, G, R, T, D] → [B, T, G, R, D]: query head g·R + r of position j.
         let width = g * r * d;
-        let mut out = vec![0f32; heads.len()];
-        out.par_chunks_mut(t * width)
-            .zip(heads.par_chunks(g * rt * d))
-            .for_each(|(o, h)| {
-                for head in 0..g * r {
-                    for j in 0..t {
-                        let src = (head * t + j) * d;
-                        let dst = j * width + head * d;
-                        o[dst..dst + d].copy_from_slice(&h[src..src + d]);
-                    }
-                }
-            });
+        // SAFETY: each batch entry's chunk of `t · width` values is written whole: `j`
+        // and `head` run over all `t` positions and `g · r` heads of `d` values.
+        #[allow(unsafe_code)]
+        let out = unsafe {
+            written(heads.len(), |out| {
+                out.par_chunks_mut(t * width)
+                    .zip(heads.par_chunks(g * rt * d))
+                    .for_each(|(o, h)| {
+                        for head in 0..g * r {
+                            for j in 0..t {
+                                let src = (head * t + j) * d;
+                                let dst = j * width + head * d;
+                                o[dst..dst + d].write_copy_of_slice(&h[src..src + d]);
+                            }
+                        }
+                    })
+            })
+        };
         Ok((CpuStorage::F32(out), Shape::from((b, t, width))))
     }
 
@@ -337,33 +348,39 @@ impl CustomOp3 for Attention {
             v.contiguous()?,
             grad.contiguous()?,
         );
-        let mut dq = vec![0f32; dims.items() * rt * d];
-        let mut dk = vec![0f32; dims.items() * s * d];
-        let mut dv = vec![0f32; dims.items() * s * d];
+        let (mut dq, mut dk, mut dv) = (
+            Vec::with_capacity(dims.items() * rt * d),
+            Vec::with_capacity(dims.items() * s * d),
+            Vec::with_capacity(dims.items() * s * d),
+        );
         slices(&[&q, &k, &v, &grad], |data| {
             let [q, k, v, grad] = [data[0], data[1], data[2], data[3]];
             let width = g * r * d;
-            let items: Vec<_> = dq
+            // Written whole by the GEMMs below (`matmul_uninit`), item by item.
+            let items: Vec<_> = dq.spare_capacity_mut()[..dims.items() * rt * d]
                 .chunks_mut(rt * d)
-                .zip(dk.chunks_mut(s * d).zip(dv.chunks_mut(s * d)))
+                .zip(
+                    dk.spare_capacity_mut()[..dims.items() * s * d]
+                        .chunks_mut(s * d)
+                        .zip(dv.spare_capacity_mut()[..dims.items() * s * d].chunks_mut(s * d)),
+                )
                 .enumerate()
                 .collect();
             Self::for_each_item(items, |(i, (dq, (dk, dv))), threads| {
                 let (bi, gi) = (i / g, i % g);
                 // This item's rows of the output gradient, in its row order.
-                let mut go = vec![0f32; rt * d];
-                for (row, dst) in go.chunks_mut(d).enumerate() {
+                let mut go = Vec::with_capacity(rt * d);
+                for row in 0..rt {
                     let (rep, j) = (row / t, row % t);
                     let src = (bi * t + j) * width + (gi * r + rep) * d;
-                    dst.copy_from_slice(&grad[src..src + d]);
+                    go.extend_from_slice(&grad[src..src + d]);
                 }
                 let qi = &q[i * rt * d..][..rt * d];
                 let (ki, vi) = (&k[i * s * d..][..s * d], &v[i * s * d..][..s * d]);
                 let probs = self.probs(dims, qi, ki, threads);
                 let go_v = View::rows(&go, rt, d);
-                matmul_into(dv, View::rows(&probs, rt, s).t(), go_v, false, threads);
-                let mut ds = vec![0f32; rt * s];
-                matmul_into(&mut ds, go_v, View::rows(vi, s, d).t(), false, threads);
+                matmul_uninit(dv, View::rows(&probs, rt, s).t(), go_v, threads);
+                let mut ds = product(go_v, View::rows(vi, s, d).t(), threads);
                 for (ds, p) in ds.chunks_mut(s).zip(probs.chunks(s)) {
                     let dot = fm::dot(p, ds);
                     for (ds, p) in ds.iter_mut().zip(p) {
@@ -371,11 +388,19 @@ impl CustomOp3 for Attention {
                     }
                 }
                 let ds_v = View::rows(&ds, rt, s);
-                matmul_into(dq, ds_v, View::rows(ki, s, d), false, threads);
-                matmul_into(dk, ds_v.t(), View::rows(qi, rt, d), false, threads);
+                matmul_uninit(dq, ds_v, View::rows(ki, s, d), threads);
+                matmul_uninit(dk, ds_v.t(), View::rows(qi, rt, d), threads);
             });
             Ok(())
         })?;
+        // SAFETY: the items' chunks tile the first `items · rt · d` (`items · s · d`) values
+        // of each buffer's capacity, and every item wrote its three chunks whole.
+        #[allow(unsafe_code)]
+        unsafe {
+            dq.set_len(dims.items() * rt * d);
+            dk.set_len(dims.items() * s * d);
+            dv.set_len(dims.items() * s * d);
+        }
         let dev = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), dev)?),
@@ -435,15 +460,20 @@ impl Swiglu {
             // division per value (`i % width`) cost more than the rest of the arithmetic.
             Some(l) => {
                 let width = l.len().max(1);
-                let mut out = vec![0f32; g.len()];
-                out.par_chunks_mut(width)
-                    .zip(g.par_chunks(width).zip(u.par_chunks(width)))
-                    .for_each(|(o, (g, u))| {
-                        for (((o, g), u), l) in o.iter_mut().zip(g).zip(u).zip(l) {
-                            *o = g * fm::sigmoid(*g) * u * l;
-                        }
-                    });
-                out
+                assert_eq!(g.len(), u.len(), "swiglu: as many gates as ups");
+                let rows = g.par_chunks(width).zip(u.par_chunks(width));
+                // SAFETY: the output's chunks pair with the equal chunks of `g` and `u`
+                // (all as long), and each is written whole (`l` is as wide as a chunk).
+                #[allow(unsafe_code)]
+                unsafe {
+                    written(g.len(), |out| {
+                        out.par_chunks_mut(width).zip(rows).for_each(|(o, (g, u))| {
+                            for (((o, g), u), l) in o.iter_mut().zip(g).zip(u).zip(l) {
+                                o.write(g * fm::sigmoid(*g) * u * l);
+                            }
+                        })
+                    })
+                }
             }
         }
     }
@@ -582,14 +612,16 @@ fn swiglu_grad(
     inner: usize,
 ) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
     let n = g.len();
+    // The lengths every element's write below relies on.
+    assert!(u.len() == n && d.len() == n && l.is_none_or(|l| l.len() == inner));
     let rows = n / inner;
-    let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
+    let (mut d_gate, mut d_up) = (Vec::with_capacity(n), Vec::with_capacity(n));
     // Blocks of whole rows (so a block knows each value's column), at most 64 of them:
     // the scale's partial sums are added in block order, the same every run.
     let block = inner * rows.div_ceil(64).max(4096usize.div_ceil(inner));
-    let partials: Vec<Vec<f32>> = d_gate
+    let partials: Vec<Vec<f32>> = d_gate.spare_capacity_mut()[..n]
         .par_chunks_mut(block)
-        .zip(d_up.par_chunks_mut(block))
+        .zip(d_up.spare_capacity_mut()[..n].par_chunks_mut(block))
         .zip(
             g.par_chunks(block)
                 .zip(u.par_chunks(block).zip(d.par_chunks(block))),
@@ -601,8 +633,8 @@ fn swiglu_grad(
                 // The common case in a loop of its own, which the compiler vectorises.
                 for ((dg, du), (g, (u, d))) in outs.zip(ins) {
                     let s = fm::sigmoid(*g);
-                    *dg = d * u * s * (1.0 + g * (1.0 - s));
-                    *du = d * g * s;
+                    dg.write(d * u * s * (1.0 + g * (1.0 - s)));
+                    du.write(d * g * s);
                 }
                 return Vec::new();
             };
@@ -615,13 +647,20 @@ fn swiglu_grad(
                     let s = fm::sigmoid(*g);
                     *d_l += d * g * s * u;
                     let d = d * l;
-                    *dg = d * u * s * (1.0 + g * (1.0 - s));
-                    *du = d * g * s;
+                    dg.write(d * u * s * (1.0 + g * (1.0 - s)));
+                    du.write(d * g * s);
                 }
             }
             d_l
         })
         .collect();
+    // SAFETY: the blocks tile the first `n` values of both buffers, and each block wrote
+    // every value of its rows (`g`, `u`, `d` are as long as the buffers, `l` as a row).
+    #[allow(unsafe_code)]
+    unsafe {
+        d_gate.set_len(n);
+        d_up.set_len(n);
+    }
     let d_l = l.map(|_| {
         let mut d_l = vec![0f32; inner];
         for p in &partials {
@@ -754,13 +793,10 @@ impl CustomOp2 for FrozenMlp {
                 View::rows(w[0], inner, hidden),
                 View::rows(w[1], inner, hidden),
             );
-            let (mut gate, mut up) = (vec![0f32; rows * inner], vec![0f32; rows * inner]);
-            matmul_into(&mut gate, x, wg.t(), false, threads);
-            matmul_into(&mut up, x, wu.t(), false, threads);
+            let (gate, up) = (product(x, wg.t(), threads), product(x, wu.t(), threads));
             let h = Swiglu::product(&gate, &up, l);
-            let mut y = vec![0f32; rows * out];
             let h = View::rows(&h, rows, inner);
-            matmul_into(&mut y, h, View::rows(w[2], out, inner).t(), false, threads);
+            let y = product(h, View::rows(w[2], out, inner).t(), threads);
             Ok((gate, up, y))
         })?;
         if self.keep {
@@ -792,23 +828,15 @@ impl CustomOp2 for FrozenMlp {
         };
         let threads = rayon::current_num_threads();
         let (dx, d_l) = slices(&[&grad, &self.gate, &self.up, &self.down], |t| {
-            let mut dh = vec![0f32; rows * inner];
             let wd = View::rows(t[3], out, inner);
-            matmul_into(&mut dh, View::rows(t[0], rows, out), wd, false, threads);
+            let dh = product(View::rows(t[0], rows, out), wd, threads);
             let (d_gate, d_up, d_l) = swiglu_grad(&gate, &up, &dh, l.as_deref(), inner);
             drop((gate, up, dh));
-            let mut dx = vec![0f32; rows * hidden];
             let (wg, wu) = (
                 View::rows(t[1], inner, hidden),
                 View::rows(t[2], inner, hidden),
             );
-            matmul_into(
-                &mut dx,
-                View::rows(&d_gate, rows, inner),
-                wg,
-                false,
-                threads,
-            );
+            let mut dx = product(View::rows(&d_gate, rows, inner), wg, threads);
             matmul_into(&mut dx, View::rows(&d_up, rows, inner), wu, true, threads);
             Ok((dx, d_l))
         })?;

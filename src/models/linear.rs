@@ -3,6 +3,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
+use super::gemm::{View, product};
+
 /// `x · Wᵀ` as one op, for a frozen or a trained weight.
 ///
 /// candle's matmul backward always computes the gradient of both operands; for a frozen
@@ -70,7 +72,20 @@ impl CustomOp2 for MatmulT {
         w: &CpuStorage,
         lw: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Self::fwd(x, lx, w, lw)
+        if !(matches!(x, CpuStorage::F32(_)) && matches!(w, CpuStorage::F32(_))) {
+            return Self::fwd(x, lx, w, lw);
+        }
+        // f32 through the GEMM straight into a new buffer: candle's zero-fills it first.
+        let (xv, wv) = (View::of(x, lx)?, View::of(w, lw)?);
+        if xv.dims().1 != wv.dims().1 {
+            candle_core::bail!(
+                "matmul: x is {:?} but the weight is {:?}",
+                lx.dims(),
+                lw.dims()
+            );
+        }
+        let y = product(xv, wv.t(), rayon::current_num_threads());
+        Ok((CpuStorage::F32(y), with_last_dim(lx.shape(), wv.dims().0)))
     }
 
     #[cfg(feature = "cuda")]

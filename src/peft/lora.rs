@@ -3,7 +3,6 @@
 //! A Kaiming-uniform (a = √5, i.e. U(±1/√in)), B zeros, so training starts at the base model.
 
 use anyhow::{Result, bail};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, D, Device, Layout, Shape, Tensor, Var};
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
@@ -14,7 +13,7 @@ use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
 use crate::models::fused::slices;
-use crate::models::gemm::{View, matmul_into};
+use crate::models::gemm::{View, matmul_into, product};
 use crate::models::linear::on_rows;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
@@ -246,29 +245,22 @@ impl CustomOp3 for FusedLora {
         let w = self.weight.contiguous()?;
         let s = self.scaling as f32;
         let threads = rayon::current_num_threads();
-        let (mut gx, mut ga, mut gb) = (
-            vec![0f32; rows * in_dim],
-            vec![0f32; r * in_dim],
-            vec![0f32; out * r],
-        );
         // Straight into the three gradients' buffers: the base and branch parts of x's
         // gradient summed by the GEMM itself, the scaling applied to rank-r products.
-        slices(&[&x, &a, &b, &g, &w], |t| {
+        let (gx, ga, gb) = slices(&[&x, &a, &b, &g, &w], |t| {
             let [x, a, b, g, w] = [t[0], t[1], t[2], t[3], t[4]];
             let (x, a) = (View::rows(x, rows, in_dim), View::rows(a, r, in_dim));
             let (b, g) = (View::rows(b, out, r), View::rows(g, rows, out));
-            let mut u = vec![0f32; rows * r];
-            matmul_into(&mut u, x, a.t(), false, threads);
-            let mut gu = vec![0f32; rows * r];
-            matmul_into(&mut gu, g, b, false, threads);
+            let u = product(x, a.t(), threads);
+            let mut gu = product(g, b, threads);
             gu.iter_mut().for_each(|v| *v *= s);
-            matmul_into(&mut gb, g.t(), View::rows(&u, rows, r), false, threads);
+            let mut gb = product(g.t(), View::rows(&u, rows, r), threads);
             gb.iter_mut().for_each(|v| *v *= s);
             let gu = View::rows(&gu, rows, r);
-            matmul_into(&mut ga, gu.t(), x, false, threads);
-            matmul_into(&mut gx, g, View::rows(w, out, in_dim), false, threads);
+            let ga = product(gu.t(), x, threads);
+            let mut gx = product(g, View::rows(w, out, in_dim), threads);
             matmul_into(&mut gx, gu, a, true, threads);
-            Ok(())
+            Ok((gx, ga, gb))
         })?;
         let dev = x.device();
         let gx = Tensor::from_vec(gx, x.shape(), dev)?;
@@ -300,34 +292,28 @@ impl FusedLora {
                 lw.shape().dims()
             );
         }
-        let mut y = x.matmul(w, (1, rows, out, in_dim), &lx2, &lw.transpose(0, 1)?)?;
-        let u = x.matmul(a, (1, rows, r, in_dim), &lx2, &la.transpose(0, 1)?)?;
-        let d = u.matmul(
-            b,
-            (1, rows, out, r),
-            &Layout::contiguous((rows, r)),
-            &lb.transpose(0, 1)?,
-        )?;
         let bias = match &self.bias {
             Some(bias) => Some(bias.flatten_all()?.to_vec1::<f32>()?),
             None => None,
         };
-        let CpuStorage::F32(ys) = &mut y else {
-            candle_core::bail!("fused LoRA: f32 only");
-        };
+        let threads = rayon::current_num_threads();
+        let x = View::of(x, &lx2)?;
+        let (a, b, w) = (View::of(a, la)?, View::of(b, lb)?, View::of(w, lw)?);
+        // y = x Wᵀ, then y += (s · x Aᵀ) Bᵀ summed by the GEMM itself: the branch's
+        // output never has a buffer of its own.
+        let mut y = product(x, w.t(), threads);
+        let mut u = product(x, a.t(), threads);
         let s = self.scaling as f32;
-        ys.par_chunks_mut(out)
-            .zip(d.as_slice::<f32>()?.par_chunks(out))
-            .for_each(|(y, d)| {
-                for (y, d) in y.iter_mut().zip(d) {
-                    *y += s * d;
-                }
-                if let Some(bias) = &bias {
-                    for (y, b) in y.iter_mut().zip(bias) {
-                        *y += b;
-                    }
+        u.iter_mut().for_each(|v| *v *= s);
+        matmul_into(&mut y, View::rows(&u, rows, r), b.t(), true, threads);
+        if let Some(bias) = &bias {
+            y.par_chunks_mut(out).for_each(|y| {
+                for (y, b) in y.iter_mut().zip(bias) {
+                    *y += b;
                 }
             });
+        }
+        let y = CpuStorage::F32(y);
         Ok((y, crate::models::linear::with_last_dim(lx.shape(), out)))
     }
 }

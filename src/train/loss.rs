@@ -9,11 +9,11 @@
 
 use std::sync::Mutex;
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use crate::models::fast_math as fm;
+use crate::models::gemm::{View, matmul_into, matmul_uninit, product};
 
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let fused = crate::models::fused::available_for(logits)
@@ -120,9 +120,8 @@ impl CustomOp3 for LinearCrossEntropy {
         if width != width_w {
             bail!("linear cross-entropy: hidden states of {width} for a head of {width_w}");
         }
-        let (Some((h0, _)), Some((ts, te))) = (lh.contiguous_offsets(), lt.contiguous_offsets())
-        else {
-            bail!("linear cross-entropy: non-contiguous input");
+        let Some((ts, te)) = lt.contiguous_offsets() else {
+            bail!("linear cross-entropy: non-contiguous targets");
         };
         let t = &t.as_slice::<u32>()?[ts..te];
         if t.len() != n {
@@ -131,19 +130,23 @@ impl CustomOp3 for LinearCrossEntropy {
         if let Some(bad) = t.iter().find(|&&x| x as usize >= v) {
             bail!("cross-entropy: target {bad} is outside a vocabulary of {v}");
         }
+        let (Some((h0, h1)), Some((w0, w1))) = (lh.contiguous_offsets(), lw.contiguous_offsets())
+        else {
+            bail!("linear cross-entropy: non-contiguous input");
+        };
+        let (h, w) = (&h.as_slice::<f32>()?[h0..h1], &w.as_slice::<f32>()?[w0..w1]);
+        let head = View::rows(w, v, width);
         let per_row = 1.0 / n.max(1) as f32;
         let slice = rows_per_slice(n, v, self.max_logits);
-        let w_t = lw.transpose(0, 1)?;
+        let threads = rayon::current_num_threads();
         let mut total = 0f64;
         let mut grad = Vec::with_capacity(if self.want_grad { n * width } else { 0 });
-        let mut weight_grad = vec![0f32; if self.want_weight_grad { v * width } else { 0 }];
+        let mut weight_grad = Vec::with_capacity(if self.want_weight_grad { v * width } else { 0 });
         let any_grad = self.want_grad || self.want_weight_grad;
         for start in (0..n).step_by(slice) {
             let rows = slice.min(n - start);
-            let lrows = Layout::contiguous_with_offset((rows, width), h0 + start * width);
-            let CpuStorage::F32(mut z) = h.matmul(w, (1, rows, v, width), &lrows, &w_t)? else {
-                bail!("linear cross-entropy: f32 only");
-            };
+            let hs = View::rows(&h[start * width..(start + rows) * width], rows, width);
+            let mut z = product(hs, head.t(), threads);
             total += z
                 .par_chunks_mut(v)
                 .zip(t[start..start + rows].par_iter())
@@ -160,18 +163,25 @@ impl CustomOp3 for LinearCrossEntropy {
                     loss
                 })
                 .sum::<f64>();
-            let dz = CpuStorage::F32(z);
-            let ldz = Layout::contiguous((rows, v));
+            let dz = View::rows(&z, rows, v);
             if self.want_grad {
-                let dh = dz.matmul(w, (1, rows, width, v), &ldz, lw)?;
-                grad.extend_from_slice(dh.as_slice::<f32>()?);
+                // Straight after the previous slices' rows, in the buffer's spare room.
+                let dh = &mut grad.spare_capacity_mut()[..rows * width];
+                matmul_uninit(dh, dz, head, threads);
+                // SAFETY: `matmul_uninit` wrote these `rows · width` values, which follow
+                // the `start · width` written before (capacity `n · width`).
+                #[allow(unsafe_code)]
+                unsafe {
+                    grad.set_len((start + rows) * width)
+                };
             }
             if self.want_weight_grad {
-                let dw = dz.matmul(h, (1, v, width, rows), &ldz.transpose(0, 1)?, &lrows)?;
-                weight_grad
-                    .par_chunks_mut(1 << 16)
-                    .zip(dw.as_slice::<f32>()?.par_chunks(1 << 16))
-                    .for_each(|(acc, d)| acc.iter_mut().zip(d).for_each(|(a, d)| *a += d));
+                // The first slice's product fills the buffer; the others add to it.
+                if start == 0 {
+                    weight_grad = product(dz.t(), hs, threads);
+                } else {
+                    matmul_into(&mut weight_grad, dz.t(), hs, true, threads);
+                }
             }
         }
         let cpu = candle_core::Device::Cpu;
