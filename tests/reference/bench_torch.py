@@ -133,6 +133,7 @@ print(json.dumps({
     "load_seconds": load_seconds,
     "tokens_per_second": tokens_per_step / step,
     "ms_per_step": step * 1e3,
+    "fastest_ms_per_step": min(steps) * 1e3,
     "forward_tokens_per_second": tokens_per_step / statistics.median(forward),
     "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "trainable_params": sum(p.numel() for p in params),
