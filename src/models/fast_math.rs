@@ -114,13 +114,23 @@ pub fn dot(xs: &[f32], ys: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rx.iter().zip(ry).map(|(a, b)| a * b).sum::<f32>()
 }
 
-/// `out[i] = e^(scale · (x[i] − shift))`, returning their sum.
+/// `x[i] = e^(scale · (x[i] − shift))`, returning their sum, in one pass.
 #[inline]
-pub fn exp_shifted(xs: &[f32], shift: f32, scale: f32, out: &mut [f32]) -> f32 {
-    for (o, &x) in out.iter_mut().zip(xs) {
-        *o = exp((x - shift) * scale);
+pub fn exp_shifted_in_place(xs: &mut [f32], shift: f32, scale: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *x = exp((*x - shift) * scale);
+            *a += *x;
+        }
     }
-    sum(&out[..xs.len().min(out.len())])
+    let mut rest = 0f32;
+    for x in chunks.into_remainder() {
+        *x = exp((*x - shift) * scale);
+        rest += *x;
+    }
+    acc.iter().sum::<f32>() + rest
 }
 
 /// `Σ e^(x[i] − shift)` without writing the values.
@@ -198,8 +208,8 @@ mod tests {
             xs.iter().zip(&ys).map(|(a, b)| a * b).sum()
         ));
         let m = max(&xs);
-        let mut out = vec![0f32; xs.len()];
-        let s = exp_shifted(&xs, m, 0.5, &mut out);
+        let mut out = xs.clone();
+        let s = exp_shifted_in_place(&mut out, m, 0.5);
         let want: f32 = xs.iter().map(|x| ((x - m) * 0.5).exp()).sum();
         assert!(close(s, want), "{s} vs {want}");
         assert!(close(

@@ -178,10 +178,7 @@ pub fn to_heads(x: &Tensor, heads: usize, rope: Option<(&RopeTables, usize)>) ->
 fn causal_softmax_row(x: &mut [f32], row: usize, t: usize, p: usize, scale: f32) {
     let (seen, hidden) = x.split_at_mut((p + row % t + 1).min(x.len()));
     let max = fm::max(seen);
-    for v in seen.iter_mut() {
-        *v = fm::exp((*v - max) * scale);
-    }
-    let inv = 1.0 / fm::sum(seen);
+    let inv = 1.0 / fm::exp_shifted_in_place(seen, max, scale);
     seen.iter_mut().for_each(|v| *v = fm::flush_tiny(*v * inv));
     hidden.fill(0.0);
 }

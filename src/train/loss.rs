@@ -151,16 +151,22 @@ impl CustomOp3 for LinearCrossEntropy {
                 .par_chunks_mut(v)
                 .zip(t[start..start + rows].par_iter())
                 .map(|(row, &target)| {
-                    let (max, lse) = log_sum_exp(row);
-                    let shift = max + lse;
-                    let loss = (shift - row[target as usize]) as f64;
-                    if any_grad {
-                        for x in row.iter_mut() {
-                            *x = fm::flush_tiny(fm::exp(*x - shift) * per_row);
-                        }
-                        row[target as usize] -= per_row;
+                    let target = target as usize;
+                    if !any_grad {
+                        let (max, lse) = log_sum_exp(row);
+                        return (max + lse - row[target]) as f64;
                     }
-                    loss
+                    // The exponentials are written over the logits as they are summed (the
+                    // row is still in cache), so the gradient pass only scales them: one
+                    // exponential per logit, not two.
+                    let (max, z_target) = (fm::max(row), row[target]);
+                    let sum = fm::exp_shifted_in_place(row, max, 1.0);
+                    let per_sum = per_row / sum;
+                    for x in row.iter_mut() {
+                        *x = fm::flush_tiny(*x * per_sum);
+                    }
+                    row[target] -= per_row;
+                    (max + sum.ln() - z_target) as f64
                 })
                 .sum::<f64>();
             let dz = View::rows(&z, rows, v);
