@@ -141,7 +141,8 @@ impl CustomOp3 for LinearCrossEntropy {
         let threads = rayon::current_num_threads();
         let mut total = 0f64;
         let mut grad = Vec::with_capacity(if self.want_grad { n * width } else { 0 });
-        let mut weight_grad = Vec::with_capacity(if self.want_weight_grad { v * width } else { 0 });
+        // Made by the first slice's product (no buffer reserved ahead only to be replaced).
+        let mut weight_grad = Vec::new();
         let any_grad = self.want_grad || self.want_weight_grad;
         for start in (0..n).step_by(slice) {
             let rows = slice.min(n - start);
@@ -189,6 +190,9 @@ impl CustomOp3 for LinearCrossEntropy {
                     matmul_into(&mut weight_grad, dz.t(), hs, true, threads);
                 }
             }
+        }
+        if self.want_weight_grad && n == 0 {
+            weight_grad = vec![0f32; v * width];
         }
         let cpu = candle_core::Device::Cpu;
         if self.want_grad {
