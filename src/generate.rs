@@ -74,9 +74,11 @@ pub fn generate(
     let device = model.device();
     let mut rng = StdRng::seed_from_u64(s.seed);
     let ids = Tensor::new(prompt, device)?.unsqueeze(0)?;
-    let (hidden, mut cache) = model.forward_cached(&ids, hooks, false)?;
+    // Each token's forward pass runs on candle's pool, as a training step does (see the
+    // step loop in `train::train`); `on_token` stays on the caller's thread.
+    let (hidden, mut cache) = device.with_context(|| model.forward_cached(&ids, hooks, false))?;
     let last = hidden.get(0)?.get(hidden.dim(1)? - 1)?;
-    let mut next = pick(&model.logits(&last)?, s, &mut rng)?;
+    let mut next = pick(&device.with_context(|| model.logits(&last))?, s, &mut rng)?;
     let mut out = Vec::new();
     while out.len() < s.max_tokens && !stop.contains(&next) {
         out.push(next);
@@ -88,9 +90,12 @@ pub fn generate(
             kv_prefix: Some(cache),
         };
         let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
-        let (hidden, c) = model.forward_cached(&ids, &step, false)?;
+        let (logits, c) = device.with_context(|| -> Result<_> {
+            let (hidden, c) = model.forward_cached(&ids, &step, false)?;
+            Ok((model.logits(&hidden.get(0)?.get(0)?)?, c))
+        })?;
         cache = c;
-        next = pick(&model.logits(&hidden.get(0)?.get(0)?)?, s, &mut rng)?;
+        next = pick(&logits, s, &mut rng)?;
     }
     Ok(out)
 }

@@ -294,7 +294,7 @@ pub fn layer_of(name: &str) -> Option<(usize, &str)> {
 
 /// What a decoder does, whatever its family: hidden states with a key/value cache, and
 /// next-token logits.
-pub trait Decoder {
+pub trait Decoder: Send + Sync {
     fn device(&self) -> &Device;
 
     /// Final hidden states `[B, n + T, hidden]` (n prompt embeddings first, if any) and,

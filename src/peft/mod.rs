@@ -366,7 +366,7 @@ pub struct RankAllocation {
 }
 
 /// A method attached to a model.
-pub trait Method: Injector + Send {
+pub trait Method: Injector + Send + Sync {
     /// The method's own trainable tensors, named as they are exported.
     fn vars(&self) -> Vec<(String, Var)>;
     /// Fails if the method found nothing to attach to (e.g. target modules the model lacks).

@@ -272,8 +272,10 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     let mut forward = Vec::new();
     for i in 0..a.steps + 1 {
         let t = Instant::now();
-        let l = loss_of(method.as_ref(), false)?;
-        l.to_scalar::<f32>()?;
+        // On candle's pool, as training runs (see the step loop in `train::train`).
+        device.with_context(|| -> Result<f32> {
+            Ok(loss_of(method.as_ref(), false)?.to_scalar()?)
+        })?;
         if i > 0 {
             forward.push(t.elapsed().as_secs_f64());
         }
@@ -281,16 +283,18 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     let mut steps = Vec::new();
     for i in 0..a.steps + 2 {
         let t = Instant::now();
-        let loss = loss_of(method.as_ref(), true)?;
-        let loss = match method.extra_loss()? {
-            Some(extra) => (loss + extra)?,
-            None => loss,
-        };
-        let grads = loss.backward()?;
-        opt.step(&grads)?;
-        method.after_step(i + 1, &grads)?;
-        // A GPU runs the step's kernels asynchronously: wait for them before timing.
-        device.synchronize()?;
+        device.with_context(|| -> Result<()> {
+            let loss = loss_of(method.as_ref(), true)?;
+            let loss = match method.extra_loss()? {
+                Some(extra) => (loss + extra)?,
+                None => loss,
+            };
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            method.after_step(i + 1, &grads)?;
+            // A GPU runs the step's kernels asynchronously: wait for them before timing.
+            Ok(device.synchronize()?)
+        })?;
         if i >= 2 {
             steps.push(t.elapsed().as_secs_f64());
         }

@@ -199,6 +199,18 @@ pub fn evaluate(
     pad: u32,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    // On candle's pool, as a training step (see the step loop in `train`).
+    device.with_context(|| evaluate_on(model, hooks, eval, batch_size, pad, device))
+}
+
+fn evaluate_on(
+    model: &Model,
+    hooks: &Hooks,
+    eval: &[Encoded],
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+) -> Result<(f64, f64)> {
     let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
     for chunk in eval.chunks(batch_size.max(1)) {
         let refs: Vec<&Encoded> = chunk.iter().collect();
@@ -695,22 +707,31 @@ fn train(
         let picked: Vec<&Encoded> = (0..cfg.batch_size)
             .map(|_| &p.train[order.next()])
             .collect();
-        let hooks = p.method.hooks(true)?;
-        let (loss, real_tokens) = batch_loss(&p.model, &hooks, &picked, p.pad, &p.device)?;
-        // The curve shows the task loss; a method's regulariser (AdaLoRA) only joins the
-        // objective, so every method's curve measures the same thing.
-        let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        ensure_finite(loss_value, step, o.lr)?;
-        let objective = match p.method.extra_loss()? {
-            Some(extra) => (&loss + extra)?,
-            None => loss,
-        };
         let lr = schedule::lr_at(step, cfg.steps, o);
-        opt.set_learning_rate(lr);
-        let mut grads = objective.backward()?;
-        clip_grad_norm(&mut grads, &plain_vars, o.max_grad_norm)?;
-        opt.step(&grads)?;
-        if let Some(allocation) = p.method.after_step(step, &grads)? {
+        // The step runs on a thread of candle's CPU pool, so its matmuls and parallel
+        // kernels share work with the pool's other threads directly. Called from this
+        // thread instead, each of them queued a job into the pool, woke a worker with a
+        // system call and slept until it finished: 4-7 % of a SmolLM2 step's samples sat
+        // in the kernel's wake-up path, with a third busy thread on two cores.
+        let (loss_value, real_tokens, allocation) = p.device.with_context(|| -> Result<_> {
+            let hooks = p.method.hooks(true)?;
+            let (loss, real_tokens) = batch_loss(&p.model, &hooks, &picked, p.pad, &p.device)?;
+            // The curve shows the task loss; a method's regulariser (AdaLoRA) only joins
+            // the objective, so every method's curve measures the same thing.
+            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            ensure_finite(loss_value, step, o.lr)?;
+            let objective = match p.method.extra_loss()? {
+                Some(extra) => (&loss + extra)?,
+                None => loss,
+            };
+            opt.set_learning_rate(lr);
+            let mut grads = objective.backward()?;
+            clip_grad_norm(&mut grads, &plain_vars, o.max_grad_norm)?;
+            opt.step(&grads)?;
+            let allocation = p.method.after_step(step, &grads)?;
+            Ok((loss_value, real_tokens, allocation))
+        })?;
+        if let Some(allocation) = allocation {
             log.write(
                 "ranks",
                 &serde_json::json!({ "step": step, "allocation": &allocation }),
