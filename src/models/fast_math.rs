@@ -65,11 +65,24 @@ pub fn sigmoid(x: f32) -> f32 {
     flush_tiny(1.0 / (1.0 + exp(-x)))
 }
 
+/// Runs `f` with the widest vector instructions the CPU has enabled for the code inlined
+/// into it: AVX-512, else AVX2 with FMA, on x86-64 (checked once, a cached flag after).
+///
+/// The build targets baseline x86-64, so a loop over [`exp`] compiled in place runs four
+/// lanes wide (SSE2) on a CPU with sixteen. `f` must inline to profit: pass a closure
+/// marked `#[inline(always)]` whose loops call only `#[inline(always)]` functions (those
+/// here). Results do not change with the width: the loops' lanes are written out (the
+/// reductions' sixteen partial sums) and no multiply-add is fused unless the code says so.
+#[inline(always)]
+pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
 const LANES: usize = 16;
 
 /// The largest value; NaNs are skipped (they still reach the result through `exp`), an
 /// empty slice gives −∞.
-#[inline]
+#[inline(always)]
 pub fn max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -87,7 +100,7 @@ pub fn max(xs: &[f32]) -> f32 {
 }
 
 /// The sum, in sixteen partial sums.
-#[inline]
+#[inline(always)]
 pub fn sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -101,7 +114,7 @@ pub fn sum(xs: &[f32]) -> f32 {
 }
 
 /// The dot product, in sixteen partial sums.
-#[inline]
+#[inline(always)]
 pub fn dot(xs: &[f32], ys: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (cx, cy) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES));
@@ -115,7 +128,7 @@ pub fn dot(xs: &[f32], ys: &[f32]) -> f32 {
 }
 
 /// `x[i] = e^(scale · (x[i] − shift))`, returning their sum, in one pass.
-#[inline]
+#[inline(always)]
 pub fn exp_shifted_in_place(xs: &mut [f32], shift: f32, scale: f32) -> f32 {
     let mut acc = [0f32; LANES];
     let mut chunks = xs.chunks_exact_mut(LANES);
@@ -134,7 +147,7 @@ pub fn exp_shifted_in_place(xs: &mut [f32], shift: f32, scale: f32) -> f32 {
 }
 
 /// `Σ e^(x[i] − shift)` without writing the values.
-#[inline]
+#[inline(always)]
 pub fn sum_exp_shifted(xs: &[f32], shift: f32) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = xs.chunks_exact(LANES);

@@ -14,6 +14,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use super::fast_math as fm;
@@ -177,9 +178,14 @@ pub fn to_heads(x: &Tensor, heads: usize, rope: Option<(&RopeTables, usize)>) ->
 /// probabilities, in place: `softmax(scale · x)` over the keys it sees, 0 for the rest.
 fn causal_softmax_row(x: &mut [f32], row: usize, t: usize, p: usize, scale: f32) {
     let (seen, hidden) = x.split_at_mut((p + row % t + 1).min(x.len()));
-    let max = fm::max(seen);
-    let inv = 1.0 / fm::exp_shifted_in_place(seen, max, scale);
-    seen.iter_mut().for_each(|v| *v = fm::flush_tiny(*v * inv));
+    fm::simd(
+        #[inline(always)]
+        || {
+            let max = fm::max(seen);
+            let inv = 1.0 / fm::exp_shifted_in_place(seen, max, scale);
+            seen.iter_mut().for_each(|v| *v = fm::flush_tiny(*v * inv));
+        },
+    );
     hidden.fill(0.0);
 }
 
@@ -378,12 +384,17 @@ impl CustomOp3 for Attention {
                 let go_v = View::rows(&go, rt, d);
                 matmul_uninit(dv, View::rows(&probs, rt, s).t(), go_v, threads);
                 let mut ds = product(go_v, View::rows(vi, s, d).t(), threads);
-                for (ds, p) in ds.chunks_mut(s).zip(probs.chunks(s)) {
-                    let dot = fm::dot(p, ds);
-                    for (ds, p) in ds.iter_mut().zip(p) {
-                        *ds = fm::flush_tiny(self.scale * p * (*ds - dot));
-                    }
-                }
+                fm::simd(
+                    #[inline(always)]
+                    || {
+                        for (ds, p) in ds.chunks_mut(s).zip(probs.chunks(s)) {
+                            let dot = fm::dot(p, ds);
+                            for (ds, p) in ds.iter_mut().zip(p) {
+                                *ds = fm::flush_tiny(self.scale * p * (*ds - dot));
+                            }
+                        }
+                    },
+                );
                 let ds_v = View::rows(&ds, rt, s);
                 matmul_uninit(dq, ds_v, View::rows(ki, s, d), threads);
                 matmul_uninit(dk, ds_v.t(), View::rows(qi, rt, d), threads);
@@ -449,29 +460,34 @@ struct Swiglu {
 impl Swiglu {
     /// `silu(gate) ⊙ up` element by element, times `scale[column]` when given.
     fn product(g: &[f32], u: &[f32], scale: Option<&[f32]>) -> Vec<f32> {
-        // Collected straight into the output: no zero-filled buffer first.
-        let pairs = g.par_iter().with_min_len(4096).zip(u.par_iter());
-        match scale {
-            None => pairs.map(|(g, u)| g * fm::sigmoid(*g) * u).collect(),
-            // Row by row, so each value's column is its place in the row: an integer
-            // division per value (`i % width`) cost more than the rest of the arithmetic.
-            Some(l) => {
-                let width = l.len().max(1);
-                assert_eq!(g.len(), u.len(), "swiglu: as many gates as ups");
-                let rows = g.par_chunks(width).zip(u.par_chunks(width));
-                // SAFETY: the output's chunks pair with the equal chunks of `g` and `u`
-                // (all as long), and each is written whole (`l` is as wide as a chunk).
-                #[allow(unsafe_code)]
-                unsafe {
-                    written(g.len(), |out| {
-                        out.par_chunks_mut(width).zip(rows).for_each(|(o, (g, u))| {
-                            for (((o, g), u), l) in o.iter_mut().zip(g).zip(u).zip(l) {
-                                o.write(g * fm::sigmoid(*g) * u * l);
-                            }
-                        })
+        assert_eq!(g.len(), u.len(), "swiglu: as many gates as ups");
+        // With a scale, row by row, so each value's column is its place in the row: an
+        // integer division per value (`i % width`) cost more than the rest of the
+        // arithmetic.
+        let chunk = scale.map_or(4096, |l| l.len().max(1));
+        let pieces = g.par_chunks(chunk).zip(u.par_chunks(chunk));
+        // SAFETY: the output's chunks pair with the equal chunks of `g` and `u` (all as
+        // long), and each is written whole (`l`, when given, is as long as a chunk).
+        #[allow(unsafe_code)]
+        unsafe {
+            written(g.len(), |out| {
+                out.par_chunks_mut(chunk)
+                    .zip(pieces)
+                    .for_each(|(o, (g, u))| {
+                        let values = o.iter_mut().zip(g.iter().zip(u));
+                        fm::simd(
+                            #[inline(always)]
+                            || match scale {
+                                None => values.for_each(|(o, (g, u))| {
+                                    o.write(g * fm::sigmoid(*g) * u);
+                                }),
+                                Some(l) => values.zip(l).for_each(|((o, (g, u)), l)| {
+                                    o.write(g * fm::sigmoid(*g) * u * l);
+                                }),
+                            },
+                        )
                     })
-                }
-            }
+            })
         }
     }
 
@@ -624,31 +640,10 @@ fn swiglu_grad(
                 .zip(u.par_chunks(block).zip(d.par_chunks(block))),
         )
         .map(|((dg, du), (g, (u, d)))| {
-            let outs = dg.iter_mut().zip(du.iter_mut());
-            let ins = g.iter().zip(u.iter().zip(d));
-            let Some(l) = l else {
-                // The common case in a loop of its own, which the compiler vectorises.
-                for ((dg, du), (g, (u, d))) in outs.zip(ins) {
-                    let s = fm::sigmoid(*g);
-                    dg.write(d * u * s * (1.0 + g * (1.0 - s)));
-                    du.write(d * g * s);
-                }
-                return Vec::new();
-            };
-            let mut d_l = vec![0f32; inner];
-            let rows_out = dg.chunks_mut(inner).zip(du.chunks_mut(inner));
-            let rows_in = g.chunks(inner).zip(u.chunks(inner).zip(d.chunks(inner)));
-            for ((dg, du), (g, (u, d))) in rows_out.zip(rows_in) {
-                let cols = dg.iter_mut().zip(du.iter_mut()).zip(d_l.iter_mut().zip(l));
-                for (((dg, du), (d_l, l)), (g, (u, d))) in cols.zip(g.iter().zip(u.iter().zip(d))) {
-                    let s = fm::sigmoid(*g);
-                    *d_l += d * g * s * u;
-                    let d = d * l;
-                    dg.write(d * u * s * (1.0 + g * (1.0 - s)));
-                    du.write(d * g * s);
-                }
-            }
-            d_l
+            fm::simd(
+                #[inline(always)]
+                || swiglu_grad_block(dg, du, g, u, d, l, inner),
+            )
         })
         .collect();
     // SAFETY: the blocks tile the first `n` values of both buffers, and each block wrote
@@ -666,6 +661,45 @@ fn swiglu_grad(
         d_l
     });
     (d_gate, d_up, d_l)
+}
+
+/// One block of whole rows of [`swiglu_grad`]: writes `dg` and `du`, and returns the
+/// block's partial d/dl (empty without `l`).
+#[inline(always)]
+fn swiglu_grad_block(
+    dg: &mut [MaybeUninit<f32>],
+    du: &mut [MaybeUninit<f32>],
+    g: &[f32],
+    u: &[f32],
+    d: &[f32],
+    l: Option<&[f32]>,
+    inner: usize,
+) -> Vec<f32> {
+    let outs = dg.iter_mut().zip(du.iter_mut());
+    let ins = g.iter().zip(u.iter().zip(d));
+    let Some(l) = l else {
+        // The common case in a loop of its own, which the compiler vectorises.
+        for ((dg, du), (g, (u, d))) in outs.zip(ins) {
+            let s = fm::sigmoid(*g);
+            dg.write(d * u * s * (1.0 + g * (1.0 - s)));
+            du.write(d * g * s);
+        }
+        return Vec::new();
+    };
+    let mut d_l = vec![0f32; inner];
+    let rows_out = dg.chunks_mut(inner).zip(du.chunks_mut(inner));
+    let rows_in = g.chunks(inner).zip(u.chunks(inner).zip(d.chunks(inner)));
+    for ((dg, du), (g, (u, d))) in rows_out.zip(rows_in) {
+        let cols = dg.iter_mut().zip(du.iter_mut()).zip(d_l.iter_mut().zip(l));
+        for (((dg, du), (d_l, l)), (g, (u, d))) in cols.zip(g.iter().zip(u.iter().zip(d))) {
+            let s = fm::sigmoid(*g);
+            *d_l += d * g * s * u;
+            let d = d * l;
+            dg.write(d * u * s * (1.0 + g * (1.0 - s)));
+            du.write(d * g * s);
+        }
+    }
+    d_l
 }
 
 /// `silu(gate) ⊙ up`.
@@ -957,6 +991,7 @@ struct RmsNorm {
 }
 
 /// `1 / √(mean(x²) + ε)` of one row.
+#[inline(always)]
 fn inv_rms(x: &[f32], eps: f32) -> f32 {
     1.0 / (fm::dot(x, x) / x.len() as f32 + eps).sqrt()
 }
@@ -983,10 +1018,15 @@ impl CustomOp2 for RmsNorm {
             .zip(x.par_chunks(d))
             .with_min_len(16)
             .for_each(|(o, x)| {
-                let r = inv_rms(x, self.eps);
-                for (o, (x, w)) in o.iter_mut().zip(x.iter().zip(w)) {
-                    *o = x * r * w;
-                }
+                fm::simd(
+                    #[inline(always)]
+                    || {
+                        let r = inv_rms(x, self.eps);
+                        for (o, (x, w)) in o.iter_mut().zip(x.iter().zip(w)) {
+                            *o = x * r * w;
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), lx.shape().clone()))
     }
@@ -1056,22 +1096,28 @@ impl CustomOp3 for RmsNormGrad {
                     Vec::new()
                 };
                 let mut gw = vec![0f32; d];
-                for (dx, (x, g)) in dx.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d))) {
-                    let r = inv_rms(x, self.eps);
-                    for (gw, (g, w)) in gw.iter_mut().zip(g.iter().zip(w)) {
-                        *gw = g * w;
-                    }
-                    // mean(g⊙w⊙n) = r · (g⊙w)·x / d
-                    let c = r * fm::dot(&gw, x) / d as f32;
-                    for (dx, (gw, x)) in dx.iter_mut().zip(gw.iter().zip(x)) {
-                        *dx = r * (gw - x * r * c);
-                    }
-                    if self.want_w {
-                        for (pw, (g, x)) in pw.iter_mut().zip(g.iter().zip(x)) {
-                            *pw += g * x * r;
+                let rows = dx.chunks_mut(d).zip(x.chunks(d).zip(g.chunks(d)));
+                fm::simd(
+                    #[inline(always)]
+                    || {
+                        for (dx, (x, g)) in rows {
+                            let r = inv_rms(x, self.eps);
+                            for (gw, (g, w)) in gw.iter_mut().zip(g.iter().zip(w)) {
+                                *gw = g * w;
+                            }
+                            // mean(g⊙w⊙n) = r · (g⊙w)·x / d
+                            let c = r * fm::dot(&gw, x) / d as f32;
+                            for (dx, (gw, x)) in dx.iter_mut().zip(gw.iter().zip(x)) {
+                                *dx = r * (gw - x * r * c);
+                            }
+                            if self.want_w {
+                                for (pw, (g, x)) in pw.iter_mut().zip(g.iter().zip(x)) {
+                                    *pw += g * x * r;
+                                }
+                            }
                         }
-                    }
-                }
+                    },
+                );
                 pw
             })
             .collect();

@@ -160,12 +160,19 @@ impl CustomOp3 for LinearCrossEntropy {
                     // The exponentials are written over the logits as they are summed (the
                     // row is still in cache), so the gradient pass only scales them: one
                     // exponential per logit, not two.
-                    let (max, z_target) = (fm::max(row), row[target]);
-                    let sum = fm::exp_shifted_in_place(row, max, 1.0);
-                    let per_sum = per_row / sum;
-                    for x in row.iter_mut() {
-                        *x = fm::flush_tiny(*x * per_sum);
-                    }
+                    let z_target = row[target];
+                    let (max, sum) = fm::simd(
+                        #[inline(always)]
+                        || {
+                            let max = fm::max(row);
+                            let sum = fm::exp_shifted_in_place(row, max, 1.0);
+                            let per_sum = per_row / sum;
+                            for x in row.iter_mut() {
+                                *x = fm::flush_tiny(*x * per_sum);
+                            }
+                            (max, sum)
+                        },
+                    );
                     row[target] -= per_row;
                     (max + sum.ln() - z_target) as f64
                 })
@@ -254,8 +261,13 @@ fn rows<'a>(
 
 /// `max` and `ln Σ exp(z − max)` of one row.
 fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = fm::max(row);
-    (max, fm::sum_exp_shifted(row, max).ln())
+    fm::simd(
+        #[inline(always)]
+        || {
+            let max = fm::max(row);
+            (max, fm::sum_exp_shifted(row, max).ln())
+        },
+    )
 }
 
 /// Forward (`grad_scale` None): the mean loss. Backward (`Some(s)`): the logits' gradient
@@ -301,9 +313,14 @@ impl CustomOp2 for CrossEntropy {
             .for_each(|((g, row), &target)| {
                 let (max, lse) = log_sum_exp(row);
                 let shift = max + lse;
-                for (g, x) in g.iter_mut().zip(row) {
-                    *g = fm::flush_tiny(fm::exp(x - shift) * per_row);
-                }
+                fm::simd(
+                    #[inline(always)]
+                    || {
+                        for (g, x) in g.iter_mut().zip(row) {
+                            *g = fm::flush_tiny(fm::exp(x - shift) * per_row);
+                        }
+                    },
+                );
                 g[target as usize] -= per_row;
             });
         Ok((CpuStorage::F32(out), lz.shape().clone()))
