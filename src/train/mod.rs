@@ -200,52 +200,43 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<(f64, f64)> {
     // On candle's pool, as a training step (see the step loop in `train`).
-    device.with_context(|| evaluate_on(model, hooks, eval, batch_size, pad, device))
-}
-
-fn evaluate_on(
-    model: &Model,
-    hooks: &Hooks,
-    eval: &[Encoded],
-    batch_size: usize,
-    pad: u32,
-    device: &Device,
-) -> Result<(f64, f64)> {
-    let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
-    for chunk in eval.chunks(batch_size.max(1)) {
-        let refs: Vec<&Encoded> = chunk.iter().collect();
-        // Per batch: each scored target's logits, the targets, and which example each is of.
-        let (logits, targets, owner) = match model {
-            Model::Bert(m) => {
-                let batch = ClassBatch::new(&refs, pad, device)?;
-                let logits = m.classify(&batch.ids, &batch.lengths, hooks, false)?;
-                (logits, batch.labels, (0..refs.len()).collect())
+    device.with_context(|| {
+        let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
+        for chunk in eval.chunks(batch_size.max(1)) {
+            let refs: Vec<&Encoded> = chunk.iter().collect();
+            // Per batch: each scored target's logits, the targets, and which example each is of.
+            let (logits, targets, owner) = match model {
+                Model::Bert(m) => {
+                    let batch = ClassBatch::new(&refs, pad, device)?;
+                    let logits = m.classify(&batch.ids, &batch.lengths, hooks, false)?;
+                    (logits, batch.labels, (0..refs.len()).collect())
+                }
+                decoder => {
+                    let batch = Batch::new(&refs, pad, device)?;
+                    let decoder = decoder.decoder()?;
+                    let logits = decoder.logits(&scored_hidden(decoder, hooks, &batch, false)?)?;
+                    (logits, batch.targets, batch.owner)
+                }
+            };
+            let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let nll = logp.gather(&targets.unsqueeze(1)?, 1)?.neg()?;
+            loss_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
+            scored += owner.len();
+            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let tgt = targets.to_vec1::<u32>()?;
+            let mut ok = vec![true; chunk.len()];
+            for ((p, t), o) in pred.iter().zip(&tgt).zip(&owner) {
+                if p != t {
+                    ok[*o] = false;
+                }
             }
-            decoder => {
-                let batch = Batch::new(&refs, pad, device)?;
-                let decoder = decoder.decoder()?;
-                let logits = decoder.logits(&scored_hidden(decoder, hooks, &batch, false)?)?;
-                (logits, batch.targets, batch.owner)
-            }
-        };
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let nll = logp.gather(&targets.unsqueeze(1)?, 1)?.neg()?;
-        loss_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
-        scored += owner.len();
-        let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        let tgt = targets.to_vec1::<u32>()?;
-        let mut ok = vec![true; chunk.len()];
-        for ((p, t), o) in pred.iter().zip(&tgt).zip(&owner) {
-            if p != t {
-                ok[*o] = false;
-            }
+            right += ok.iter().filter(|x| **x).count();
         }
-        right += ok.iter().filter(|x| **x).count();
-    }
-    Ok((
-        loss_sum / scored.max(1) as f64,
-        right as f64 / eval.len().max(1) as f64,
-    ))
+        Ok((
+            loss_sum / scored.max(1) as f64,
+            right as f64 / eval.len().max(1) as f64,
+        ))
+    })
 }
 
 fn metric_value(metric: Metric, loss: f64, exact: f64) -> f64 {
