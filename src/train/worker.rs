@@ -47,8 +47,8 @@ pub fn run_folder_name(id: RunId, cfg: &RunConfig) -> String {
 /// too where there is no GPU driver, waited behind training threads that use every core
 /// (139 ms median between frames on 2 cores while LoRA trained). Linux gives each thread
 /// its own nice value, and threads inherit it from the thread that starts them, so the
-/// trainer thread lowers its own and candle's worker threads (started by the trainer's
-/// first op) follow; rayon's pool lowers each of its threads as it starts.
+/// trainer thread lowers its own and candle's worker threads (started by the trainer) follow;
+/// rayon's global pool lowers each of its threads as it starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn yield_to_the_window() {
@@ -73,6 +73,10 @@ pub fn spawn(runs_dir: Option<PathBuf>, notify: Notify) -> WorkerHandle {
         .name("trainer".into())
         .spawn(move || {
             yield_to_the_window();
+            // Steps run on candle's CPU pool (`Device::with_context`), whose threads take
+            // their priority from the thread that first uses it: start it here, before a
+            // playground thread at the window's priority can.
+            candle_core::Device::Cpu.with_context(|| ());
             worker_loop(cmd_rx, ev_tx, runs_dir, notify)
         })
         .expect("cannot start the trainer thread");
