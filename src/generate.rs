@@ -76,9 +76,12 @@ pub fn generate(
     let ids = Tensor::new(prompt, device)?.unsqueeze(0)?;
     // Each token's forward pass runs on candle's pool, as a training step does (see the
     // step loop in `train::train`); `on_token` stays on the caller's thread.
-    let (hidden, mut cache) = device.with_context(|| model.forward_cached(&ids, hooks, false))?;
-    let last = hidden.get(0)?.get(hidden.dim(1)? - 1)?;
-    let mut next = pick(&device.with_context(|| model.logits(&last))?, s, &mut rng)?;
+    let (logits, mut cache) = device.with_context(|| -> Result<_> {
+        let (hidden, cache) = model.forward_cached(&ids, hooks, false)?;
+        let last = hidden.get(0)?.get(hidden.dim(1)? - 1)?;
+        Ok((model.logits(&last)?, cache))
+    })?;
+    let mut next = pick(&logits, s, &mut rng)?;
     let mut out = Vec::new();
     while out.len() < s.max_tokens && !stop.contains(&next) {
         out.push(next);
