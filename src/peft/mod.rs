@@ -159,6 +159,16 @@ impl MethodConfig {
         }
     }
 
+    /// Positions the method puts before the input itself (prompt embeddings), which every
+    /// block then processes as it does tokens; prefix methods add keys and values only.
+    pub fn prepended_positions(&self) -> usize {
+        match self {
+            MethodConfig::PromptTuning(c) => c.num_virtual_tokens,
+            MethodConfig::PTuning(c) => c.num_virtual_tokens,
+            _ => 0,
+        }
+    }
+
     /// The learning rate this method usually wants with AdamW on the models here (the
     /// presets use the same): methods that train few values or train them far from the
     /// output want larger steps.

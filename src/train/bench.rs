@@ -72,8 +72,9 @@ pub struct BenchResult {
     pub precision: &'static str,
     /// The step's useful work per token (decoders): 4 × the parameters a token passes
     /// through (forward, and the gradient of each activation), 2 × more for every trained
-    /// base parameter (its weight gradient), plus attention's products (12 × positions ×
-    /// width per layer, forward and backward).
+    /// base parameter (its weight gradient), plus attention's products (12 × keys × width
+    /// per layer, forward and backward; virtual keys included). Prompt embeddings pass
+    /// through every block too: their work is spread over the real tokens.
     pub useful_flops_per_token: Option<f64>,
     /// That work at the measured rate, GFLOP/s.
     pub useful_gflops: Option<f64>,
@@ -316,8 +317,7 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
             .iter()
             .map(|(_, v)| v.elem_count())
             .sum();
-        let attention = 12 * a.seq * cfg.hidden_size() * cfg.num_layers();
-        (4 * cfg.param_count() + 2 * trained_base + attention) as f64
+        useful_flops_per_token(cfg, &method_cfg, a.seq, trained_base)
     });
     let useful_gflops = useful_flops_per_token.map(|f| f * tokens / step / 1e9);
     Ok(BenchResult {
@@ -342,6 +342,26 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     })
 }
 
+/// The step's useful work per scored token of a decoder (see
+/// [`BenchResult::useful_flops_per_token`]); `trained_base`: base parameters the method trains.
+fn useful_flops_per_token(
+    cfg: &crate::models::ModelConfig,
+    method: &MethodConfig,
+    seq: usize,
+    trained_base: usize,
+) -> f64 {
+    // Prompt and prefix methods make every query attend to their virtual keys too.
+    let keys = seq + method.virtual_tokens();
+    let attention = 12 * keys * cfg.hidden_size() * cfg.num_layers();
+    let per_token = 4 * cfg.param_count() + 2 * trained_base + attention;
+    // Prompt embeddings pass through every block (not the output head) as tokens do: their
+    // work, spread over the sequence's real tokens.
+    let head = cfg.vocab_size() * cfg.hidden_size();
+    let per_prompt_position = 4 * (cfg.param_count() - head) + attention;
+    let prompt = method.prepended_positions();
+    per_token as f64 + (prompt * per_prompt_position) as f64 / seq as f64
+}
+
 /// candle's matmul rate on a step's projection shapes: `[tokens, hidden]` times the square
 /// weight and the widening one (transposed, as a projection reads them), `[tokens, inner]`
 /// times the narrowing one; total FLOP over the summed median times.
@@ -363,4 +383,39 @@ fn plain_matmul_gflops(tokens: usize, hidden: usize, inner: usize, device: &Devi
         seconds += median(times);
     }
     Ok(flop / seconds / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelConfig;
+
+    fn method(kind: &str, tokens: usize) -> MethodConfig {
+        serde_json::from_value(serde_json::json!({ "kind": kind, "num_virtual_tokens": tokens }))
+            .unwrap()
+    }
+
+    #[test]
+    fn useful_work_counts_what_virtual_tokens_add() {
+        let cfg = ModelConfig::from_file(&crate::models::builtin_model_dir().join("config.json"))
+            .unwrap();
+        let (h, layers, seq) = (cfg.hidden_size(), cfg.num_layers(), 128);
+        let params = cfg.param_count();
+        let lora: MethodConfig =
+            serde_json::from_value(serde_json::json!({ "kind": "lora" })).unwrap();
+        let base = useful_flops_per_token(&cfg, &lora, seq, 0);
+        assert_eq!(base, (4 * params + 12 * seq * h * layers) as f64);
+        // Full fine-tuning adds the weight gradients of what it trains.
+        let full = useful_flops_per_token(&cfg, &lora, seq, params);
+        assert_eq!(full - base, (2 * params) as f64);
+        // A key/value prefix only lengthens attention.
+        let prefix = useful_flops_per_token(&cfg, &method("prefix-tuning", 16), seq, 0);
+        assert_eq!(prefix - base, (12 * 16 * h * layers) as f64);
+        // Prompt embeddings also pass through every block, not the output head: with as many
+        // of them as real tokens, the body's work is twice the base step's.
+        let prompt = useful_flops_per_token(&cfg, &method("prompt-tuning", seq), seq, 0);
+        let body = 4 * (params - cfg.vocab_size() * h);
+        let attention = 12 * 2 * seq * h * layers;
+        assert_eq!(prompt, (4 * params + attention + body + attention) as f64);
+    }
 }
