@@ -232,6 +232,11 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
     } = setup(a, &device)?;
     let model = &loaded.model;
     let mut vars = loaded.weights.trained().to_vec();
+    let trained_base: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    // Training keeps only the model and the trained copies (see `train::prepare`): the
+    // checkpoint's own tensors of trained weights (all of them, for full fine-tuning) are
+    // freed once the model is built, so they must not count in the bench's peak either.
+    drop(loaded.weights);
     vars.extend(method.vars());
     let trainable = vars.iter().map(|(_, v)| v.elem_count()).sum();
     let mut opt = super::optim::AdamW::new(
@@ -310,15 +315,8 @@ pub fn bench(a: &BenchArgs) -> Result<BenchResult> {
         cfg.intermediate_size(),
         &device,
     )?;
-    let useful_flops_per_token = (!cfg.is_classifier()).then(|| {
-        let trained_base: usize = loaded
-            .weights
-            .trained()
-            .iter()
-            .map(|(_, v)| v.elem_count())
-            .sum();
-        useful_flops_per_token(cfg, &method_cfg, a.seq, trained_base)
-    });
+    let useful_flops_per_token = (!cfg.is_classifier())
+        .then(|| useful_flops_per_token(cfg, &method_cfg, a.seq, trained_base));
     let useful_gflops = useful_flops_per_token.map(|f| f * tokens / step / 1e9);
     Ok(BenchResult {
         model: a.model.clone(),
