@@ -246,7 +246,7 @@ struct Call<'a> {
 /// transposed weight.
 const FEW_ROWS: usize = 64;
 
-/// `x · Wᵀ` for a few rows `x: [m, k]` (a prompt being read, one token at a time at m = 1)
+/// `x · Wᵀ` for a few rows `x: [m, k]` (a short prompt's tokens; a decoded token at m = 1)
 /// and a weight `W: [n, k]` stored row by row, as `(W · xᵀ)ᵀ`.
 ///
 /// gemm turns a product with a row-major output into its transpose, so `x · Wᵀ` runs as
