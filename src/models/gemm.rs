@@ -261,6 +261,20 @@ const FEW_ROWS: usize = 64;
 #[allow(unsafe_code)]
 unsafe fn few_rows_by_transposed_weight(dst: *mut f32, call: Call) {
     let (m, n) = (call.lhs.rows, call.rhs.cols);
+    if m == 1 {
+        // A row and a column are the same n values in memory: no transpose to make.
+        // SAFETY: as the caller's; `dst` holds the `[n, 1]` result.
+        unsafe {
+            gemm_raw(
+                dst,
+                call.rhs.t(),
+                call.lhs.t(),
+                call.accumulate,
+                call.threads,
+            )
+        };
+        return;
+    }
     let transposed = product(call.rhs.t(), call.lhs.t(), call.threads);
     // SAFETY: `dst` holds m · n writable values (initialised when accumulating).
     let dst = unsafe { std::slice::from_raw_parts_mut(dst.cast::<MaybeUninit<f32>>(), m * n) };
@@ -436,7 +450,7 @@ mod tests {
     fn a_few_rows_by_a_transposed_weight_match_the_triple_loop() {
         let (k, n) = (45, 301);
         let w = values(n * k, 1);
-        for m in [2, 7, FEW_ROWS] {
+        for m in [1, 2, 7, FEW_ROWS] {
             let x = values(m * k, m);
             check_product(View::rows(&x, m, k), View::rows(&w, n, k).t(), &[1, 2]);
         }

@@ -410,7 +410,8 @@ mod tests {
         let prefix = useful_flops_per_token(&cfg, &method("prefix-tuning", 16), seq, 0);
         assert_eq!(prefix - base, (12 * 16 * h * layers) as f64);
         // Prompt embeddings also pass through every block, not the output head: with as many
-        // of them as real tokens, the body's work is twice the base step's.
+        // of them as real tokens, each real token carries one more position's block work,
+        // and every position attends to twice the keys.
         let prompt = useful_flops_per_token(&cfg, &method("prompt-tuning", seq), seq, 0);
         let body = 4 * (params - cfg.vocab_size() * h);
         let attention = 12 * 2 * seq * h * layers;
