@@ -420,8 +420,8 @@ fn adalora_prunes_to_its_budget_and_exports_the_kept_ranks() {
     let ac = AdaloraConfig {
         init_r: 4,
         target_r: 2,
-        tinit: 2,
-        tfinal: 3,
+        tinit: Some(2),
+        tfinal: Some(3),
         delta_t: 1,
         target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
         ..Default::default()

@@ -28,6 +28,55 @@ pub fn row(ui: &mut egui::Ui, text: &str, tip: &str, widget: impl egui::Widget) 
     ui.end_row();
 }
 
+/// An AdaLoRA phase: a share of the run's steps (the default, so a shortened run keeps the
+/// schedule's shape), or a fixed step count where a file set one, with a way back.
+fn adalora_phase(
+    ui: &mut egui::Ui,
+    text: &str,
+    tip: &str,
+    steps: &mut Option<usize>,
+    fraction: &mut f64,
+) {
+    let (label_text, tip) = (tr(ui, text), tr(ui, tip));
+    let label = ui.label(label_text).on_hover_text(tip);
+    ui.horizontal(|ui| match steps {
+        Some(n) => {
+            ui.add(
+                egui::DragValue::new(n)
+                    .range(0..=100_000)
+                    .suffix(tr(ui, " steps")),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(tip);
+            if ui
+                .small_button(tr(ui, "Follow run length"))
+                .on_hover_text(tr(
+                    ui,
+                    "Use a share of the run's steps instead of a fixed count",
+                ))
+                .clicked()
+            {
+                *steps = None;
+            }
+        }
+        None => {
+            ui.add(
+                egui::Slider::new(fraction, 0.0..=0.5)
+                    .custom_formatter(|v, _| format!("{:.0} %", v * 100.0))
+                    .custom_parser(|s| {
+                        s.trim_end_matches([' ', '%'])
+                            .parse::<f64>()
+                            .ok()
+                            .map(|v| v / 100.0)
+                    }),
+            )
+            .labelled_by(label.id)
+            .on_hover_text(tip);
+        }
+    });
+    ui.end_row();
+}
+
 fn toggle(list: &mut Vec<String>, item: &str, on: bool) {
     list.retain(|m| m != item);
     if on {
@@ -173,17 +222,19 @@ pub fn ui(method: &mut MethodConfig, ui: &mut egui::Ui) {
                             .range(0.1..=1024.0)
                             .speed(0.5),
                     );
-                    row(
+                    adalora_phase(
                         ui,
-                        "Warm-up steps",
-                        "Steps at the full budget before ranks are pruned (tinit)",
-                        egui::DragValue::new(&mut c.tinit).range(0..=100_000),
+                        "Warm-up",
+                        "Share of the run at the full budget before ranks are pruned (tinit)",
+                        &mut c.tinit,
+                        &mut c.tinit_fraction,
                     );
-                    row(
+                    adalora_phase(
                         ui,
-                        "Final steps",
-                        "Steps at the end trained with the allocation fixed (tfinal)",
-                        egui::DragValue::new(&mut c.tfinal).range(0..=100_000),
+                        "Final phase",
+                        "Share of the run at the end trained with the allocation fixed (tfinal)",
+                        &mut c.tfinal,
+                        &mut c.tfinal_fraction,
                     );
                     row(
                         ui,

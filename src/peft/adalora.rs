@@ -37,12 +37,20 @@ pub struct AdaloraConfig {
     pub dropout: f32,
     #[serde(default = "default_targets")]
     pub target_modules: Vec<String>,
-    /// Steps at the full budget before pruning starts.
-    #[serde(default)]
-    pub tinit: usize,
-    /// Steps at the end trained with the final allocation fixed.
-    #[serde(default)]
-    pub tfinal: usize,
+    /// Steps at the full budget before pruning starts; when unset, `tinit_fraction` of
+    /// the run's steps, so a shortened run keeps the schedule's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tinit: Option<usize>,
+    /// Steps at the end trained with the final allocation fixed; when unset,
+    /// `tfinal_fraction` of the run's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tfinal: Option<usize>,
+    /// Share of the run at the full budget, used when `tinit` is unset.
+    #[serde(default = "default_tinit_fraction")]
+    pub tinit_fraction: f64,
+    /// Share of the run at the end with the allocation fixed, used when `tfinal` is unset.
+    #[serde(default = "default_tfinal_fraction")]
+    pub tfinal_fraction: f64,
     /// Reallocate the budget every this many steps.
     #[serde(default = "default_delta_t")]
     pub delta_t: usize,
@@ -69,6 +77,12 @@ fn default_alpha() -> f64 {
 fn default_targets() -> Vec<String> {
     vec!["q_proj".into(), "v_proj".into()]
 }
+fn default_tinit_fraction() -> f64 {
+    0.1
+}
+fn default_tfinal_fraction() -> f64 {
+    0.2
+}
 fn default_delta_t() -> usize {
     1
 }
@@ -87,8 +101,10 @@ impl Default for AdaloraConfig {
             alpha: default_alpha(),
             dropout: 0.0,
             target_modules: default_targets(),
-            tinit: 0,
-            tfinal: 0,
+            tinit: None,
+            tfinal: None,
+            tinit_fraction: default_tinit_fraction(),
+            tfinal_fraction: default_tfinal_fraction(),
             delta_t: default_delta_t(),
             beta1: default_beta(),
             beta2: default_beta(),
@@ -110,6 +126,20 @@ impl AdaloraConfig {
         if self.delta_t == 0 {
             return bad("delta_t", "must be at least 1");
         }
+        for (k, f) in [
+            ("tinit_fraction", self.tinit_fraction),
+            ("tfinal_fraction", self.tfinal_fraction),
+        ] {
+            if !(0.0..1.0).contains(&f) {
+                return bad(k, "must be in [0, 1)");
+            }
+        }
+        if self.tinit_fraction + self.tfinal_fraction >= 1.0 {
+            return bad(
+                "tinit_fraction",
+                "tinit_fraction + tfinal_fraction must be less than 1",
+            );
+        }
         for (k, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {
                 return bad(k, "must be in [0, 1)");
@@ -121,14 +151,30 @@ impl AdaloraConfig {
         Ok(())
     }
 
+    /// (tinit, tfinal) in steps for a run of `steps`: the absolute values where set, else
+    /// the fractions of the run (rounded down).
+    pub fn phases(&self, steps: usize) -> (usize, usize) {
+        let share = |f: f64| (f * steps as f64).floor() as usize;
+        (
+            self.tinit.unwrap_or_else(|| share(self.tinit_fraction)),
+            self.tfinal.unwrap_or_else(|| share(self.tfinal_fraction)),
+        )
+    }
+
     /// The schedule needs room between its warm-up and its final phase.
     pub fn validate_steps(&self, steps: usize) -> std::result::Result<(), (String, String)> {
-        if self.tinit + self.tfinal >= steps {
+        let (tinit, tfinal) = self.phases(steps);
+        if tinit + tfinal >= steps {
+            let key = if self.tinit.is_some() {
+                "tinit"
+            } else {
+                "tfinal"
+            };
             return Err((
-                "tinit".into(),
+                key.into(),
                 format!(
-                    "tinit + tfinal ({} + {}) must be less than the run's {steps} steps",
-                    self.tinit, self.tfinal
+                    "tinit + tfinal ({tinit} + {tfinal}) must be less than the run's {steps} steps \
+                     (leave them unset to follow the run's length: tinit_fraction, tfinal_fraction)"
                 ),
             ));
         }
@@ -149,13 +195,14 @@ impl AdaloraConfig {
     pub fn budget(&self, step: usize, total: usize, matrices: usize) -> (usize, bool) {
         let init_bgt = self.init_r * matrices;
         let target_bgt = self.target_r * matrices;
-        if step <= self.tinit {
+        let (tinit, tfinal) = self.phases(total);
+        if step <= tinit {
             (init_bgt, false)
-        } else if step > total - self.tfinal {
+        } else if step > total - tfinal {
             (target_bgt, true)
         } else {
-            let span = (total - self.tfinal - self.tinit) as f64;
-            let coeff = 1.0 - (step - self.tinit) as f64 / span;
+            let span = (total - tfinal - tinit) as f64;
+            let coeff = 1.0 - (step - tinit) as f64 / span;
             let b = (init_bgt - target_bgt) as f64 * coeff.powi(3) + target_bgt as f64;
             (b as usize, step.is_multiple_of(self.delta_t))
         }
@@ -407,7 +454,7 @@ impl Method for Adalora {
     fn after_step(&mut self, step: usize, grads: &GradStore) -> Result<Option<RankAllocation>> {
         let g = step - 1;
         let total = self.total_steps;
-        let final_start = total - self.cfg.tfinal;
+        let final_start = total - self.cfg.phases(total).1;
         let n = self.triplets.len();
         if g < final_start {
             self.update_importance(grads)?;
@@ -511,6 +558,7 @@ impl Method for Adalora {
         let mut targets = self.cfg.target_modules.clone();
         targets.sort();
         let c = &self.cfg;
+        let (tinit, tfinal) = c.phases(self.total_steps);
         save_json(
             &dir.join("adapter_config.json"),
             &serde_json::json!({
@@ -535,8 +583,8 @@ impl Method for Adalora {
                 "target_modules": targets,
                 "target_r": c.target_r,
                 "task_type": "CAUSAL_LM",
-                "tfinal": c.tfinal,
-                "tinit": c.tinit,
+                "tfinal": tfinal,
+                "tinit": tinit,
                 "total_step": self.total_steps,
             }),
         )
@@ -552,8 +600,8 @@ mod tests {
         let c = AdaloraConfig {
             init_r: 12,
             target_r: 4,
-            tinit: 10,
-            tfinal: 20,
+            tinit: Some(10),
+            tfinal: Some(20),
             delta_t: 5,
             ..Default::default()
         };
@@ -564,5 +612,22 @@ mod tests {
         assert_eq!(c.budget(45, 100, n), (15, true));
         assert_eq!(c.budget(46, 100, n), (14, false));
         assert_eq!(c.budget(81, 100, n), (12, true));
+        // The same schedule as fractions of the run, and the same shape on a shorter run.
+        let f = AdaloraConfig {
+            tinit: None,
+            tfinal: None,
+            tinit_fraction: 0.1,
+            tfinal_fraction: 0.2,
+            ..c.clone()
+        };
+        for step in [0, 10, 45, 46, 81] {
+            assert_eq!(f.budget(step, 100, n), c.budget(step, 100, n), "{step}");
+        }
+        assert_eq!(f.phases(30), (3, 6));
+        assert!(f.validate_steps(30).is_ok());
+        assert!(
+            c.validate_steps(30).is_err(),
+            "absolute 10 + 20 fill a 30-step run"
+        );
     }
 }
