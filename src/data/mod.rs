@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod builtin;
+pub mod reviews;
 
 use anyhow::{Context, Result, bail};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -68,8 +69,15 @@ pub struct Dataset {
     pub metric: Metric,
 }
 
-/// The built-in tasks, by the name used after `builtin:`.
-pub const BUILTIN_TASKS: [&str; 4] = ["sentiment", "arithmetic", "reverse", "sentiment-labels"];
+/// The built-in tasks, by the name used after `builtin:`: real Chinese reviews
+/// ([`reviews`]) and the tasks generated from word lists ([`builtin::GENERATED`]).
+pub const BUILTIN_TASKS: [&str; 5] = [
+    "reviews-zh",
+    "sentiment",
+    "arithmetic",
+    "reverse",
+    "sentiment-labels",
+];
 
 pub fn builtin_dir() -> PathBuf {
     crate::assets_dir().join("datasets")
@@ -387,9 +395,14 @@ mod tests {
             assert!(d.eval.len() >= 100, "{task}");
             assert_eq!(d.metric, Metric::ExactMatch);
         }
-        let d = load("builtin:sentiment-labels", None, 0).unwrap();
-        assert!(d.is_labeled());
-        assert_eq!(d.labels().unwrap(), ["negative", "positive"]);
+        for (task, labels) in [
+            ("sentiment-labels", ["negative", "positive"]),
+            ("reviews-zh", ["好评", "差评"]),
+        ] {
+            let d = load(&format!("builtin:{task}"), None, 0).unwrap();
+            assert!(d.is_labeled(), "{task}");
+            assert_eq!(d.labels().unwrap(), labels, "{task}");
+        }
         assert!(load("builtin:nope", None, 0).is_err());
     }
 }

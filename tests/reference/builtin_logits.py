@@ -17,6 +17,8 @@ TEXTS = [
     "In the beginning God created the heaven and the earth.",
     "And the LORD said unto Moses,",
     "Review: the food was good.\nSentiment:",
+    "房间很干净，服务也很好，下次还会再来。\nLabel:",
+    "书的质量太差了，纸张很薄。",
 ]
 
 tok = AutoTokenizer.from_pretrained(MODEL)
@@ -30,7 +32,11 @@ with torch.no_grad():
     prompt = tok("And God said,", return_tensors="pt")
     out = model.generate(**prompt, max_new_tokens=24, do_sample=False)
     sample = tok.decode(out[0])
+    prompt = tok("这本书", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=24, do_sample=False)
+    sample_zh = tok.decode(out[0])
 out_path = ROOT / "tests" / "fixtures" / "builtin_logits.json"
 out_path.write_text(json.dumps({"transformers": __import__("transformers").__version__,
-                                "torch": torch.__version__, "cases": cases, "greedy_sample": sample}) + "\n")
-print(f"wrote {out_path}; greedy sample: {sample!r}")
+                                "torch": torch.__version__, "cases": cases, "greedy_sample": sample,
+                                "greedy_sample_zh": sample_zh}) + "\n")
+print(f"wrote {out_path}; greedy samples: {sample!r} {sample_zh!r}")
