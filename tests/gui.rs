@@ -419,6 +419,16 @@ fn learn_pages_and_the_chinese_ui() {
         h.get_by_label(m.display_name()).click();
         h.run();
     }
+    // Beside the runs measured here, PEFT's published numbers with their source.
+    h.get_by_label("LoRA").click();
+    h.run();
+    h.get_by_label("Published results");
+    h.get_by_label("0.895");
+    h.get_by_label("LoRA r64, rsLoRA");
+    h.get_by_label_contains("roberta-large on MRPC");
+    h.get_by_label("Freeze").click();
+    h.run();
+    h.get_by_label_contains("publishes no numbers for this method");
     h.get_by_label("AdaLoRA").click();
     h.run();
     h.get_by_label("Pros");
@@ -524,6 +534,17 @@ fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
     assert_eq!(h.state().x_axis, peft_workbench::app::runs::XAxis::Tokens);
     h.get_by_label("log-scale loss").click();
     h.run();
+    // The trade-off view places each finished run once, on each of its three cost axes.
+    h.get_by_label("Trade-offs: metric against cost");
+    let placed = peft_workbench::app::pareto::placed(&h.state().store.runs);
+    assert_eq!(placed.len(), 2);
+    for cost in peft_workbench::app::pareto::Cost::ALL {
+        assert!(
+            placed.iter().all(|(_, row)| cost.x(row).is_some()),
+            "{cost:?}"
+        );
+        h.get_by_label(cost.title());
+    }
     let csv = runs.path().join("table.csv");
     h.state_mut()
         .apply(peft_workbench::app::Action::ExportTable(csv.clone()));

@@ -53,6 +53,11 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         rank_heat_map(r, ui);
         ui.separator();
     }
+    egui::CollapsingHeader::new(tr(ui, "Trade-offs: metric against cost"))
+        .id_salt("pareto")
+        .default_open(app.store.runs.iter().filter(|r| r.row.is_some()).count() >= 2)
+        .show(ui, |ui| super::pareto::ui(&app.store.runs, run_color, ui));
+    ui.separator();
     egui::CollapsingHeader::new(tr(ui, "Playground"))
         .default_open(false)
         .show(ui, |ui| super::playground::ui(app, ui));

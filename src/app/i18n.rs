@@ -244,6 +244,51 @@ pub const ZH: &[(&str, &str)] = &[
     ("Weight decay", "权重衰减"),
     ("AdamW's decoupled weight decay", "AdamW 的解耦权重衰减"),
     ("Warm-up steps", "预热步数"),
+    ("Warm-up", "预热"),
+    ("Published results", "已发表的结果"),
+    (
+        "Hugging Face PEFT publishes no numbers for this method (it is not one of PEFT's methods, or PEFT's comparisons leave it out).",
+        "Hugging Face PEFT 没有发表这个方法的数字（它不是 PEFT 的方法，或 PEFT 的比较没有包括它）。",
+    ),
+    (
+        "Hugging Face PEFT, method_comparison/MetaMathQA: Llama-3.2-3B, 5,000 steps, GSM8K test accuracy, one L40S",
+        "Hugging Face PEFT，method_comparison/MetaMathQA：Llama-3.2-3B，5000 步，GSM8K 测试准确率，一块 L40S",
+    ),
+    (
+        "Hugging Face PEFT, sequence-classification examples: roberta-large on MRPC, accuracy",
+        "Hugging Face PEFT，序列分类示例：roberta-large 在 MRPC 上的准确率",
+    ),
+    ("Variant", "变体"),
+    ("Accuracy", "准确率"),
+    ("Train time", "训练时间"),
+    (
+        "Other models and tasks than yours: compare the ordering of methods, not the numbers.",
+        "模型和任务与你的不同：比较方法的排序，而不是数字本身。",
+    ),
+    ("Trade-offs: metric against cost", "权衡：指标与代价"),
+    (
+        "Each finished run appears here as one point: its metric against what it cost.",
+        "每个完成的运行在这里是一个点：它的指标与它的代价。",
+    ),
+    ("y: final", "纵轴：最终"),
+    ("Trainable parameters (log scale)", "可训练参数（对数刻度）"),
+    ("Peak memory (MB)", "峰值内存（MB）"),
+    ("Wall time (s)", "用时（秒）"),
+    ("Final phase", "最终阶段"),
+    (
+        "Share of the run at the full budget before ranks are pruned (tinit)",
+        "剪枝开始前以全部预算训练的步数占比（tinit）",
+    ),
+    (
+        "Share of the run at the end trained with the allocation fixed (tfinal)",
+        "最后以固定分配训练的步数占比（tfinal）",
+    ),
+    (" steps", " 步"),
+    ("Follow run length", "随运行长度"),
+    (
+        "Use a share of the run's steps instead of a fixed count",
+        "按运行步数的比例，而不是固定步数",
+    ),
     (
         "Steps over which the learning rate rises from 0",
         "学习率从 0 上升所用的步数",

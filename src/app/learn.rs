@@ -452,8 +452,66 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 }
             });
         });
+        published_results(ui, &method);
         measured_runs(app, ui, page.kind);
     });
+}
+
+/// PEFT's published numbers for the method, with their source, so a student can set the
+/// runs measured here beside them.
+fn published_results(ui: &mut egui::Ui, method: &MethodConfig) {
+    use crate::peft::published::Benchmark;
+    ui.add_space(8.0);
+    ui.strong(tr(ui, "Published results"));
+    let rows = method.published();
+    if rows.is_empty() {
+        ui.label(tr(
+            ui,
+            "Hugging Face PEFT publishes no numbers for this method (it is not one of PEFT's methods, or PEFT's comparisons leave it out).",
+        ));
+        return;
+    }
+    for bench in [Benchmark::MetaMathQa, Benchmark::Mrpc] {
+        let of: Vec<_> = rows.iter().filter(|p| p.benchmark == bench).collect();
+        if of.is_empty() {
+            continue;
+        }
+        ui.label(egui::RichText::new(tr(ui, bench.source())).small().weak());
+        egui::Grid::new(("published", bench as u8))
+            .striped(true)
+            .show(ui, |ui| {
+                for h in [
+                    "Variant",
+                    "Accuracy",
+                    "Trainable",
+                    "Peak memory",
+                    "Train time",
+                ] {
+                    ui.strong(tr(ui, h));
+                }
+                ui.end_row();
+                for p in of {
+                    ui.label(p.variant);
+                    ui.label(format!("{:.3}", p.accuracy));
+                    let dash = || "–".to_string();
+                    ui.label(
+                        p.trainable
+                            .map_or_else(dash, |t| super::central::human(t as usize)),
+                    );
+                    ui.label(p.peak_gib.map_or_else(dash, |g| format!("{g:.1} GiB")));
+                    ui.label(p.train_seconds.map_or_else(dash, |t| format!("{t:.0} s")));
+                    ui.end_row();
+                }
+            });
+    }
+    ui.label(
+        egui::RichText::new(tr(
+            ui,
+            "Other models and tasks than yours: compare the ordering of methods, not the numbers.",
+        ))
+        .small()
+        .italics(),
+    );
 }
 
 /// The runs of this method measured in this session or read from disk.

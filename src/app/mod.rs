@@ -7,6 +7,7 @@ pub mod frame_log;
 pub mod i18n;
 pub mod learn;
 mod method_params;
+pub mod pareto;
 pub mod playground;
 pub mod runs;
 mod side_panel;

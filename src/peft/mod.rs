@@ -16,6 +16,7 @@ pub mod p_tuning;
 pub mod p_tuning_v2;
 pub mod prefix_tuning;
 pub mod prompt_tuning;
+pub mod published;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var, backprop::GradStore};
