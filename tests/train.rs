@@ -119,7 +119,7 @@ fn freeze_trains_only_the_last_blocks() {
             );
         }
     }
-    let per_block = 2 * 256 * 256 + 2 * 256 * 128 + 3 * 256 * 512 + 2 * 256;
+    let per_block = 2 * 256 * 256 + 2 * 256 * 128 + 3 * 256 * 768 + 2 * 256;
     assert_eq!(s.trainable_params, 2 * per_block);
 }
 
