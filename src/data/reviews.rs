@@ -28,6 +28,10 @@ pub const MAX_CHARS: usize = 200;
 pub const POSITIVE: &str = "好评";
 pub const NEGATIVE: &str = "差评";
 
+/// The shortest reserved text whose appearance inside another text (or the other way
+/// round) drops that text.
+pub const MIN_OVERLAP_CHARS: usize = 8;
+
 /// Size of the evaluation split, half positive and half negative.
 pub const EVAL_SIZE: usize = 1000;
 
@@ -70,6 +74,19 @@ pub fn splits(pos: &str, neg: &str, seed: u64) -> Result<(Vec<Example>, Vec<Exam
     }
     p.shuffle(&mut rng);
     n.shuffle(&mut rng);
+    // A usable text that contains a reserved one, or is part of one, would carry it into
+    // training: dropped too (29 texts; reserved texts under 8 characters are set phrases
+    // such as 很好很好, which many reviews contain). Dropped after the shuffle, so the
+    // splits keep their order.
+    let reserved: Vec<&String> = pos.iter().chain(&neg).filter(|t| is_reserved(t)).collect();
+    let overlaps = |t: &String| {
+        reserved.iter().any(|r| {
+            (r.chars().count() >= MIN_OVERLAP_CHARS && t.contains(r.as_str()))
+                || (t.chars().count() >= MIN_OVERLAP_CHARS && r.contains(t.as_str()))
+        })
+    };
+    p.retain(|t| !overlaps(t));
+    n.retain(|t| !overlaps(t));
     let labeled = |texts: Vec<String>, label: &str| -> Vec<Example> {
         texts
             .into_iter()
@@ -118,6 +135,12 @@ mod tests {
             neg.push_str(&format!("差评 {i}\n"));
         }
         pos.push_str("两边都有\n");
+        // A made-up text of 8+ characters that the rule reserves, alone and inside another.
+        let reserved = (0..)
+            .map(|i| format!("保留的评论文本{i}"))
+            .find(|t| is_reserved(t))
+            .unwrap();
+        neg.push_str(&format!("{reserved}\n前面{reserved}后面\n"));
         neg.push_str("两边都有\n");
         pos.push_str(&"长".repeat(MAX_CHARS + 1));
         let (train, eval) = splits(&pos, &neg, 3).unwrap();
@@ -141,6 +164,10 @@ mod tests {
         assert_eq!(distinct.len(), texts.len(), "a text was written twice");
         assert!(texts.iter().all(|t| !is_reserved(t)));
         assert!(!texts.contains(&"两边都有"));
+        assert!(
+            texts.iter().all(|t| !t.contains(&reserved)),
+            "a text containing a reserved one was kept"
+        );
         assert!(texts.iter().all(|t| t.chars().count() <= MAX_CHARS));
         let (train2, eval2) = splits(&pos, &neg, 3).unwrap();
         assert_eq!((train, eval), (train2, eval2));
