@@ -206,10 +206,7 @@ pub const ZH: &[(&str, &str)] = &[
         "在当前步结束后停止正在进行的运行；它会被保存",
     ),
     ("Model", "模型"),
-    (
-        "Built-in (LLaMA 7.8 M, English + 中文)",
-        "内置（LLaMA 7.8 M，英文 + 中文）",
-    ),
+    ("Built-in (LLaMA 7.8 M)", "内置（LLaMA 7.8 M）"),
     ("Open model folder…", "打开模型文件夹…"),
     (
         "A Hugging Face folder: config.json, *.safetensors, tokenizer.json",

@@ -3,7 +3,7 @@
 //! that is both better and cheaper than another sits above and left of it.
 
 use eframe::egui;
-use egui_plot::{HoverPosition, Legend, Plot, Points};
+use egui_plot::{HoverPosition, Plot, Points};
 
 use super::i18n::tr;
 use super::runs::RunRecord;
@@ -79,9 +79,10 @@ pub fn ui(runs: &[RunRecord], color: impl Fn(u64) -> egui::Color32, ui: &mut egu
     ui.columns(Cost::ALL.len(), |cols| {
         for (col, cost) in cols.iter_mut().zip(Cost::ALL) {
             col.label(tr(col, cost.title()));
+            // No legend: three of them would cover the points; the colours are the
+            // curves' above, and hovering a point names its run.
             let mut plot = Plot::new(("pareto", cost as u8))
                 .height(height)
-                .legend(Legend::default())
                 .label_formatter(move |pos| match pos {
                     // Only a run's own point is labelled: its name, cost and metric.
                     HoverPosition::NearDataPoint {

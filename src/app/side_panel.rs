@@ -61,7 +61,7 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         let builtin = form.model == "builtin";
         if ui
-            .selectable_label(builtin, tr(ui, "Built-in (LLaMA 7.8 M, English + 中文)"))
+            .selectable_label(builtin, tr(ui, "Built-in (LLaMA 7.8 M)"))
             .clicked()
         {
             form.model = "builtin".into();
