@@ -108,6 +108,8 @@ impl CompareConfig {
 pub struct Row {
     pub run: String,
     pub method: String,
+    pub learning_rate: f64,
+    pub steps: usize,
     pub trainable_params: usize,
     pub trainable_percent: f64,
     pub adapter_bytes: u64,
@@ -118,6 +120,9 @@ pub struct Row {
     pub final_eval_loss: f64,
     pub metric_name: String,
     pub metric: f64,
+    /// The metric's chance level on the same evaluation examples (empty where guessing
+    /// scores nothing).
+    pub chance: Option<f64>,
 }
 
 fn folder_bytes(dir: &Path) -> u64 {
@@ -131,11 +136,14 @@ fn folder_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The row of a finished run; `run_dir` (if the run has one) gives the adapter's size.
-pub fn row(run: &str, summary: &Summary, run_dir: Option<&Path>) -> Row {
+/// The row of a finished run of `cfg`; `run_dir` (if the run has one) gives the adapter's
+/// size.
+pub fn row(run: &str, cfg: &RunConfig, summary: &Summary, run_dir: Option<&Path>) -> Row {
     Row {
         run: run.to_string(),
         method: summary.method.clone(),
+        learning_rate: cfg.optimizer.lr,
+        steps: summary.steps,
         trainable_params: summary.trainable_params,
         trainable_percent: 100.0 * summary.trainable_params as f64
             / summary.total_params.max(1) as f64,
@@ -147,6 +155,7 @@ pub fn row(run: &str, summary: &Summary, run_dir: Option<&Path>) -> Row {
         final_eval_loss: summary.final_eval_loss,
         metric_name: summary.metric_name.clone(),
         metric: summary.metric_value,
+        chance: summary.chance.map(|c| c.level),
     }
 }
 
@@ -159,17 +168,30 @@ pub fn to_csv(rows: &[Row]) -> Result<String> {
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
-/// `comparison.md` text: a Markdown table, best final eval loss first.
+/// `comparison.md` text: a Markdown table, best metric first (lowest eval loss where the
+/// metric is a perplexity), with the rate and steps each run trained with and the chance
+/// level beside the metric.
 pub fn to_markdown(rows: &[Row]) -> String {
     let mut sorted = rows.to_vec();
-    sorted.sort_by(|a, b| a.final_eval_loss.total_cmp(&b.final_eval_loss));
+    sorted.sort_by(|a, b| {
+        let higher = |r: &Row| {
+            crate::data::Metric::from_name(&r.metric_name).is_some_and(|m| m.higher_is_better())
+        };
+        if higher(a) && higher(b) {
+            b.metric.total_cmp(&a.metric)
+        } else {
+            a.final_eval_loss.total_cmp(&b.final_eval_loss)
+        }
+    });
     let mut s = String::from(
-        "| run | trainable | % of model | adapter on disk | peak memory | tokens/s | time | eval loss | metric |\n|---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+        "| run | lr | steps | trainable | % of model | adapter on disk | peak memory | tokens/s | time | eval loss | metric | chance |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n",
     );
     for r in &sorted {
         s.push_str(&format!(
-            "| {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} |\n",
+            "| {} | {:.0e} | {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} | {} |\n",
             r.run,
+            r.learning_rate,
+            r.steps,
             r.trainable_params,
             r.trainable_percent,
             r.adapter_bytes as f64 / 1e6,
@@ -179,7 +201,8 @@ pub fn to_markdown(rows: &[Row]) -> String {
             r.initial_eval_loss,
             r.final_eval_loss,
             r.metric_name,
-            r.metric
+            r.metric,
+            r.chance.map_or("-".to_string(), |c| format!("{c:.3}")),
         ));
     }
     s
@@ -188,6 +211,14 @@ pub fn to_markdown(rows: &[Row]) -> String {
 /// Runs every method of `cfg` with `exe train` into `out/<kind>/`, then writes the tables.
 /// A method that fails is reported and the others still run.
 pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> {
+    // A finished comparison is never written over: its runs would be refused one by one
+    // (each `train --out` refuses a folder holding a run), leaving a table of failures.
+    if out.join("comparison.md").exists() {
+        bail!(
+            "{} already holds a comparison (comparison.md); choose another --out",
+            out.display()
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut rows = Vec::new();
     let mut failed = Vec::new();
@@ -213,7 +244,7 @@ pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> 
             .ok()
             .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
         match (status.success(), summary) {
-            (true, Some(s)) => rows.push(row(&run.method.short_label(), &s, Some(&dir))),
+            (true, Some(s)) => rows.push(row(&run.method.short_label(), &run, &s, Some(&dir))),
             _ => failed.push(kind.to_string()),
         }
     }

@@ -51,9 +51,14 @@ enum Cmd {
         /// Shorthand for --set steps=N.
         #[arg(long)]
         steps: Option<usize>,
-        /// Run folder: config.toml, metrics.jsonl, summary.json, adapter/.
+        /// Run folder: config.toml, metrics.jsonl, summary.json, adapter/. A folder that
+        /// already holds a run is refused unless --overwrite.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the run in --out: the old one is moved aside until the new one is whole
+        /// (and put back if it fails).
+        #[arg(long, requires = "out")]
+        overwrite: bool,
     },
     /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
     Pretrain(peft_workbench::pretrain::PretrainArgs),
@@ -107,8 +112,8 @@ enum Cmd {
     Compare {
         /// A comparison file: `methods = [...]`, optional `[learning_rates]` and a `[run]` table.
         file: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
         /// Override a key of every method's run by its dotted path, e.g.
         /// --set eval_dataset=my.jsonl (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -116,6 +121,12 @@ enum Cmd {
         /// Shorthand for --set steps=N.
         #[arg(long)]
         steps: Option<usize>,
+        /// Run only these methods of the file (repeatable), e.g. --only lora --only ia3.
+        #[arg(long, value_name = "KIND")]
+        only: Vec<String>,
+        /// Print each run's method and learning rate, one per line, and train nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
@@ -188,6 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             mut overrides,
             steps,
             out,
+            overwrite,
         }) => {
             if let Some(dir) = resume {
                 eprintln!("resuming {}", dir.display());
@@ -203,9 +215,16 @@ fn run(cli: Cli) -> Result<()> {
             let out =
                 out.unwrap_or_else(|| runs_dir(None).join(train::worker::run_folder_name(0, &cfg)));
             eprintln!("training {} → {}", cfg.method.short_label(), out.display());
-            let summary = train::run(&cfg, 0, Some(&out), None, &mut print_progress, &mut || {
-                false
-            })?;
+            let train = || {
+                train::run(&cfg, 0, Some(&out), None, &mut print_progress, &mut || {
+                    false
+                })
+            };
+            let summary = if overwrite {
+                train::run_dir::replace(&out, train)?
+            } else {
+                train()?
+            };
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
@@ -281,11 +300,24 @@ fn run(cli: Cli) -> Result<()> {
             out,
             mut overrides,
             steps,
+            only,
+            dry_run,
         }) => {
             if let Some(n) = steps {
                 overrides.push(format!("steps={n}"));
             }
-            let cfg = peft_workbench::compare::CompareConfig::load(&file, &overrides)?;
+            let mut cfg = peft_workbench::compare::CompareConfig::load(&file, &overrides)?;
+            if !only.is_empty() {
+                cfg.methods = only;
+                cfg.runs()?;
+            }
+            if dry_run {
+                for run in cfg.runs()? {
+                    println!("{} {:e}", run.method.kind(), run.optimizer.lr);
+                }
+                return Ok(());
+            }
+            let out = out.context("--out is needed")?;
             let exe = std::env::current_exe().context("cannot find this program's path")?;
             let rows = peft_workbench::compare::compare(&cfg, &exe, &out)?;
             print!("{}", peft_workbench::compare::to_markdown(&rows));

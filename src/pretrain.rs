@@ -256,6 +256,12 @@ pub fn pretrain(a: &PretrainArgs, emit: &mut dyn FnMut(Event)) -> Result<Summary
     run_cfg.optimizer.warmup_steps = 50;
     run_cfg.optimizer.weight_decay = 0.01;
     let run_dir = a.out.join(".pretrain-run");
+    // The folder is this command's scratch space: one left by a pretraining that died is
+    // cleared (a live one keeps its lock, and the run below is refused).
+    if run_dir.exists() && train::run_dir::holder(&run_dir).is_none() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("cannot clear {}", run_dir.display()))?;
+    }
     let summary = train::run(
         &run_cfg,
         0,

@@ -213,9 +213,11 @@ fn compare_runs_each_method_and_writes_the_tables() {
     let csv = std::fs::read_to_string(out.join("comparison.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines[0].starts_with("run,method,trainable_params"));
+    assert!(lines[0].starts_with("run,method,learning_rate,steps,trainable_params"));
     assert!(
-        lines.iter().any(|l| l.contains(",prompt-tuning,2560,")),
+        lines
+            .iter()
+            .any(|l| l.contains(",prompt-tuning,0.03,3,2560,")),
         "{csv}"
     );
     let md = std::fs::read_to_string(out.join("comparison.md")).unwrap();
@@ -271,4 +273,86 @@ fn gui_options_are_checked_before_the_window_opens() {
     let o = bin().args(["gui", "--exit-after=-3"]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--exit-after -3"));
+}
+
+/// A finished run is never written over: a second `train --out` on its folder is refused
+/// and changes nothing; `--overwrite` replaces it whole, leaving nothing aside.
+#[test]
+fn a_second_run_into_a_run_folder_is_refused_unless_overwriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let train = |preset_name: &str, extra: &[&str]| {
+        bin()
+            .args(["train", &preset(preset_name), "--steps", "3"])
+            .args(["--set", "eval_examples=8", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let summary = || std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let o = train("lora.toml", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = summary();
+    let o = train("ia3.toml", &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("already holds a run") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(summary(), first, "the refused run changed nothing");
+    let o = train("ia3.toml", &["--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(summary().contains("\"ia3\""), "{}", summary());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "the old run is gone once the new one is whole"
+    );
+}
+
+/// Two processes started together on one run folder: one trains, the other is refused,
+/// and the folder holds one run's files only.
+#[test]
+fn two_runs_into_one_folder_at_once_leave_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let spawn = |preset_name: &str| {
+        bin()
+            .args(["train", &preset(preset_name), "--steps", "6"])
+            .args(["--set", "eval_examples=8", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("lora.toml"), spawn("ia3.toml"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() != b.status.success(),
+        "exactly one trains: {} / {}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let (won, lost) = if a.status.success() {
+        ("lora", &b)
+    } else {
+        ("ia3", &a)
+    };
+    let err = String::from_utf8_lossy(&lost.stderr);
+    assert!(
+        err.contains("is being written by process") || err.contains("already holds a run"),
+        "{err}"
+    );
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(config.contains(&format!("kind = \"{won}\"")), "{config}");
+    assert!(
+        summary.contains(&format!("\"method\": \"{won}\"")),
+        "{summary}"
+    );
+    assert!(!out.join(".lock").exists(), "the lock goes with its run");
 }

@@ -94,6 +94,12 @@ fn start_a_run_and_watch_its_loss() {
     assert_eq!(r.train_loss.len(), 12);
     assert!(r.eval_loss.len() >= 3);
     h.get_by_label("finished");
+    // The default task has labels: the run knows its chance level, the metric plot draws
+    // it (a legend entry of its own) and the run's label says its learning rate.
+    let chance = r.chance.expect("a label metric has a chance level");
+    assert_eq!(chance.examples, 16);
+    h.get_by_label_contains("chance (majority label)");
+    assert!(r.label.contains("lr 1e-3"), "{}", r.label);
     let image = h.render().expect("render");
     image.save(snapshot_path("workbench_after_run")).unwrap();
 }

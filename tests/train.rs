@@ -325,3 +325,66 @@ fn p_tuning_v2_learns() {
         (Some("PREFIX_TUNING"), Some(false))
     );
 }
+
+/// On labelled data a decoder's accuracy is its choice of the likelier answer: the same as
+/// scoring each answer on its own (its summed loss over ` label` and end of sequence) and
+/// taking the lower; the loss is over the true answers. The chance level is the majority
+/// share of the examples' labels.
+#[test]
+fn labelled_data_is_scored_by_the_likelier_answer() {
+    use peft_workbench::data::{self, Metric, batch};
+    use peft_workbench::models::{Hooks, LoadedModel, ModelFiles, NoMethod};
+    let dataset = data::load("builtin:reviews-zh", None, 0).unwrap();
+    assert_eq!(dataset.metric, Metric::Accuracy);
+    let labels = dataset.labels().unwrap();
+    let examples = &dataset.eval[..24];
+    let files = ModelFiles::open("builtin").unwrap();
+    let loaded = LoadedModel::load(&files, &mut NoMethod, &Device::Cpu).unwrap();
+    let eos = files.config.eos_id().unwrap();
+    let (choices, _) =
+        batch::encode_choices(&loaded.tokenizer, examples, &labels, eos, 128).unwrap();
+    let hooks = Hooks::default();
+    let (loss, accuracy) =
+        train::evaluate(&loaded.model, &hooks, &choices, 7, eos, &Device::Cpu).unwrap();
+    let batch::EvalSet::Choices {
+        candidates,
+        answers,
+        ..
+    } = &choices
+    else {
+        panic!("labelled examples for a decoder are choices")
+    };
+    // Each answer alone: its mean loss times its scored tokens.
+    let summed = |e: &batch::Encoded| {
+        let one = batch::EvalSet::Examples(vec![e.clone()]);
+        let (mean, _) = train::evaluate(&loaded.model, &hooks, &one, 1, eos, &Device::Cpu).unwrap();
+        let scored = e.loss_mask[1..].iter().filter(|m| **m).count();
+        (mean * scored as f64, scored)
+    };
+    let (mut right, mut true_loss, mut true_tokens) = (0, 0.0, 0);
+    for (i, answer) in answers.iter().enumerate() {
+        let scores: Vec<(f64, usize)> = (0..labels.len())
+            .map(|j| summed(&candidates[i * labels.len() + j]))
+            .collect();
+        let best = (0..scores.len())
+            .min_by(|a, b| scores[*a].0.total_cmp(&scores[*b].0))
+            .unwrap();
+        right += usize::from(best == *answer as usize);
+        true_loss += scores[*answer as usize].0;
+        true_tokens += scores[*answer as usize].1;
+    }
+    assert!(
+        (accuracy - right as f64 / 24.0).abs() < 1e-12,
+        "{accuracy} vs {right}/24"
+    );
+    assert!(
+        (loss - true_loss / true_tokens as f64).abs() < 1e-4,
+        "{loss}"
+    );
+    let positive = examples
+        .iter()
+        .filter(|e| matches!(e, data::Example::Labeled { label, .. } if label == &labels[0]))
+        .count();
+    let majority = positive.max(24 - positive) as f64 / 24.0;
+    assert!((choices.chance_level().unwrap() - majority).abs() < 1e-12);
+}

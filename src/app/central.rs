@@ -203,6 +203,8 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         });
         let text = tr(&cols[1], "Evaluation metric");
         cols[1].label(text);
+        let chance_lines = chance_lines(&app.store.runs, &cols[1]);
+        let chance_color = cols[1].visuals().weak_text_color();
         let right = Plot::new("metric_plot")
             .height(height)
             .legend(Legend::default())
@@ -214,10 +216,38 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                         plot.line(Line::new(r.label.clone(), points).color(run_color(r.id)));
                     }
                 }
+                // Each chance level the shown runs have (runs on one task share it), so a
+                // curve at chance does not read as a result.
+                for (level, name) in &chance_lines {
+                    plot.hline(
+                        egui_plot::HLine::new(name.clone(), *level)
+                            .color(chance_color)
+                            .style(egui_plot::LineStyle::dashed_dense()),
+                    );
+                }
             });
         left.response.rect.union(right.response.rect)
     });
     app.plots_rect = Some(response);
+}
+
+/// The distinct chance levels of `runs` (to three decimals), each with its legend name.
+fn chance_lines(runs: &[RunRecord], ui: &egui::Ui) -> Vec<(f64, String)> {
+    let mut levels: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.chance.map(|c| (c.level * 1000.0).round() / 1000.0))
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    levels
+        .into_iter()
+        .map(|level| {
+            (
+                level,
+                trf(ui, "chance (majority label) {}", &[&format!("{level:.3}")]),
+            )
+        })
+        .collect()
 }
 
 fn rank_run(app: &WorkbenchApp) -> Option<&RunRecord> {
@@ -532,11 +562,35 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
         _ => ui.label("-"),
     };
-    match r.eval_metric.last() {
-        Some(m) => ui
-            .label(format!("{:.3}", m[1]))
-            .on_hover_text(r.metric_name.as_str()),
-        None => ui.label("-"),
+    let Some(m) = r.eval_metric.last().map(|m| m[1]) else {
+        ui.label("-");
+        return;
+    };
+    let text = format!("{m:.3}");
+    match r.chance {
+        Some(c) => {
+            // A result no better than guessing is greyed and says so.
+            let guessed = c.explains(m);
+            let template = if guessed {
+                "{}: not above chance ({} ± {} on {} examples, 95 %): not a result"
+            } else {
+                "{}: chance is {} ± {} on {} examples (95 %)"
+            };
+            let hover = trf(
+                ui,
+                template,
+                &[
+                    &r.metric_name,
+                    &format!("{:.3}", c.level),
+                    &format!("{:.3}", c.noise()),
+                    &c.examples,
+                ],
+            );
+            let text = egui::RichText::new(text);
+            ui.label(if guessed { text.weak() } else { text })
+                .on_hover_text(hover)
+        }
+        None => ui.label(text).on_hover_text(r.metric_name.as_str()),
     };
 }
 

@@ -334,6 +334,15 @@ pub const ZH: &[(&str, &str)] = &[
         "训练损失（实线）和评估损失（虚线）",
     ),
     ("Evaluation metric", "评估指标"),
+    ("chance (majority label) {}", "随机水平（多数标签）{}"),
+    (
+        "{}: not above chance ({} ± {} on {} examples, 95 %): not a result",
+        "{}：未高于随机水平（{} ± {}，{} 个样本，95 %）：不算结果",
+    ),
+    (
+        "{}: chance is {} ± {} on {} examples (95 %)",
+        "{}：随机水平为 {} ± {}（{} 个样本，95 %）",
+    ),
     ("Runs", "运行记录"),
     ("x axis", "横轴"),
     ("step", "步数"),

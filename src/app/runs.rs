@@ -26,6 +26,8 @@ pub struct RunRecord {
     pub trainable_params: usize,
     pub total_params: usize,
     pub metric_name: String,
+    /// The metric's chance level on the run's evaluation examples, where it has one.
+    pub chance: Option<crate::train::Chance>,
     pub out_dir: Option<String>,
     /// (step, loss)
     pub train_loss: Vec<[f64; 2]>,
@@ -55,7 +57,13 @@ impl RunRecord {
     pub fn new(id: RunId, config: RunConfig) -> Self {
         // Where and in what precision, when not the default: runs compared side by side may
         // differ in nothing else.
-        let mut label = format!("#{id} {}", config.method.short_label());
+        // The rate is part of what a run was: a comparison trains each method at its own,
+        // and two runs of one method at two rates must not read the same.
+        let mut label = format!(
+            "#{id} {} lr {:.0e}",
+            config.method.short_label(),
+            config.optimizer.lr
+        );
         if config.device != "cpu" {
             label.push_str(&format!(" @{}", config.device));
         }
@@ -69,6 +77,7 @@ impl RunRecord {
             status: RunStatus::Queued,
             trainable_params: 0,
             total_params: 0,
+            chance: None,
             metric_name: String::new(),
             out_dir: None,
             train_loss: Vec::new(),
@@ -117,7 +126,7 @@ impl RunRecord {
 
     fn table_row(&self, summary: &Summary) -> crate::compare::Row {
         let dir = self.out_dir.as_deref().map(Path::new);
-        crate::compare::row(&self.label, summary, dir)
+        crate::compare::row(&self.label, &self.config, summary, dir)
     }
 
     /// A curve with x in the chosen unit. Evaluations take the tokens seen at their step.
@@ -279,6 +288,7 @@ impl RunStore {
                 trainable_params,
                 total_params,
                 metric_name,
+                chance,
                 out_dir,
                 resumed_from,
                 ..
@@ -298,6 +308,7 @@ impl RunStore {
                 r.trainable_params = trainable_params;
                 r.total_params = total_params;
                 r.metric_name = metric_name;
+                r.chance = chance;
                 r.out_dir = out_dir;
             }
             Event::Loading { .. } => r.loading_since = Some(std::time::Instant::now()),
@@ -382,6 +393,7 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
             r.trainable_params = s.trainable_params;
             r.total_params = s.total_params;
             r.metric_name = s.metric_name.clone();
+            r.chance = s.chance;
             r.row = Some(r.table_row(&s));
             r.summary = Some(s);
         }
@@ -433,6 +445,7 @@ mod tests {
             total_params: 1000,
             steps: 300,
             metric_name: "exact_match".into(),
+            chance: None,
             out_dir: None,
             resumed_from: None,
         });
@@ -502,6 +515,7 @@ mod tests {
             total_params: 1000,
             steps: 300,
             metric_name: "exact_match".into(),
+            chance: None,
             out_dir: None,
             resumed_from: Some(0),
         });

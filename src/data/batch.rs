@@ -83,6 +83,114 @@ pub fn encode_all(
     Ok((out, truncated))
 }
 
+/// Evaluation examples as a run scores them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalSet {
+    /// Each example scored token by token (exact match, perplexity), or by a classifier's
+    /// head (its `label`).
+    Examples(Vec<Encoded>),
+    /// Labelled examples for a decoder, each answered with every label in turn:
+    /// `candidates[i * labels + j]` is example `i` answered with label `j`, and `answers[i]`
+    /// is its true label. The model's choice is the answer it finds likeliest.
+    Choices {
+        candidates: Vec<Encoded>,
+        labels: usize,
+        answers: Vec<u32>,
+    },
+}
+
+impl EvalSet {
+    /// Examples evaluated (not sequences: a choice has one per label).
+    pub fn len(&self) -> usize {
+        match self {
+            EvalSet::Examples(e) => e.len(),
+            EvalSet::Choices { answers, .. } => answers.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every sequence the evaluation runs through the model.
+    pub fn sequences(&self) -> &[Encoded] {
+        match self {
+            EvalSet::Examples(e) => e,
+            EvalSet::Choices { candidates, .. } => candidates,
+        }
+    }
+
+    /// The accuracy of always giving the most frequent true label (the chance level of a
+    /// label metric); `None` when the examples have no labels (free-text answers, where
+    /// guessing scores nothing).
+    pub fn chance_level(&self) -> Option<f64> {
+        let labels: Vec<u32> = match self {
+            EvalSet::Examples(e) => e.iter().map(|e| e.label).collect::<Option<_>>()?,
+            EvalSet::Choices { answers, .. } => answers.clone(),
+        };
+        if labels.is_empty() {
+            return None;
+        }
+        let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+        for l in &labels {
+            *counts.entry(*l).or_default() += 1;
+        }
+        let most = counts.values().copied().max().unwrap_or(0);
+        Some(most as f64 / labels.len() as f64)
+    }
+}
+
+/// Labelled examples for a decoder's choice among `labels`: each example answered with
+/// every label (as [`encode_all`] encodes `text\nLabel:` → ` label` + end of sequence),
+/// and the count of examples cut to `max_len`. A label that is not one of `labels` is
+/// refused.
+pub fn encode_choices(
+    tok: &tokenizers::Tokenizer,
+    examples: &[Example],
+    labels: &[String],
+    eos: u32,
+    max_len: usize,
+) -> Result<(EvalSet, usize)> {
+    let mut candidates = Vec::with_capacity(examples.len() * labels.len());
+    let mut answers = Vec::with_capacity(examples.len());
+    let mut truncated = 0;
+    for ex in examples {
+        let Example::Labeled { text, label } = ex else {
+            return Err(anyhow!(
+                "a choice among labels needs {{\"text\", \"label\"}} examples"
+            ));
+        };
+        let answer = labels
+            .iter()
+            .position(|l| l == label)
+            .ok_or_else(|| anyhow!("label `{label}` is not one of {}", labels.join(", ")))?;
+        let answered: Vec<Example> = labels
+            .iter()
+            .map(|l| Example::Labeled {
+                text: text.clone(),
+                label: l.clone(),
+            })
+            .collect();
+        let (encoded, cut) = encode_all(tok, &answered, eos, max_len)?;
+        // Every answer ends in end of sequence, so none is dropped as having nothing to
+        // predict; the check keeps the layout `i * labels + j` honest all the same.
+        if encoded.len() != labels.len() {
+            return Err(anyhow!("an answer of `{text}` has no token to predict"));
+        }
+        truncated += usize::from(cut > 0);
+        candidates.extend(encoded);
+        answers.push(answer as u32);
+    }
+    Ok((
+        EvalSet::Choices {
+            candidates,
+            labels: labels.len(),
+            answers,
+        },
+        truncated,
+    ))
+}
+
 /// Tokenises labelled examples for a classifier: the text with the tokenizer's special
 /// tokens (`[CLS] … [SEP]`) and the label's index in `labels`. A text longer than
 /// `max_len` keeps its start and its closing special token; the count of cut ones is
@@ -242,5 +350,24 @@ mod tests {
         assert_eq!(batch.targets.to_vec1::<u32>().unwrap(), vec![7, 8, 2]);
         assert_eq!(batch.owner, vec![0, 0, 1]);
         assert_eq!(batch.real_tokens, 4);
+    }
+
+    #[test]
+    fn chance_is_the_majority_share_of_labels_and_none_without_them() {
+        let e = |label: Option<u32>| Encoded {
+            ids: vec![1, 2],
+            loss_mask: vec![false, true],
+            label,
+        };
+        let choices = EvalSet::Choices {
+            candidates: vec![],
+            labels: 2,
+            answers: vec![0, 1, 1, 1],
+        };
+        assert_eq!(choices.chance_level(), Some(0.75));
+        assert_eq!(choices.len(), 4);
+        let heads = EvalSet::Examples(vec![e(Some(2)), e(Some(0)), e(Some(2))]);
+        assert!((heads.chance_level().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(EvalSet::Examples(vec![e(None)]).chance_level(), None);
     }
 }

@@ -44,7 +44,9 @@ pub enum Metric {
     ExactMatch,
     /// exp(mean token loss); lower is better.
     Perplexity,
-    /// Share of evaluation examples a classifier labels correctly.
+    /// Share of evaluation examples labelled correctly: by a classifier's head, or, for a
+    /// decoder, by the label whose answer (` label` and end of sequence) it finds likeliest
+    /// among the task's labels (as lm-evaluation-harness scores multiple choice).
     Accuracy,
 }
 
@@ -56,6 +58,13 @@ impl Metric {
             Metric::Accuracy => "accuracy",
         }
     }
+    /// The metric a [`Metric::name`] names.
+    pub fn from_name(name: &str) -> Option<Metric> {
+        [Metric::ExactMatch, Metric::Perplexity, Metric::Accuracy]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
     pub fn higher_is_better(self) -> bool {
         matches!(self, Metric::ExactMatch | Metric::Accuracy)
     }
@@ -165,7 +174,14 @@ impl Dataset {
 fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Dataset> {
     let completion =
         |e: &Example| matches!(e, Example::Completion { .. } | Example::Labeled { .. });
-    let metric = if train.iter().all(completion) && eval.iter().all(completion) {
+    let labeled = |e: &Example| matches!(e, Example::Labeled { .. });
+    // Labels are a choice among a few answers: scoring which answer the model prefers has
+    // a chance level (the majority share) and separates "learned the task" from "learned
+    // to write a label at all". Exact match of the greedy answer conflated the two: on
+    // reviews-zh, soft prompts scored 0.000 while choosing the right label of two.
+    let metric = if train.iter().all(labeled) && eval.iter().all(labeled) {
+        Metric::Accuracy
+    } else if train.iter().all(completion) && eval.iter().all(completion) {
         Metric::ExactMatch
     } else if !train.iter().any(completion) && !eval.iter().any(completion) {
         Metric::Perplexity
@@ -393,7 +409,12 @@ mod tests {
             let d = load(&format!("builtin:{task}"), None, 0).unwrap();
             assert!(d.train.len() >= 1000, "{task}");
             assert!(d.eval.len() >= 100, "{task}");
-            assert_eq!(d.metric, Metric::ExactMatch);
+            let expected = if d.is_labeled() {
+                Metric::Accuracy
+            } else {
+                Metric::ExactMatch
+            };
+            assert_eq!(d.metric, expected, "{task}");
         }
         for (task, labels) in [
             ("sentiment-labels", ["negative", "positive"]),

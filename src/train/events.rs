@@ -30,6 +30,10 @@ pub enum Event {
         total_params: usize,
         steps: usize,
         metric_name: String,
+        /// The metric's chance level on the run's evaluation examples (the majority
+        /// label's share); `None` where guessing scores nothing (free-text answers) or the
+        /// metric is a perplexity.
+        chance: Option<Chance>,
         out_dir: Option<String>,
         /// The checkpoint step a resumed run continues from; its curves up to there are
         /// already on disk (and in the UI).
@@ -119,7 +123,54 @@ pub struct Summary {
     pub metric_name: String,
     pub initial_metric_value: f64,
     pub metric_value: f64,
+    /// The metric's chance level (see `Event::Started`); absent in runs from before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance: Option<Chance>,
     pub tokens_per_second: f64,
     pub peak_rss_bytes: u64,
     pub wall_seconds: f64,
+}
+
+/// What a metric scores by guessing: the share of the most frequent label among the
+/// evaluation examples, and how many examples were scored (which sets how far from it a
+/// result must be to mean anything).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Chance {
+    pub level: f64,
+    pub examples: usize,
+}
+
+impl Chance {
+    /// Half-width of the range around the chance level that a guesser lands in 95 % of the
+    /// time (normal approximation to the binomial: 1.96 · √(p(1 − p)/n)).
+    pub fn noise(&self) -> f64 {
+        1.96 * (self.level * (1.0 - self.level) / self.examples.max(1) as f64).sqrt()
+    }
+
+    /// Whether a metric value is no better than guessing: within that range of the chance
+    /// level, or below it (always answering the minority label scores 1 − level on two
+    /// labels: no more a result than always answering the majority one).
+    pub fn explains(&self, metric: f64) -> bool {
+        metric <= self.level + self.noise()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chance_noise_is_the_binomial_interval() {
+        let c = Chance {
+            level: 0.5,
+            examples: 128,
+        };
+        // 1.96 · √(0.25 / 128) = 0.0866
+        assert!((c.noise() - 0.0866).abs() < 1e-4);
+        assert!(c.explains(0.5));
+        assert!(c.explains(0.58));
+        assert!(!c.explains(0.6));
+        assert!(c.explains(0.4), "below chance is no result either");
+    }
 }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+pub mod run_dir;
 pub mod schedule;
 pub mod worker;
 
@@ -21,7 +22,7 @@ use std::time::Instant;
 use crate::config::RunConfig;
 use crate::data::{
     self, Dataset, Metric,
-    batch::{Batch, ClassBatch, Encoded, encode_all, encode_labeled},
+    batch::{Batch, ClassBatch, Encoded, EvalSet, encode_all, encode_choices, encode_labeled},
 };
 use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles};
 use crate::peft::{
@@ -29,7 +30,7 @@ use crate::peft::{
     export::{save_json, write_atomic, write_dir_atomic},
     import::ImportedAdapter,
 };
-pub use events::{Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
+pub use events::{Chance, Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
 
 /// The device a config names.
 pub fn device_for(name: &str) -> Result<Device> {
@@ -189,20 +190,27 @@ fn batch_loss(
 }
 
 /// Evaluation loss and the share of examples got right: for a decoder, mean loss over
-/// scored tokens and exact match (every scored token is the argmax); for a classifier, mean
-/// loss over examples and accuracy.
+/// scored tokens and exact match (every scored token is the argmax), or for a choice among
+/// labels, mean loss over the true answers' tokens and the share whose likeliest answer is
+/// the true one; for a classifier, mean loss over examples and accuracy.
 pub fn evaluate(
     model: &Model,
     hooks: &Hooks,
-    eval: &[Encoded],
+    eval: &EvalSet,
     batch_size: usize,
     pad: u32,
     device: &Device,
 ) -> Result<(f64, f64)> {
     // On candle's pool, as a training step (see the step loop in `train`).
     device.with_context(|| {
-        let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
-        for chunk in eval.chunks(batch_size.max(1)) {
+        let sequences = eval.sequences();
+        // Per sequence: summed negative log-likelihood of its scored tokens, their count,
+        // and whether every one of them is the argmax.
+        let mut nll = vec![0.0f64; sequences.len()];
+        let mut tokens = vec![0usize; sequences.len()];
+        let mut exact = vec![true; sequences.len()];
+        let mut first = 0;
+        for chunk in sequences.chunks(batch_size.max(1)) {
             let refs: Vec<&Encoded> = chunk.iter().collect();
             // Per batch: each scored target's logits, the targets, and which example each is of.
             let (logits, targets, owner) = match model {
@@ -219,23 +227,48 @@ pub fn evaluate(
                 }
             };
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let nll = logp.gather(&targets.unsqueeze(1)?, 1)?.neg()?;
-            loss_sum += nll.sum_all()?.to_scalar::<f32>()? as f64;
-            scored += owner.len();
+            let target_nll = logp
+                .gather(&targets.unsqueeze(1)?, 1)?
+                .neg()?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let tgt = targets.to_vec1::<u32>()?;
-            let mut ok = vec![true; chunk.len()];
-            for ((p, t), o) in pred.iter().zip(&tgt).zip(&owner) {
-                if p != t {
-                    ok[*o] = false;
-                }
+            for (((p, t), o), l) in pred.iter().zip(&tgt).zip(&owner).zip(&target_nll) {
+                nll[first + o] += *l as f64;
+                tokens[first + o] += 1;
+                exact[first + o] &= p == t;
             }
-            right += ok.iter().filter(|x| **x).count();
+            first += chunk.len();
         }
-        Ok((
-            loss_sum / scored.max(1) as f64,
-            right as f64 / eval.len().max(1) as f64,
-        ))
+        Ok(match eval {
+            EvalSet::Examples(_) => (
+                nll.iter().sum::<f64>() / tokens.iter().sum::<usize>().max(1) as f64,
+                exact.iter().filter(|x| **x).count() as f64 / sequences.len().max(1) as f64,
+            ),
+            EvalSet::Choices {
+                labels, answers, ..
+            } => {
+                let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
+                for (i, answer) in answers.iter().enumerate() {
+                    let group = i * labels..(i + 1) * labels;
+                    let truth = group.start + *answer as usize;
+                    loss_sum += nll[truth];
+                    scored += tokens[truth];
+                    // The likeliest answer; a tie goes to the first label, so a model
+                    // that cannot tell them apart scores the share of that label.
+                    let chosen = group
+                        .clone()
+                        .min_by(|a, b| nll[*a].total_cmp(&nll[*b]))
+                        .expect("at least two labels");
+                    right += usize::from(chosen == truth);
+                }
+                (
+                    loss_sum / scored.max(1) as f64,
+                    right as f64 / answers.len().max(1) as f64,
+                )
+            }
+        })
     })
 }
 
@@ -296,7 +329,8 @@ fn encode_for(
     }
 }
 
-/// The first `cfg.eval_examples` evaluation examples of `dataset`, encoded, and how many
+/// The first `cfg.eval_examples` evaluation examples of `dataset`, encoded as the run
+/// scores them (for a decoder on labelled data: answered with each label), and how many
 /// were cut to `max_seq_len`.
 fn encode_eval(
     cfg: &RunConfig,
@@ -304,14 +338,22 @@ fn encode_eval(
     dataset: &Dataset,
     tok: &tokenizers::Tokenizer,
     eos: u32,
-) -> Result<(Vec<Encoded>, usize)> {
+) -> Result<(EvalSet, usize)> {
     let examples: Vec<_> = dataset
         .eval
         .iter()
         .take(cfg.eval_examples)
         .cloned()
         .collect();
-    encode_for(model, tok, &examples, eos, cfg.max_seq_len)
+    match model {
+        ModelConfig::Llama(_) | ModelConfig::Gpt2(_) if dataset.metric == Metric::Accuracy => {
+            encode_choices(tok, &examples, &dataset.labels()?, eos, cfg.max_seq_len)
+        }
+        _ => {
+            let (encoded, cut) = encode_for(model, tok, &examples, eos, cfg.max_seq_len)?;
+            Ok((EvalSet::Examples(encoded), cut))
+        }
+    }
 }
 
 /// Opens the run's model; a classifier learns the dataset's classes, its new head seeded by
@@ -361,7 +403,7 @@ struct Prepared {
     method: Box<dyn Method>,
     loaded_trained: Vec<(String, Var)>,
     train: Vec<Encoded>,
-    eval: Vec<Encoded>,
+    eval: EvalSet,
     metric: Metric,
     pad: u32,
     device: Device,
@@ -391,7 +433,7 @@ fn prepare(
     let (eval, cut_eval) = encode_eval(cfg, &model_cfg, &dataset, &tokenizer, eos)?;
     let longest = train
         .iter()
-        .chain(&eval)
+        .chain(eval.sequences())
         .map(|e| e.ids.len())
         .max()
         .unwrap_or(1);
@@ -575,6 +617,20 @@ fn train(
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
     let started = Instant::now();
+    // Held until the run's last file is written: a second process on the same folder is
+    // refused instead of mixing its files with this run's. A new run then refuses a folder
+    // that already holds one (checked under the lock, so a run that finished a moment ago
+    // counts).
+    let _lock = match out_dir {
+        Some(dir) => {
+            let lock = run_dir::lock(dir)?;
+            if !resuming {
+                run_dir::ensure_no_run(dir)?;
+            }
+            Some(lock)
+        }
+        None => None,
+    };
     emit(Event::Loading {
         run,
         model: cfg.model.clone(),
@@ -630,6 +686,10 @@ fn train(
         total_params: p.total_params,
         steps: cfg.steps,
         metric_name: p.metric.name().into(),
+        chance: p.eval.chance_level().map(|level| Chance {
+            level,
+            examples: p.eval.len(),
+        }),
         out_dir: out_dir.map(|d| d.display().to_string()),
         resumed_from,
     });
@@ -778,6 +838,10 @@ fn train(
         metric_name: p.metric.name().into(),
         initial_metric_value: progress.initial_eval.1,
         metric_value: progress.last_eval.1,
+        chance: p.eval.chance_level().map(|level| Chance {
+            level,
+            examples: p.eval.len(),
+        }),
         tokens_per_second: progress.tokens_seen as f64 / progress.train_seconds.max(1e-9),
         peak_rss_bytes: progress.peak_rss_bytes.max(peak_rss_bytes()),
         wall_seconds: elapsed(),
