@@ -21,7 +21,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for m in lora dora ia3 prompt-tuning p-tuning prefix-tuning p-tuning-v2; do
   "$bin" train "presets/$m.toml" --steps 15 --set eval_examples=16 --out "$work/$m" >/dev/null 2>&1 \
-    || { echo "training $m failed"; "$bin" train "presets/$m.toml" --steps 15 --out "$work/$m"; exit 1; }
+    || { echo "training $m failed"; "$bin" train "presets/$m.toml" --steps 15 --out "$work/$m" --overwrite; exit 1; }
 done
 "$bin" train presets/adalora.toml --steps 15 --set eval_examples=16 --set method.tinit=3 \
   --set method.tfinal=4 --set method.delta_t=2 --out "$work/adalora" >/dev/null 2>&1

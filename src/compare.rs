@@ -103,6 +103,27 @@ impl CompareConfig {
     }
 }
 
+/// The comparison the project ships (`presets/compare-all.toml`), whose `[learning_rates]`
+/// come from the sweep on its model and data (`scripts/sweep-lr.sh`).
+pub fn shipped() -> CompareConfig {
+    toml::from_str(include_str!("../presets/compare-all.toml"))
+        .expect("presets/compare-all.toml is a comparison file (a test reads it)")
+}
+
+/// The learning rate a comparison trains `method` with in `run`: the swept rate when the
+/// shipped comparison has one for the same model and data, else the method's conventional
+/// rate. A method compared at a rate too low for the model would look worse than it is.
+pub fn learning_rate_for(method: &MethodConfig, run: &RunConfig) -> f64 {
+    let shipped = shipped();
+    let same_task = shipped.run.model == run.model
+        && shipped.run.dataset == run.dataset
+        && shipped.run.eval_dataset == run.eval_dataset;
+    same_task
+        .then(|| shipped.learning_rates.get(method.kind()).copied())
+        .flatten()
+        .unwrap_or_else(|| method.conventional_lr())
+}
+
 /// One row of the comparison table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -302,5 +323,24 @@ mod tests {
         let f = write(&FILE.replace("lora = 5e-3", "lorra = 5e-3"));
         let e = CompareConfig::load(f.path(), &[]).unwrap_err();
         assert!(format!("{e:#}").contains("lorra"), "{e:#}");
+    }
+
+    #[test]
+    fn the_shipped_comparison_loads_and_gives_its_rates_only_on_its_task() {
+        let shipped = shipped();
+        assert_eq!(shipped.runs().unwrap().len(), 12);
+        let lora = MethodConfig::all_defaults()
+            .into_iter()
+            .find(|m| m.kind() == "lora")
+            .unwrap();
+        let mut run = shipped.run.clone();
+        let expected = shipped
+            .learning_rates
+            .get("lora")
+            .copied()
+            .unwrap_or(lora.conventional_lr());
+        assert_eq!(learning_rate_for(&lora, &run), expected);
+        run.dataset = "builtin:arithmetic".into();
+        assert_eq!(learning_rate_for(&lora, &run), lora.conventional_lr());
     }
 }

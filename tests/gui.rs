@@ -72,6 +72,12 @@ fn start_a_run_and_watch_its_loss() {
     h.get_by_label("Freeze").click();
     h.run();
     assert_eq!(h.state().form.method.kind(), "freeze");
+    // The rate follows the method while the user has not set one.
+    let form = &h.state().form;
+    assert_eq!(
+        form.optimizer.lr,
+        peft_workbench::compare::learning_rate_for(&form.method, form)
+    );
     assert!(h.get_all_by_label("Trainable last blocks").next().is_some());
     h.get_by_label("LoRA").click();
     h.run();
@@ -99,7 +105,12 @@ fn start_a_run_and_watch_its_loss() {
     let chance = r.chance.expect("a label metric has a chance level");
     assert_eq!(chance.examples, 16);
     h.get_by_label_contains("chance (majority label)");
-    assert!(r.label.contains("lr 1e-3"), "{}", r.label);
+    let rate = peft_workbench::compare::learning_rate_for(&r.config.method, &r.config);
+    assert!(
+        r.label.contains(&format!("lr {rate:.0e}")),
+        "{} at {rate}",
+        r.label
+    );
     let image = h.render().expect("render");
     image.save(snapshot_path("workbench_after_run")).unwrap();
 }
@@ -305,6 +316,15 @@ fn compare_all_methods_queues_one_run_per_method() {
     let kinds: std::collections::HashSet<&str> =
         runs.iter().map(|r| r.config.method.kind()).collect();
     assert_eq!(kinds.len(), 12);
+    // On the shipped comparison's task each method trains at its swept rate, and its
+    // label says which.
+    let swept = peft_workbench::compare::shipped().learning_rates;
+    let lora = runs
+        .iter()
+        .find(|r| r.config.method.kind() == "lora")
+        .unwrap();
+    assert_eq!(lora.config.optimizer.lr, swept["lora"]);
+    assert!(lora.label.ends_with(&format!("lr {:.0e}", swept["lora"])));
     h.get_by_label_contains("12 runs queued");
     let image = h.render().expect("render");
     image.save(snapshot_path("compare_all")).unwrap();

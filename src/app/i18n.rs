@@ -197,8 +197,8 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("Compare all methods", "比较所有方法"),
     (
-        "Queue one run per method on this model, data and steps, each with its usual learning rate",
-        "在当前模型、数据和步数上为每种方法排队一次运行，各用其常用学习率",
+        "Queue one run per method on this model, data and steps, each with its best rate from the sweep on the built-in reviews task (its usual rate elsewhere); the run labels show the rate",
+        "在当前模型、数据和步数上为每种方法排队一次运行：在内置评论任务上各用扫描得到的最佳学习率（其他任务用常用学习率）；运行名称中显示学习率",
     ),
     ("Stop", "停止"),
     (
@@ -334,6 +334,14 @@ pub const ZH: &[(&str, &str)] = &[
         "训练损失（实线）和评估损失（虚线）",
     ),
     ("Evaluation metric", "评估指标"),
+    (
+        "Use learning rate {} (this method's rate for this task)",
+        "使用学习率 {}（此方法在该任务上的学习率）",
+    ),
+    (
+        "The rate the learning-rate sweep chose for this method on the built-in reviews task, or its usual rate elsewhere",
+        "学习率扫描为此方法在内置评论任务上选出的学习率；其他任务上为其常用学习率",
+    ),
     ("chance (majority label) {}", "随机水平（多数标签）{}"),
     (
         "{}: not above chance ({} ± {} on {} examples, 95 %): not a result",

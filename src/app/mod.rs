@@ -44,8 +44,9 @@ pub struct Remembered {
 #[must_use]
 pub enum Action {
     Start,
-    /// Queue one run per method on the form's model, data and steps, each with its
-    /// conventional learning rate.
+    /// Queue one run per method on the form's model, data and steps, each with its swept
+    /// learning rate where the shipped comparison has one for this task, else its
+    /// conventional one.
     CompareAll,
     Stop(RunId),
     /// Continue a stopped or interrupted run from its checkpoint.
@@ -134,8 +135,11 @@ impl WorkbenchApp {
                 ));
             }
         }
+        // The first form trains its method at the rate the form would suggest for it.
+        let mut form = RunConfig::default();
+        form.optimizer.lr = crate::compare::learning_rate_for(&form.method, &form);
         Self {
-            form: RunConfig::default(),
+            form,
             method_memory: MethodConfig::all_defaults(),
             store,
             worker: worker::spawn(runs_dir, notify.clone()),
@@ -403,7 +407,7 @@ impl WorkbenchApp {
                 let mut queued = 0;
                 for m in MethodConfig::all_defaults() {
                     let mut cfg = self.form.clone();
-                    cfg.optimizer.lr = m.conventional_lr();
+                    cfg.optimizer.lr = crate::compare::learning_rate_for(&m, &self.form);
                     cfg.method = m;
                     if let Err(e) = cfg.validate() {
                         self.say_t("{} not queued: {}", &[&cfg.method.display_name(), &e]);
@@ -511,6 +515,14 @@ impl WorkbenchApp {
             *slot = current;
         }
         if let Some(m) = self.method_memory.iter().find(|m| m.kind() == kind) {
+            // A rate the user left at the old method's suggestion follows the method (1e-3
+            // kept for Prompt Tuning, whose usual rate is 3e-2, trained it at a thirtieth);
+            // a rate they set stays, and the form offers the suggestion beside it.
+            if self.form.optimizer.lr
+                == crate::compare::learning_rate_for(&self.form.method, &self.form)
+            {
+                self.form.optimizer.lr = crate::compare::learning_rate_for(m, &self.form);
+            }
             self.form.method = m.clone();
         }
     }

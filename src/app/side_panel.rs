@@ -2,7 +2,7 @@
 
 use eframe::egui;
 
-use super::i18n::{fill, lang, tr};
+use super::i18n::{fill, lang, tr, trf};
 
 use super::central::human;
 use super::method_params::{self, row};
@@ -36,7 +36,7 @@ pub fn actions(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Acti
         }
         if ui
             .button(tr(ui, "Compare all methods"))
-            .on_hover_text(tr(ui, "Queue one run per method on this model, data and steps, each with its usual learning rate"))
+            .on_hover_text(tr(ui, "Queue one run per method on this model, data and steps, each with its best rate from the sweep on the built-in reviews task (its usual rate elsewhere); the run labels show the rate"))
             .clicked()
         {
             actions.push(Action::CompareAll);
@@ -295,6 +295,22 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 egui::DragValue::new(&mut f.seed),
             );
         });
+    let suggested = crate::compare::learning_rate_for(&f.method, f);
+    if f.optimizer.lr != suggested
+        && ui
+            .small_button(trf(
+                ui,
+                "Use learning rate {} (this method's rate for this task)",
+                &[&format!("{suggested:.1e}")],
+            ))
+            .on_hover_text(tr(
+                ui,
+                "The rate the learning-rate sweep chose for this method on the built-in reviews task, or its usual rate elsewhere",
+            ))
+            .clicked()
+    {
+        f.optimizer.lr = suggested;
+    }
     ui.separator();
     device_and_precision(app, ui);
 }
