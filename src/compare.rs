@@ -105,9 +105,13 @@ impl CompareConfig {
 
 /// The comparison the project ships (`presets/compare-all.toml`), whose `[learning_rates]`
 /// come from the sweep on its model and data (`scripts/sweep-lr.sh`).
-pub fn shipped() -> CompareConfig {
-    toml::from_str(include_str!("../presets/compare-all.toml"))
-        .expect("presets/compare-all.toml is a comparison file (a test reads it)")
+/// Parsed once: the side panel asks for a method's rate every frame.
+pub fn shipped() -> &'static CompareConfig {
+    static SHIPPED: std::sync::OnceLock<CompareConfig> = std::sync::OnceLock::new();
+    SHIPPED.get_or_init(|| {
+        toml::from_str(include_str!("../presets/compare-all.toml"))
+            .expect("presets/compare-all.toml is a comparison file (a test reads it)")
+    })
 }
 
 /// The learning rate a comparison trains `method` with in `run`: the swept rate when the

@@ -318,7 +318,7 @@ fn compare_all_methods_queues_one_run_per_method() {
     assert_eq!(kinds.len(), 12);
     // On the shipped comparison's task each method trains at its swept rate, and its
     // label says which.
-    let swept = peft_workbench::compare::shipped().learning_rates;
+    let swept = &peft_workbench::compare::shipped().learning_rates;
     let lora = runs
         .iter()
         .find(|r| r.config.method.kind() == "lora")
