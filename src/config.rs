@@ -38,6 +38,12 @@ pub struct RunConfig {
     /// steps, so a stopped or killed run can be resumed; 0 saves only when a run is stopped.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// Draw each batch from examples of similar length (as Hugging Face's Trainer does with
+    /// `group_by_length`): shuffled pools of 50 batches are sorted by length and cut into
+    /// batches, and the batches are shuffled. Less padding, so more steps in the same time;
+    /// an epoch's last few examples that do not fill a batch wait for the next epoch's shuffle.
+    #[serde(default)]
+    pub group_by_length: bool,
     /// Seed of the data order and of the method's initialisation.
     #[serde(default)]
     pub seed: u64,
@@ -220,6 +226,7 @@ impl Default for RunConfig {
             eval_every: default_eval_every(),
             eval_examples: default_eval_examples(),
             checkpoint_every: default_checkpoint_every(),
+            group_by_length: false,
             seed: 0,
             device: default_device(),
             precision: Precision::default(),

@@ -63,6 +63,13 @@ pub struct PretrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Continue pretraining the model in this folder (its tokenizer, shape and weights)
+    /// instead of starting from random weights; the shape options are then ignored.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Steps of linear warm-up of the learning rate.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
 }
 
 /// Trains a byte-level BPE tokenizer on `corpus` and saves it as `tokenizer.json`.
@@ -224,16 +231,21 @@ pub fn corpus_dataset(text: &str, chars: usize) -> Result<Dataset> {
 /// The whole pipeline; `emit` receives the trainer's events.
 pub fn pretrain(a: &PretrainArgs, emit: &mut dyn FnMut(Event)) -> Result<Summary> {
     std::fs::create_dir_all(&a.out)?;
-    let tok = train_tokenizer(&a.corpus, a.vocab, &a.out)?;
-    let eos = tok
-        .token_to_id(SPECIAL)
-        .context("special token missing after training")?;
-    let cfg = model_config(a, tok.get_vocab_size(true), eos);
-    save_json(&a.out.join("config.json"), &config_json(&cfg))?;
-    save_safetensors(
-        &a.out.join("model.safetensors"),
-        &init_weights(&cfg, a.seed)?,
-    )?;
+    match &a.from {
+        None => {
+            let tok = train_tokenizer(&a.corpus, a.vocab, &a.out)?;
+            let eos = tok
+                .token_to_id(SPECIAL)
+                .context("special token missing after training")?;
+            let cfg = model_config(a, tok.get_vocab_size(true), eos);
+            save_json(&a.out.join("config.json"), &config_json(&cfg))?;
+            save_safetensors(
+                &a.out.join("model.safetensors"),
+                &init_weights(&cfg, a.seed)?,
+            )?;
+        }
+        Some(from) => start_from(from, &a.out)?,
+    }
 
     let text = std::fs::read_to_string(&a.corpus)
         .with_context(|| format!("cannot read {}", a.corpus.display()))?;
@@ -253,7 +265,7 @@ pub fn pretrain(a: &PretrainArgs, emit: &mut dyn FnMut(Event)) -> Result<Summary
         ..RunConfig::default()
     };
     run_cfg.optimizer.lr = a.lr;
-    run_cfg.optimizer.warmup_steps = 50;
+    run_cfg.optimizer.warmup_steps = a.warmup;
     run_cfg.optimizer.weight_decay = 0.01;
     let run_dir = a.out.join(".pretrain-run");
     // The folder is this command's scratch space: one left by a pretraining that died is
@@ -296,6 +308,61 @@ pub fn pretrain(a: &PretrainArgs, emit: &mut dyn FnMut(Event)) -> Result<Summary
     )?;
     std::fs::remove_dir_all(&run_dir)?;
     Ok(summary)
+}
+
+/// Files of a pretrained model folder that a continued pretraining starts from; the
+/// earlier stage's record moves into `earlier/` so the whole history stays with the weights.
+const MODEL_FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+];
+const RECORD_FILES: [&str; 3] = [
+    "pretrain_config.toml",
+    "pretrain_metrics.jsonl",
+    "pretrain_summary.json",
+];
+
+fn start_from(from: &Path, out: &Path) -> Result<()> {
+    let same = from.canonicalize().ok() == out.canonicalize().ok();
+    if same {
+        bail!(
+            "--from and --out are the same folder ({}); write the continued model elsewhere",
+            out.display()
+        );
+    }
+    for f in MODEL_FILES {
+        std::fs::copy(from.join(f), out.join(f))
+            .with_context(|| format!("{} lacks {f}", from.display()))?;
+    }
+    let earlier = out.join("earlier");
+    if from.join("pretrain_summary.json").exists() {
+        std::fs::create_dir_all(&earlier)?;
+        for f in RECORD_FILES {
+            std::fs::copy(from.join(f), earlier.join(f))
+                .with_context(|| format!("{} lacks {f}", from.display()))?;
+        }
+        // Older stages of the earlier model come along one level further down.
+        if from.join("earlier").is_dir() {
+            copy_dir(&from.join("earlier"), &earlier.join("earlier"))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// `config.json` as transformers writes it for `LlamaForCausalLM`.

@@ -121,6 +121,15 @@ fn describe_devices(devices: &[DeviceInfo]) -> String {
         .join(", ")
 }
 
+/// Starts the process's peak resident memory afresh from what it holds now (Linux ≥ 4.0;
+/// elsewhere the peak stays the process's), so that runs trained one after another in one
+/// process (the window's worker) each report their own peak: before, every run after the
+/// first big one read that run's 1.7 GB.
+pub fn reset_peak_rss() {
+    // "5" resets VmHWM to the current RSS (proc(5), /proc/pid/clear_refs).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident memory of this process so far (Linux), in bytes.
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -523,17 +532,29 @@ impl MetricsLog {
 
 /// The order training examples are drawn in: a fresh shuffle of all of them each epoch,
 /// from one seeded generator, so the order can be replayed to any point on resume.
+/// Grouped by length, each epoch is cut into batches of similar length instead (see
+/// `RunConfig::group_by_length`).
 struct DataOrder {
     rng: StdRng,
+    /// The epoch's examples still to draw, or its batches when grouped; drawn from the end.
     left: Vec<usize>,
+    batches: Vec<Vec<usize>>,
+    /// Each example's length in tokens when batches are grouped by length.
+    lengths: Option<Vec<usize>>,
     len: usize,
 }
 
+/// Batches per pool that is sorted by length: Hugging Face's `LengthGroupedSampler` uses
+/// 50, so a batch's examples are alike in length yet drawn from across the epoch.
+const LENGTH_POOL_BATCHES: usize = 50;
+
 impl DataOrder {
-    fn new(seed: u64, len: usize) -> Self {
+    fn new(seed: u64, len: usize, lengths: Option<Vec<usize>>) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
             left: Vec::new(),
+            batches: Vec::new(),
+            lengths,
             len,
         }
     }
@@ -544,6 +565,31 @@ impl DataOrder {
             self.left.shuffle(&mut self.rng);
         }
         self.left.pop().expect("refilled above")
+    }
+
+    /// The examples of the next optimizer step.
+    fn next_batch(&mut self, size: usize) -> Vec<usize> {
+        let Some(lengths) = &self.lengths else {
+            return (0..size).map(|_| self.next()).collect();
+        };
+        if size > self.len {
+            // Fewer examples than a batch: every batch repeats them, as ungrouped.
+            return (0..size).map(|_| self.next()).collect();
+        }
+        if self.batches.is_empty() {
+            let mut all: Vec<usize> = (0..self.len).collect();
+            all.shuffle(&mut self.rng);
+            for pool in all.chunks_mut(size * LENGTH_POOL_BATCHES) {
+                pool.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+                self.batches.extend(
+                    pool.chunks(size)
+                        .filter(|b| b.len() == size)
+                        .map(<[usize]>::to_vec),
+                );
+            }
+            self.batches.shuffle(&mut self.rng);
+        }
+        self.batches.pop().expect("refilled above")
     }
 }
 
@@ -727,9 +773,12 @@ fn train(
         progress.last_loss = f64::NAN;
     }
 
-    let mut order = DataOrder::new(cfg.seed, p.train.len());
-    for _ in 0..progress.examples_drawn {
-        order.next();
+    let lengths = cfg
+        .group_by_length
+        .then(|| p.train.iter().map(|e| e.ids.len()).collect());
+    let mut order = DataOrder::new(cfg.seed, p.train.len(), lengths);
+    for _ in 0..progress.examples_drawn / cfg.batch_size.max(1) {
+        order.next_batch(cfg.batch_size);
     }
     let save_checkpoint = |progress: &mut checkpoint::Progress,
                            opt: &optim::AdamW,
@@ -760,8 +809,10 @@ fn train(
             break;
         }
         let t0 = Instant::now();
-        let picked: Vec<&Encoded> = (0..cfg.batch_size)
-            .map(|_| &p.train[order.next()])
+        let picked: Vec<&Encoded> = order
+            .next_batch(cfg.batch_size)
+            .into_iter()
+            .map(|i| &p.train[i])
             .collect();
         let lr = schedule::lr_at(step, cfg.steps, o);
         // The step runs on a thread of candle's CPU pool, so its matmuls and parallel
@@ -877,6 +928,40 @@ fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_grouped_by_length_pad_less_and_cover_each_epoch_once() {
+        // 1003 examples of lengths 1..=120 in a scattered order, batches of 8.
+        let lengths: Vec<usize> = (0..1003).map(|i| 1 + (i * 37) % 120).collect();
+        let padded = |order: &mut DataOrder| -> (usize, Vec<usize>) {
+            let (mut padded, mut seen) = (0, Vec::new());
+            for _ in 0..1003 / 8 {
+                let b = order.next_batch(8);
+                assert_eq!(b.len(), 8);
+                padded += 8 * b.iter().map(|&i| lengths[i]).max().unwrap();
+                seen.extend(b);
+            }
+            (padded, seen)
+        };
+        let mut grouped = DataOrder::new(3, 1003, Some(lengths.clone()));
+        let (grouped_tokens, mut seen) = padded(&mut grouped);
+        let (plain_tokens, _) = padded(&mut DataOrder::new(3, 1003, None));
+        let real: usize = lengths.iter().sum();
+        // One epoch: 125 whole batches, no example twice, the 3 left over wait.
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 1000);
+        assert!(
+            grouped_tokens < real * 11 / 10 && plain_tokens > real * 3 / 2,
+            "real {real}, grouped {grouped_tokens}, plain {plain_tokens}"
+        );
+        // The same seed replays the same batches (resume), and a new epoch starts afresh.
+        let mut again = DataOrder::new(3, 1003, Some(lengths.clone()));
+        let mut first = DataOrder::new(3, 1003, Some(lengths));
+        for _ in 0..200 {
+            assert_eq!(again.next_batch(8), first.next_batch(8));
+        }
+    }
 
     #[test]
     fn non_finite_loss_stops_the_run_with_its_step() {

@@ -35,6 +35,8 @@ pub fn tiny_config() -> LlamaConfig {
         chunk_chars: 0,
         lr: 0.0,
         seed: 0,
+        from: None,
+        warmup: 0,
     };
     let mut cfg = model_config(&args, 32, 0);
     cfg.max_position_embeddings = 64;
