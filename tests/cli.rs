@@ -30,6 +30,18 @@ fn train_writes_the_run_folder() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A person reads a few lines: what trained, loss and metric, cost, where the adapter is.
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.starts_with("lora: ")
+            && said.contains("parameters trained")
+            && said.contains("eval loss "),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("adapter: {}", out.join("adapter").display())),
+        "{said}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     for key in [
@@ -302,9 +314,18 @@ fn a_second_run_into_a_run_folder_is_refused_unless_overwriting() {
         "{err}"
     );
     assert_eq!(summary(), first, "the refused run changed nothing");
-    let o = train("ia3.toml", &["--overwrite"]);
+    let o = train("ia3.toml", &["--overwrite", "--json", "--quiet"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(summary().contains("\"ia3\""), "{}", summary());
+    // --json prints summary.json itself; --quiet leaves stderr empty.
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&summary()).unwrap();
+    assert_eq!(printed, saved);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(
         left.len(),
@@ -355,4 +376,85 @@ fn two_runs_into_one_folder_at_once_leave_one_run() {
         "{summary}"
     );
     assert!(!out.join(".lock").exists(), "the lock goes with its run");
+}
+
+#[test]
+fn pretraining_continues_from_a_model_and_keeps_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small bilingual corpus: 400 lines of a few sentences, English and Chinese.
+    let corpus = dir.path().join("corpus.txt");
+    let lines: Vec<String> = (0..400)
+        .map(|i| match i % 3 {
+            0 => format!(
+                "and the {} went unto the city number {}",
+                ["king", "man", "people"][(i / 3) % 3],
+                i % 17
+            ),
+            1 => format!("这本书很好看，第{}章写得不错", i % 23),
+            _ => format!("质量太差了，用了{}天就坏了", i % 19),
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let pretrain = |out: &std::path::Path, extra: &[&str]| {
+        bin()
+            .args(["pretrain", "--corpus"])
+            .arg(&corpus)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--vocab",
+                "300",
+                "--hidden",
+                "16",
+                "--layers",
+                "1",
+                "--heads",
+                "2",
+                "--kv-heads",
+                "1",
+                "--intermediate",
+                "32",
+                "--steps",
+                "6",
+                "--batch",
+                "4",
+                "--chunk-chars",
+                "120",
+                "--warmup",
+                "2",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = dir.path().join("first");
+    let o = pretrain(&first, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let second = dir.path().join("second");
+    let o = pretrain(&second, &["--from", first.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let summary = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let a = summary(first.join("pretrain_summary.json"));
+    let b = summary(second.join("pretrain_summary.json"));
+    // The second stage starts from the first one's weights on the same held-out chunks.
+    let (end, start) = (
+        a["final_eval_loss"].as_f64().unwrap(),
+        b["initial_eval_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        (end - start).abs() < 1e-4,
+        "first ended at {end}, second began at {start}"
+    );
+    assert_eq!(
+        std::fs::read(first.join("tokenizer.json")).unwrap(),
+        std::fs::read(second.join("tokenizer.json")).unwrap()
+    );
+    assert_eq!(summary(second.join("earlier/pretrain_summary.json")), a);
+
+    let o = pretrain(&first, &["--from", first.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("same folder"), "{err}");
 }
