@@ -252,6 +252,9 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     h.run();
     h.get_by_label("finished");
     h.get_by_label_contains("1 past runs read");
+    // Delete sits in the row's menu with Export and Merge.
+    h.get_by_label("…").click();
+    h.run();
     h.get_by_label("Delete").click();
     h.run();
     // Nothing is deleted until the user confirms.
@@ -259,6 +262,8 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     h.get_by_label("Cancel").click();
     h.run();
     assert_eq!(h.state().store.runs.len(), 1);
+    h.get_by_label("…").click();
+    h.run();
     h.get_by_label("Delete").click();
     h.run();
     h.get_by_label("Delete run").click();
@@ -325,7 +330,8 @@ fn compare_all_methods_queues_one_run_per_method() {
         .unwrap();
     assert_eq!(lora.config.optimizer.lr, swept["lora"]);
     assert!(lora.label.ends_with(&format!("lr {:.0e}", swept["lora"])));
-    h.get_by_label_contains("12 runs queued");
+    // The status line announced the queue, and once it has run says how it ended.
+    h.get_by_label_contains("comparison done: 12 of 12 runs finished; best #");
     let image = h.render().expect("render");
     image.save(snapshot_path("compare_all")).unwrap();
 }
@@ -574,8 +580,18 @@ fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
         h.get_by_label(cost.title());
     }
     let csv = runs.path().join("table.csv");
-    h.state_mut()
-        .apply(peft_workbench::app::Action::ExportTable(csv.clone()));
+    h.get_by_label("Export table (CSV)…").click();
+    h.run();
+    // A folder is not a file to write the table to: the prompt says so and stays open.
+    h.state_mut().path_prompt.as_mut().unwrap().path = runs.path().display().to_string();
+    h.get_by_label("Save").click();
+    h.run();
+    h.get_by_label_contains("is a folder; name a file in it");
+    h.state_mut().path_prompt.as_mut().unwrap().path = csv.display().to_string();
+    h.get_by_label("Save").click();
+    h.run();
+    assert!(h.state().path_prompt.is_none());
+    h.get_by_label_contains("2 rows written to");
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
@@ -669,10 +685,23 @@ fn a_merge_shows_its_progress_then_where_the_model_went() {
             .first()
             .is_some_and(|r| r.status == RunStatus::Finished)
     });
-    let id = h.state().store.runs[0].id;
+    // As a person does it where no system file dialog can open (this test has none): the
+    // row's menu, Merge…, the path typed in the window's own prompt, Merge.
+    h.run();
+    h.get_by_label("…").click();
+    h.run();
+    h.get_by_label("Merge…").click();
+    h.run();
+    h.get_by_label("Write the merged model to");
+    let proposed = h.state().path_prompt.as_ref().unwrap().path.clone();
+    assert!(proposed.ends_with("-merged"), "{proposed}");
+    // The system's dialog gives nothing here, and the prompt says so instead of vanishing.
+    h.get_by_label("Browse…").click();
+    h.run();
+    h.get_by_label_contains("Type the path above");
     let to = runs.path().join("merged");
-    h.state_mut()
-        .apply(peft_workbench::app::Action::Merge(id, to.clone()));
+    h.state_mut().path_prompt.as_mut().unwrap().path = to.display().to_string();
+    h.get_by_label("Merge").click();
     h.step();
     wait_for(&mut h, "the merge", |a| {
         a.busy_since.lock().unwrap().is_none()

@@ -6,6 +6,7 @@ use eframe::egui;
 use super::i18n::{tr, trf};
 use egui_plot::{Legend, Line, Plot};
 
+use super::path_dialog::{PathPurpose, default_target};
 use super::runs::{Curve, RunRecord, RunStatus, XAxis, ema};
 use super::{Action, WorkbenchApp};
 use crate::train::memory;
@@ -147,12 +148,11 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             .button(tr(ui, "Save plots (PNG)…"))
             .on_hover_text(tr(ui, "Save the two plots as one PNG image"))
             .clicked()
-            && let Some(to) = rfd::FileDialog::new()
-                .set_file_name("curves.png")
-                .add_filter("PNG", &["png"])
-                .save_file()
         {
-            actions.push(Action::SavePlots(to));
+            actions.push(Action::AskPath(
+                PathPurpose::SavePlots,
+                default_target("curves.png"),
+            ));
         }
     });
     let height = (ui.available_height() * 0.33).max(140.0);
@@ -360,16 +360,19 @@ pub enum Column {
 }
 
 impl Column {
+    /// Results first: at 1280×800 the table is as wide as the central panel, and what a
+    /// comparison is read for (which run, its metric and loss) stays in view; the costs
+    /// follow and the table scrolls sideways to them.
     const ALL: [Column; 9] = [
         Column::Run,
+        Column::Metric,
+        Column::EvalLoss,
         Column::Status,
         Column::Trainable,
-        Column::Adapter,
-        Column::PeakMemory,
-        Column::TokensPerSecond,
         Column::Time,
-        Column::EvalLoss,
-        Column::Metric,
+        Column::TokensPerSecond,
+        Column::PeakMemory,
+        Column::Adapter,
     ];
 
     fn title(self) -> &'static str {
@@ -449,23 +452,22 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                 "The finished runs' numbers as a CSV file, in the table's order",
             ))
             .clicked()
-            && let Some(to) = rfd::FileDialog::new()
-                .set_file_name("comparison.csv")
-                .add_filter("CSV", &["csv"])
-                .save_file()
         {
-            actions.push(Action::ExportTable(to));
+            actions.push(Action::AskPath(
+                PathPurpose::ExportTable,
+                default_target("comparison.csv"),
+            ));
         }
     });
     let mut clicked = None;
-    egui::ScrollArea::vertical().show(ui, |ui| {
+    egui::ScrollArea::both().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
             .num_columns(Column::ALL.len() + 1)
             .show(ui, |ui| {
                 for c in Column::ALL {
                     if c == Column::Trainable {
-                        ui.label(""); // the row's buttons
+                        ui.label(""); // the row's actions
                     }
                     let arrow = match app.sort {
                         Some((s, true)) if s == c => " ^",
@@ -473,9 +475,18 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                         _ => "",
                     };
                     let title = format!("{}{arrow}", tr(ui, c.title()));
+                    let hover = match c {
+                        Column::PeakMemory => tr(
+                            ui,
+                            "The workbench's highest resident memory while this run trained \
+                             (the window included; counted afresh for each run). Sort by this \
+                             column (again: reverse)",
+                        ),
+                        _ => tr(ui, "Sort by this column (again: reverse)"),
+                    };
                     if ui
                         .add(egui::Button::new(egui::RichText::new(title).strong()).frame(false))
-                        .on_hover_text(tr(ui, "Sort by this column (again: reverse)"))
+                        .on_hover_text(hover)
                         .clicked()
                     {
                         clicked = Some(c);
@@ -521,6 +532,12 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
 
 fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.colored_label(run_color(r.id), &r.label);
+    metric_cell(r, ui);
+    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
+    match (first, last) {
+        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
+        _ => ui.label("-"),
+    };
     ui.label(tr(ui, status_name(&r.status)));
     if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
         if ui.small_button(tr(ui, "Stop")).clicked() {
@@ -540,28 +557,27 @@ fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     } else {
         ui.label("-");
     }
-    match &r.row {
-        Some(row) => {
-            ui.label(memory::human_bytes(row.adapter_bytes));
-            ui.label(memory::human_bytes(row.peak_rss_bytes));
-        }
-        None => {
-            ui.label("-");
-            ui.label("-");
-        }
-    }
-    ui.label(format!("{:.0}", r.tokens_per_second));
     ui.label(duration(
         r.summary
             .as_ref()
             .map(|s| s.wall_seconds)
             .unwrap_or(r.elapsed_s),
     ));
-    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
-    match (first, last) {
-        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
-        _ => ui.label("-"),
-    };
+    ui.label(format!("{:.0}", r.tokens_per_second));
+    match &r.row {
+        Some(row) => {
+            ui.label(memory::human_bytes(row.peak_rss_bytes));
+            ui.label(memory::human_bytes(row.adapter_bytes));
+        }
+        None => {
+            ui.label("-");
+            ui.label("-");
+        }
+    }
+}
+
+/// The run's last metric, greyed with the reason when chance explains it.
+fn metric_cell(r: &RunRecord, ui: &mut egui::Ui) {
     let Some(m) = r.eval_metric.last().map(|m| m[1]) else {
         ui.label("-");
         return;
@@ -608,40 +624,66 @@ fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut
     {
         actions.push(Action::Resume(r.id));
     }
+    // The rarer actions sit in one menu, so the row stays narrow and the table's result
+    // columns stay in view (at 1280×800 three buttons pushed Metric out of the window).
+    ui.menu_button("…", |ui| {
+        run_folder_menu(r, dir, has_adapter, ui, actions)
+    })
+    .response
+    .on_hover_text(tr(ui, "Export, merge or delete this run"));
+}
+
+fn run_folder_menu(
+    r: &RunRecord,
+    dir: &str,
+    has_adapter: bool,
+    ui: &mut egui::Ui,
+    actions: &mut Vec<Action>,
+) {
     if ui
-        .add_enabled(has_adapter, egui::Button::new(tr(ui, "Export…")).small())
+        .add_enabled(has_adapter, egui::Button::new(tr(ui, "Export…")))
         .on_hover_text(format!(
             "Copy the trained adapter ({dir}/adapter) to a folder you choose"
         ))
         .clicked()
-        && let Some(to) = rfd::FileDialog::new()
-            .set_file_name(format!("{}-adapter", r.config.method.kind()))
-            .save_file()
     {
-        actions.push(Action::Export(r.id, to));
+        actions.push(Action::AskPath(
+            PathPurpose::Export(r.id),
+            default_target(&format!("{}-adapter", folder_name(dir))),
+        ));
+        ui.close();
     }
     let mergeable = matches!(r.config.method.kind(), "lora" | "dora" | "adalora" | "ia3");
     if mergeable
         && ui
-            .add_enabled(has_adapter, egui::Button::new(tr(ui, "Merge…")).small())
+            .add_enabled(has_adapter, egui::Button::new(tr(ui, "Merge…")))
             .on_hover_text(tr(
                 ui,
                 "Fold the adapter into the base weights and save a Hugging Face model folder",
             ))
             .clicked()
-        && let Some(to) = rfd::FileDialog::new()
-            .set_file_name(format!("{}-merged", r.config.method.kind()))
-            .save_file()
     {
-        actions.push(Action::Merge(r.id, to));
+        actions.push(Action::AskPath(
+            PathPurpose::Merge(r.id),
+            default_target(&format!("{}-merged", folder_name(dir))),
+        ));
+        ui.close();
     }
     if ui
-        .small_button(tr(ui, "Delete"))
+        .button(tr(ui, "Delete"))
         .on_hover_text(format!("Delete the run folder {dir}"))
         .clicked()
     {
         actions.push(Action::AskDelete(r.id));
+        ui.close();
     }
+}
+
+/// The last part of a run folder's path (`1764751234-003-lora`).
+fn folder_name(dir: &str) -> String {
+    std::path::Path::new(dir)
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// 4 600 000 → "4.60 M".

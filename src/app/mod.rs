@@ -8,6 +8,7 @@ pub mod i18n;
 pub mod learn;
 mod method_params;
 pub mod pareto;
+pub mod path_dialog;
 pub mod playground;
 pub mod runs;
 mod side_panel;
@@ -65,6 +66,14 @@ pub enum Action {
     ExportTable(PathBuf),
     /// Save the plots as a PNG image.
     SavePlots(PathBuf),
+    /// Ask in the window for a path (the system's dialog one click away), starting at the path.
+    AskPath(path_dialog::PathPurpose, PathBuf),
+    /// Train on this model folder or GGUF file.
+    SetModel(PathBuf),
+    /// Train on this dataset file.
+    SetDataset(PathBuf),
+    /// Add an adapter folder to the playground.
+    LoadAdapter(PathBuf),
 }
 
 pub struct WorkbenchApp {
@@ -82,6 +91,11 @@ pub struct WorkbenchApp {
     model_shape: Option<(String, Result<ModelConfig, String>)>,
     /// A run waiting for the user to confirm its deletion.
     pub confirm_delete: Option<RunId>,
+    /// The path the window is asking for, if any.
+    pub path_prompt: Option<path_dialog::PathPrompt>,
+    /// The runs "Compare all methods" queued, until they have all ended: the status line
+    /// then says how they ended instead of still announcing the queue.
+    compare_batch: Vec<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
     pub status: Arc<Mutex<Option<String>>>,
     /// When a background task (a merge) began, while it runs: the status line shows a
@@ -147,6 +161,8 @@ impl WorkbenchApp {
             smoothing: 0.6,
             model_shape: None,
             confirm_delete: None,
+            path_prompt: None,
+            compare_batch: Vec::new(),
             status: Arc::new(Mutex::new(status)),
             busy_since: Arc::new(Mutex::new(None)),
             playground: playground::Playground::default(),
@@ -224,6 +240,55 @@ impl WorkbenchApp {
                 break;
             }
         }
+        self.report_compare_batch();
+    }
+
+    /// Once every run of the last "Compare all methods" has ended: how many finished, and
+    /// the best of them by its metric.
+    fn report_compare_batch(&mut self) {
+        if self.compare_batch.is_empty() {
+            return;
+        }
+        let batch: Vec<&runs::RunRecord> = self
+            .compare_batch
+            .iter()
+            .filter_map(|id| self.store.get(*id))
+            .collect();
+        if batch
+            .iter()
+            .any(|r| matches!(r.status, runs::RunStatus::Queued | runs::RunStatus::Running))
+        {
+            return;
+        }
+        let finished = batch
+            .iter()
+            .filter(|r| r.status == runs::RunStatus::Finished)
+            .count();
+        let best = batch
+            .iter()
+            .filter(|r| r.status == runs::RunStatus::Finished)
+            .filter_map(|r| r.eval_metric.last().map(|m| (r, m[1])))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let text = match best {
+            Some((r, m)) => i18n::fill(
+                self.lang,
+                "comparison done: {} of {} runs finished; best {} ({} {})",
+                &[
+                    &finished,
+                    &batch.len(),
+                    &r.label,
+                    &r.metric_name,
+                    &format!("{m:.3}"),
+                ],
+            ),
+            None => i18n::fill(
+                self.lang,
+                "comparison done: {} of {} runs finished",
+                &[&finished, &batch.len()],
+            ),
+        };
+        self.compare_batch.clear();
+        self.say(text);
     }
 
     /// Draws the whole window into `ui`.
@@ -270,6 +335,12 @@ impl WorkbenchApp {
         });
         if let Some(id) = self.confirm_delete {
             confirm_delete_window(self, id, ui.ctx(), &mut actions);
+        }
+        if let Some(prompt) = &mut self.path_prompt
+            && let Some(outcome) = path_dialog::ui(prompt, ui.ctx())
+        {
+            self.path_prompt = None;
+            actions.extend(outcome);
         }
         for a in actions {
             self.apply(a);
@@ -418,6 +489,7 @@ impl WorkbenchApp {
                         id,
                         config: Box::new(cfg),
                     });
+                    self.compare_batch.push(id);
                     queued += 1;
                 }
                 self.say_t(
@@ -475,6 +547,22 @@ impl WorkbenchApp {
                     *status.lock().expect("status lock") = Some(text);
                     *busy.lock().expect("busy lock") = None;
                 });
+            }
+            Action::AskPath(purpose, start) => {
+                self.path_prompt = Some(path_dialog::PathPrompt::new(purpose, &start));
+            }
+            Action::SetModel(path) => {
+                self.form.model = path.display().to_string();
+                self.say_t("model: {}", &[&path.display()]);
+            }
+            Action::SetDataset(path) => {
+                self.form.dataset = path.display().to_string();
+                self.form.eval_dataset = None;
+                self.say_t("dataset: {}", &[&path.display()]);
+            }
+            Action::LoadAdapter(dir) => {
+                self.say_t("adapter {} loaded into the playground", &[&dir.display()]);
+                self.playground.loaded_adapters.push(dir);
             }
             Action::AskDelete(id) => self.confirm_delete = Some(id),
             Action::CancelDelete => self.confirm_delete = None,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::WorkbenchApp;
+use super::path_dialog::{PathPrompt, PathPurpose};
 use super::runs::RunStatus;
 use crate::generate::{Sampling, generate_text};
 use crate::train::worker::Notify;
@@ -191,6 +192,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let form = app.form.clone();
     let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
     let pg = &mut app.playground;
+    let mut load_asked = false;
     let label = ui.label(tr(ui, "Prompt"));
     ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
         .labelled_by(label.id);
@@ -223,9 +225,13 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             }
             start(pg, models, classifier, &form.device, notify.clone());
         }
-        adapter_controls(pg, &form, notify.clone(), ui);
+        load_asked = adapter_controls(pg, &form, notify.clone(), ui);
     });
     answers(pg, ui);
+    if load_asked {
+        let start = std::env::current_dir().unwrap_or_default();
+        app.path_prompt = Some(PathPrompt::new(PathPurpose::LoadAdapter, &start));
+    }
 }
 
 /// Chat template, max tokens, temperature and top-p: how a decoder answers.
@@ -250,23 +256,20 @@ fn sampling_controls(pg: &mut Playground, ui: &mut egui::Ui) {
 }
 
 /// Load, evaluate and clear user adapters.
+/// Returns whether "Load adapter…" was clicked (the window then asks for the folder).
 fn adapter_controls(
     pg: &mut Playground,
     form: &crate::config::RunConfig,
     notify: Notify,
     ui: &mut egui::Ui,
-) {
-    if ui
+) -> bool {
+    let load_asked = ui
         .button(tr(ui, "Load adapter…"))
         .on_hover_text(tr(
             ui,
             "An adapter folder exported here or by Hugging Face PEFT, for this model",
         ))
-        .clicked()
-        && let Some(dir) = rfd::FileDialog::new().pick_folder()
-    {
-        pg.loaded_adapters.push(dir);
-    }
+        .clicked();
     if !pg.loaded_adapters.is_empty() {
         let evaluating = pg
             .evaluations
@@ -287,6 +290,7 @@ fn adapter_controls(
             pg.evaluations.clear();
         }
     }
+    load_asked
 }
 
 /// The evaluations and the answers, one column per model.

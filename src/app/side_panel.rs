@@ -6,12 +6,14 @@ use super::i18n::{fill, lang, tr, trf};
 
 use super::central::human;
 use super::method_params::{self, row};
+use super::path_dialog::{PathPrompt, PathPurpose};
 use super::{Action, WorkbenchApp};
 use crate::config::{Precision, Schedule};
 use crate::data::BUILTIN_TASKS;
 use crate::models::ModelConfig;
 use crate::peft::MethodConfig;
 use crate::train::memory;
+use std::path::PathBuf;
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.heading(tr(ui, "Run"));
@@ -56,6 +58,7 @@ pub fn actions(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Acti
 }
 
 fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let mut ask = None;
     let form = &mut app.form;
     ui.label(tr(ui, "Model"));
     ui.horizontal(|ui| {
@@ -73,9 +76,8 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "A Hugging Face folder: config.json, *.safetensors, tokenizer.json",
             ))
             .clicked()
-            && let Some(dir) = rfd::FileDialog::new().pick_folder()
         {
-            form.model = dir.display().to_string();
+            ask = Some(PathPurpose::ModelFolder);
         }
         if ui
             .button(tr(ui, "Open GGUF…"))
@@ -84,11 +86,8 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "A LLaMA-family .gguf file; its weights are dequantised to f32 for training",
             ))
             .clicked()
-            && let Some(file) = rfd::FileDialog::new()
-                .add_filter("GGUF models", &["gguf"])
-                .pick_file()
         {
-            form.model = file.display().to_string();
+            ask = Some(PathPurpose::GgufFile);
         }
     });
     if form.model != "builtin" {
@@ -105,17 +104,25 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 form.eval_dataset = None;
             }
         }
-        if ui.button(tr(ui, "Open file…")).clicked()
-            && let Some(f) = rfd::FileDialog::new()
-                .add_filter("Datasets", &["jsonl", "csv"])
-                .pick_file()
-        {
-            form.dataset = f.display().to_string();
-            form.eval_dataset = None;
+        if ui.button(tr(ui, "Open file…")).clicked() {
+            ask = Some(PathPurpose::DatasetFile);
         }
     });
     if !form.dataset.starts_with("builtin:") {
         ui.small(&form.dataset);
+    }
+    if let Some(purpose) = ask {
+        // The prompt starts at the file or folder in use, else where the workbench started.
+        let current = match purpose {
+            PathPurpose::DatasetFile if !form.dataset.starts_with("builtin:") => {
+                PathBuf::from(&form.dataset)
+            }
+            PathPurpose::ModelFolder | PathPurpose::GgufFile if form.model != "builtin" => {
+                PathBuf::from(&form.model)
+            }
+            _ => std::env::current_dir().unwrap_or_default(),
+        };
+        app.path_prompt = Some(PathPrompt::new(purpose, &current));
     }
 }
 
@@ -293,6 +300,12 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "Seed",
                 "Seeds data order and the method's initialisation",
                 egui::DragValue::new(&mut f.seed),
+            );
+            row(
+                ui,
+                "Group by length",
+                "Batch examples of similar length together: less padding, so faster steps",
+                egui::Checkbox::without_text(&mut f.group_by_length),
             );
         });
     let suggested = crate::compare::learning_rate_for(&f.method, f);

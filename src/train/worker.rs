@@ -157,6 +157,9 @@ fn worker_loop(
             stop_requested
         };
         let mut emit = |e: Event| send(e);
+        // Each run's peak memory is its own: the last run's memory went back to the system
+        // when it ended (`return_free_memory`), and the high-water mark starts here.
+        super::reset_peak_rss();
         // A bug that panics ends this run as failed, not the worker: the queue goes on.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
             Job::Fresh(cfg) => {
