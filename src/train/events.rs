@@ -132,6 +132,59 @@ pub struct Summary {
     pub wall_seconds: f64,
 }
 
+impl Summary {
+    /// A few lines for a person at a terminal: what trained, how the loss and metric moved
+    /// (against chance where there is one), what it cost and where the adapter went.
+    pub fn describe(&self, adapter: Option<&std::path::Path>) -> String {
+        let percent = 100.0 * self.trainable_params as f64 / self.total_params.max(1) as f64;
+        let mut lines = vec![format!(
+            "{}: {} of {} parameters trained ({percent:.3} %), {} steps{}",
+            self.method,
+            self.trainable_params,
+            self.total_params,
+            self.steps,
+            if self.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        )];
+        let verdict = match self.chance {
+            Some(c) if c.explains(self.metric_value) => format!(
+                " (chance {:.3} ± {:.3} on {} examples: not above chance)",
+                c.level,
+                c.noise(),
+                c.examples
+            ),
+            Some(c) => format!(
+                " (chance {:.3} ± {:.3} on {} examples)",
+                c.level,
+                c.noise(),
+                c.examples
+            ),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "eval loss {:.4} -> {:.4}, {} {:.4} -> {:.4}{verdict}",
+            self.initial_eval_loss,
+            self.final_eval_loss,
+            self.metric_name,
+            self.initial_metric_value,
+            self.metric_value
+        ));
+        lines.push(format!(
+            "{:.1} s, {:.0} tokens/s, peak memory {}",
+            self.wall_seconds,
+            self.tokens_per_second,
+            super::memory::human_bytes(self.peak_rss_bytes)
+        ));
+        if let Some(dir) = adapter {
+            lines.push(format!("adapter: {}", dir.display()));
+        }
+        lines.join("\n")
+    }
+}
+
 /// What a metric scores by guessing: the share of the most frequent label among the
 /// evaluation examples, and how many examples were scored (which sets how far from it a
 /// result must be to mean anything).
@@ -159,6 +212,37 @@ impl Chance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_reads_against_chance() {
+        let mut s = Summary {
+            method: "lora".into(),
+            trainable_params: 43_008,
+            total_params: 7_793_920,
+            steps: 300,
+            stopped_early: false,
+            initial_eval_loss: 6.871,
+            final_eval_loss: 0.392,
+            final_train_loss: 0.4,
+            metric_name: "accuracy".into(),
+            initial_metric_value: 0.477,
+            metric_value: 0.559,
+            chance: Some(Chance {
+                level: 0.523,
+                examples: 256,
+            }),
+            tokens_per_second: 4411.0,
+            peak_rss_bytes: 249_000_000,
+            wall_seconds: 60.2,
+        };
+        let text = s.describe(Some(std::path::Path::new("runs/x/adapter")));
+        assert!(text.contains("(0.552 %)"), "{text}");
+        assert!(text.contains("accuracy 0.4770 -> 0.5590"), "{text}");
+        assert!(text.contains("not above chance"), "{text}");
+        assert!(text.ends_with("adapter: runs/x/adapter"), "{text}");
+        s.metric_value = 0.75;
+        assert!(!s.describe(None).contains("not above"));
+    }
 
     #[test]
     fn chance_noise_is_the_binomial_interval() {
