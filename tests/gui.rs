@@ -737,3 +737,76 @@ fn other_families_are_described_in_both_languages() {
         .save(snapshot_path("learn_gpt2_zh"))
         .unwrap();
 }
+
+/// At 1024×700 with the playground open, the runs table is below the window: the central
+/// area scrolls to it, and its result columns are in view once there, in both languages.
+#[test]
+fn the_runs_table_is_reached_in_a_small_window() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/lora.toml");
+    let cfg = peft_workbench::config::RunConfig::load(
+        &preset,
+        &[
+            "steps=2".into(),
+            "eval_every=2".into(),
+            "eval_examples=4".into(),
+        ],
+    )
+    .unwrap();
+    let folder = runs.path().join("1000-001-lora");
+    peft_workbench::train::run(&cfg, 1, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    for lang in [
+        peft_workbench::app::i18n::Lang::En,
+        peft_workbench::app::i18n::Lang::Zh,
+    ] {
+        let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+        app.lang = lang;
+        let mut h = Harness::builder()
+            .with_size([1024.0, 700.0])
+            .wgpu()
+            .build_ui_state(|ui, app: &mut WorkbenchApp| app.show(ui), app);
+        h.run();
+        let playground = if lang == peft_workbench::app::i18n::Lang::En {
+            "Playground"
+        } else {
+            "试验场"
+        };
+        h.get_by_label(playground).click();
+        h.run();
+        // The playground asks the form's task its own question: an eval review, `Label:`.
+        let prompt = h.state().playground.prompt.clone();
+        let first_eval = peft_workbench::app::playground::task_prompt("builtin:reviews-zh", None);
+        assert_eq!(Some(&prompt), first_eval.as_ref());
+        assert!(
+            prompt.ends_with("\nLabel:") && !prompt.is_ascii(),
+            "{prompt}"
+        );
+        let metric = if lang == peft_workbench::app::i18n::Lang::En {
+            "Metric"
+        } else {
+            "指标"
+        };
+        let window = eframe::egui::Rect::from_min_size(
+            eframe::egui::Pos2::ZERO,
+            eframe::egui::vec2(1024.0, 700.0),
+        );
+        h.get_by_label(metric).scroll_to_me();
+        h.run();
+        let at = h.get_by_label(metric).rect();
+        assert!(window.contains_rect(at), "{lang:?}: Metric at {at:?}");
+        // The run's name is in the plots' legend too; its table row sits below the header.
+        let row = h
+            .get_all_by_label("#1 lora r8 α16 lr 3e-3")
+            .map(|n| n.rect())
+            .find(|r| r.top() > at.top())
+            .expect("the run's row under the table's header");
+        assert!(
+            window.contains_rect(row),
+            "{lang:?}: the run's row at {row:?}"
+        );
+        h.render()
+            .expect("render")
+            .save(snapshot_path(&format!("small_window_table_{lang:?}")))
+            .unwrap();
+    }
+}

@@ -32,7 +32,16 @@ fn run_color(id: u64) -> egui::Color32 {
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    let status = app.status.lock().expect("status lock").clone();
+    // The whole area scrolls: at 1024×700 with the playground open, the runs table and the
+    // plots' toolbar were cut off below the window with no way to reach them.
+    egui::ScrollArea::vertical()
+        .id_salt("central")
+        .auto_shrink([false, false])
+        .show(ui, |ui| content(app, ui, actions));
+}
+
+fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let status = app.status_text();
     let busy = *app.busy_since.lock().expect("busy lock");
     if let Some(s) = status {
         ui.horizontal(|ui| {
@@ -132,7 +141,7 @@ fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
 }
 
 fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let label = ui.label(tr(ui, "Smoothing"));
         ui.add(egui::Slider::new(&mut app.smoothing, 0.0..=0.99))
             .labelled_by(label.id);
@@ -460,7 +469,7 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
         }
     });
     let mut clicked = None;
-    egui::ScrollArea::both().show(ui, |ui| {
+    egui::ScrollArea::horizontal().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
             .num_columns(Column::ALL.len() + 1)

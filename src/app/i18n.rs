@@ -166,6 +166,16 @@ pub const ZH: &[(&str, &str)] = &[
     ("export failed: {}", "导出失败：{}"),
     ("merging into {}…", "正在合并到 {}…"),
     (
+        "{} past runs read from {}",
+        "已读入 {} 次过去的运行（来自 {}）",
+    ),
+    (
+        "{} past runs read from {}; unreadable: {}",
+        "已读入 {} 次过去的运行（来自 {}）；无法读取：{}",
+    ),
+    ("plots saved to {}", "曲线图已保存到 {}"),
+    ("cannot save the plots: {}", "无法保存曲线图：{}"),
+    (
         "merged {} projections; model written to {}",
         "已合并 {} 个投影；模型已写入 {}",
     ),

@@ -41,6 +41,33 @@ pub struct Remembered {
     pub dark: bool,
 }
 
+/// A status-line message: a template of the translation table and its arguments, so it
+/// shows in the window's language whenever it is drawn (the past-runs line was made
+/// before the language was known, and stayed English in the 简体中文 window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    template: &'static str,
+    args: Vec<String>,
+}
+
+impl Said {
+    pub fn new(template: &'static str, args: &[&dyn std::fmt::Display]) -> Self {
+        Self {
+            template,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    pub fn text(&self, lang: Lang) -> String {
+        let args: Vec<&dyn std::fmt::Display> = self
+            .args
+            .iter()
+            .map(|a| a as &dyn std::fmt::Display)
+            .collect();
+        i18n::fill(lang, self.template, &args)
+    }
+}
+
 /// UI actions collected during a frame and applied once, after drawing.
 #[must_use]
 pub enum Action {
@@ -97,7 +124,7 @@ pub struct WorkbenchApp {
     /// then says how they ended instead of still announcing the queue.
     compare_batch: Vec<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
-    pub status: Arc<Mutex<Option<String>>>,
+    pub status: Arc<Mutex<Option<Said>>>,
     /// When a background task (a merge) began, while it runs: the status line shows a
     /// spinner and the seconds.
     pub busy_since: Arc<Mutex<Option<Instant>>>,
@@ -138,15 +165,14 @@ impl WorkbenchApp {
         if let Some(dir) = &runs_dir {
             let (read, bad) = store.load_past(dir);
             if read > 0 || !bad.is_empty() {
-                status = Some(format!(
-                    "{read} past runs read from {}{}",
-                    dir.display(),
-                    if bad.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; unreadable: {}", bad.join("; "))
-                    }
-                ));
+                status = Some(if bad.is_empty() {
+                    Said::new("{} past runs read from {}", &[&read, &dir.display()])
+                } else {
+                    Said::new(
+                        "{} past runs read from {}; unreadable: {}",
+                        &[&read, &dir.display(), &bad.join("; ")],
+                    )
+                });
             }
         }
         // The first form trains its method at the rate the form would suggest for it.
@@ -205,14 +231,21 @@ impl WorkbenchApp {
         }
     }
 
-    /// Sets the status line from a template of the translation table, in the app's language.
-    fn say_t(&self, template: &str, args: &[&dyn std::fmt::Display]) {
-        self.say(i18n::fill(self.lang, template, args));
+    /// Sets the status line from a template of the translation table (shown in the
+    /// window's language, also after it changes).
+    fn say_t(&self, template: &'static str, args: &[&dyn std::fmt::Display]) {
+        *self.status.lock().expect("status lock") = Some(Said::new(template, args));
     }
 
-    /// Sets the status line.
+    /// Sets the status line to a text that is already in the window's language.
     fn say(&self, text: String) {
-        *self.status.lock().expect("status lock") = Some(text);
+        *self.status.lock().expect("status lock") = Some(Said::new("{}", &[&text]));
+    }
+
+    /// The status line's text in the window's language.
+    pub fn status_text(&self) -> Option<String> {
+        let said = self.status.lock().expect("status lock");
+        said.as_ref().map(|s| s.text(self.lang))
     }
 
     /// The configuration of the form's model, or why it cannot be read.
@@ -391,11 +424,11 @@ impl WorkbenchApp {
         let repaint = ctx.clone();
         ctx.request_screenshot(move |image| {
             let cropped = image.region(&area, Some(ppp));
-            let text = match save_png(&cropped, &to) {
-                Ok(()) => format!("plots saved to {}", to.display()),
-                Err(e) => format!("cannot save the plots: {}", crate::describe(&e)),
+            let said = match save_png(&cropped, &to) {
+                Ok(()) => Said::new("plots saved to {}", &[&to.display()]),
+                Err(e) => Said::new("cannot save the plots: {}", &[&crate::describe(&e)]),
             };
-            *status.lock().expect("status lock") = Some(text);
+            *status.lock().expect("status lock") = Some(said);
             repaint.request_repaint();
         });
     }
@@ -530,21 +563,19 @@ impl WorkbenchApp {
                     return;
                 };
                 self.say_t("merging into {}…", &[&to.display()]);
-                let lang = self.lang;
                 // Reading and writing a whole model takes a while on big ones: off the UI thread.
                 let status = self.status.clone();
                 let busy = self.busy_since.clone();
                 *busy.lock().expect("busy lock") = Some(Instant::now());
                 std::thread::spawn(move || {
-                    let text = match merge_run(&model, Path::new(&dir), &to) {
-                        Ok(n) => i18n::fill(
-                            lang,
+                    let said = match merge_run(&model, Path::new(&dir), &to) {
+                        Ok(n) => Said::new(
                             "merged {} projections; model written to {}",
                             &[&n, &to.display()],
                         ),
-                        Err(e) => i18n::fill(lang, "merge failed: {}", &[&crate::describe(&e)]),
+                        Err(e) => Said::new("merge failed: {}", &[&crate::describe(&e)]),
                     };
-                    *status.lock().expect("status lock") = Some(text);
+                    *status.lock().expect("status lock") = Some(said);
                     *busy.lock().expect("busy lock") = None;
                 });
             }

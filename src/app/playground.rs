@@ -33,6 +33,9 @@ pub struct Playground {
     pub loaded_adapters: Vec<PathBuf>,
     /// Evaluation of each loaded adapter on the form's dataset, filled in by its thread.
     pub evaluations: Vec<Answer>,
+    /// The dataset the prompt was taken from, and the prompt as taken: a prompt the user
+    /// has not edited follows the form's dataset.
+    pub prompt_from: Option<(String, String)>,
 }
 
 impl Default for Playground {
@@ -48,8 +51,21 @@ impl Default for Playground {
             runs_shown: 3,
             loaded_adapters: Vec::new(),
             evaluations: Vec::new(),
+            prompt_from: None,
         }
     }
+}
+
+/// The first evaluation example of `dataset` as the model is asked it (a labelled review
+/// ends in `Label:`, the task's own question), or None if the dataset cannot be read.
+pub fn task_prompt(dataset: &str, eval_dataset: Option<&str>) -> Option<String> {
+    let d = crate::data::load(dataset, eval_dataset, 0).ok()?;
+    let first = d.eval.first().or(d.train.first())?;
+    Some(match &*first.for_decoder() {
+        crate::data::Example::Completion { prompt, .. } => prompt.clone(),
+        crate::data::Example::Text { text } => text.chars().take(60).collect(),
+        crate::data::Example::Labeled { text, .. } => text.clone(),
+    })
 }
 
 impl Playground {
@@ -192,11 +208,25 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let form = app.form.clone();
     let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
     let pg = &mut app.playground;
+    let untouched = match &pg.prompt_from {
+        None => pg.prompt == Playground::default().prompt,
+        Some((_, taken)) => pg.prompt == *taken,
+    };
+    let stale = pg.prompt_from.as_ref().map(|(d, _)| d) != Some(&form.dataset);
+    if untouched && stale {
+        // Read once per dataset the form shows; a prompt the user typed is kept.
+        if let Some(p) = task_prompt(&form.dataset, form.eval_dataset.as_deref()) {
+            pg.prompt = p.clone();
+            pg.prompt_from = Some((form.dataset.clone(), p));
+        } else {
+            pg.prompt_from = Some((form.dataset.clone(), pg.prompt.clone()));
+        }
+    }
     let mut load_asked = false;
     let label = ui.label(tr(ui, "Prompt"));
     ui.add(egui::TextEdit::multiline(&mut pg.prompt).desired_rows(2))
         .labelled_by(label.id);
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         if !classifier {
             sampling_controls(pg, ui);
         }
