@@ -303,7 +303,8 @@ fn the_playground_streams_the_base_models_answer() {
 #[test]
 fn compare_all_methods_queues_one_run_per_method() {
     let app = app_with_short_runs(1, 1, 4);
-    let mut h = harness(app);
+    // Tall enough for the twelve rows of the table under the plots.
+    let mut h = harness_sized(app, 1200.0);
     h.run();
     h.get_by_label("Compare all methods").click();
     h.step();
@@ -332,6 +333,13 @@ fn compare_all_methods_queues_one_run_per_method() {
     assert!(lora.label.ends_with(&format!("lr {:.0e}", swept["lora"])));
     // The status line announced the queue, and once it has run says how it ended.
     h.get_by_label_contains("comparison done: 12 of 12 runs finished; best #");
+    // Twelve runs: the table is the legend, and a name picks out its run's curves.
+    h.get_by_label_contains("the table below is the legend");
+    let label = lora.label.clone();
+    let id = lora.id;
+    h.get_by_label(&label).click();
+    h.run();
+    assert_eq!(h.state().selected_run, Some(id));
     let image = h.render().expect("render");
     image.save(snapshot_path("compare_all")).unwrap();
 }

@@ -11,25 +11,66 @@ use super::runs::{Curve, RunRecord, RunStatus, XAxis, ema};
 use super::{Action, WorkbenchApp};
 use crate::train::memory;
 
-/// A stable colour per run id; twelve distinct ones, so a comparison of every method
-/// gives every run its own.
-fn run_color(id: u64) -> egui::Color32 {
-    const PALETTE: [egui::Color32; 12] = [
-        egui::Color32::from_rgb(31, 119, 180),
-        egui::Color32::from_rgb(255, 127, 14),
-        egui::Color32::from_rgb(44, 160, 44),
-        egui::Color32::from_rgb(214, 39, 40),
-        egui::Color32::from_rgb(148, 103, 189),
-        egui::Color32::from_rgb(140, 86, 75),
-        egui::Color32::from_rgb(227, 119, 194),
-        egui::Color32::from_rgb(23, 190, 207),
-        egui::Color32::from_rgb(188, 189, 34),
-        egui::Color32::from_rgb(127, 127, 127),
-        egui::Color32::from_rgb(174, 199, 232),
-        egui::Color32::from_rgb(255, 187, 120),
-    ];
-    PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()]
+/// Sixteen colours, the first eight Okabe and Ito's colour-blind-safe set (its black made
+/// grey, to show on the dark theme), the rest picked from Paul Tol's schemes to be as far
+/// as possible from those already chosen: no two closer than ΔE 25 (CIELAB). The twelve
+/// of before repeated from the 13th run (#1/#13 both blue) and had two greys.
+const PALETTE: [(u8, u8, u8); 16] = [
+    (0x00, 0x72, 0xB2),
+    (0xE6, 0x9F, 0x00),
+    (0x00, 0x9E, 0x73),
+    (0xD5, 0x5E, 0x00),
+    (0xCC, 0x79, 0xA7),
+    (0x56, 0xB4, 0xE9),
+    (0xF0, 0xE4, 0x42),
+    (0x99, 0x99, 0x99),
+    (0x33, 0x22, 0x88),
+    (0xEE, 0x33, 0x77),
+    (0x99, 0x99, 0x33),
+    (0xEE, 0x88, 0x66),
+    (0x88, 0x22, 0x55),
+    (0xEE, 0xDD, 0x88),
+    (0xAA, 0x44, 0x99),
+    (0x22, 0x88, 0x33),
+];
+
+/// A stable colour per run id, sixteen distinct ones in a row, with enough contrast on
+/// the theme: the darkest colours lightened on the dark background, the palest (yellow,
+/// sand) darkened on the light one, where they had vanished.
+pub fn run_color(id: u64, dark: bool) -> egui::Color32 {
+    let (r, g, b) = PALETTE[(id as usize).wrapping_sub(1) % PALETTE.len()];
+    let luma = 0.2126 * r as f32 + 0.7152 * g as f32 + 0.0722 * b as f32;
+    let towards = |c: u8, target: f32, t: f32| (c as f32 + (target - c as f32) * t).round() as u8;
+    let (r, g, b) = if dark && luma < 55.0 {
+        (
+            towards(r, 255.0, 0.35),
+            towards(g, 255.0, 0.35),
+            towards(b, 255.0, 0.35),
+        )
+    } else if !dark && luma > 190.0 {
+        (
+            towards(r, 0.0, 0.2),
+            towards(g, 0.0, 0.2),
+            towards(b, 0.0, 0.2),
+        )
+    } else {
+        (r, g, b)
+    };
+    egui::Color32::from_rgb(r, g, b)
 }
+
+/// The colour of a run's curves: faded when another run is picked out.
+fn curve_color(app: &WorkbenchApp, id: u64, dark: bool) -> egui::Color32 {
+    let c = run_color(id, dark);
+    match app.selected_run {
+        Some(s) if s != id => c.gamma_multiply(0.3),
+        _ => c,
+    }
+}
+
+/// Above this many runs the plots' legends would cover a third of each plot: the runs
+/// table (names in their curves' colours, click to pick one out) is the legend then.
+const LEGEND_RUNS: usize = 6;
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     // The whole area scrolls: at 1024×700 with the playground open, the runs table and the
@@ -66,7 +107,10 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
     egui::CollapsingHeader::new(tr(ui, "Trade-offs: metric against cost"))
         .id_salt("pareto")
         .default_open(app.store.runs.iter().filter(|r| r.row.is_some()).count() >= 2)
-        .show(ui, |ui| super::pareto::ui(&app.store.runs, run_color, ui));
+        .show(ui, |ui| {
+            let dark = ui.visuals().dark_mode;
+            super::pareto::ui(&app.store.runs, |id| run_color(id, dark), ui)
+        });
     ui.separator();
     egui::CollapsingHeader::new(tr(ui, "Playground"))
         .default_open(false)
@@ -178,15 +222,29 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             points
         }
     };
+    let dark = ui.visuals().dark_mode;
+    let legend = app.store.runs.len() <= LEGEND_RUNS;
+    if !legend {
+        ui.small(tr(
+            ui,
+            "Many runs: the table below is the legend (names in their curves' colours); click a name to pick its curves out.",
+        ));
+    }
+    let with_legend = |plot: Plot<'static>| {
+        if legend {
+            plot.legend(Legend::default())
+        } else {
+            plot
+        }
+    };
     let response = ui.columns(2, |cols| {
         let text = tr(
             &cols[0],
             "Training loss (solid) and evaluation loss (dashed)",
         );
         cols[0].label(text);
-        let mut loss_plot = Plot::new("loss_plot")
+        let mut loss_plot = with_legend(Plot::new("loss_plot"))
             .height(height)
-            .legend(Legend::default())
             .x_axis_label(tr(&cols[0], axis.name()));
         if log_y {
             loss_plot =
@@ -194,10 +252,19 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         }
         let left = loss_plot.show(&mut cols[0], |plot| {
             for r in &app.store.runs {
-                let c = run_color(r.id);
+                let c = curve_color(app, r.id, dark);
+                let width = if app.selected_run == Some(r.id) {
+                    3.0
+                } else {
+                    1.5
+                };
                 let train = r.curve(Curve::TrainLoss, axis);
                 if !train.is_empty() {
-                    plot.line(Line::new(r.label.clone(), y_of(ema(&train, smoothing))).color(c));
+                    plot.line(
+                        Line::new(r.label.clone(), y_of(ema(&train, smoothing)))
+                            .color(c)
+                            .width(width),
+                    );
                 }
                 let eval = r.curve(Curve::EvalLoss, axis);
                 if !eval.is_empty() {
@@ -205,6 +272,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                     plot.line(
                         Line::new(r.label.clone(), y_of(eval))
                             .color(c)
+                            .width(width)
                             .style(egui_plot::LineStyle::dashed_loose()),
                     );
                 }
@@ -214,15 +282,23 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         cols[1].label(text);
         let chance_lines = chance_lines(&app.store.runs, &cols[1]);
         let chance_color = cols[1].visuals().weak_text_color();
-        let right = Plot::new("metric_plot")
+        let right = with_legend(Plot::new("metric_plot"))
             .height(height)
-            .legend(Legend::default())
             .x_axis_label(tr(&cols[1], axis.name()))
             .show(&mut cols[1], |plot| {
                 for r in &app.store.runs {
                     let points = r.curve(Curve::EvalMetric, axis);
                     if !points.is_empty() {
-                        plot.line(Line::new(r.label.clone(), points).color(run_color(r.id)));
+                        let width = if app.selected_run == Some(r.id) {
+                            3.0
+                        } else {
+                            1.5
+                        };
+                        plot.line(
+                            Line::new(r.label.clone(), points)
+                                .color(curve_color(app, r.id, dark))
+                                .width(width),
+                        );
                     }
                 }
                 // Each chance level the shown runs have (runs on one task share it), so a
@@ -329,7 +405,7 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
             text,
         );
     }
-    let base = run_color(r.id);
+    let base = run_color(r.id, ui.visuals().dark_mode);
     for (layer, leaf, rank) in &cells {
         let j = columns.iter().position(|c| c == leaf).unwrap_or(0);
         let min = egui::pos2(
@@ -503,10 +579,13 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                 }
                 ui.end_row();
                 for r in sorted_runs(app) {
-                    run_row(r, ui, actions);
+                    run_row(r, app.selected_run == Some(r.id), ui, actions);
                     ui.end_row();
                 }
             });
+        // A notice several runs share (a comparison's runs read the same data) is said once,
+        // with the runs it concerns: twelve identical lines buried the failures.
+        let mut notices: Vec<(&str, Vec<String>)> = Vec::new();
         for r in app.store.runs.iter().rev() {
             if let RunStatus::Failed(e) = &r.status {
                 ui.colored_label(
@@ -515,8 +594,14 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                 );
             }
             for n in &r.notices {
-                ui.small(format!("{}: {n}", r.label));
+                match notices.iter_mut().find(|(text, _)| *text == n.as_str()) {
+                    Some((_, runs)) => runs.push(format!("#{}", r.id)),
+                    None => notices.push((n, vec![format!("#{}", r.id)])),
+                }
             }
+        }
+        for (text, runs) in notices {
+            ui.small(format!("{}: {text}", runs.join(", ")));
         }
     });
     if let Some(c) = clicked {
@@ -539,8 +624,15 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
     }
 }
 
-fn run_row(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    ui.colored_label(run_color(r.id), &r.label);
+fn run_row(r: &RunRecord, selected: bool, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let name = egui::RichText::new(&r.label).color(run_color(r.id, ui.visuals().dark_mode));
+    if ui
+        .selectable_label(selected, name)
+        .on_hover_text(tr(ui, "Pick out this run's curves (again: show all alike)"))
+        .clicked()
+    {
+        actions.push(Action::SelectRun((!selected).then_some(r.id)));
+    }
     metric_cell(r, ui);
     let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
     match (first, last) {
@@ -711,5 +803,33 @@ fn duration(s: f64) -> String {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     } else {
         format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[cfg(test)]
+mod palette_tests {
+    use super::*;
+
+    #[test]
+    fn fourteen_runs_get_fourteen_colours_that_show_on_either_theme() {
+        for dark in [true, false] {
+            let colours: Vec<egui::Color32> = (1..=14).map(|id| run_color(id, dark)).collect();
+            for (i, a) in colours.iter().enumerate() {
+                for b in &colours[i + 1..] {
+                    let d: i32 = (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).sum();
+                    assert!(d > 60, "{a:?} and {b:?} too close (dark {dark})");
+                }
+                let luma = 0.2126 * a.r() as f32 + 0.7152 * a.g() as f32 + 0.0722 * a.b() as f32;
+                assert!(
+                    if dark { luma >= 55.0 } else { luma <= 190.0 },
+                    "{a:?} hard to see (dark {dark}, luma {luma})"
+                );
+            }
+            assert_eq!(
+                run_color(17, dark),
+                run_color(1, dark),
+                "the palette cycles"
+            );
+        }
     }
 }

@@ -458,6 +458,14 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("model: {}", "模型：{}"),
     (
+        "Many runs: the table below is the legend (names in their curves' colours); click a name to pick its curves out.",
+        "运行较多：下面的表格就是图例（名字与曲线同色）；点一个名字可突出它的曲线。",
+    ),
+    (
+        "Pick out this run's curves (again: show all alike)",
+        "突出这次运行的曲线（再点：全部同样显示）",
+    ),
+    (
         "comparison done: {} of {} runs finished; best {} ({} {})",
         "比较结束：{} / {} 次运行完成；最好的是 {}（{} {}）",
     ),

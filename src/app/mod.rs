@@ -101,6 +101,8 @@ pub enum Action {
     SetDataset(PathBuf),
     /// Add an adapter folder to the playground.
     LoadAdapter(PathBuf),
+    /// Pick out one run's curves (None: all alike).
+    SelectRun(Option<RunId>),
 }
 
 pub struct WorkbenchApp {
@@ -120,6 +122,8 @@ pub struct WorkbenchApp {
     pub confirm_delete: Option<RunId>,
     /// The path the window is asking for, if any.
     pub path_prompt: Option<path_dialog::PathPrompt>,
+    /// The run whose curves are drawn bold, the others faded.
+    pub selected_run: Option<RunId>,
     /// The runs "Compare all methods" queued, until they have all ended: the status line
     /// then says how they ended instead of still announcing the queue.
     compare_batch: Vec<RunId>,
@@ -188,6 +192,7 @@ impl WorkbenchApp {
             model_shape: None,
             confirm_delete: None,
             path_prompt: None,
+            selected_run: None,
             compare_batch: Vec::new(),
             status: Arc::new(Mutex::new(status)),
             busy_since: Arc::new(Mutex::new(None)),
@@ -595,6 +600,7 @@ impl WorkbenchApp {
                 self.say_t("adapter {} loaded into the playground", &[&dir.display()]);
                 self.playground.loaded_adapters.push(dir);
             }
+            Action::SelectRun(id) => self.selected_run = id,
             Action::AskDelete(id) => self.confirm_delete = Some(id),
             Action::CancelDelete => self.confirm_delete = None,
             Action::Delete(id) => {
