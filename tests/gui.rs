@@ -2,7 +2,10 @@
 //! loss points arrive. Pixel snapshots are saved for looking, not compared: they differ
 //! across renderers and fonts, and the curves differ run to run.
 
-use egui_kittest::{Harness, kittest::Queryable};
+use egui_kittest::{
+    Harness,
+    kittest::{NodeT, Queryable},
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -298,6 +301,70 @@ fn the_playground_streams_the_base_models_answer() {
     h.get_by_label_contains(text.trim());
     let image = h.render().expect("render");
     image.save(snapshot_path("playground")).unwrap();
+}
+
+/// Four past runs: the three best answer by default, and the user ticks the fourth.
+#[test]
+fn the_playground_answers_with_the_runs_the_user_picks() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/ia3.toml");
+    for (id, steps) in [(1, 6), (2, 1), (3, 1), (4, 1)] {
+        let cfg = peft_workbench::config::RunConfig::load(
+            &preset,
+            &[
+                format!("steps={steps}"),
+                "eval_every=10".into(),
+                "eval_examples=8".into(),
+                "dataset=builtin:reviews-zh".into(),
+            ],
+        )
+        .unwrap();
+        let folder = runs.path().join(format!("1000-00{id}-ia3"));
+        peft_workbench::train::run(&cfg, id, Some(&folder), None, &mut |_| {}, &mut || false)
+            .unwrap();
+    }
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    app.playground.sampling.max_tokens = 2;
+    let mut h = harness_sized(app, 1100.0);
+    h.run();
+    h.get_by_label("Playground").click();
+    h.run();
+    h.get_by_label("Runs that answer (3 of 4, best metric first)")
+        .click();
+    h.run();
+    use eframe::egui::accesskit::{Role, Toggled};
+    let unticked: Vec<String> = h
+        .get_all_by_role(Role::CheckBox)
+        .filter(|n| n.accesskit_node().toggled() == Some(Toggled::False))
+        .filter_map(|n| n.accesskit_node().label())
+        .filter(|l| l.starts_with('#'))
+        .collect();
+    assert_eq!(unticked.len(), 1, "{unticked:?}");
+    h.get_by_role_and_label(Role::CheckBox, &unticked[0])
+        .click();
+    h.run();
+    h.get_by_label("Generate").click();
+    h.step();
+    wait_for(&mut h, "the answers", |a| {
+        a.playground.answers.len() == 5 && !a.playground.busy()
+    });
+    h.run();
+    let labels: Vec<String> = h
+        .state()
+        .playground
+        .answers
+        .iter()
+        .map(|a| a.label.clone())
+        .collect();
+    assert!(
+        labels.iter().any(|l| unticked[0].starts_with(l.as_str())),
+        "{labels:?} lacks {}",
+        unticked[0]
+    );
+    h.render()
+        .expect("render")
+        .save(snapshot_path("playground_runs"))
+        .unwrap();
 }
 
 #[test]

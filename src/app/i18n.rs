@@ -195,8 +195,8 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("loading the model and data:", "正在加载模型和数据："),
     (
-        "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
-        "基础模型（分类头未训练）、最近完成的运行的适配器和已加载适配器给出的各类概率",
+        "Class probabilities from the base model (its head untrained), the chosen runs' adapters and any loaded adapter",
+        "基础模型（分类头未训练）、所选运行的适配器和已加载适配器给出的各类概率",
     ),
     // Side panel
     ("Run", "运行"),
@@ -458,6 +458,18 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("model: {}", "模型：{}"),
     (
+        "Runs that answer ({} of {}, best metric first)",
+        "参与回答的运行（{} / {}，指标最好的在前）",
+    ),
+    (
+        "(only spaces and line breaks: {} characters)",
+        "（只有空格和换行：{} 个字符）",
+    ),
+    (
+        "(no text: the first token it chose was the end of the sequence)",
+        "（没有文字：它选的第一个 token 就是序列结束符）",
+    ),
+    (
         "Many runs: the table below is the legend (names in their curves' colours); click a name to pick its curves out.",
         "运行较多：下面的表格就是图例（名字与曲线同色）；点一个名字可突出它的曲线。",
     ),
@@ -490,8 +502,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("Top-p", "Top-p"),
     ("Generate", "生成"),
     (
-        "Answer with the base model, the latest finished runs' adapters and any loaded adapter",
-        "用基础模型、最近完成的运行的适配器以及已加载的适配器作答",
+        "Answer with the base model, the chosen runs' adapters and any loaded adapter",
+        "用基础模型、所选运行的适配器以及已加载的适配器作答",
     ),
     ("Load adapter…", "加载适配器…"),
     (

@@ -27,8 +27,11 @@ pub struct Playground {
     pub chat: bool,
     pub sampling: Sampling,
     pub answers: Vec<Answer>,
-    /// How many finished runs answer besides the base model (the latest ones).
+    /// How many finished runs answer besides the base model when the user has not chosen
+    /// (the best by their metric).
     pub runs_shown: usize,
+    /// The runs the user ticked to answer; None: the best `runs_shown`.
+    pub chosen_runs: Option<std::collections::BTreeSet<u64>>,
     /// Adapter folders loaded by the user (ours or PEFT's) that answer too.
     pub loaded_adapters: Vec<PathBuf>,
     /// Evaluation of each loaded adapter on the form's dataset, filled in by its thread.
@@ -49,6 +52,7 @@ impl Default for Playground {
             },
             answers: Vec::new(),
             runs_shown: 3,
+            chosen_runs: None,
             loaded_adapters: Vec::new(),
             evaluations: Vec::new(),
             prompt_from: None,
@@ -191,19 +195,36 @@ fn start(
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let notify = app.notify.clone();
     let model = app.form.model.clone();
-    // The latest finished runs on the form's model that saved an adapter.
-    let runs: Vec<(String, String, Option<PathBuf>)> = app
+    // Finished runs on the form's model that saved an adapter, best metric first (a
+    // comparison's best run was out of reach when only the latest three answered).
+    let mut candidates: Vec<(u64, String, f64, PathBuf)> = app
         .store
         .runs
         .iter()
-        .rev()
         .filter(|r| r.status == RunStatus::Finished && r.config.model == model)
         .filter_map(|r| {
             let dir = PathBuf::from(r.out_dir.as_ref()?).join("adapter");
-            dir.is_dir()
-                .then(|| (r.label.clone(), r.config.model.clone(), Some(dir)))
+            let metric = r.eval_metric.last().map_or(f64::NEG_INFINITY, |m| m[1]);
+            dir.is_dir().then(|| (r.id, r.label.clone(), metric, dir))
         })
-        .take(app.playground.runs_shown)
+        .collect();
+    candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.0.cmp(&a.0)));
+    let chosen: Vec<u64> = match &app.playground.chosen_runs {
+        Some(set) => candidates
+            .iter()
+            .filter(|c| set.contains(&c.0))
+            .map(|c| c.0)
+            .collect(),
+        None => candidates
+            .iter()
+            .take(app.playground.runs_shown)
+            .map(|c| c.0)
+            .collect(),
+    };
+    let runs: Vec<(String, String, Option<PathBuf>)> = candidates
+        .iter()
+        .filter(|c| chosen.contains(&c.0))
+        .map(|c| (c.1.clone(), model.clone(), Some(c.3.clone())))
         .collect();
     let form = app.form.clone();
     let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
@@ -234,12 +255,12 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         let (action, hint) = if classifier {
             (
                 "Classify",
-                "Class probabilities from the base model (its head untrained), the latest finished runs' adapters and any loaded adapter",
+                "Class probabilities from the base model (its head untrained), the chosen runs' adapters and any loaded adapter",
             )
         } else {
             (
                 "Generate",
-                "Answer with the base model, the latest finished runs' adapters and any loaded adapter",
+                "Answer with the base model, the chosen runs' adapters and any loaded adapter",
             )
         };
         if ui
@@ -257,11 +278,54 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         }
         load_asked = adapter_controls(pg, &form, notify.clone(), ui);
     });
+    run_choice(pg, &candidates, &chosen, ui);
     answers(pg, ui);
     if load_asked {
         let start = std::env::current_dir().unwrap_or_default();
         app.path_prompt = Some(PathPrompt::new(PathPurpose::LoadAdapter, &start));
     }
+}
+
+/// Which finished runs answer: ticked by the user, else the best few by their metric.
+fn run_choice(
+    pg: &mut Playground,
+    candidates: &[(u64, String, f64, PathBuf)],
+    chosen: &[u64],
+    ui: &mut egui::Ui,
+) {
+    if candidates.is_empty() {
+        return;
+    }
+    egui::CollapsingHeader::new(super::i18n::trf(
+        ui,
+        "Runs that answer ({} of {}, best metric first)",
+        &[&chosen.len(), &candidates.len()],
+    ))
+    .id_salt("playground_runs")
+    .show(ui, |ui| {
+        egui::ScrollArea::vertical()
+            .max_height(160.0)
+            .show(ui, |ui| {
+                for (id, label, metric, _) in candidates {
+                    let mut on = chosen.contains(id);
+                    let text = if metric.is_finite() {
+                        format!("{label}  ({metric:.3})")
+                    } else {
+                        label.clone()
+                    };
+                    if ui.checkbox(&mut on, text).changed() {
+                        let set = pg
+                            .chosen_runs
+                            .get_or_insert_with(|| chosen.iter().copied().collect());
+                        if on {
+                            set.insert(*id);
+                        } else {
+                            set.remove(id);
+                        }
+                    }
+                }
+            });
+    });
 }
 
 /// Chat template, max tokens, temperature and top-p: how a decoder answers.
@@ -343,10 +407,25 @@ fn answers(pg: &Playground, ui: &mut egui::Ui) {
     }
     ui.columns(pg.answers.len(), |cols| {
         for (col, a) in cols.iter_mut().zip(&pg.answers) {
-            col.strong(&a.label);
+            // One line per name, so every column's answer starts at the same height.
+            col.add(egui::Label::new(egui::RichText::new(&a.label).strong()).truncate());
             let text = a.text.lock().expect("answer lock").clone();
-            col.label(egui::RichText::new(text).monospace());
-            if !a.done.load(Ordering::Acquire) {
+            let done = a.done.load(Ordering::Acquire);
+            if done && text.is_empty() {
+                col.weak(tr(
+                    col,
+                    "(no text: the first token it chose was the end of the sequence)",
+                ));
+            } else if done && text.trim().is_empty() {
+                col.weak(super::i18n::trf(
+                    col,
+                    "(only spaces and line breaks: {} characters)",
+                    &[&text.chars().count()],
+                ));
+            } else {
+                col.label(egui::RichText::new(text).monospace());
+            }
+            if !done {
                 col.spinner();
             }
         }
