@@ -400,7 +400,7 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
         painter.text(
             egui::pos2(rect.left() + 4.0, y + cell_h / 2.0),
             egui::Align2::LEFT_CENTER,
-            format!("layer {l}"),
+            trf(ui, "layer {}", &[&l]),
             font.clone(),
             text,
         );

@@ -385,7 +385,10 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             ui.heading(tr(ui, "Methods"));
             for m in MethodConfig::all_defaults() {
                 let selected = app.learn_page == m.kind();
-                if ui.selectable_label(selected, m.display_name()).clicked() {
+                if ui
+                    .selectable_label(selected, tr(ui, m.display_name()))
+                    .clicked()
+                {
                     app.learn_page = m.kind().to_string();
                 }
             }
@@ -398,7 +401,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         .find(|m| m.kind() == page.kind)
         .expect("a page per method");
     egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.heading(method.display_name());
+        ui.heading(tr(ui, method.display_name()));
         ui.label(page.mechanism.get(l));
         ui.add_space(6.0);
         ui.horizontal_top(|ui| {

@@ -268,7 +268,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             .on_hover_text(tr(ui, hint))
             .clicked()
         {
-            let mut models = vec![("base model".to_string(), model.clone(), None)];
+            let mut models = vec![(tr(ui, "base model").to_string(), model.clone(), None)];
             models.extend(runs.iter().cloned());
             for dir in &pg.loaded_adapters {
                 let name = adapter_name(dir);

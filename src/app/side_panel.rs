@@ -133,7 +133,7 @@ fn method(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     ui.horizontal_wrapped(|ui| {
         for m in MethodConfig::all_defaults() {
             if ui
-                .selectable_label(m.kind() == current, m.display_name())
+                .selectable_label(m.kind() == current, tr(ui, m.display_name()))
                 .clicked()
             {
                 chosen = Some(m.kind());
@@ -291,7 +291,7 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             ui.label(tr(ui, "Schedule"));
             ui.horizontal(|ui| {
                 for s in Schedule::ALL {
-                    ui.selectable_value(&mut f.optimizer.schedule, s, s.name());
+                    ui.selectable_value(&mut f.optimizer.schedule, s, tr(ui, s.name()));
                 }
             });
             ui.end_row();
