@@ -804,7 +804,8 @@ fn other_families_are_described_in_both_languages() {
     h.get_by_label("简体中文").click();
     h.run();
     for m in peft_workbench::peft::MethodConfig::all_defaults() {
-        h.get_by_label(m.display_name()).click();
+        let name = peft_workbench::app::i18n::zh(m.display_name()).unwrap_or(m.display_name());
+        h.get_by_label(name).click();
         h.run();
     }
     h.get_by_label_contains("融合的 c_attn 投影");
