@@ -61,6 +61,24 @@ fn app_with_short_runs_in(
     app
 }
 
+/// A finished run of `presets/{preset}.toml` with `overrides`, saved as run `id` in `runs`
+/// (as an earlier session of the workbench would have left it); returns its folder.
+fn past_run(
+    runs: &std::path::Path,
+    preset: &str,
+    id: u64,
+    overrides: &[&str],
+) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("presets")
+        .join(format!("{preset}.toml"));
+    let overrides: Vec<String> = overrides.iter().map(|o| o.to_string()).collect();
+    let cfg = peft_workbench::config::RunConfig::load(&path, &overrides).unwrap();
+    let folder = runs.join(format!("1000-{id:03}-{preset}"));
+    peft_workbench::train::run(&cfg, id, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    folder
+}
+
 fn snapshot_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -236,18 +254,12 @@ fn every_method_shows_its_own_parameters_and_adalora_its_ranks() {
 #[test]
 fn past_runs_are_listed_and_deleted_after_confirmation() {
     let runs = tempfile::tempdir().unwrap();
-    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/ia3.toml");
-    let cfg = peft_workbench::config::RunConfig::load(
-        &preset,
-        &[
-            "steps=4".into(),
-            "eval_every=2".into(),
-            "eval_examples=8".into(),
-        ],
-    )
-    .unwrap();
-    let folder = runs.path().join("1000-001-ia3");
-    peft_workbench::train::run(&cfg, 1, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    let folder = past_run(
+        runs.path(),
+        "ia3",
+        1,
+        &["steps=4", "eval_every=2", "eval_examples=8"],
+    );
     let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     assert_eq!(app.store.runs.len(), 1, "the saved run is listed at start");
     assert_eq!(app.store.runs[0].train_loss.len(), 4, "with its curve");
@@ -307,21 +319,18 @@ fn the_playground_streams_the_base_models_answer() {
 #[test]
 fn the_playground_answers_with_the_runs_the_user_picks() {
     let runs = tempfile::tempdir().unwrap();
-    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/ia3.toml");
     for (id, steps) in [(1, 6), (2, 1), (3, 1), (4, 1)] {
-        let cfg = peft_workbench::config::RunConfig::load(
-            &preset,
+        past_run(
+            runs.path(),
+            "ia3",
+            id,
             &[
-                format!("steps={steps}"),
-                "eval_every=10".into(),
-                "eval_examples=8".into(),
-                "dataset=builtin:reviews-zh".into(),
+                &format!("steps={steps}"),
+                "eval_every=10",
+                "eval_examples=8",
+                "dataset=builtin:reviews-zh",
             ],
-        )
-        .unwrap();
-        let folder = runs.path().join(format!("1000-00{id}-ia3"));
-        peft_workbench::train::run(&cfg, id, Some(&folder), None, &mut |_| {}, &mut || false)
-            .unwrap();
+        );
     }
     let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     app.playground.sampling.max_tokens = 2;
@@ -820,18 +829,12 @@ fn other_families_are_described_in_both_languages() {
 #[test]
 fn the_runs_table_is_reached_in_a_small_window() {
     let runs = tempfile::tempdir().unwrap();
-    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/lora.toml");
-    let cfg = peft_workbench::config::RunConfig::load(
-        &preset,
-        &[
-            "steps=2".into(),
-            "eval_every=2".into(),
-            "eval_examples=4".into(),
-        ],
-    )
-    .unwrap();
-    let folder = runs.path().join("1000-001-lora");
-    peft_workbench::train::run(&cfg, 1, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    past_run(
+        runs.path(),
+        "lora",
+        1,
+        &["steps=2", "eval_every=2", "eval_examples=4"],
+    );
     for lang in [
         peft_workbench::app::i18n::Lang::En,
         peft_workbench::app::i18n::Lang::Zh,
@@ -895,18 +898,12 @@ fn the_chinese_window_shows_no_untranslated_string() {
     use peft_workbench::app::View;
     use peft_workbench::app::i18n::{Lang, ZH};
     let runs = tempfile::tempdir().unwrap();
-    let preset = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/adalora.toml");
-    let cfg = peft_workbench::config::RunConfig::load(
-        &preset,
-        &[
-            "steps=2".into(),
-            "eval_every=2".into(),
-            "eval_examples=4".into(),
-        ],
-    )
-    .unwrap();
-    let folder = runs.path().join("1000-001-adalora");
-    peft_workbench::train::run(&cfg, 1, Some(&folder), None, &mut |_| {}, &mut || false).unwrap();
+    past_run(
+        runs.path(),
+        "adalora",
+        1,
+        &["steps=2", "eval_every=2", "eval_examples=4"],
+    );
     let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     app.lang = Lang::Zh;
     let mut h = harness_sized(app, 1600.0);
