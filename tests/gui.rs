@@ -79,6 +79,18 @@ fn past_run(
     folder
 }
 
+/// A runs folder holding one two-step run of `preset`.
+fn one_tiny_past_run(preset: &str) -> tempfile::TempDir {
+    let runs = tempfile::tempdir().unwrap();
+    past_run(
+        runs.path(),
+        preset,
+        1,
+        &["steps=2", "eval_every=2", "eval_examples=4"],
+    );
+    runs
+}
+
 fn snapshot_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -542,6 +554,23 @@ fn learn_pages_and_the_chinese_ui() {
     h.get_by_label("0.895");
     h.get_by_label("LoRA r64, rsLoRA");
     h.get_by_label_contains("roberta-large on MRPC");
+    // The page a student of the survey reads: the forward pass, the paper, its neighbours
+    // and what its settings do.
+    h.get_by_label("Forward pass");
+    h.get_by_label_contains("(α/r)·B_q A_q x");
+    h.get_by_label("Original paper");
+    h.get_by_label_contains("ICLR 2022, arXiv:2106.09685");
+    h.get_by_label("Related methods");
+    h.get_by_label_contains("merges into W and bottleneck adapters do not");
+    h.get_by_label("Typical hyperparameters");
+    h.get_by_label_contains("Rank r (4–64");
+    h.get_by_label("Prefix Tuning").click();
+    h.run();
+    h.get_by_label_contains("never the queries");
+    h.render()
+        .expect("render")
+        .save(snapshot_path("learn_prefix"))
+        .unwrap();
     h.get_by_label("Freeze").click();
     h.run();
     h.get_by_label_contains("publishes no numbers for this method");
@@ -604,6 +633,47 @@ fn the_form_and_language_are_remembered() {
     assert_eq!(next.form.method.kind(), "ia3");
     assert_eq!(next.lang, peft_workbench::app::i18n::Lang::Zh);
     assert!(!next.dark);
+}
+
+/// The playground's open state and the runs-table columns the user hid are kept across a
+/// restart, as a person leaves them by clicking.
+#[test]
+fn the_playground_and_the_hidden_columns_are_remembered() {
+    let runs = one_tiny_past_run("lora");
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1200.0);
+    h.run();
+    assert!(h.query_by_label("Generate").is_none(), "closed at first");
+    h.get_by_label("Playground").click();
+    h.run();
+    h.get_by_label("Generate");
+    h.get_by_label("Tokens/s");
+    h.get_by_label("Columns").click();
+    h.run();
+    h.get_by_role_and_label(eframe::egui::accesskit::Role::CheckBox, "Tokens/s")
+        .click();
+    h.run();
+    h.key_press(eframe::egui::Key::Escape);
+    h.run();
+    assert!(
+        h.query_by_label("Tokens/s").is_none(),
+        "the column is hidden"
+    );
+    h.get_by_label("Peak memory");
+    let saved = serde_json::to_string(&h.state().remembered()).unwrap();
+
+    let mut next = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    next.restore(serde_json::from_str(&saved).unwrap());
+    let mut h = harness_sized(next, 1200.0);
+    h.run();
+    h.get_by_label("Generate");
+    assert!(h.query_by_label("Tokens/s").is_none(), "still hidden");
+    h.get_by_label("Metric");
+    // Closing it is remembered too.
+    h.get_by_label("Playground").click();
+    h.run();
+    assert!(h.query_by_label("Generate").is_none());
+    assert!(!h.state().remembered().playground_open);
 }
 
 /// Two queued runs finish one after the other; the table shows their numbers, sorts by a
@@ -828,13 +898,7 @@ fn other_families_are_described_in_both_languages() {
 /// area scrolls to it, and its result columns are in view once there, in both languages.
 #[test]
 fn the_runs_table_is_reached_in_a_small_window() {
-    let runs = tempfile::tempdir().unwrap();
-    past_run(
-        runs.path(),
-        "lora",
-        1,
-        &["steps=2", "eval_every=2", "eval_examples=4"],
-    );
+    let runs = one_tiny_past_run("lora");
     for lang in [
         peft_workbench::app::i18n::Lang::En,
         peft_workbench::app::i18n::Lang::Zh,
@@ -897,13 +961,7 @@ fn the_runs_table_is_reached_in_a_small_window() {
 fn the_chinese_window_shows_no_untranslated_string() {
     use peft_workbench::app::View;
     use peft_workbench::app::i18n::{Lang, ZH};
-    let runs = tempfile::tempdir().unwrap();
-    past_run(
-        runs.path(),
-        "adalora",
-        1,
-        &["steps=2", "eval_every=2", "eval_examples=4"],
-    );
+    let runs = one_tiny_past_run("adalora");
     let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     app.lang = Lang::Zh;
     let mut h = harness_sized(app, 1600.0);
@@ -915,8 +973,20 @@ fn the_chinese_window_shows_no_untranslated_string() {
         .collect();
     let mut seen = std::collections::BTreeSet::new();
     let mut look = |h: &Harness<'static, WorkbenchApp>, place: &str| {
-        for n in h.query_all_by(|n| n.label().is_some()) {
-            let label = n.accesskit_node().label().unwrap_or_default();
+        for n in h.query_all_by(|_| true) {
+            // A plain label keeps its text in AccessKit's value; other widgets in label.
+            let node = n.accesskit_node();
+            let label = if node.role() == eframe::egui::accesskit::Role::Label {
+                node.value()
+            } else {
+                node.label()
+            };
+            let Some(label) = label else { continue };
+            // A text with Chinese in it was translated (its Latin words are names such as
+            // PEFT or scripts/build-cuda.sh); a citation keeps its paper's title.
+            if label.chars().any(|c| c >= '\u{2E80}') || label.contains("arXiv:") {
+                continue;
+            }
             // Method names stay as the survey writes them; egui names its panel's handle.
             let identifier = ["Prompt Tuning", "Prefix Tuning", "Resize panel"]
                 .contains(&label.as_str())

@@ -112,9 +112,15 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
             super::pareto::ui(&app.store.runs, |id| run_color(id, dark), ui)
         });
     ui.separator();
-    egui::CollapsingHeader::new(tr(ui, "Playground"))
-        .default_open(false)
+    // Its own id (not the title's, which changes with the language) and its state kept
+    // by the app, so it opens as it was left, also after a restart.
+    let playground = egui::CollapsingHeader::new(tr(ui, "Playground"))
+        .id_salt("playground")
+        .open(Some(app.playground_open))
         .show(ui, |ui| super::playground::ui(app, ui));
+    if playground.header_response.clicked() {
+        app.playground_open = !app.playground_open;
+    }
     ui.separator();
     run_list(app, ui, actions);
 }
@@ -431,7 +437,9 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
 }
 
 /// The runs table's columns, each sortable by clicking its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Column {
     Run,
     Status,
@@ -459,6 +467,11 @@ impl Column {
         Column::PeakMemory,
         Column::Adapter,
     ];
+
+    /// Which run and its result always show; the user may hide the rest.
+    pub fn hideable(self) -> bool {
+        !matches!(self, Column::Run | Column::Metric)
+    }
 
     fn title(self) -> &'static str {
         match self {
@@ -543,17 +556,21 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                 default_target("comparison.csv"),
             ));
         }
+        ui.menu_button(tr(ui, "Columns"), |ui| column_choice(app, ui))
+            .response
+            .on_hover_text(tr(ui, "Show or hide the table's columns"));
     });
+    let shown: Vec<Column> = Column::ALL
+        .into_iter()
+        .filter(|c| !app.hidden_columns.contains(c))
+        .collect();
     let mut clicked = None;
     egui::ScrollArea::horizontal().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
-            .num_columns(Column::ALL.len() + 1)
+            .num_columns(shown.len() + 1)
             .show(ui, |ui| {
-                for c in Column::ALL {
-                    if c == Column::Trainable {
-                        ui.label(""); // the row's actions
-                    }
+                for &c in &shown {
                     let arrow = match app.sort {
                         Some((s, true)) if s == c => " ^",
                         Some((s, false)) if s == c => " v",
@@ -569,17 +586,26 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                         ),
                         _ => tr(ui, "Sort by this column (again: reverse)"),
                     };
-                    if ui
+                    let header = ui
                         .add(egui::Button::new(egui::RichText::new(title).strong()).frame(false))
-                        .on_hover_text(hover)
-                        .clicked()
-                    {
+                        .on_hover_text(hover);
+                    if header.clicked() {
                         clicked = Some(c);
+                    }
+                    header.context_menu(|ui| column_choice(app, ui));
+                    if c == Column::Status {
+                        ui.label(""); // the row's actions
                     }
                 }
                 ui.end_row();
                 for r in sorted_runs(app) {
-                    run_row(r, app.selected_run == Some(r.id), ui, actions);
+                    let selected = app.selected_run == Some(r.id);
+                    for &c in &shown {
+                        run_cell(r, c, selected, ui, actions);
+                        if c == Column::Status {
+                            run_actions(r, ui, actions);
+                        }
+                    }
                     ui.end_row();
                 }
             });
@@ -624,22 +650,90 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
     }
 }
 
-fn run_row(r: &RunRecord, selected: bool, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    let name = egui::RichText::new(&r.label).color(run_color(r.id, ui.visuals().dark_mode));
-    if ui
-        .selectable_label(selected, name)
-        .on_hover_text(tr(ui, "Pick out this run's curves (again: show all alike)"))
-        .clicked()
-    {
-        actions.push(Action::SelectRun((!selected).then_some(r.id)));
+/// Ticks for the columns a user may hide (right-click a header, or the Columns menu).
+fn column_choice(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    for c in Column::ALL.into_iter().filter(|c| c.hideable()) {
+        let mut shown = !app.hidden_columns.contains(&c);
+        if ui.checkbox(&mut shown, tr(ui, c.title())).changed() {
+            if shown {
+                app.hidden_columns.remove(&c);
+            } else {
+                app.hidden_columns.insert(c);
+            }
+        }
     }
-    metric_cell(r, ui);
-    let (first, last) = (r.eval_loss.first(), r.eval_loss.last());
-    match (first, last) {
-        (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
-        _ => ui.label("-"),
-    };
-    ui.label(tr(ui, status_name(&r.status)));
+}
+
+/// One cell of a run's row.
+fn run_cell(
+    r: &RunRecord,
+    c: Column,
+    selected: bool,
+    ui: &mut egui::Ui,
+    actions: &mut Vec<Action>,
+) {
+    match c {
+        Column::Run => {
+            let name = egui::RichText::new(&r.label).color(run_color(r.id, ui.visuals().dark_mode));
+            if ui
+                .selectable_label(selected, name)
+                .on_hover_text(tr(ui, "Pick out this run's curves (again: show all alike)"))
+                .clicked()
+            {
+                actions.push(Action::SelectRun((!selected).then_some(r.id)));
+            }
+        }
+        Column::Metric => metric_cell(r, ui),
+        Column::EvalLoss => {
+            match (r.eval_loss.first(), r.eval_loss.last()) {
+                (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
+                _ => ui.label("-"),
+            };
+        }
+        Column::Status => {
+            ui.label(tr(ui, status_name(&r.status)));
+        }
+        Column::Trainable => {
+            if r.total_params > 0 {
+                ui.label(format!(
+                    "{} ({:.2} %)",
+                    human(r.trainable_params),
+                    r.trainable_percent()
+                ));
+            } else {
+                ui.label("-");
+            }
+        }
+        Column::Time => {
+            ui.label(duration(
+                r.summary
+                    .as_ref()
+                    .map(|s| s.wall_seconds)
+                    .unwrap_or(r.elapsed_s),
+            ));
+        }
+        Column::TokensPerSecond => {
+            ui.label(format!("{:.0}", r.tokens_per_second));
+        }
+        Column::PeakMemory => {
+            ui.label(
+                r.row
+                    .as_ref()
+                    .map_or("-".into(), |row| memory::human_bytes(row.peak_rss_bytes)),
+            );
+        }
+        Column::Adapter => {
+            ui.label(
+                r.row
+                    .as_ref()
+                    .map_or("-".into(), |row| memory::human_bytes(row.adapter_bytes)),
+            );
+        }
+    }
+}
+
+/// Stop for a live run; Resume and the folder's menu for one on disk.
+fn run_actions(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
         if ui.small_button(tr(ui, "Stop")).clicked() {
             actions.push(Action::Stop(r.id));
@@ -648,32 +742,6 @@ fn run_row(r: &RunRecord, selected: bool, ui: &mut egui::Ui, actions: &mut Vec<A
         ui.horizontal(|ui| run_folder_buttons(r, dir, ui, actions));
     } else {
         ui.label("");
-    }
-    if r.total_params > 0 {
-        ui.label(format!(
-            "{} ({:.2} %)",
-            human(r.trainable_params),
-            r.trainable_percent()
-        ));
-    } else {
-        ui.label("-");
-    }
-    ui.label(duration(
-        r.summary
-            .as_ref()
-            .map(|s| s.wall_seconds)
-            .unwrap_or(r.elapsed_s),
-    ));
-    ui.label(format!("{:.0}", r.tokens_per_second));
-    match &r.row {
-        Some(row) => {
-            ui.label(memory::human_bytes(row.peak_rss_bytes));
-            ui.label(memory::human_bytes(row.adapter_bytes));
-        }
-        None => {
-            ui.label("-");
-            ui.label("-");
-        }
     }
 }
 

@@ -602,6 +602,49 @@ pub const ZH: &[(&str, &str)] = &[
     ("Pros", "优点"),
     ("Cons", "缺点"),
     ("When to choose it", "何时选择"),
+    ("Forward pass", "前向计算"),
+    ("Columns", "列"),
+    // Learn pages: the trainable-parameter formulas' words
+    ("all parameters", "全部参数"),
+    ("N × (params of one block)", "N × (一个块的参数)"),
+    (
+        "Σ over adapted projections r × (in + out)",
+        "Σ 各被适配投影 r × (in + out)",
+    ),
+    (
+        "Σ over adapted projections r × (in + out) + out",
+        "Σ 各被适配投影 r × (in + out) + out",
+    ),
+    (
+        "Σ over adapted projections r₀ × (in + out + 1)",
+        "Σ 各被适配投影 r₀ × (in + out + 1)",
+    ),
+    ("Σ biases (+ norm gains)", "Σ 偏置（+ 归一化增益）"),
+    ("n × d + encoder (LSTM/MLP)", "n × d + 编码器 (LSTM/MLP)"),
+    // Published variants, as PEFT's tables name them
+    ("full fine-tuning", "全参数微调"),
+    ("IA3, tuned learning rate", "IA3，调优后的学习率"),
+    ("IA3, default", "IA3，默认设置"),
+    ("prefix tuning (best)", "Prefix Tuning（最佳）"),
+    ("prefix tuning", "Prefix Tuning"),
+    ("prompt tuning (best init)", "Prompt Tuning（最佳初始化）"),
+    ("prompt tuning", "Prompt Tuning"),
+    (
+        "This model has no bias terms: BitFit adds zero-initialised biases to its {} projections.",
+        "这个模型没有偏置项：BitFit 为它的 {} 个投影添加初值为零的偏置。",
+    ),
+    (
+        "This model has no bias terms: BitFit trains only the normalisation gains.",
+        "这个模型没有偏置项：BitFit 只训练归一化增益。",
+    ),
+    (
+        "This model has no bias terms: turn on added biases or norm gains, or BitFit trains nothing.",
+        "这个模型没有偏置项：请打开添加偏置或训练归一化增益，否则 BitFit 没有可训练的参数。",
+    ),
+    ("Show or hide the table's columns", "显示或隐藏表格的列"),
+    ("Typical hyperparameters", "常用超参数"),
+    ("Related methods", "与其他方法的关系"),
+    ("Original paper", "原始论文"),
     ("Use its preset", "使用其预设"),
     ("Measured here", "本机实测"),
     (
@@ -616,6 +659,11 @@ pub const ZH: &[(&str, &str)] = &[
     ("× L blocks", "× L 个块"),
     ("attention", "注意力"),
     ("K/V prefix", "K/V 前缀"),
+    ("reparam.\nMLP", "重参数化\nMLP"),
+    (
+        "Λ (top left): singular values masked by the rank budget",
+        "Λ（左上）：被秩预算屏蔽的奇异值",
+    ),
     (
         "adapter: down, f, up (+ skip)",
         "适配器：降维、f、升维（+ 残差）",
@@ -658,7 +706,15 @@ mod tests {
         ));
         let mut texts: Vec<&str> = ZH.iter().map(|(_, zh)| *zh).collect();
         for p in super::super::learn::pages() {
-            texts.extend([p.mechanism.zh, p.pros.zh, p.cons.zh, p.choose.zh]);
+            texts.extend([
+                p.mechanism.zh,
+                p.pros.zh,
+                p.cons.zh,
+                p.choose.zh,
+                p.forward.zh,
+                p.relations.zh,
+                p.hyperparameters.zh,
+            ]);
         }
         texts.push(Lang::Zh.name());
         let missing: std::collections::BTreeSet<char> = texts

@@ -39,6 +39,10 @@ pub struct Remembered {
     pub form: RunConfig,
     pub lang: Lang,
     pub dark: bool,
+    #[serde(default)]
+    pub hidden_columns: std::collections::BTreeSet<central::Column>,
+    #[serde(default)]
+    pub playground_open: bool,
 }
 
 /// A status-line message: a template of the translation table and its arguments, so it
@@ -148,6 +152,10 @@ pub struct WorkbenchApp {
     pub log_y: bool,
     /// The runs table's sort column and direction (ascending = true); None: newest first.
     pub sort: Option<(central::Column, bool)>,
+    /// Runs-table columns the user hid (remembered between launches).
+    pub hidden_columns: std::collections::BTreeSet<central::Column>,
+    /// Whether the playground is open (remembered between launches).
+    pub playground_open: bool,
     /// Screen area of the two plots in the last frame (points).
     pub plots_rect: Option<egui::Rect>,
     /// The window's context, for requests made while applying actions.
@@ -207,6 +215,8 @@ impl WorkbenchApp {
             x_axis: runs::XAxis::Step,
             log_y: false,
             sort: None,
+            hidden_columns: Default::default(),
+            playground_open: false,
             plots_rect: None,
             ctx: None,
             frame_log: None,
@@ -226,6 +236,13 @@ impl WorkbenchApp {
         }
         self.lang = r.lang;
         self.dark = r.dark;
+        // Run and Metric stay whatever an older save says.
+        self.hidden_columns = r
+            .hidden_columns
+            .into_iter()
+            .filter(|c| c.hideable())
+            .collect();
+        self.playground_open = r.playground_open;
     }
 
     pub fn remembered(&self) -> Remembered {
@@ -233,6 +250,8 @@ impl WorkbenchApp {
             form: self.form.clone(),
             lang: self.lang,
             dark: self.dark,
+            hidden_columns: self.hidden_columns.clone(),
+            playground_open: self.playground_open,
         }
     }
 
@@ -485,8 +504,7 @@ impl WorkbenchApp {
                         cfg.eval_dataset = self.form.eval_dataset.clone();
                         self.restore(Remembered {
                             form: cfg,
-                            lang: self.lang,
-                            dark: self.dark,
+                            ..self.remembered()
                         });
                         self.view = View::Train;
                         self.say_t("presets/{}.toml loaded into the form", &[&kind]);

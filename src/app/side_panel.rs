@@ -223,7 +223,11 @@ fn trainable_count(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             tr(ui, "Estimated training memory at batch"),
             memory::human_bytes(need)
         ));
-        if let Some(note) = method.note_for(shape) {
+        if let crate::peft::MethodConfig::Bitfit(c) = &method
+            && let Some((template, n)) = c.note_template(shape)
+        {
+            ui.small(super::i18n::trf(ui, template, &[&n]));
+        } else if let Some(note) = method.note_for(shape) {
             ui.small(note);
         }
     }

@@ -63,23 +63,34 @@ impl BitfitConfig {
         name.ends_with(".bias") || (self.train_norms && Self::is_norm(name))
     }
 
-    pub fn note_for(&self, model: &ModelConfig) -> Option<String> {
+    /// What the user should know on a model without bias terms: a template with one `{}`
+    /// hole (the projections' count), so the window can say it in its own language.
+    pub fn note_template(&self, model: &ModelConfig) -> Option<(&'static str, usize)> {
         let projections = model.projections();
-        let with_bias = projections.iter().filter(|p| p.3).count();
-        if with_bias > 0 {
+        if projections.iter().any(|p| p.3) {
             return None;
         }
         Some(if self.add_missing_biases {
-            format!(
+            (
                 "This model has no bias terms: BitFit adds zero-initialised biases to its {} projections.",
-                projections.len()
+                projections.len(),
             )
         } else if self.train_norms {
-            "This model has no bias terms: BitFit trains only the normalisation gains.".into()
+            (
+                "This model has no bias terms: BitFit trains only the normalisation gains.",
+                0,
+            )
         } else {
-            "This model has no bias terms: turn on added biases or norm gains, or BitFit trains nothing."
-                .into()
+            (
+                "This model has no bias terms: turn on added biases or norm gains, or BitFit trains nothing.",
+                0,
+            )
         })
+    }
+
+    pub fn note_for(&self, model: &ModelConfig) -> Option<String> {
+        let (template, n) = self.note_template(model)?;
+        Some(template.replacen("{}", &n.to_string(), 1))
     }
 
     fn is_norm(name: &str) -> bool {
