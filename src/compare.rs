@@ -247,7 +247,13 @@ pub fn compare(cfg: &CompareConfig, exe: &Path, out: &Path) -> Result<Vec<Row>> 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut rows = Vec::new();
     let mut failed = Vec::new();
-    for run in cfg.runs()? {
+    // Its runs form one experiment, named as its folder (unless the file names one).
+    let experiment = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| out.display().to_string());
+    for mut run in cfg.runs()? {
+        run.experiment.get_or_insert_with(|| experiment.clone());
         let kind = run.method.kind();
         let preset: PathBuf = out.join(format!("{kind}.toml"));
         write_atomic(&preset, run.to_toml().as_bytes())?;

@@ -53,6 +53,10 @@ pub struct RunConfig {
     /// Number format of the training step; anything but f32 needs a CUDA device.
     #[serde(default)]
     pub precision: Precision,
+    /// The experiment the run belongs to (a comparison is one; runs started from the form
+    /// join the form's): the window groups, filters and shows runs by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
     /// The fine-tuning method and its own parameters.
     #[serde(default)]
     pub method: MethodConfig,
@@ -230,6 +234,7 @@ impl Default for RunConfig {
             seed: 0,
             device: default_device(),
             precision: Precision::default(),
+            experiment: None,
             method: MethodConfig::default(),
             optimizer: OptimizerConfig::default(),
         }

@@ -237,6 +237,8 @@ fn compare_runs_each_method_and_writes_the_tables() {
     // Each run kept its own folder and its conventional learning rate.
     let lora = peft_workbench::config::RunConfig::load(&out.join("lora/config.toml"), &[]).unwrap();
     assert_eq!(lora.optimizer.lr, 3e-3);
+    // The comparison's runs are one experiment, named as its folder.
+    assert_eq!(lora.experiment.as_deref(), Some("out"));
 }
 
 /// `bench --generate` decodes with the cache and reports the figures the comparison script

@@ -91,6 +91,14 @@ fn one_tiny_past_run(preset: &str) -> tempfile::TempDir {
     runs
 }
 
+/// Renders the window and saves it under `target/screenshots/` for a person to look at.
+fn save_snapshot(h: &mut Harness<'static, WorkbenchApp>, name: &str) {
+    h.render()
+        .expect("render")
+        .save(snapshot_path(name))
+        .unwrap();
+}
+
 fn snapshot_path(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -274,9 +282,13 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     );
     let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     assert_eq!(app.store.runs.len(), 1, "the saved run is listed at start");
-    assert_eq!(app.store.runs[0].train_loss.len(), 4, "with its curve");
     let mut h = harness(app);
     h.run();
+    assert_eq!(
+        h.state().store.runs[0].train_loss.len(),
+        4,
+        "its curve, read as it is shown"
+    );
     h.get_by_label("finished");
     h.get_by_label_contains("1 past runs read");
     // Delete sits in the row's menu with Export and Merge.
@@ -382,10 +394,7 @@ fn the_playground_answers_with_the_runs_the_user_picks() {
         "{labels:?} lacks {}",
         unticked[0]
     );
-    h.render()
-        .expect("render")
-        .save(snapshot_path("playground_runs"))
-        .unwrap();
+    save_snapshot(&mut h, "playground_runs");
 }
 
 #[test]
@@ -567,10 +576,7 @@ fn learn_pages_and_the_chinese_ui() {
     h.get_by_label("Prefix Tuning").click();
     h.run();
     h.get_by_label_contains("never the queries");
-    h.render()
-        .expect("render")
-        .save(snapshot_path("learn_prefix"))
-        .unwrap();
+    save_snapshot(&mut h, "learn_prefix");
     h.get_by_label("Freeze").click();
     h.run();
     h.get_by_label_contains("publishes no numbers for this method");
@@ -579,10 +585,7 @@ fn learn_pages_and_the_chinese_ui() {
     h.get_by_label("Pros");
     h.get_by_label_contains("On the loaded model, default settings");
     h.get_by_label_contains("singular triplet");
-    h.render()
-        .expect("render")
-        .save(snapshot_path("learn_adalora"))
-        .unwrap();
+    save_snapshot(&mut h, "learn_adalora");
     h.get_by_label("Use its preset").click();
     h.run();
     assert_eq!(h.state().view, View::Train);
@@ -754,10 +757,7 @@ fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
         lines[1].contains(",lora,") && lines[2].contains(",ia3,"),
         "{text}"
     );
-    h.render()
-        .expect("render")
-        .save(snapshot_path("two_runs_table"))
-        .unwrap();
+    save_snapshot(&mut h, "two_runs_table");
 }
 
 /// A BERT classifier (MiniLM, from scripts/fetch-models.sh) as a person would use it: the
@@ -888,10 +888,7 @@ fn other_families_are_described_in_both_languages() {
         h.run();
     }
     h.get_by_label_contains("融合的 c_attn 投影");
-    h.render()
-        .expect("render")
-        .save(snapshot_path("learn_gpt2_zh"))
-        .unwrap();
+    save_snapshot(&mut h, "learn_gpt2_zh");
 }
 
 /// At 1024×700 with the playground open, the runs table is below the window: the central
@@ -1027,4 +1024,104 @@ fn english_words(text: &str) -> bool {
         w.iter()
             .all(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
     })
+}
+
+/// A folder and everything in it, copied.
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_folder(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Months of comparisons: 300 past runs in 25 experiments (copies of two real finished
+/// runs). The window opens on the newest experiment's runs, reads no other run's curves,
+/// lists a hundred rows and says how many more; the search and an experiment narrow the
+/// list, and "Plot only these" puts another experiment on the plots.
+#[test]
+fn hundreds_of_past_runs_open_on_their_latest_experiment() {
+    use eframe::egui::accesskit::Role;
+    let runs = tempfile::tempdir().unwrap();
+    let tiny = ["steps=20", "eval_every=10", "eval_examples=4"];
+    let real = [
+        past_run(runs.path(), "lora", 1, &tiny),
+        past_run(runs.path(), "ia3", 2, &tiny),
+    ];
+    for e in 0..25 {
+        for i in 0..12 {
+            let to = runs.path().join(format!("2000-{e:02}-{i:02}"));
+            copy_folder(&real[i % 2], &to);
+            let mut cfg =
+                peft_workbench::config::RunConfig::load(&to.join("config.toml"), &[]).unwrap();
+            cfg.experiment = Some(format!("comparison {e:02}"));
+            std::fs::write(to.join("config.toml"), cfg.to_toml()).unwrap();
+        }
+    }
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    assert_eq!(app.store.runs.len(), 302);
+    let mut h = harness_sized(app, 1000.0);
+    h.run();
+    h.get_by_label("12 runs on the plots");
+    let shown: Vec<_> = h.state().store.runs.iter().filter(|r| r.shown).collect();
+    assert!(shown.iter().all(|r| r.experiment() == "comparison 24"));
+    assert!(
+        shown.iter().all(|r| !r.train_loss.is_empty()),
+        "curves read"
+    );
+    let in_memory = h
+        .state()
+        .store
+        .runs
+        .iter()
+        .filter(|r| r.curves_loaded)
+        .count();
+    assert_eq!(in_memory, 12, "no other run's curves are read");
+    h.get_by_label_contains("and 202 more");
+    save_snapshot(&mut h, "many_runs");
+
+    // 151 IA3 runs match the search: a hundred rows and the rest counted.
+    h.get_by_label("Search").click();
+    h.run();
+    h.get_by_label("Search").type_text("ia3");
+    h.run();
+    h.get_by_label_contains("and 51 more");
+    for _ in 0..3 {
+        h.key_press(eframe::egui::Key::Backspace);
+        h.run();
+    }
+    assert!(h.state().runs_search.is_empty());
+
+    h.get_by_label("In experiment").click();
+    h.run();
+    h.get_by_label("comparison 20 (12)").click();
+    h.run();
+    assert_eq!(h.state().runs_experiment.as_deref(), Some("comparison 20"));
+    h.run();
+    assert!(
+        h.query_by_label_contains("more: narrow").is_none(),
+        "12 rows"
+    );
+    h.get_by_label("Plot only these").click();
+    h.run();
+    h.get_by_label("12 runs on the plots");
+    let shown: Vec<_> = h.state().store.runs.iter().filter(|r| r.shown).collect();
+    assert!(shown.iter().all(|r| r.experiment() == "comparison 20"));
+    // One row's tick takes its run off the plots.
+    h.get_all_by_role(Role::CheckBox)
+        .find(|n| {
+            n.accesskit_node()
+                .label()
+                .is_some_and(|l| l.starts_with("Plot #"))
+        })
+        .expect("a row's Plot tick")
+        .click();
+    h.run();
+    h.get_by_label("11 runs on the plots");
+    save_snapshot(&mut h, "many_runs_experiment");
 }

@@ -7,7 +7,7 @@ use super::i18n::{tr, trf};
 use egui_plot::{Legend, Line, Plot};
 
 use super::path_dialog::{PathPurpose, default_target};
-use super::runs::{Curve, RunRecord, RunStatus, XAxis, ema};
+use super::runs::{Curve, RunRecord, RunStatus, XAxis, downsample_min_max, ema};
 use super::{Action, WorkbenchApp};
 use crate::train::memory;
 
@@ -229,7 +229,12 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         }
     };
     let dark = ui.visuals().dark_mode;
-    let legend = app.store.runs.len() <= LEGEND_RUNS;
+    // Only the runs the user chose are drawn, their curves read from disk on first show.
+    app.store.load_shown_curves();
+    let shown: Vec<&RunRecord> = app.store.runs.iter().filter(|r| r.shown).collect();
+    // Two points per pixel column of a plot (half the area's width) are all a line shows.
+    let columns = (ui.available_width() / 2.0).max(100.0) as usize;
+    let legend = shown.len() <= LEGEND_RUNS;
     if !legend {
         ui.small(tr(
             ui,
@@ -257,7 +262,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 loss_plot.y_axis_formatter(|mark, _| format!("{:.3}", 10f64.powf(mark.value)));
         }
         let left = loss_plot.show(&mut cols[0], |plot| {
-            for r in &app.store.runs {
+            for r in &shown {
                 let c = curve_color(app, r.id, dark);
                 let width = if app.selected_run == Some(r.id) {
                     3.0
@@ -266,11 +271,8 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 };
                 let train = r.curve(Curve::TrainLoss, axis);
                 if !train.is_empty() {
-                    plot.line(
-                        Line::new(r.label.clone(), y_of(ema(&train, smoothing)))
-                            .color(c)
-                            .width(width),
-                    );
+                    let train = downsample_min_max(&y_of(ema(&train, smoothing)), columns);
+                    plot.line(Line::new(r.label.clone(), train).color(c).width(width));
                 }
                 let eval = r.curve(Curve::EvalLoss, axis);
                 if !eval.is_empty() {
@@ -286,13 +288,13 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         });
         let text = tr(&cols[1], "Evaluation metric");
         cols[1].label(text);
-        let chance_lines = chance_lines(&app.store.runs, &cols[1]);
+        let chance_lines = chance_lines(&shown, &cols[1]);
         let chance_color = cols[1].visuals().weak_text_color();
         let right = with_legend(Plot::new("metric_plot"))
             .height(height)
             .x_axis_label(tr(&cols[1], axis.name()))
             .show(&mut cols[1], |plot| {
-                for r in &app.store.runs {
+                for r in &shown {
                     let points = r.curve(Curve::EvalMetric, axis);
                     if !points.is_empty() {
                         let width = if app.selected_run == Some(r.id) {
@@ -323,7 +325,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 }
 
 /// The distinct chance levels of `runs` (to three decimals), each with its legend name.
-fn chance_lines(runs: &[RunRecord], ui: &egui::Ui) -> Vec<(f64, String)> {
+fn chance_lines(runs: &[&RunRecord], ui: &egui::Ui) -> Vec<(f64, String)> {
     let mut levels: Vec<f64> = runs
         .iter()
         .filter_map(|r| r.chance.map(|c| (c.level * 1000.0).round() / 1000.0))
@@ -345,7 +347,13 @@ fn rank_run(app: &WorkbenchApp) -> Option<&RunRecord> {
     app.store
         .active()
         .filter(|r| r.ranks.is_some())
-        .or_else(|| app.store.runs.iter().rev().find(|r| r.ranks.is_some()))
+        .or_else(|| {
+            app.store
+                .runs
+                .iter()
+                .rev()
+                .find(|r| r.shown && r.ranks.is_some())
+        })
 }
 
 /// AdaLoRA's rank per adapted matrix: a row per block, a column per projection, each cell
@@ -510,14 +518,47 @@ fn sort_key(r: &RunRecord, c: Column) -> Option<f64> {
         Column::PeakMemory => row.map(|x| x.peak_rss_bytes as f64),
         Column::TokensPerSecond => (r.tokens_per_second > 0.0).then_some(r.tokens_per_second),
         Column::Time => Some(r.summary.as_ref().map_or(r.elapsed_s, |s| s.wall_seconds)),
-        Column::EvalLoss => r.eval_loss.last().map(|p| p[1]),
-        Column::Metric => r.eval_metric.last().map(|p| p[1]),
+        Column::EvalLoss => r.eval_loss_span().map(|(_, last)| last),
+        Column::Metric => r.final_metric(),
     }
 }
 
-/// The runs in table order: newest first, or by the chosen column.
+/// Whether a run is listed under the table's search and experiment filter: every word of
+/// the search is in its label, method, model, dataset, experiment or status.
+fn listed(app: &WorkbenchApp, r: &RunRecord) -> bool {
+    if app
+        .runs_experiment
+        .as_deref()
+        .is_some_and(|e| e != r.experiment())
+    {
+        return false;
+    }
+    let haystack = format!(
+        "{} {} {} {} {} {} {}",
+        r.label,
+        r.config.method.kind(),
+        r.config.method.display_name(),
+        r.config.model,
+        r.config.dataset,
+        r.experiment(),
+        status_name(&r.status),
+    )
+    .to_lowercase();
+    app.runs_search
+        .to_lowercase()
+        .split_whitespace()
+        .all(|w| haystack.contains(w))
+}
+
+/// The listed runs in table order: newest first, or by the chosen column.
 pub fn sorted_runs(app: &WorkbenchApp) -> Vec<&RunRecord> {
-    let mut runs: Vec<&RunRecord> = app.store.runs.iter().rev().collect();
+    let mut runs: Vec<&RunRecord> = app
+        .store
+        .runs
+        .iter()
+        .rev()
+        .filter(|r| listed(app, r))
+        .collect();
     if let Some((col, ascending)) = app.sort {
         runs.sort_by(|a, b| {
             let (ka, kb) = (sort_key(a, col), sort_key(b, col));
@@ -560,6 +601,7 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
             .response
             .on_hover_text(tr(ui, "Show or hide the table's columns"));
     });
+    run_filters(app, ui);
     let shown: Vec<Column> = Column::ALL
         .into_iter()
         .filter(|c| !app.hidden_columns.contains(c))
@@ -568,8 +610,10 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
     egui::ScrollArea::horizontal().show(ui, |ui| {
         egui::Grid::new("runs_table")
             .striped(true)
-            .num_columns(shown.len() + 1)
+            .num_columns(shown.len() + 2)
             .show(ui, |ui| {
+                ui.label(tr(ui, "Plot"))
+                    .on_hover_text(tr(ui, "Draw this run's curves on the plots"));
                 for &c in &shown {
                     let arrow = match app.sort {
                         Some((s, true)) if s == c => " ^",
@@ -598,14 +642,40 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                     }
                 }
                 ui.end_row();
-                for r in sorted_runs(app) {
+                let listed = sorted_runs(app);
+                let more = listed.len().saturating_sub(MAX_ROWS);
+                for r in listed.into_iter().take(MAX_ROWS) {
                     let selected = app.selected_run == Some(r.id);
+                    let mut plotted = r.shown;
+                    let tick = ui.add(egui::Checkbox::without_text(&mut plotted));
+                    // Named for screen readers (and tests) by its run.
+                    let name = format!("{} {}", tr(ui, "Plot"), r.label);
+                    tick.widget_info(|| {
+                        egui::WidgetInfo::selected(
+                            egui::accesskit::Role::CheckBox,
+                            true,
+                            plotted,
+                            &name,
+                        )
+                    });
+                    if tick.changed() {
+                        actions.push(Action::ShowRun(r.id, plotted));
+                    }
                     for &c in &shown {
                         run_cell(r, c, selected, ui, actions);
                         if c == Column::Status {
                             run_actions(r, ui, actions);
                         }
                     }
+                    ui.end_row();
+                }
+                if more > 0 {
+                    ui.label("");
+                    ui.label(trf(
+                        ui,
+                        "… and {} more: narrow the list with the search or an experiment",
+                        &[&more],
+                    ));
                     ui.end_row();
                 }
             });
@@ -650,6 +720,58 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
     }
 }
 
+/// Rows the table draws at most: a month of comparisons is hundreds of runs, and every row
+/// drawn costs each frame; the search finds the rest.
+const MAX_ROWS: usize = 100;
+
+/// The runs browser's filters: a search over every run's names and an experiment, and the
+/// buttons that put the listed runs on the plots or take them off.
+fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        let label = ui.label(tr(ui, "Search"));
+        ui.add(
+            egui::TextEdit::singleline(&mut app.runs_search)
+                .desired_width(160.0)
+                .hint_text(tr(ui, "method, model, data, status…")),
+        )
+        .labelled_by(label.id);
+        let all = tr(ui, "all experiments").to_string();
+        let unnamed = tr(ui, "(runs before experiments)").to_string();
+        let name = |e: &str| {
+            if e.is_empty() {
+                unnamed.clone()
+            } else {
+                e.to_string()
+            }
+        };
+        let current = app.runs_experiment.as_deref().map_or(all.clone(), name);
+        let label = ui.label(tr(ui, "In experiment"));
+        egui::ComboBox::from_id_salt("runs_experiment")
+            .selected_text(current)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut app.runs_experiment, None, &all);
+                for (e, n) in app.store.experiments() {
+                    let text = format!("{} ({n})", name(&e));
+                    ui.selectable_value(&mut app.runs_experiment, Some(e), text);
+                }
+            })
+            .response
+            .labelled_by(label.id);
+        let listed: Vec<u64> = sorted_runs(app).iter().map(|r| r.id).collect();
+        if ui
+            .button(tr(ui, "Plot only these"))
+            .on_hover_text(tr(ui, "Draw the listed runs' curves and no others"))
+            .clicked()
+        {
+            for r in &mut app.store.runs {
+                r.shown = listed.contains(&r.id);
+            }
+        }
+        let n = app.store.runs.iter().filter(|r| r.shown).count();
+        ui.label(trf(ui, "{} runs on the plots", &[&n]));
+    });
+}
+
 /// Ticks for the columns a user may hide (right-click a header, or the Columns menu).
 fn column_choice(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     for c in Column::ALL.into_iter().filter(|c| c.hideable()) {
@@ -685,9 +807,9 @@ fn run_cell(
         }
         Column::Metric => metric_cell(r, ui),
         Column::EvalLoss => {
-            match (r.eval_loss.first(), r.eval_loss.last()) {
-                (Some(f), Some(l)) => ui.label(format!("{:.3} -> {:.3}", f[1], l[1])),
-                _ => ui.label("-"),
+            match r.eval_loss_span() {
+                Some((first, last)) => ui.label(format!("{first:.3} -> {last:.3}")),
+                None => ui.label("-"),
             };
         }
         Column::Status => {
@@ -747,7 +869,7 @@ fn run_actions(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
 
 /// The run's last metric, greyed with the reason when chance explains it.
 fn metric_cell(r: &RunRecord, ui: &mut egui::Ui) {
-    let Some(m) = r.eval_metric.last().map(|m| m[1]) else {
+    let Some(m) = r.final_metric() else {
         ui.label("-");
         return;
     };

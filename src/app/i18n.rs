@@ -604,6 +604,32 @@ pub const ZH: &[(&str, &str)] = &[
     ("When to choose it", "何时选择"),
     ("Forward pass", "前向计算"),
     ("Columns", "列"),
+    ("Plot", "绘制"),
+    (
+        "Draw this run's curves on the plots",
+        "在图上绘制这个运行的曲线",
+    ),
+    (
+        "… and {} more: narrow the list with the search or an experiment",
+        "……还有 {} 个：用搜索或实验缩小列表",
+    ),
+    ("Search", "搜索"),
+    ("method, model, data, status…", "方法、模型、数据、状态……"),
+    ("all experiments", "全部实验"),
+    ("(runs before experiments)", "（实验功能之前的运行）"),
+    ("Experiment", "实验"),
+    ("In experiment", "所属实验"),
+    ("today's runs", "今天的运行"),
+    (
+        "The runs table and the plots group runs by experiment; Compare all methods starts a new one",
+        "运行表和图按实验归组运行；“比较所有方法”会开始一个新实验",
+    ),
+    ("Plot only these", "只绘制这些"),
+    (
+        "Draw the listed runs' curves and no others",
+        "只绘制列表中运行的曲线",
+    ),
+    ("{} runs on the plots", "图上有 {} 个运行"),
     // Learn pages: the trainable-parameter formulas' words
     ("all parameters", "全部参数"),
     ("N × (params of one block)", "N × (一个块的参数)"),

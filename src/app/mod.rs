@@ -81,6 +81,8 @@ pub enum Action {
     /// conventional one.
     CompareAll,
     Stop(RunId),
+    /// Draw a run's curves on the plots, or stop drawing them.
+    ShowRun(RunId, bool),
     /// Continue a stopped or interrupted run from its checkpoint.
     Resume(RunId),
     /// Copy a run's adapter folder to the path.
@@ -156,6 +158,9 @@ pub struct WorkbenchApp {
     pub hidden_columns: std::collections::BTreeSet<central::Column>,
     /// Whether the playground is open (remembered between launches).
     pub playground_open: bool,
+    /// The runs table's search words and experiment (None: all).
+    pub runs_search: String,
+    pub runs_experiment: Option<String>,
     /// Screen area of the two plots in the last frame (points).
     pub plots_rect: Option<egui::Rect>,
     /// The window's context, for requests made while applying actions.
@@ -176,6 +181,7 @@ impl WorkbenchApp {
         let mut status = None;
         if let Some(dir) = &runs_dir {
             let (read, bad) = store.load_past(dir);
+            store.show_latest_experiment();
             if read > 0 || !bad.is_empty() {
                 status = Some(if bad.is_empty() {
                     Said::new("{} past runs read from {}", &[&read, &dir.display()])
@@ -217,6 +223,8 @@ impl WorkbenchApp {
             sort: None,
             hidden_columns: Default::default(),
             playground_open: false,
+            runs_search: String::new(),
+            runs_experiment: None,
             plots_rect: None,
             ctx: None,
             frame_log: None,
@@ -324,7 +332,7 @@ impl WorkbenchApp {
         let best = batch
             .iter()
             .filter(|r| r.status == runs::RunStatus::Finished)
-            .filter_map(|r| r.eval_metric.last().map(|m| (r, m[1])))
+            .filter_map(|r| r.final_metric().map(|m| (r, m)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let text = match best {
             Some((r, m)) => i18n::fill(
@@ -522,6 +530,11 @@ impl WorkbenchApp {
                 }
                 Ok(()) => {
                     self.form_error = None;
+                    // A run from the form joins the form's experiment (the day's runs until
+                    // the user names one or compares).
+                    self.form
+                        .experiment
+                        .get_or_insert_with(|| format!("runs {}", &runs::now_utc_minute()[..10]));
                     let id = self.store.add(self.form.clone());
                     let _ = self.worker.commands.send(Command::Start {
                         id,
@@ -532,6 +545,11 @@ impl WorkbenchApp {
             },
             Action::CompareAll => {
                 let mut queued = 0;
+                // A comparison is an experiment of its own; later runs from the form join it,
+                // and the plots turn to it.
+                let experiment = format!("comparison {}", runs::now_utc_minute());
+                self.form.experiment = Some(experiment.clone());
+                self.store.show_experiment(&experiment);
                 for m in MethodConfig::all_defaults() {
                     let mut cfg = self.form.clone();
                     cfg.optimizer.lr = crate::compare::learning_rate_for(&m, &self.form);
@@ -552,6 +570,11 @@ impl WorkbenchApp {
                     "{} runs queued, one per method, {} steps each",
                     &[&queued, &self.form.steps],
                 );
+            }
+            Action::ShowRun(id, shown) => {
+                if let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) {
+                    r.shown = shown;
+                }
             }
             Action::Stop(id) => {
                 let _ = self.worker.commands.send(Command::Stop { id });

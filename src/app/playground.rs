@@ -204,7 +204,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         .filter(|r| r.status == RunStatus::Finished && r.config.model == model)
         .filter_map(|r| {
             let dir = PathBuf::from(r.out_dir.as_ref()?).join("adapter");
-            let metric = r.eval_metric.last().map_or(f64::NEG_INFINITY, |m| m[1]);
+            let metric = r.final_metric().unwrap_or(f64::NEG_INFINITY);
             dir.is_dir().then(|| (r.id, r.label.clone(), metric, dir))
         })
         .collect();

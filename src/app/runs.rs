@@ -51,6 +51,13 @@ pub struct RunRecord {
     pub resumable: bool,
     /// When it began reading its model and data, until its first step can start.
     pub loading_since: Option<std::time::Instant>,
+    /// Its curves are drawn on the plots (the user chooses; by default the current
+    /// experiment's runs).
+    pub shown: bool,
+    /// Its curves are in memory. A finished past run is read from its small files alone
+    /// (config, summary); `metrics.jsonl` is read when the run is first shown, so hundreds of
+    /// past runs do not hold hundreds of curves.
+    pub curves_loaded: bool,
 }
 
 impl RunRecord {
@@ -93,6 +100,93 @@ impl RunRecord {
             ranks: None,
             resumable: false,
             loading_since: None,
+            shown: true,
+            curves_loaded: true,
+        }
+    }
+
+    /// The experiment the run belongs to ("" for runs made before experiments existed).
+    pub fn experiment(&self) -> &str {
+        self.config.experiment.as_deref().unwrap_or("")
+    }
+
+    /// The last evaluation's metric, from the curves or, before they are read, the summary.
+    pub fn final_metric(&self) -> Option<f64> {
+        match self.eval_metric.last() {
+            Some(m) => Some(m[1]),
+            None => self.summary.as_ref().map(|s| s.metric_value),
+        }
+    }
+
+    /// The first and the last evaluation loss, likewise.
+    pub fn eval_loss_span(&self) -> Option<(f64, f64)> {
+        match (self.eval_loss.first(), self.eval_loss.last()) {
+            (Some(f), Some(l)) => Some((f[1], l[1])),
+            _ => self
+                .summary
+                .as_ref()
+                .map(|s| (s.initial_eval_loss, s.final_eval_loss)),
+        }
+    }
+
+    /// Reads the run's curves from its folder if they are not in memory yet.
+    pub fn load_curves(&mut self) {
+        if self.curves_loaded {
+            return;
+        }
+        self.curves_loaded = true;
+        let Some(dir) = self.out_dir.clone() else {
+            return;
+        };
+        if let Ok(text) = std::fs::read_to_string(Path::new(&dir).join("metrics.jsonl")) {
+            self.read_metrics(&text);
+        }
+    }
+
+    /// The curves, AdaLoRA's allocation and the pace from a `metrics.jsonl` text.
+    fn read_metrics(&mut self, text: &str) {
+        /// One line of the file; fields a line's type lacks stay absent.
+        #[derive(serde::Deserialize)]
+        struct Line {
+            #[serde(rename = "type")]
+            kind: String,
+            step: Option<f64>,
+            loss: Option<f64>,
+            metric: Option<f64>,
+            tokens_seen: Option<f64>,
+            elapsed_s: Option<f64>,
+            tokens_per_second: Option<f64>,
+            allocation: Option<RankAllocation>,
+        }
+        let nan = f64::NAN;
+        for line in text.lines() {
+            // A run killed mid-write may leave a partial last line; it is skipped.
+            let Ok(l) = serde_json::from_str::<Line>(line) else {
+                continue;
+            };
+            let step = l.step.unwrap_or(nan);
+            match l.kind.as_str() {
+                "step" => {
+                    self.train_loss.push([step, l.loss.unwrap_or(nan)]);
+                    self.step_clock
+                        .push([l.tokens_seen.unwrap_or(nan), l.elapsed_s.unwrap_or(nan)]);
+                    if self.summary.is_none() {
+                        self.tokens_per_second = l.tokens_per_second.unwrap_or(nan);
+                        self.elapsed_s = l.elapsed_s.unwrap_or(nan);
+                    }
+                }
+                "eval" => {
+                    self.eval_loss.push([step, l.loss.unwrap_or(nan)]);
+                    self.eval_metric.push([step, l.metric.unwrap_or(nan)]);
+                    self.eval_elapsed.push(l.elapsed_s.unwrap_or(nan));
+                }
+                "ranks" => {
+                    if let Some(a) = l.allocation {
+                        self.ranks = Some((step as usize, a));
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
@@ -185,6 +279,9 @@ impl RunRecord {
     }
 }
 
+/// Runs an experiment shows at first: a comparison's twelve and a few more, not hundreds.
+pub const MAX_SHOWN_BY_DEFAULT: usize = 24;
+
 /// The note on a run read back without a summary.
 const UNFINISHED: &str = "did not finish (the app or the run was interrupted)";
 
@@ -256,6 +353,47 @@ impl RunStore {
             }
         }
         (read, bad)
+    }
+
+    /// Shows the runs of the newest run's experiment (at most `MAX_SHOWN_BY_DEFAULT`, the
+    /// newest) and hides the rest: what the plots start with.
+    pub fn show_latest_experiment(&mut self) {
+        let Some(latest) = self.runs.last().map(|r| r.experiment().to_string()) else {
+            return;
+        };
+        self.show_experiment(&latest);
+    }
+
+    /// Shows the runs of `experiment` (at most `MAX_SHOWN_BY_DEFAULT`, the newest) and
+    /// hides every other one that is not training or queued.
+    pub fn show_experiment(&mut self, experiment: &str) {
+        let mut left = MAX_SHOWN_BY_DEFAULT;
+        for r in self.runs.iter_mut().rev() {
+            let live = matches!(r.status, RunStatus::Queued | RunStatus::Running);
+            r.shown = live || (r.experiment() == experiment && left > 0);
+            if r.experiment() == experiment && left > 0 {
+                left -= 1;
+            }
+        }
+    }
+
+    /// Reads the curves of the shown runs that are not in memory yet.
+    pub fn load_shown_curves(&mut self) {
+        for r in self.runs.iter_mut().filter(|r| r.shown) {
+            r.load_curves();
+        }
+    }
+
+    /// The experiments, newest first, with their run counts.
+    pub fn experiments(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for r in self.runs.iter().rev() {
+            match out.iter_mut().find(|(e, _)| e == r.experiment()) {
+                Some((_, n)) => *n += 1,
+                None => out.push((r.experiment().to_string(), 1)),
+            }
+        }
+        out
     }
 
     /// Forgets a run (its folder is the caller's to delete).
@@ -352,34 +490,6 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
     let cfg = RunConfig::load(&folder.join("config.toml"), &[])?;
     let mut r = RunRecord::new(id, cfg);
     r.out_dir = Some(folder.display().to_string());
-    if let Ok(text) = std::fs::read_to_string(folder.join("metrics.jsonl")) {
-        for line in text.lines() {
-            // A run killed mid-write may leave a partial last line; it is skipped.
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-            match v["type"].as_str() {
-                Some("step") => {
-                    r.train_loss.push([f("step"), f("loss")]);
-                    r.step_clock.push([f("tokens_seen"), f("elapsed_s")]);
-                    r.tokens_per_second = f("tokens_per_second");
-                    r.elapsed_s = f("elapsed_s");
-                }
-                Some("eval") => {
-                    r.eval_loss.push([f("step"), f("loss")]);
-                    r.eval_metric.push([f("step"), f("metric")]);
-                    r.eval_elapsed.push(f("elapsed_s"));
-                }
-                Some("ranks") => {
-                    if let Ok(a) = serde_json::from_value(v["allocation"].clone()) {
-                        r.ranks = Some((f("step") as usize, a));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
     match std::fs::read_to_string(folder.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
@@ -394,16 +504,96 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
             r.total_params = s.total_params;
             r.metric_name = s.metric_name.clone();
             r.chance = s.chance;
+            r.tokens_per_second = s.tokens_per_second;
+            r.elapsed_s = s.wall_seconds;
             r.row = Some(r.table_row(&s));
             r.summary = Some(s);
+            // A finished run's numbers are in its summary: its curves wait until it is
+            // shown. A stopped one may be resumed, which continues its curves: read now.
+            r.curves_loaded = false;
+            if r.status == RunStatus::Stopped {
+                r.load_curves();
+            }
         }
         None => {
             r.status = RunStatus::Interrupted;
             r.notices.push(UNFINISHED.into());
+            // Without a summary the curves are all there is to show of it.
+            r.curves_loaded = false;
+            r.load_curves();
         }
     }
     r.resumable = crate::train::resumable(folder);
     Ok(r)
+}
+
+/// Minute-precision UTC time of `secs` since the Unix epoch, as `2026-12-03 13:52`: names
+/// of experiments, readable and sortable.
+pub fn utc_minute(secs: u64) -> String {
+    // Days to a civil date (the proleptic Gregorian calendar, eras of 400 years).
+    let days = (secs / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let minute = secs % 86_400 / 60;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        minute / 60,
+        minute % 60
+    )
+}
+
+/// Now, as [`utc_minute`] writes it.
+pub fn now_utc_minute() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    utc_minute(secs)
+}
+
+/// A curve thinned to at most two points per column of `columns` equal spans of x: the
+/// lowest and the highest, in x order, so a spike one step wide stays visible at any zoom
+/// and a 3,000-step curve costs a plot a few hundred points.
+pub fn downsample_min_max(points: &[[f64; 2]], columns: usize) -> Vec<[f64; 2]> {
+    if points.len() <= 2 * columns.max(1) {
+        return points.to_vec();
+    }
+    let (x0, x1) = (points[0][0], points[points.len() - 1][0]);
+    let width = (x1 - x0) / columns as f64;
+    if width.is_nan() || width <= 0.0 {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * columns + 2);
+    let mut start = 0;
+    while start < points.len() {
+        // The last point (x = x1) belongs to the last column, not one past it.
+        let column_of = |x: f64| ((x - x0) / width).floor().min(columns as f64 - 1.0);
+        let column = column_of(points[start][0]);
+        let mut end = start + 1;
+        while end < points.len() && column_of(points[end][0]) <= column {
+            end += 1;
+        }
+        let span = &points[start..end];
+        let lowest = (0..span.len())
+            .min_by(|a, b| span[*a][1].total_cmp(&span[*b][1]))
+            .expect("a column holds a point");
+        let highest = (0..span.len())
+            .max_by(|a, b| span[*a][1].total_cmp(&span[*b][1]))
+            .expect("a column holds a point");
+        let (first, second) = (lowest.min(highest), lowest.max(highest));
+        out.push(span[first]);
+        if second != first {
+            out.push(span[second]);
+        }
+        start = end;
+    }
+    out
 }
 
 /// Exponential moving average of a curve's y values (`alpha` = weight of the past, 0..1),
@@ -523,6 +713,118 @@ mod tests {
         assert!(r.train_loss.is_empty());
         assert_eq!(r.eval_loss, vec![[0.0, 3.0]]);
         assert_eq!(r.notices, vec!["resumed from the checkpoint at step 0"]);
+    }
+
+    /// A finished run folder of `steps` steps in experiment `experiment` under `runs`.
+    fn finished_run(runs: &Path, name: &str, experiment: &str, steps: usize) {
+        let run = runs.join(name);
+        std::fs::create_dir(&run).unwrap();
+        let cfg = RunConfig {
+            experiment: Some(experiment.into()),
+            ..RunConfig::default()
+        };
+        std::fs::write(run.join("config.toml"), cfg.to_toml()).unwrap();
+        let mut metrics = String::from(
+            "{\"type\":\"eval\",\"step\":0,\"loss\":3.0,\"metric\":0.5,\"elapsed_s\":0.5}\n",
+        );
+        for step in 1..=steps {
+            metrics.push_str(&format!(
+                "{{\"type\":\"step\",\"step\":{step},\"loss\":2.0,\"tokens_seen\":{},\"elapsed_s\":{step}.0,\"tokens_per_second\":10.0}}\n",
+                step * 10
+            ));
+        }
+        metrics.push_str(&format!(
+            "{{\"type\":\"eval\",\"step\":{steps},\"loss\":1.0,\"metric\":0.75,\"elapsed_s\":9.0}}\n"
+        ));
+        std::fs::write(run.join("metrics.jsonl"), metrics).unwrap();
+        let summary = Summary {
+            method: "lora".into(),
+            trainable_params: 10,
+            total_params: 100,
+            steps,
+            stopped_early: false,
+            initial_eval_loss: 3.0,
+            final_train_loss: 2.0,
+            final_eval_loss: 1.0,
+            metric_name: "accuracy".into(),
+            initial_metric_value: 0.5,
+            metric_value: 0.75,
+            chance: None,
+            tokens_per_second: 10.0,
+            peak_rss_bytes: 1 << 20,
+            wall_seconds: 9.0,
+        };
+        std::fs::write(
+            run.join("summary.json"),
+            serde_json::to_string(&summary).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn finished_past_runs_read_their_curves_only_when_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, experiment) in ["old", "old", "new", "new", "new"].iter().enumerate() {
+            finished_run(dir.path(), &format!("{i}-run"), experiment, 30);
+        }
+        let mut store = RunStore::default();
+        assert_eq!(store.load_past(dir.path()), (5, Vec::new()));
+        // The table's numbers come from the summaries; no curve is in memory.
+        for r in &store.runs {
+            assert!(!r.curves_loaded && r.train_loss.is_empty());
+            assert_eq!(r.final_metric(), Some(0.75));
+            assert_eq!(r.eval_loss_span(), Some((3.0, 1.0)));
+            assert_eq!(r.status, RunStatus::Finished);
+        }
+        assert_eq!(
+            store.experiments(),
+            vec![("new".to_string(), 3), ("old".to_string(), 2)]
+        );
+        store.show_latest_experiment();
+        let shown: Vec<&str> = store
+            .runs
+            .iter()
+            .filter(|r| r.shown)
+            .map(|r| r.experiment())
+            .collect();
+        assert_eq!(shown, ["new", "new", "new"]);
+        store.load_shown_curves();
+        for r in &store.runs {
+            assert_eq!(r.curves_loaded, r.shown);
+            assert_eq!(r.train_loss.len(), if r.shown { 30 } else { 0 });
+        }
+        let r = store.runs.iter().find(|r| r.shown).unwrap();
+        assert_eq!(r.eval_metric, vec![[0.0, 0.5], [30.0, 0.75]]);
+        assert_eq!(r.curve(Curve::TrainLoss, XAxis::Tokens)[2], [30.0, 2.0]);
+        // The other experiment, asked for, replaces it on the plots.
+        store.show_experiment("old");
+        assert_eq!(store.runs.iter().filter(|r| r.shown).count(), 2);
+        assert!(store.runs[..2].iter().all(|r| r.shown));
+    }
+
+    #[test]
+    fn utc_minutes_are_calendar_dates() {
+        assert_eq!(utc_minute(0), "1970-01-01 00:00");
+        assert_eq!(utc_minute(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc_minute(1_796_302_020), "2026-12-03 12:47");
+    }
+
+    #[test]
+    fn downsampling_keeps_a_spike_and_the_ends() {
+        let mut points: Vec<[f64; 2]> = (0..3000).map(|i| [i as f64, 1.0]).collect();
+        points[1234][1] = 9.0;
+        points[2000][1] = -4.0;
+        let thin = downsample_min_max(&points, 300);
+        assert!(thin.len() <= 600, "{}", thin.len());
+        assert!(thin.contains(&[1234.0, 9.0]), "the spike stays");
+        assert!(thin.contains(&[2000.0, -4.0]), "the dip stays");
+        assert_eq!(thin.first(), Some(&[0.0, 1.0]));
+        assert!(thin.windows(2).all(|w| w[0][0] < w[1][0]), "x order kept");
+        // Short curves pass through untouched.
+        assert_eq!(
+            downsample_min_max(&points[..50], 300),
+            points[..50].to_vec()
+        );
     }
 
     #[test]

@@ -238,6 +238,20 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     egui::Grid::new("training_params")
         .num_columns(2)
         .show(ui, |ui| {
+            // Empty: the day's runs ("runs 2026-12-03") when Start is pressed.
+            let mut experiment = f.experiment.clone().unwrap_or_default();
+            let edit = egui::TextEdit::singleline(&mut experiment)
+                .desired_width(150.0)
+                .hint_text(tr(ui, "today's runs"));
+            row(
+                ui,
+                "Experiment",
+                "The runs table and the plots group runs by experiment; Compare all methods starts a new one",
+                edit,
+            );
+            if f.experiment.as_deref().unwrap_or_default() != experiment {
+                f.experiment = (!experiment.is_empty()).then_some(experiment);
+            }
             row(
                 ui,
                 "Steps",
