@@ -1042,7 +1042,7 @@ fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
 
 /// Months of comparisons: 300 past runs in 25 experiments (copies of two real finished
 /// runs). The window opens on the newest experiment's runs, reads no other run's curves,
-/// lists a hundred rows and says how many more; the search and an experiment narrow the
+/// lists fifty rows and says how many more; the search and an experiment narrow the
 /// list, and "Plot only these" puts another experiment on the plots.
 #[test]
 fn hundreds_of_past_runs_open_on_their_latest_experiment() {
@@ -1082,15 +1082,15 @@ fn hundreds_of_past_runs_open_on_their_latest_experiment() {
         .filter(|r| r.curves_loaded)
         .count();
     assert_eq!(in_memory, 12, "no other run's curves are read");
-    h.get_by_label_contains("and 202 more");
+    h.get_by_label_contains("and 252 more");
     save_snapshot(&mut h, "many_runs");
 
-    // 151 IA3 runs match the search: a hundred rows and the rest counted.
+    // 151 IA3 runs match the search: fifty rows and the rest counted.
     h.get_by_label("Search").click();
     h.run();
     h.get_by_label("Search").type_text("ia3");
     h.run();
-    h.get_by_label_contains("and 51 more");
+    h.get_by_label_contains("and 101 more");
     for _ in 0..3 {
         h.key_press(eframe::egui::Key::Backspace);
         h.run();

@@ -106,7 +106,14 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
     }
     egui::CollapsingHeader::new(tr(ui, "Trade-offs: metric against cost"))
         .id_salt("pareto")
-        .default_open(app.store.runs.iter().filter(|r| r.row.is_some()).count() >= 2)
+        .default_open(
+            app.store
+                .runs
+                .iter()
+                .filter(|r| r.shown && r.row.is_some())
+                .count()
+                >= 2,
+        )
         .show(ui, |ui| {
             let dark = ui.visuals().dark_mode;
             super::pareto::ui(&app.store.runs, |id| run_color(id, dark), ui)
@@ -533,6 +540,9 @@ fn listed(app: &WorkbenchApp, r: &RunRecord) -> bool {
     {
         return false;
     }
+    if app.runs_search.trim().is_empty() {
+        return true;
+    }
     let haystack = format!(
         "{} {} {} {} {} {} {}",
         r.label,
@@ -722,7 +732,7 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
 
 /// Rows the table draws at most: a month of comparisons is hundreds of runs, and every row
 /// drawn costs each frame; the search finds the rest.
-const MAX_ROWS: usize = 100;
+const MAX_ROWS: usize = 50;
 
 /// The runs browser's filters: a search over every run's names and an experiment, and the
 /// buttons that put the listed runs on the plots or take them off.
@@ -757,12 +767,12 @@ fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             })
             .response
             .labelled_by(label.id);
-        let listed: Vec<u64> = sorted_runs(app).iter().map(|r| r.id).collect();
         if ui
             .button(tr(ui, "Plot only these"))
             .on_hover_text(tr(ui, "Draw the listed runs' curves and no others"))
             .clicked()
         {
+            let listed: Vec<u64> = sorted_runs(app).iter().map(|r| r.id).collect();
             for r in &mut app.store.runs {
                 r.shown = listed.contains(&r.id);
             }

@@ -15,10 +15,17 @@ pub struct FrameLog {
     /// Wall time from one frame's start to the next's: what the user sees as smoothness.
     interval: Vec<f64>,
     last: Option<Instant>,
+    /// When the process began opening the window (before past runs were read).
+    launched: Instant,
+    /// Seconds from then until the first frame had been drawn (the second one starts).
+    first_frame_s: Option<f64>,
+    frames: usize,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct FrameSummary {
+    /// Seconds from launch until the first frame was on screen: past runs read and drawn.
+    pub first_frame_s: Option<f64>,
     pub frames_while_training: usize,
     pub cpu_ms_median: f64,
     pub cpu_ms_p99: f64,
@@ -37,18 +44,25 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 impl FrameLog {
-    pub fn new(path: PathBuf) -> Self {
+    pub fn new(path: PathBuf, launched: Instant) -> Self {
         Self {
             path,
             cpu: Vec::new(),
             interval: Vec::new(),
             last: None,
+            launched,
+            first_frame_s: None,
+            frames: 0,
         }
     }
 
     /// Called at the start of every frame; `cpu` is egui's figure for the previous one.
     pub fn frame(&mut self, training: bool, cpu: Option<f32>) {
         let now = Instant::now();
+        self.frames += 1;
+        if self.frames == 2 {
+            self.first_frame_s = Some((now - self.launched).as_secs_f64());
+        }
         if training {
             if let Some(last) = self.last {
                 self.interval.push((now - last).as_secs_f64());
@@ -70,6 +84,7 @@ impl FrameLog {
         };
         let (cpu, interval) = (ms(&self.cpu), ms(&self.interval));
         FrameSummary {
+            first_frame_s: self.first_frame_s,
             frames_while_training: self.interval.len(),
             cpu_ms_median: quantile(&cpu, 0.5),
             cpu_ms_p99: quantile(&cpu, 0.99),
@@ -100,7 +115,7 @@ mod tests {
 
     #[test]
     fn only_frames_while_training_count() {
-        let mut log = FrameLog::new(PathBuf::from("unused"));
+        let mut log = FrameLog::new(PathBuf::from("unused"), Instant::now());
         log.frame(false, Some(0.5));
         log.frame(true, Some(0.002));
         log.frame(true, Some(0.004));
@@ -111,5 +126,6 @@ mod tests {
         assert_eq!(s.frames_while_training, 1);
         assert!((s.cpu_ms_median - 4.0).abs() < 1e-4, "{s:?}");
         assert!((s.cpu_ms_p99 - 6.0).abs() < 1e-4, "{s:?}");
+        assert!(s.first_frame_s.is_some_and(|t| t >= 0.0), "{s:?}");
     }
 }

@@ -792,6 +792,7 @@ fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
 /// Opens the workbench window; runs are written under `./runs`.
 /// Opens the window; runs are saved under (and past ones read from) `runs_dir`.
 pub fn run_native(runs_dir: PathBuf, opts: WindowOptions) -> eframe::Result<()> {
+    let launched = Instant::now();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("PEFT Workbench")
@@ -816,7 +817,9 @@ pub fn run_native(runs_dir: PathBuf, opts: WindowOptions) -> eframe::Result<()> 
             {
                 app.restore(r);
             }
-            app.frame_log = opts.frame_log.map(frame_log::FrameLog::new);
+            app.frame_log = opts
+                .frame_log
+                .map(|path| frame_log::FrameLog::new(path, launched));
             app.close_at = opts.exit_after.map(|d| Instant::now() + d);
             if let Some(cfg) = opts.start {
                 app.form = cfg;

@@ -43,11 +43,13 @@ impl Cost {
     }
 }
 
-/// The finished runs that can be placed: those with a table row and a finite metric, and
-/// all of one metric (the first one's), so that the y axis means one thing.
+/// The finished runs that can be placed: those shown on the plots with a table row and a
+/// finite metric, and all of one metric (the first one's), so that the y axis means one
+/// thing.
 pub fn placed(runs: &[RunRecord]) -> Vec<(&RunRecord, &Row)> {
     let rows: Vec<(&RunRecord, &Row)> = runs
         .iter()
+        .filter(|r| r.shown)
         .filter_map(|r| Some((r, r.row.as_ref()?)))
         .filter(|(_, row)| row.metric.is_finite())
         .collect();
