@@ -309,7 +309,60 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     h.run();
     assert!(h.state().store.runs.is_empty());
     assert!(!folder.exists());
-    h.get_by_label_contains("deleted");
+    h.get_by_label_contains("1 runs moved to the trash");
+    // It waits in the trash until the trash is emptied, after a second question.
+    let trashed = runs.path().join(".trash").join(folder.file_name().unwrap());
+    assert!(trashed.join("summary.json").is_file());
+    h.get_by_label("Empty trash (1)…").click();
+    h.run();
+    assert!(trashed.exists(), "asked first");
+    h.get_by_label("Empty trash").click();
+    h.run();
+    assert!(!trashed.exists());
+    h.get_by_label_contains("1 run folders removed from disk");
+}
+
+/// A run another process finishes in the same runs folder appears in an open window; one
+/// still being written (its lock held) waits. Deleting the listed runs asks once for all.
+#[test]
+fn runs_from_elsewhere_appear_and_many_go_to_the_trash_at_once() {
+    let runs = tempfile::tempdir().unwrap();
+    let tiny = ["steps=2", "eval_every=2", "eval_examples=4"];
+    past_run(runs.path(), "lora", 1, &tiny);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1000.0);
+    h.run();
+    assert_eq!(h.state().store.runs.len(), 1);
+    // Another process: one run finished, one still holding its lock.
+    past_run(runs.path(), "ia3", 2, &tiny);
+    let busy = past_run(runs.path(), "bitfit", 3, &tiny);
+    let _lock = peft_workbench::train::run_dir::lock(&busy).unwrap();
+    std::thread::sleep(Duration::from_millis(3100));
+    h.run();
+    assert_eq!(h.state().store.runs.len(), 2, "the finished one appears");
+    h.get_by_label_contains("1 new runs found");
+    drop(_lock);
+    std::thread::sleep(Duration::from_millis(3100));
+    h.run();
+    assert_eq!(
+        h.state().store.runs.len(),
+        3,
+        "and the other once it is whole"
+    );
+
+    h.get_by_label("Delete the 3 listed…").click();
+    h.run();
+    h.get_by_label("Delete these 3 runs?");
+    h.get_by_label("Delete run").click();
+    h.run();
+    assert!(h.state().store.runs.is_empty());
+    h.get_by_label_contains("3 runs moved to the trash");
+    assert_eq!(
+        std::fs::read_dir(runs.path().join(".trash"))
+            .unwrap()
+            .count(),
+        3
+    );
 }
 
 #[test]

@@ -611,7 +611,7 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
             .response
             .on_hover_text(tr(ui, "Show or hide the table's columns"));
     });
-    run_filters(app, ui);
+    run_filters(app, ui, actions);
     let shown: Vec<Column> = Column::ALL
         .into_iter()
         .filter(|c| !app.hidden_columns.contains(c))
@@ -736,7 +736,7 @@ const MAX_ROWS: usize = 50;
 
 /// The runs browser's filters: a search over every run's names and an experiment, and the
 /// buttons that put the listed runs on the plots or take them off.
-fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.horizontal_wrapped(|ui| {
         let label = ui.label(tr(ui, "Search"));
         ui.add(
@@ -779,6 +779,32 @@ fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         }
         let n = app.store.runs.iter().filter(|r| r.shown).count();
         ui.label(trf(ui, "{} runs on the plots", &[&n]));
+        // Many runs at once: the listed ones that are not training.
+        let deletable: Vec<u64> = sorted_runs(app)
+            .iter()
+            .filter(|r| !matches!(r.status, RunStatus::Queued | RunStatus::Running))
+            .map(|r| r.id)
+            .collect();
+        if ui
+            .add_enabled(
+                !deletable.is_empty(),
+                egui::Button::new(trf(ui, "Delete the {} listed…", &[&deletable.len()])),
+            )
+            .on_hover_text(tr(
+                ui,
+                "Move the listed runs' folders to the trash (asks first)",
+            ))
+            .clicked()
+        {
+            actions.push(Action::AskDelete(deletable));
+        }
+        if app.trash_count > 0
+            && ui
+                .button(trf(ui, "Empty trash ({})…", &[&app.trash_count]))
+                .clicked()
+        {
+            actions.push(Action::AskEmptyTrash);
+        }
     });
 }
 
@@ -975,7 +1001,7 @@ fn run_folder_menu(
         .on_hover_text(format!("Delete the run folder {dir}"))
         .clicked()
     {
-        actions.push(Action::AskDelete(r.id));
+        actions.push(Action::AskDelete(vec![r.id]));
         ui.close();
     }
 }

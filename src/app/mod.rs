@@ -12,6 +12,7 @@ pub mod path_dialog;
 pub mod playground;
 pub mod runs;
 mod side_panel;
+pub mod trash;
 
 use eframe::egui;
 use std::path::{Path, PathBuf};
@@ -90,9 +91,13 @@ pub enum Action {
     /// Fold a run's adapter into its base model and write the model folder to the path.
     Merge(RunId, PathBuf),
     /// Ask before deleting a run's folder.
-    AskDelete(RunId),
-    Delete(RunId),
+    /// Ask before moving these runs' folders to the trash.
+    AskDelete(Vec<RunId>),
+    Delete(Vec<RunId>),
     CancelDelete,
+    /// Ask before removing the trash's folders from disk, then remove them.
+    AskEmptyTrash,
+    EmptyTrash,
     /// Load a method's preset into the form and go to the Train view.
     UsePreset(String),
     /// Write the finished runs' table rows, in the table's order, as CSV.
@@ -125,7 +130,15 @@ pub struct WorkbenchApp {
     /// The shape of the form's model, read once per model (for parameter counts).
     model_shape: Option<(String, Result<ModelConfig, String>)>,
     /// A run waiting for the user to confirm its deletion.
-    pub confirm_delete: Option<RunId>,
+    pub confirm_delete: Option<Vec<RunId>>,
+    /// The trash's folders are about to be removed: asked first.
+    pub confirm_empty_trash: bool,
+    /// Where runs are written and read back (None: nothing is written).
+    pub runs_dir: Option<PathBuf>,
+    /// Run folders in the runs folder's trash.
+    pub trash_count: usize,
+    /// When the runs folder was last looked at for runs another window or process added.
+    last_scan: Instant,
     /// The path the window is asking for, if any.
     pub path_prompt: Option<path_dialog::PathPrompt>,
     /// The run whose curves are drawn bold, the others faded.
@@ -177,6 +190,7 @@ impl WorkbenchApp {
     /// `notify` is called by the worker after each event (the window passes a repaint
     /// request); `runs_dir` is where runs write their folders.
     pub fn new(notify: Notify, runs_dir: Option<PathBuf>) -> Self {
+        let trash_count = runs_dir.as_deref().map_or(0, trash::count);
         let mut store = RunStore::default();
         let mut status = None;
         if let Some(dir) = &runs_dir {
@@ -200,11 +214,15 @@ impl WorkbenchApp {
             form,
             method_memory: MethodConfig::all_defaults(),
             store,
-            worker: worker::spawn(runs_dir, notify.clone()),
+            worker: worker::spawn(runs_dir.clone(), notify.clone()),
+            runs_dir,
             form_error: None,
             smoothing: 0.6,
             model_shape: None,
             confirm_delete: None,
+            confirm_empty_trash: false,
+            trash_count,
+            last_scan: Instant::now(),
             path_prompt: None,
             selected_run: None,
             compare_batch: Vec::new(),
@@ -371,6 +389,7 @@ impl WorkbenchApp {
         } else {
             egui::Theme::Light
         });
+        self.scan_for_new_runs();
         let mut actions = Vec::new();
         self.shortcuts(&ctx, &mut actions);
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));
@@ -398,8 +417,11 @@ impl WorkbenchApp {
         egui::CentralPanel::default().show(ui, |ui| {
             central::ui(self, ui, &mut actions);
         });
-        if let Some(id) = self.confirm_delete {
-            confirm_delete_window(self, id, ui.ctx(), &mut actions);
+        if let Some(ids) = &self.confirm_delete {
+            confirm_delete_window(self, ids, ui.ctx(), &mut actions);
+        }
+        if self.confirm_empty_trash {
+            confirm_empty_trash_window(self, ui.ctx(), &mut actions);
         }
         if let Some(prompt) = &mut self.path_prompt
             && let Some(outcome) = path_dialog::ui(prompt, ui.ctx())
@@ -642,28 +664,94 @@ impl WorkbenchApp {
                 self.playground.loaded_adapters.push(dir);
             }
             Action::SelectRun(id) => self.selected_run = id,
-            Action::AskDelete(id) => self.confirm_delete = Some(id),
-            Action::CancelDelete => self.confirm_delete = None,
-            Action::Delete(id) => {
+            Action::AskDelete(ids) => self.confirm_delete = Some(ids),
+            Action::CancelDelete => {
                 self.confirm_delete = None;
-                let running = self.store.get(id).is_some_and(|r| {
-                    matches!(r.status, runs::RunStatus::Running | runs::RunStatus::Queued)
-                });
-                if running {
-                    self.say("stop the run before deleting it".into());
-                    return;
+                self.confirm_empty_trash = false;
+            }
+            Action::Delete(ids) => {
+                self.confirm_delete = None;
+                let (mut deleted, mut kept) = (0, Vec::new());
+                for id in ids {
+                    match self.delete_run(id) {
+                        Ok(()) => deleted += 1,
+                        Err(e) => kept.push(e),
+                    }
                 }
-                let dir = self.store.get(id).and_then(|r| r.out_dir.clone());
-                if let Some(dir) = &dir
-                    && let Err(e) = std::fs::remove_dir_all(dir)
-                {
-                    self.say_t("cannot delete {}: {}", &[&dir, &e]);
-                    return;
-                }
-                if let Some(r) = self.store.remove(id) {
-                    self.say_t("deleted {}", &[&r.label]);
+                if kept.is_empty() {
+                    self.say_t("{} runs moved to the trash", &[&deleted]);
+                } else {
+                    self.say_t(
+                        "{} runs moved to the trash; kept: {}",
+                        &[&deleted, &kept.join("; ")],
+                    );
                 }
             }
+            Action::AskEmptyTrash => self.confirm_empty_trash = true,
+            Action::EmptyTrash => {
+                self.confirm_empty_trash = false;
+                if let Some(dir) = &self.runs_dir {
+                    match trash::empty(dir) {
+                        Ok(n) => self.say_t("{} run folders removed from disk", &[&n]),
+                        Err(e) => self.say_t("cannot empty the trash: {}", &[&e]),
+                    }
+                    self.trash_count = trash::count(dir);
+                }
+            }
+        }
+    }
+
+    /// Moves a run's folder to the trash (or, without a runs folder, removes it) and forgets
+    /// the run; a run that trains, here or in another process, is kept with the reason.
+    fn delete_run(&mut self, id: RunId) -> Result<(), String> {
+        let r = self
+            .store
+            .get(id)
+            .ok_or_else(|| format!("run {id} is gone"))?;
+        if matches!(r.status, runs::RunStatus::Running | runs::RunStatus::Queued) {
+            return Err(i18n::fill(
+                self.lang,
+                "{}: stop the run before deleting it",
+                &[&r.label],
+            ));
+        }
+        if let Some(dir) = &r.out_dir {
+            let dir = Path::new(dir);
+            if let Some(holder) = crate::train::run_dir::holder(dir) {
+                return Err(i18n::fill(
+                    self.lang,
+                    "{}: {} is writing it",
+                    &[&r.label, &holder],
+                ));
+            }
+            let moved = match &self.runs_dir {
+                Some(runs) => trash::put(runs, dir).map(|_| ()),
+                None => std::fs::remove_dir_all(dir).map_err(anyhow::Error::from),
+            };
+            if let Err(e) = moved {
+                return Err(format!("{}: {}", r.label, crate::describe(&e)));
+            }
+        }
+        self.store.remove(id);
+        if let Some(runs) = &self.runs_dir {
+            self.trash_count = trash::count(runs);
+        }
+        Ok(())
+    }
+
+    /// Every few seconds, reads the runs another window or a CLI run finished in the runs
+    /// folder since this window opened.
+    fn scan_for_new_runs(&mut self) {
+        if self.last_scan.elapsed() < Duration::from_secs(3) {
+            return;
+        }
+        self.last_scan = Instant::now();
+        let Some(dir) = &self.runs_dir else {
+            return;
+        };
+        let (read, _) = self.store.load_new(dir);
+        if read > 0 {
+            self.say_t("{} new runs found in {}", &[&read, &dir.display()]);
         }
     }
 
@@ -728,33 +816,71 @@ impl eframe::App for WorkbenchApp {
     }
 }
 
-/// Asks before a run's folder is deleted.
+/// Asks before runs' folders go to the trash.
 fn confirm_delete_window(
     app: &WorkbenchApp,
-    id: RunId,
+    ids: &[RunId],
     ctx: &egui::Context,
     actions: &mut Vec<Action>,
 ) {
-    let Some(r) = app.store.get(id) else {
+    let runs: Vec<&runs::RunRecord> = ids.iter().filter_map(|id| app.store.get(*id)).collect();
+    if runs.is_empty() {
         actions.push(Action::CancelDelete);
         return;
-    };
+    }
     egui::Window::new(i18n::tr_ctx(ctx, "Delete run?"))
         .collapsible(false)
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
-            ui.label(i18n::trf(ui, "Delete {} and its folder?", &[&r.label]));
-            if let Some(dir) = &r.out_dir {
-                ui.small(dir.as_str());
+            match runs.as_slice() {
+                [r] => {
+                    ui.label(i18n::trf(ui, "Delete {} and its folder?", &[&r.label]));
+                    if let Some(dir) = &r.out_dir {
+                        ui.small(dir.as_str());
+                    }
+                }
+                many => {
+                    ui.label(i18n::trf(ui, "Delete these {} runs?", &[&many.len()]));
+                    let names: Vec<&str> = many.iter().take(8).map(|r| r.label.as_str()).collect();
+                    let more = many.len().saturating_sub(names.len());
+                    let mut text = names.join(", ");
+                    if more > 0 {
+                        text.push_str(&format!(" … (+{more})"));
+                    }
+                    ui.small(text);
+                }
             }
             ui.label(tr(
                 ui,
-                "Its curves, summary and adapter are removed from disk.",
+                "Their folders go to the trash in the runs folder until it is emptied.",
             ));
             ui.horizontal(|ui| {
                 if ui.button(tr(ui, "Delete run")).clicked() {
-                    actions.push(Action::Delete(id));
+                    actions.push(Action::Delete(ids.to_vec()));
+                }
+                if ui.button(tr(ui, "Cancel")).clicked() {
+                    actions.push(Action::CancelDelete);
+                }
+            });
+        });
+}
+
+/// Asks before the trash's folders are removed from disk.
+fn confirm_empty_trash_window(app: &WorkbenchApp, ctx: &egui::Context, actions: &mut Vec<Action>) {
+    egui::Window::new(i18n::tr_ctx(ctx, "Empty the trash?"))
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+        .show(ctx, |ui| {
+            ui.label(i18n::trf(
+                ui,
+                "{} run folders are removed from disk for good.",
+                &[&app.trash_count],
+            ));
+            ui.horizontal(|ui| {
+                if ui.button(tr(ui, "Empty trash")).clicked() {
+                    actions.push(Action::EmptyTrash);
                 }
                 if ui.button(tr(ui, "Cancel")).clicked() {
                     actions.push(Action::CancelDelete);

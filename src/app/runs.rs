@@ -340,6 +340,11 @@ impl RunStore {
             .filter(|p| p.join("config.toml").is_file())
             .collect();
         folders.sort();
+        self.read_folders(folders)
+    }
+
+    /// Reads run folders, oldest first, as past runs with the next ids.
+    fn read_folders(&mut self, folders: Vec<std::path::PathBuf>) -> (usize, Vec<String>) {
         let (mut read, mut bad) = (0, Vec::new());
         for folder in folders {
             match self.next_id.checked_add(1).map(|id| past_run(id, &folder)) {
@@ -351,6 +356,34 @@ impl RunStore {
                 Some(Err(e)) => bad.push(format!("{}: {}", folder.display(), crate::describe(&e))),
                 None => break,
             }
+        }
+        (read, bad)
+    }
+
+    /// Adds the runs under `dir` this store does not know yet (another window's or a CLI
+    /// run's, finished since), not shown on the plots; a folder still being written (its lock
+    /// held by a live process, this one included) waits for the next look. Returns how many
+    /// were read and the folders that could not be.
+    pub fn load_new(&mut self, dir: &Path) -> (usize, Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return (0, Vec::new());
+        };
+        let known: std::collections::HashSet<&str> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.out_dir.as_deref())
+            .collect();
+        let mut folders: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("config.toml").is_file())
+            .filter(|p| !known.contains(p.display().to_string().as_str()))
+            .filter(|p| crate::train::run_dir::holder(p).is_none())
+            .collect();
+        folders.sort();
+        let before = self.runs.len();
+        let (read, bad) = self.read_folders(folders);
+        for r in &mut self.runs[before..] {
+            r.shown = false;
         }
         (read, bad)
     }
