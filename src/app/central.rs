@@ -980,7 +980,7 @@ fn run_folder_menu(
         ));
         ui.close();
     }
-    let mergeable = matches!(r.config.method.kind(), "lora" | "dora" | "adalora" | "ia3");
+    let mergeable = r.config.method.mergeable();
     if mergeable
         && ui
             .add_enabled(has_adapter, egui::Button::new(tr(ui, "Merge…")))

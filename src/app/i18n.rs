@@ -758,7 +758,7 @@ mod tests {
             "../../assets/fonts/DroidSansFallback-subset.ttf"
         ));
         let mut texts: Vec<&str> = ZH.iter().map(|(_, zh)| *zh).collect();
-        for p in super::super::learn::pages() {
+        for (_, p) in super::super::learn::pages() {
             texts.extend([
                 p.mechanism.zh,
                 p.pros.zh,

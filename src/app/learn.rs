@@ -49,7 +49,6 @@ struct Trained {
 }
 
 pub struct Page {
-    pub kind: &'static str,
     pub mechanism: Text,
     /// The count of trained parameters, in symbols (L layers, d hidden, r rank…).
     pub formula: &'static str,
@@ -68,10 +67,11 @@ pub struct Page {
     trained: Trained,
 }
 
-pub fn pages() -> Vec<Page> {
-    vec![
-        Page {
-            kind: "full",
+/// A method's page: an exhaustive match, so a new method is a compiler error here until it
+/// has one.
+pub fn page(method: &MethodConfig) -> Page {
+    match method {
+        MethodConfig::Full(_) => Page {
             mechanism: Text {
                 en: "Every weight of the model is trained: embeddings, attention, MLP, norms and the output head. It is the baseline every PEFT method is compared with.",
                 zh: "训练模型的全部权重：词嵌入、注意力、MLP、归一化层和输出头。它是所有 PEFT 方法比较的基线。",
@@ -111,8 +111,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "freeze",
+        MethodConfig::Freeze(_) => Page {
             mechanism: Text {
                 en: "The first blocks stay frozen and only the last N transformer blocks are trained. The early layers hold general features; the last ones adapt to the task.",
                 zh: "冻结前面的层，只训练最后 N 个 Transformer 块。浅层保留通用特征，深层适应任务。",
@@ -149,8 +148,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "lora",
+        MethodConfig::Lora(_) => Page {
             mechanism: Text {
                 en: "Each adapted projection W gets a low-rank update: y = W x + (α/r) · B A x, with A (r × in) random and B (out × r) zero, so training starts from the unchanged model. Only A and B train; after training B A can be merged into W.",
                 zh: "给被适配的投影 W 加一个低秩更新：y = W x + (α/r) · B A x，A（r × in）随机初始化，B（out × r）为零，所以训练从原模型出发。只训练 A 和 B；训练后可把 B A 合并进 W。",
@@ -186,8 +184,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "dora",
+        MethodConfig::Dora(_) => Page {
             mechanism: Text {
                 en: "DoRA splits each weight into a magnitude m (one number per output row) and a direction: y = m · (W + s·B A) x / norm(W + s·B A). LoRA updates the direction; the magnitude trains separately.",
                 zh: "DoRA 把权重分解为幅度 m（每个输出行一个数）和方向：y = m · (W + s·B A) x / norm(W + s·B A)。LoRA 更新方向，幅度单独训练。",
@@ -223,8 +220,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "adalora",
+        MethodConfig::Adalora(_) => Page {
             mechanism: Text {
                 en: "AdaLoRA writes each update in SVD form P Λ Q and scores every singular triplet by the sensitivity of the loss to it. A schedule lowers the total rank budget; the least important triplets are masked, so rank moves to the matrices that matter (watch the heat map).",
                 zh: "AdaLoRA 把更新写成 SVD 形式 P Λ Q，并按损失对每个奇异三元组的敏感度打分。预算按计划逐步减少，最不重要的三元组被屏蔽，秩流向更重要的矩阵（见热力图）。",
@@ -261,8 +257,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "ia3",
+        MethodConfig::Ia3(_) => Page {
             mechanism: Text {
                 en: "IA3 learns one scaling vector per adapted module: it multiplies the keys, the values and the input of the feed-forward down projection element-wise. The vectors start at 1, so training starts from the model itself.",
                 zh: "IA3 为每个被适配模块学习一个缩放向量：逐元素缩放键、值和前馈下投影的输入。向量初始为 1，因此从原模型开始训练。",
@@ -298,8 +293,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "bitfit",
+        MethodConfig::Bitfit(_) => Page {
             mechanism: Text {
                 en: "BitFit trains only the bias terms (and here, optionally, the norm gains); every weight matrix stays frozen. On models without biases (LLaMA) zero biases are added first.",
                 zh: "BitFit 只训练偏置项（此处还可选训练归一化增益），所有权重矩阵保持冻结。对没有偏置的模型（LLaMA），先添加初值为零的偏置。",
@@ -336,8 +330,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "adapter",
+        MethodConfig::Adapter(_) => Page {
             mechanism: Text {
                 en: "A small bottleneck network (down to m, nonlinearity, up) is inserted after the attention and after the MLP of every block, with a skip connection: h + up(f(down(h))). Up starts at zero, so the model starts unchanged (Houlsby; Pfeiffer puts one after the MLP only).",
                 zh: "在每个块的注意力和 MLP 之后插入一个小的瓶颈网络（降到 m 维、非线性、再升维），带残差连接：h + up(f(down(h)))。升维矩阵初始为零，模型从原样开始（Houlsby；Pfeiffer 只在 MLP 后插入）。",
@@ -373,8 +366,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "prompt-tuning",
+        MethodConfig::PromptTuning(_) => Page {
             mechanism: Text {
                 en: "n trainable vectors (a soft prompt) are put before the input embeddings; the whole model is frozen. They can start from the embeddings of a text such as the task's instruction.",
                 zh: "在输入嵌入前放置 n 个可训练向量（软提示），整个模型冻结。可以用一段文本（如任务说明）的嵌入来初始化。",
@@ -410,8 +402,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "p-tuning",
+        MethodConfig::PTuning(_) => Page {
             mechanism: Text {
                 en: "Like prompt tuning, but the virtual tokens come out of a prompt encoder (a bidirectional LSTM and an MLP, or an MLP only) that runs over trainable embeddings; the encoder couples the tokens, which makes optimisation steadier. Only the encoder's output is kept for inference.",
                 zh: "与提示微调相似，但虚拟 token 由提示编码器（双向 LSTM 加 MLP，或仅 MLP）从可训练嵌入生成；编码器让各 token 相互关联，优化更稳定。推理时只保留编码器的输出。",
@@ -447,8 +438,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "prefix-tuning",
+        MethodConfig::PrefixTuning(_) => Page {
             mechanism: Text {
                 en: "Every layer's attention gets n extra key/value pairs (a prefix) that every token attends to. During training they are produced by an MLP from a small embedding (reparameterisation), which keeps optimisation stable; the MLP's output is what is saved.",
                 zh: "每一层注意力都多出 n 对键/值（前缀），所有 token 都会关注它们。训练时由一个 MLP 从小嵌入生成（重参数化），使优化稳定；保存的是 MLP 的输出。",
@@ -484,8 +474,7 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-        Page {
-            kind: "p-tuning-v2",
+        MethodConfig::PTuningV2(_) => Page {
             mechanism: Text {
                 en: "Deep prompts: trainable key/value prefixes in every layer, trained directly without a reparameterisation MLP. Here they can start from the model's own keys and values of a text.",
                 zh: "深度提示：每一层都有可训练的键/值前缀，直接训练，不用重参数化 MLP。此处可以用模型对一段文本计算出的键和值来初始化。",
@@ -521,31 +510,38 @@ pub fn pages() -> Vec<Page> {
                 ..Trained::default()
             },
         },
-    ]
+    }
+}
+
+/// Every method's page, in the methods' order.
+pub fn pages() -> Vec<(&'static str, Page)> {
+    MethodConfig::all_defaults()
+        .iter()
+        .map(|m| (m.kind(), page(m)))
+        .collect()
 }
 
 /// The preset file that demonstrates a method, embedded so the page works from anywhere.
-pub fn preset_text(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "full" => include_str!("../../presets/full.toml"),
-        "freeze" => include_str!("../../presets/freeze.toml"),
-        "lora" => include_str!("../../presets/lora.toml"),
-        "dora" => include_str!("../../presets/dora.toml"),
-        "adalora" => include_str!("../../presets/adalora.toml"),
-        "ia3" => include_str!("../../presets/ia3.toml"),
-        "bitfit" => include_str!("../../presets/bitfit.toml"),
-        "adapter" => include_str!("../../presets/adapter.toml"),
-        "prompt-tuning" => include_str!("../../presets/prompt-tuning.toml"),
-        "p-tuning" => include_str!("../../presets/p-tuning.toml"),
-        "prefix-tuning" => include_str!("../../presets/prefix-tuning.toml"),
-        "p-tuning-v2" => include_str!("../../presets/p-tuning-v2.toml"),
-        _ => return None,
-    })
+pub fn preset_text(method: &MethodConfig) -> &'static str {
+    match method {
+        MethodConfig::Full(_) => include_str!("../../presets/full.toml"),
+        MethodConfig::Freeze(_) => include_str!("../../presets/freeze.toml"),
+        MethodConfig::Lora(_) => include_str!("../../presets/lora.toml"),
+        MethodConfig::Dora(_) => include_str!("../../presets/dora.toml"),
+        MethodConfig::Adalora(_) => include_str!("../../presets/adalora.toml"),
+        MethodConfig::Ia3(_) => include_str!("../../presets/ia3.toml"),
+        MethodConfig::Bitfit(_) => include_str!("../../presets/bitfit.toml"),
+        MethodConfig::Adapter(_) => include_str!("../../presets/adapter.toml"),
+        MethodConfig::PromptTuning(_) => include_str!("../../presets/prompt-tuning.toml"),
+        MethodConfig::PTuning(_) => include_str!("../../presets/p-tuning.toml"),
+        MethodConfig::PrefixTuning(_) => include_str!("../../presets/prefix-tuning.toml"),
+        MethodConfig::PTuningV2(_) => include_str!("../../presets/p-tuning-v2.toml"),
+    }
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let l = lang(ui.ctx());
-    let pages = pages();
+
     egui::Panel::left("learn_methods")
         .resizable(false)
         .default_size(170.0)
@@ -561,13 +557,13 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 }
             }
         });
-    let Some(page) = pages.iter().find(|p| p.kind == app.learn_page) else {
+    let Some(method) = MethodConfig::all_defaults()
+        .into_iter()
+        .find(|m| m.kind() == app.learn_page)
+    else {
         return;
     };
-    let method = MethodConfig::all_defaults()
-        .into_iter()
-        .find(|m| m.kind() == page.kind)
-        .expect("a page per method");
+    let page = page(&method);
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.heading(tr(ui, method.display_name()));
         ui.label(page.mechanism.get(l));
@@ -625,15 +621,15 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 ui.add_space(6.0);
                 if ui
                     .button(tr(ui, "Use its preset"))
-                    .on_hover_text(format!("presets/{}.toml", page.kind))
+                    .on_hover_text(format!("presets/{}.toml", method.kind()))
                     .clicked()
                 {
-                    actions.push(Action::UsePreset(page.kind.to_string()));
+                    actions.push(Action::UsePreset(method.clone()));
                 }
             });
         });
         published_results(ui, &method);
-        measured_runs(app, ui, page.kind);
+        measured_runs(app, ui, method.kind());
     });
 }
 
@@ -1027,7 +1023,7 @@ mod tests {
         // Prose is drawn in the proportional font, formulas in the monospace one.
         let prose = egui::FontId::proportional(13.0);
         let code = egui::FontId::monospace(13.0);
-        for p in pages() {
+        for (kind, p) in pages() {
             let texts = [
                 (p.mechanism.en, &prose),
                 (p.mechanism.zh, &prose),
@@ -1044,7 +1040,7 @@ mod tests {
                 for (text, font) in texts {
                     for c in text.chars() {
                         if !c.is_whitespace() && !f.has_glyph(font, c) {
-                            missing.insert((p.kind, c, font.family.to_string()));
+                            missing.insert((kind, c, font.family.to_string()));
                         }
                     }
                 }

@@ -99,7 +99,7 @@ pub enum Action {
     AskEmptyTrash,
     EmptyTrash,
     /// Load a method's preset into the form and go to the Train view.
-    UsePreset(String),
+    UsePreset(MethodConfig),
     /// Write the finished runs' table rows, in the table's order, as CSV.
     ExportTable(PathBuf),
     /// Save the plots as a PNG image.
@@ -522,10 +522,9 @@ impl WorkbenchApp {
                     Err(e) => self.say_t("cannot write the table: {}", &[&crate::describe(&e)]),
                 }
             }
-            Action::UsePreset(kind) => {
-                let Some(text) = learn::preset_text(&kind) else {
-                    return;
-                };
+            Action::UsePreset(method) => {
+                let text = learn::preset_text(&method);
+                let kind = method.kind();
                 match RunConfig::from_toml_with(text, &[]) {
                     Ok(mut cfg) => {
                         // The preset's method and training settings on the user's model and data.

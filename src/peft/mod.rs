@@ -70,6 +70,29 @@ pub struct BuildContext<'a> {
     pub total_steps: usize,
 }
 
+/// What other code asks about a method (see [`MethodConfig::facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodFacts {
+    /// Where its virtual tokens go, if it has any.
+    pub virtual_tokens: VirtualTokens,
+    /// Its trained adapter folds into the base weights (`merge`): a linear term or a scale
+    /// on a projection's weight; the others add positions or nonlinear modules, or are
+    /// already the weights.
+    pub mergeable: bool,
+}
+
+/// Where a method's virtual tokens go: before the input (prompt embeddings, which every
+/// block then processes as it does tokens), into every layer's keys and values (prefixes),
+/// or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtualTokens {
+    None,
+    /// n prompt embeddings before the input.
+    Input(usize),
+    /// n key/value pairs in every layer's attention.
+    KeyValue(usize),
+}
+
 impl MethodConfig {
     /// One default configuration per method, in the order the UI lists them.
     pub fn all_defaults() -> Vec<MethodConfig> {
@@ -149,25 +172,50 @@ impl MethodConfig {
         }
     }
 
-    /// Positions the method adds before each sequence (prompt tokens or key/value prefixes).
-    pub fn virtual_tokens(&self) -> usize {
-        match self {
-            MethodConfig::PromptTuning(c) => c.num_virtual_tokens,
-            MethodConfig::PTuning(c) => c.num_virtual_tokens,
-            MethodConfig::PrefixTuning(c) => c.num_virtual_tokens,
-            MethodConfig::PTuningV2(c) => c.num_virtual_tokens,
-            _ => 0,
+    /// The facts other code asks about a method, one arm per method: a new method is a
+    /// compiler error here until its facts are given.
+    pub fn facts(&self) -> MethodFacts {
+        use VirtualTokens::{Input, KeyValue, None};
+        let (virtual_tokens, mergeable) = match self {
+            MethodConfig::Full(_) => (None, false),
+            MethodConfig::Freeze(_) => (None, false),
+            MethodConfig::Lora(_) => (None, true),
+            MethodConfig::Dora(_) => (None, true),
+            MethodConfig::Adalora(_) => (None, true),
+            MethodConfig::Ia3(_) => (None, true),
+            MethodConfig::Bitfit(_) => (None, false),
+            MethodConfig::Adapter(_) => (None, false),
+            MethodConfig::PromptTuning(c) => (Input(c.num_virtual_tokens), false),
+            MethodConfig::PTuning(c) => (Input(c.num_virtual_tokens), false),
+            MethodConfig::PrefixTuning(c) => (KeyValue(c.num_virtual_tokens), false),
+            MethodConfig::PTuningV2(c) => (KeyValue(c.num_virtual_tokens), false),
+        };
+        MethodFacts {
+            virtual_tokens,
+            mergeable,
         }
     }
 
-    /// Positions the method puts before the input itself (prompt embeddings), which every
-    /// block then processes as it does tokens; prefix methods add keys and values only.
-    pub fn prepended_positions(&self) -> usize {
-        match self {
-            MethodConfig::PromptTuning(c) => c.num_virtual_tokens,
-            MethodConfig::PTuning(c) => c.num_virtual_tokens,
-            _ => 0,
+    /// Positions the method adds before each sequence (prompt tokens or key/value prefixes).
+    pub fn virtual_tokens(&self) -> usize {
+        match self.facts().virtual_tokens {
+            VirtualTokens::Input(n) | VirtualTokens::KeyValue(n) => n,
+            VirtualTokens::None => 0,
         }
+    }
+
+    /// Positions the method puts before the input itself (prompt embeddings); prefix
+    /// methods add keys and values only.
+    pub fn prepended_positions(&self) -> usize {
+        match self.facts().virtual_tokens {
+            VirtualTokens::Input(n) => n,
+            VirtualTokens::KeyValue(_) | VirtualTokens::None => 0,
+        }
+    }
+
+    /// Whether the trained adapter folds into the base weights (`merge`).
+    pub fn mergeable(&self) -> bool {
+        self.facts().mergeable
     }
 
     /// The learning rate this method usually wants with AdamW on the models here (the
@@ -259,7 +307,15 @@ impl MethodConfig {
                 map(&mut i.target_modules);
                 map(&mut i.feedforward_modules);
             }
-            _ => {}
+            // Methods that name no projections of their own.
+            MethodConfig::Full(_)
+            | MethodConfig::Freeze(_)
+            | MethodConfig::Bitfit(_)
+            | MethodConfig::Adapter(_)
+            | MethodConfig::PromptTuning(_)
+            | MethodConfig::PTuning(_)
+            | MethodConfig::PrefixTuning(_)
+            | MethodConfig::PTuningV2(_) => {}
         }
         changed.dedup();
         let note = (!changed.is_empty()).then(|| {
@@ -312,7 +368,17 @@ impl MethodConfig {
     pub fn note_for(&self, model: &ModelConfig) -> Option<String> {
         match self {
             MethodConfig::Bitfit(c) => c.note_for(model),
-            _ => self.for_model(model).1,
+            MethodConfig::Full(_)
+            | MethodConfig::Freeze(_)
+            | MethodConfig::Lora(_)
+            | MethodConfig::Dora(_)
+            | MethodConfig::Adalora(_)
+            | MethodConfig::Ia3(_)
+            | MethodConfig::Adapter(_)
+            | MethodConfig::PromptTuning(_)
+            | MethodConfig::PTuning(_)
+            | MethodConfig::PrefixTuning(_)
+            | MethodConfig::PTuningV2(_) => self.for_model(model).1,
         }
     }
 
