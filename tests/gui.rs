@@ -1178,3 +1178,28 @@ fn hundreds_of_past_runs_open_on_their_latest_experiment() {
     h.get_by_label("11 runs on the plots");
     save_snapshot(&mut h, "many_runs_experiment");
 }
+
+/// The settings panel keeps its width (300 points by default) whatever its rows hold: they
+/// wrap, so the panel can be narrowed and never pushes the curves aside.
+#[test]
+fn the_side_panel_keeps_its_width_and_its_rows_wrap() {
+    for lang in [
+        peft_workbench::app::i18n::Lang::En,
+        peft_workbench::app::i18n::Lang::Zh,
+    ] {
+        let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+        app.lang = lang;
+        let mut h = harness(app);
+        h.run();
+        h.run();
+        let open_gguf = match lang {
+            peft_workbench::app::i18n::Lang::En => "Open GGUF…",
+            peft_workbench::app::i18n::Lang::Zh => {
+                peft_workbench::app::i18n::zh("Open GGUF…").unwrap()
+            }
+        };
+        let right = h.get_by_label(open_gguf).rect().right();
+        assert!(right <= 320.0, "{lang:?}: the panel reaches x = {right}");
+        save_snapshot(&mut h, &format!("side_panel_{lang:?}"));
+    }
+}

@@ -28,7 +28,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
 pub fn actions(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     ui.add_space(4.0);
     let running = app.store.active().map(|r| r.id);
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         if ui
             .button(tr(ui, "Start"))
             .on_hover_text(tr(ui, "Queue this run; it starts when the runs before it end"))
@@ -61,7 +61,7 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let mut ask = None;
     let form = &mut app.form;
     ui.label(tr(ui, "Model"));
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let builtin = form.model == "builtin";
         if ui
             .selectable_label(builtin, tr(ui, "Built-in (LLaMA 7.8 M)"))
@@ -307,7 +307,7 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000),
             );
             ui.label(tr(ui, "Schedule"));
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 for s in Schedule::ALL {
                     ui.selectable_value(&mut f.optimizer.schedule, s, tr(ui, s.name()));
                 }
@@ -377,7 +377,7 @@ fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             if !f.precision.runs_on(&f.device) {
                 f.precision = Precision::F32;
             }
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 for p in Precision::ALL {
                     ui.add_enabled_ui(p.runs_on(&f.device), |ui| {
                         ui.selectable_value(&mut f.precision, p, p.name());
