@@ -6,6 +6,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod generate;
+pub mod kernels;
 pub mod models;
 pub mod peft;
 pub mod pretrain;

@@ -138,7 +138,7 @@ fn lora_on_c_attn_trains_exports_and_merges() {
 /// on the composed path a GPU runs (which frees nothing).
 #[test]
 fn every_method_gets_the_composed_gradients() {
-    use peft_workbench::models::fused::without_fused_kernels;
+    use peft_workbench::kernels::fused::without_fused_kernels;
     use peft_workbench::peft::{BuildContext, MethodConfig};
     let files = ModelFiles::open(tiny_gpt2().to_str().unwrap()).unwrap();
     let ids = Tensor::new(&[[5u32, 9, 3, 7, 2, 30], [4, 8, 1, 6, 12, 2]], &Device::Cpu).unwrap();

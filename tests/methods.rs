@@ -341,9 +341,9 @@ fn every_method_gets_the_same_gradients_without_the_fused_kernels() {
     for m in variants() {
         let (vars_f, grads_f, _, loss_f) = perturbed_gradients(&m, &cfg, &tensors, DType::F32);
         let (vars_c, grads_c, _, loss_c) =
-            peft_workbench::models::fused::without_fused_kernels(|| {
+            peft_workbench::kernels::fused::without_fused_kernels(|| {
                 let probe = Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap();
-                assert!(!peft_workbench::models::fused::available_for(&probe));
+                assert!(!peft_workbench::kernels::fused::available_for(&probe));
                 perturbed_gradients(&m, &cfg, &tensors, DType::F32)
             });
         let what = m.kind();

@@ -212,7 +212,7 @@ impl Block {
         let (b, t, h) = x.dims3()?;
         let (nh, hd) = (self.heads, self.head_dim);
         // What each step below frees once read: see `fused::release_activation` (CPU only).
-        let release = super::fused::release_activation;
+        let release = crate::kernels::fused::release_activation;
         let normed = self.ln_1.forward(x)?;
         let qkv = self.c_attn.forward(&normed, train)?;
         if self.c_attn.backward_ignores_input() {
@@ -233,8 +233,8 @@ impl Block {
         }
         let (k, v, p) = with_prefix(k, v, prefix)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let ctx = if super::fused::available_for(&q) {
-            super::fused::attention(&q, &k, &v, scale, t, p)?
+        let ctx = if crate::kernels::fused::available_for(&q) {
+            crate::kernels::fused::attention(&q, &k, &v, scale, t, p)?
         } else {
             let scores = q.matmul(&k.t()?)?;
             let mask = super::llama::causal_mask(t, p, x.device())?;

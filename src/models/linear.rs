@@ -3,7 +3,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::gemm::{View, product};
+use crate::kernels::gemm::{View, product};
 
 /// `x · Wᵀ` as one op, for a frozen or a trained weight.
 ///
@@ -38,14 +38,7 @@ pub(crate) fn rows_layout(l: &Layout, what: &str) -> Result<(usize, usize, Layou
     ))
 }
 
-/// The shape `[.., n]`: `x`'s leading dims and a last dim of `n`.
-pub(crate) fn with_last_dim(x: &Shape, n: usize) -> Shape {
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = n;
-    }
-    Shape::from(dims)
-}
+pub(crate) use crate::kernels::with_last_dim;
 
 impl MatmulT {
     /// `[.., k] · [n, k]ᵀ` through the backend's own GEMM, reading the weight transposed in place.

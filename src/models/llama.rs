@@ -241,7 +241,7 @@ struct Rotary {
     cos: Tensor,
     sin: Tensor,
     /// The same tables for the fused CPU kernel.
-    tables: super::fused::RopeTables,
+    tables: crate::kernels::fused::RopeTables,
 }
 
 impl Rotary {
@@ -259,7 +259,7 @@ impl Rotary {
         let freqs = pos.broadcast_mul(&inv)?;
         let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
         let (cos, sin) = (freqs.cos()?, freqs.sin()?);
-        let tables = super::fused::RopeTables {
+        let tables = crate::kernels::fused::RopeTables {
             cos: std::sync::Arc::new(cos.flatten_all()?.to_vec1()?),
             sin: std::sync::Arc::new(sin.flatten_all()?.to_vec1()?),
             head_dim: hd,
@@ -280,9 +280,9 @@ impl Rotary {
                 self.cos.dim(0)?
             );
         }
-        if super::fused::available_for(x) {
+        if crate::kernels::fused::available_for(x) {
             let rope = rotate_from.map(|o| (&self.tables, o));
-            return Ok(super::fused::to_heads(x, heads, rope)?);
+            return Ok(crate::kernels::fused::to_heads(x, heads, rope)?);
         }
         let x = x
             .reshape((b, t, heads, width / heads))?
@@ -317,7 +317,7 @@ struct RmsNorm {
 impl RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Not candle's fast rms_norm: it has no backward pass.
-        Ok(super::fused::rms_norm(x, &self.weight, self.eps)?)
+        Ok(crate::kernels::fused::rms_norm(x, &self.weight, self.eps)?)
     }
 }
 
@@ -360,15 +360,15 @@ impl Attention {
         // Grouped-query attention without copying keys: the `rep` query heads that share a
         // key/value head are stacked along the time axis, one matmul per kv head.
         let scale = 1.0 / (hd as f64).sqrt();
-        if super::fused::available_for(&q) {
-            let out = super::fused::attention(&q, &k, &v, scale, t, p)?;
+        if crate::kernels::fused::available_for(&q) {
+            let out = crate::kernels::fused::attention(&q, &k, &v, scale, t, p)?;
             let y = self.o_proj.forward(&out, train)?;
             // Read only by the fused heads split (a permutation backwards).
             for t in &projected {
-                super::fused::release_activation(t)?;
+                crate::kernels::fused::release_activation(t)?;
             }
             if self.o_proj.backward_ignores_input() {
-                super::fused::release_activation(&out)?;
+                crate::kernels::fused::release_activation(&out)?;
             }
             return Ok((y, (k, v)));
         }
@@ -413,18 +413,18 @@ impl Mlp {
             self.gate_proj.frozen_weight_and_input_scale(),
             self.up_proj.frozen_weight_and_input_scale(),
             self.down_proj.frozen_weight_and_input_scale(),
-        ) && let Some(y) = super::fused::frozen_mlp(x, wg, wu, wd, scale)?
+        ) && let Some(y) = crate::kernels::fused::frozen_mlp(x, wg, wu, wd, scale)?
         {
             return Ok(y);
         }
         let gate = self.gate_proj.forward(x, train)?;
         let up = self.up_proj.forward(x, train)?;
         if let Some((w, scale)) = self.down_proj.frozen_weight_and_input_scale()
-            && let Some(y) = super::fused::swiglu_down(&gate, &up, w, scale)?
+            && let Some(y) = crate::kernels::fused::swiglu_down(&gate, &up, w, scale)?
         {
             return Ok(y);
         }
-        let hidden = super::fused::swiglu(&gate, &up)?;
+        let hidden = crate::kernels::fused::swiglu(&gate, &up)?;
         Ok(self.down_proj.forward(&hidden, train)?)
     }
 }
@@ -455,7 +455,8 @@ impl Block {
             None => a,
         };
         let x = (x + &a)?;
-        let release = |t: &Tensor| -> Result<()> { Ok(super::fused::release_activation(t)?) };
+        let release =
+            |t: &Tensor| -> Result<()> { Ok(crate::kernels::fused::release_activation(t)?) };
         // The norm's gradient reads its input, not its output; a residual add reads
         // neither of its inputs.
         let qkv = [&attn.q_proj, &attn.k_proj, &attn.v_proj];

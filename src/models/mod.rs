@@ -1,9 +1,6 @@
 //! Models with the injection points PEFT methods need.
 
 pub mod bert;
-pub mod fast_math;
-pub mod fused;
-pub mod gemm;
 pub mod gguf;
 pub mod gpt2;
 pub mod layers;
@@ -18,11 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use linear::{Linear, LinearAdapter, Projection};
 
-/// Largest absolute elementwise difference of two tensors of one shape (the tests' and the
-/// reference checks' measure of agreement).
-pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> candle_core::Result<f32> {
-    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
-}
+pub use crate::kernels::max_abs_diff;
 pub use bert::{Bert, BertConfig};
 pub use gpt2::{Gpt2, Gpt2Config};
 pub use llama::{Llama, LlamaConfig};

@@ -218,7 +218,7 @@ impl Method for Ia3 {
 /// `(x Wᵀ + b) ⊙ l` for a frozen f32 projection on the CPU, as one op ([`OutputScaled`]);
 /// `None` where it cannot run (the caller composes it).
 fn output_scaled(x: &Tensor, base: &Projection, l: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    use crate::models::fused::available_for;
+    use crate::kernels::fused::available_for;
     let frozen = |t: &Tensor| available_for(t) && !t.track_op();
     if !(available_for(x)
         && available_for(l)
@@ -280,7 +280,7 @@ impl CustomOp2 for OutputScaled {
             candle_core::bail!("IA3: non-contiguous scale");
         };
         let scale = &l.as_slice::<f32>()?[l0..l1];
-        let mut u = crate::models::fused::with_cpu_storage(&self.weight, |w, lw| {
+        let mut u = crate::kernels::fused::with_cpu_storage(&self.weight, |w, lw| {
             x.matmul(w, (1, rows, out, in_dim), &lx2, &lw.transpose(0, 1)?)
         })?;
         let bias = match &self.bias {

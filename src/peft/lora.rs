@@ -12,8 +12,8 @@ use std::path::Path;
 use super::export::{save_json, save_vars};
 use super::init;
 use super::{ExportContext, Method};
-use crate::models::fused::slices;
-use crate::models::gemm::{View, matmul_into, product};
+use crate::kernels::fused::slices;
+use crate::kernels::gemm::{View, matmul_into, product};
 use crate::models::linear::on_rows;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
@@ -146,7 +146,7 @@ impl LoraBranch {
         base: &Projection,
         train: bool,
     ) -> candle_core::Result<Option<Tensor>> {
-        use crate::models::fused::available_for;
+        use crate::kernels::fused::available_for;
         let frozen = |t: &Tensor| available_for(t) && !t.track_op();
         if !(available_for(x)
             && frozen(&base.weight)
@@ -220,7 +220,7 @@ impl CustomOp3 for FusedLora {
         b: &CpuStorage,
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        crate::models::fused::with_cpu_storage(&self.weight, |w, lw| {
+        crate::kernels::fused::with_cpu_storage(&self.weight, |w, lw| {
             self.fwd((x, lx), (a, la), (b, lb), (w, lw))
         })
     }
@@ -495,7 +495,7 @@ mod tests {
         let fused = branch
             .fused_forward(x.as_tensor(), &base, true)?
             .expect("the fused op runs here");
-        let composed = crate::models::fused::without_fused_kernels(|| {
+        let composed = crate::kernels::fused::without_fused_kernels(|| {
             assert!(branch.fused_forward(x.as_tensor(), &base, true)?.is_none());
             branch.forward(x.as_tensor(), &base, true)
         })?;

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::models::fast_math as fm;
-use crate::models::gemm::{View, matmul_into, matmul_uninit, product};
+use crate::kernels::fast_math as fm;
+use crate::kernels::gemm::{View, matmul_into, matmul_uninit, product};
 
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let fused = crate::models::fused::available_for(logits)
+    let fused = crate::kernels::fused::available_for(logits)
         && targets.dtype() == DType::U32
         && logits.rank() == 2;
     if !fused {
@@ -52,8 +52,8 @@ fn linear_cross_entropy_in_slices(
     targets: &Tensor,
     max_logits: usize,
 ) -> Result<Tensor> {
-    let fused = crate::models::fused::available_for(hidden)
-        && crate::models::fused::available_for(weight)
+    let fused = crate::kernels::fused::available_for(hidden)
+        && crate::kernels::fused::available_for(weight)
         && targets.dtype() == DType::U32
         && hidden.rank() == 2
         && weight.rank() == 2;

@@ -222,7 +222,7 @@ fn fused_update(
     let f = |x: f64| x as f32;
     let (b1, b1c, b2, b2c) = (f(k.beta1), f(1.0 - k.beta1), f(k.beta2), f(1.0 - k.beta2));
     let (sm, sv, eps, decay, lr) = (f(k.scale_m), f(k.scale_v), f(k.eps), f(k.decay), f(k.lr));
-    crate::models::fused::slices(&ts, |data| {
+    crate::kernels::fused::slices(&ts, |data| {
         let [theta, g, m, v] = [data[0], data[1], data[2], data[3]];
         const CHUNK: usize = 1 << 14;
         if [theta.len(), g.len(), m.len(), v.len()] != [n; 4] {
@@ -237,7 +237,7 @@ fn fused_update(
             .for_each(|(((next, m2), v2), ((theta, g), (m, v)))| {
                 let outs = next.iter_mut().zip(m2.iter_mut().zip(v2.iter_mut()));
                 let ins = theta.iter().zip(g).zip(m.iter().zip(v));
-                crate::models::fast_math::simd(
+                crate::kernels::fast_math::simd(
                     #[inline(always)]
                     || {
                         for ((next, (m2, v2)), ((theta, g), (m, v))) in outs.zip(ins) {

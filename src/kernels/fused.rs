@@ -833,10 +833,7 @@ impl CustomOp2 for FrozenMlp {
         if self.keep {
             *self.kept.lock().expect("not poisoned") = Some((gate, up));
         }
-        Ok((
-            CpuStorage::F32(y),
-            super::linear::with_last_dim(lx.shape(), out),
-        ))
+        Ok((CpuStorage::F32(y), super::with_last_dim(lx.shape(), out)))
     }
 
     fn bwd(
@@ -1155,7 +1152,7 @@ mod tests {
     use candle_core::{D, Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        crate::models::max_abs_diff(a, b).unwrap()
+        crate::kernels::max_abs_diff(a, b).unwrap()
     }
 
     /// Values and the gradient of a weighted sum (weights make every output matter
