@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::RunConfig;
-use crate::peft::{MethodConfig, export::write_atomic};
+use crate::files::write_atomic;
+use crate::peft::MethodConfig;
 use crate::train::Summary;
 
 /// A comparison file: the methods and the run they share (`[run]`, a `RunConfig` whose

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod files;
 pub mod generate;
 pub mod kernels;
 pub mod models;

@@ -18,12 +18,9 @@ use tokenizers::{
 
 use crate::config::RunConfig;
 use crate::data::{Dataset, Example, Metric};
+use crate::files::save_json;
 use crate::models::LlamaConfig;
-use crate::peft::{
-    MethodConfig,
-    export::{save_json, save_safetensors},
-    full::FullConfig,
-};
+use crate::peft::{MethodConfig, export::save_safetensors, full::FullConfig};
 use crate::train::{self, Event, Summary};
 
 pub const SPECIAL: &str = "<|endoftext|>";

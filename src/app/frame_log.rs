@@ -96,7 +96,7 @@ impl FrameLog {
 
     pub fn write(&self) -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&self.summary())?;
-        crate::peft::export::write_atomic(&self.path, json.as_bytes())
+        crate::files::write_atomic(&self.path, json.as_bytes())
     }
 }
 

@@ -516,7 +516,7 @@ impl WorkbenchApp {
                     .filter_map(|r| r.row.clone())
                     .collect();
                 let written = crate::compare::to_csv(&rows)
-                    .and_then(|csv| export::write_atomic(&to, csv.as_bytes()));
+                    .and_then(|csv| crate::files::write_atomic(&to, csv.as_bytes()));
                 match written {
                     Ok(()) => self.say_t("{} rows written to {}", &[&rows.len(), &to.display()]),
                     Err(e) => self.say_t("cannot write the table: {}", &[&crate::describe(&e)]),
@@ -900,7 +900,7 @@ pub fn save_png(image: &egui::ColorImage, to: &Path) -> anyhow::Result<()> {
         h as u32,
         image::ExtendedColorType::Rgba8,
     )?;
-    export::write_atomic(to, &bytes)
+    crate::files::write_atomic(to, &bytes)
 }
 
 /// Folds the adapter of the run in `run_dir` into its base model `model`, writing `to`.

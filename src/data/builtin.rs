@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Example;
-use crate::peft::export::write_atomic;
+use crate::files::write_atomic;
 
 const SUBJECTS: &[&str] = &[
     "the food",

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::save_safetensors;
 use super::init;
 use super::lora::{matches_target, require_attached, validate_branch};
 use super::{ExportContext, Method, RankAllocation};
+use crate::files::save_json;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,9 +10,10 @@ use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_vars};
+use super::export::save_vars;
 use super::init::TrainLinear;
 use super::{ExportContext, Method, MethodConfig};
+use crate::files::save_json;
 use crate::models::{Injector, ModelConfig, Site, SublayerAdapter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -6,17 +6,7 @@ use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Writes `bytes` to `path` through `path.tmp` and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
-}
+use crate::files::{save_json, write_atomic, write_dir_atomic};
 
 /// Saves tensors as safetensors with PyTorch's `{"format": "pt"}` metadata, as PEFT does.
 /// Floating-point tensors are written as f32 whatever the run computed in (a bf16 run's
@@ -49,41 +39,6 @@ pub fn save_vars(path: &Path, vars: &[(String, candle_core::Var)]) -> Result<()>
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
     save_safetensors(path, &tensors)
-}
-
-/// Saves a JSON value with sorted keys and two-space indentation.
-pub fn save_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
-}
-
-/// Fills `dir` through `fill` in a sibling temporary folder, then swaps it into place, so
-/// a failed export leaves the previous one whole.
-pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("export");
-    let tmp = dir.with_file_name(format!(".{name}.partial"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let old = dir.with_file_name(format!(".{name}.old"));
-    if dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        std::fs::rename(dir, &old)?;
-    }
-    std::fs::rename(&tmp, dir)
-        .with_context(|| format!("cannot move export into {}", dir.display()))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
 }
 
 /// The project's own format for methods PEFT does not load as adapters: the trained base

@@ -10,10 +10,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::save_safetensors;
 use super::init;
 use super::lora::{matches_target, require_attached};
 use super::{ExportContext, Method};
+use crate::files::save_json;
 use crate::models::{Injector, LinearAdapter, ModelConfig, Projection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,11 +15,12 @@ use super::adalora::SvdBranch;
 use super::adapter::{Activation, Bottleneck};
 use super::bitfit::AddedBias;
 use super::dora::DoraBranch;
-use super::export::{save_safetensors, write_dir_atomic};
+use super::export::save_safetensors;
 use super::ia3::Ia3Vector;
 use super::init::TrainLinear;
 use super::lora::{LoraBranch, matches_target};
 use super::prefix_tuning::prefix_to_kv;
+use crate::files::write_dir_atomic;
 use crate::models::{
     Hooks, Injector, LinearAdapter, LoadedModel, ModelConfig, ModelFiles, NoMethod, Projection,
     Site, SublayerAdapter,

@@ -9,9 +9,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_vars};
+use super::export::save_vars;
 use super::init;
 use super::{ExportContext, Method};
+use crate::files::save_json;
 use crate::kernels::fused::slices;
 use crate::kernels::gemm::{View, matmul_into, product};
 use crate::models::linear::on_rows;

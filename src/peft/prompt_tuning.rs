@@ -9,9 +9,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use super::export::{save_json, save_safetensors};
+use super::export::save_safetensors;
 use super::init;
 use super::{ExportContext, Method};
+use crate::files::save_json;
 use crate::models::{Hooks, Injector, Model, ModelConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

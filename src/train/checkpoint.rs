@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::peft::export::{save_json, save_safetensors, write_atomic, write_dir_atomic};
+use crate::files::{save_json, write_atomic, write_dir_atomic};
+use crate::peft::export::save_safetensors;
 
 pub const FORMAT: &str = "peft-workbench/checkpoint-v1";
 

@@ -24,12 +24,9 @@ use crate::data::{
     self, Dataset, Metric,
     batch::{Batch, ClassBatch, Encoded, EvalSet, encode_all, encode_choices, encode_labeled},
 };
+use crate::files::{save_json, write_atomic, write_dir_atomic};
 use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles};
-use crate::peft::{
-    BuildContext, ExportContext, Method,
-    export::{save_json, write_atomic, write_dir_atomic},
-    import::ImportedAdapter,
-};
+use crate::peft::{BuildContext, ExportContext, Method, import::ImportedAdapter};
 pub use events::{Chance, Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
 
 /// The device a config names.
