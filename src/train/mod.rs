@@ -4,6 +4,8 @@
 pub mod allocator;
 pub mod bench;
 pub mod checkpoint;
+mod data_order;
+pub mod devices;
 pub mod events;
 pub mod loss;
 pub mod memory;
@@ -14,7 +16,6 @@ pub mod worker;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var, backprop::GradStore};
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -27,119 +28,10 @@ use crate::data::{
 use crate::files::{save_json, write_atomic, write_dir_atomic};
 use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles};
 use crate::peft::{BuildContext, ExportContext, Method, import::ImportedAdapter};
+use data_order::DataOrder;
+pub use devices::{DeviceInfo, available_devices, device_for};
 pub use events::{Chance, Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
-
-/// The device a config names.
-pub fn device_for(name: &str) -> Result<Device> {
-    if name == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    let idx = name
-        .strip_prefix("cuda")
-        .map(|r| r.trim_start_matches(':'))
-        .map(|r| {
-            if r.is_empty() {
-                Ok(0)
-            } else {
-                r.parse::<usize>()
-            }
-        })
-        .transpose()
-        .ok()
-        .flatten()
-        .with_context(|| format!("unknown device `{name}` (use \"cpu\" or \"cuda:N\")"))?;
-    if !candle_core::utils::cuda_is_available() {
-        bail!(
-            "device `{name}` asked for, but this build has no CUDA support (build with --features cuda, see scripts/build-cuda.sh) — use device = \"cpu\""
-        );
-    }
-    Device::new_cuda(idx).map_err(|e| {
-        anyhow::anyhow!(
-            "CUDA device {idx} is not available ({e}); this machine's CUDA devices: {} — use device = \"cpu\"",
-            describe_devices(&available_devices()[1..])
-        )
-    })
-}
-
-/// A device a run can use: its config name (`cpu`, `cuda:0`) and what to call it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceInfo {
-    pub name: String,
-    pub description: String,
-}
-
-/// The CPU, then each CUDA device the driver reports (none without the `cuda` feature, a
-/// driver or a GPU).
-pub fn available_devices() -> Vec<DeviceInfo> {
-    let cpu = DeviceInfo {
-        name: "cpu".into(),
-        description: format!(
-            "CPU ({} threads)",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        ),
-    };
-    #[allow(unused_mut)]
-    let mut all = vec![cpu];
-    #[cfg(feature = "cuda")]
-    all.extend(cuda_devices());
-    all
-}
-
-#[cfg(feature = "cuda")]
-#[allow(unsafe_code)]
-fn cuda_devices() -> Vec<DeviceInfo> {
-    use candle_core::cuda_backend::cudarc::driver::result;
-    if result::init().is_err() {
-        return Vec::new();
-    }
-    let count = result::device::get_count().unwrap_or(0);
-    (0..count)
-        .filter_map(|i| {
-            let dev = result::device::get(i).ok()?;
-            let name = result::device::get_name(dev).ok()?;
-            // SAFETY: `dev` is a device handle the driver just returned.
-            let bytes = unsafe { result::device::total_mem(dev) }.ok()?;
-            Some(DeviceInfo {
-                name: format!("cuda:{i}"),
-                description: format!("{name}, {:.0} GiB", bytes as f64 / (1u64 << 30) as f64),
-            })
-        })
-        .collect()
-}
-
-fn describe_devices(devices: &[DeviceInfo]) -> String {
-    if devices.is_empty() {
-        return "none".into();
-    }
-    devices
-        .iter()
-        .map(|d| format!("{} ({})", d.name, d.description))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Starts the process's peak resident memory afresh from what it holds now (Linux ≥ 4.0;
-/// elsewhere the peak stays the process's), so that runs trained one after another in one
-/// process (the window's worker) each report their own peak: before, every run after the
-/// first big one read that run's 1.7 GB.
-pub fn reset_peak_rss() {
-    // "5" resets VmHWM to the current RSS (proc(5), /proc/pid/clear_refs).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident memory of this process so far (Linux), in bytes.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
+pub use memory::{peak_rss_bytes, reset_peak_rss};
 
 /// The id batches are padded with: a decoder's end-of-sequence token (the config's, else
 /// the tokenizer's usual names), an encoder's padding token.
@@ -527,69 +419,6 @@ impl MetricsLog {
     }
 }
 
-/// The order training examples are drawn in: a fresh shuffle of all of them each epoch,
-/// from one seeded generator, so the order can be replayed to any point on resume.
-/// Grouped by length, each epoch is cut into batches of similar length instead (see
-/// `RunConfig::group_by_length`).
-struct DataOrder {
-    rng: StdRng,
-    /// The epoch's examples still to draw, or its batches when grouped; drawn from the end.
-    left: Vec<usize>,
-    batches: Vec<Vec<usize>>,
-    /// Each example's length in tokens when batches are grouped by length.
-    lengths: Option<Vec<usize>>,
-    len: usize,
-}
-
-/// Batches per pool that is sorted by length: Hugging Face's `LengthGroupedSampler` uses
-/// 50, so a batch's examples are alike in length yet drawn from across the epoch.
-const LENGTH_POOL_BATCHES: usize = 50;
-
-impl DataOrder {
-    fn new(seed: u64, len: usize, lengths: Option<Vec<usize>>) -> Self {
-        Self {
-            rng: StdRng::seed_from_u64(seed),
-            left: Vec::new(),
-            batches: Vec::new(),
-            lengths,
-            len,
-        }
-    }
-
-    fn next(&mut self) -> usize {
-        if self.left.is_empty() {
-            self.left = (0..self.len).collect();
-            self.left.shuffle(&mut self.rng);
-        }
-        self.left.pop().expect("refilled above")
-    }
-
-    /// The examples of the next optimizer step.
-    fn next_batch(&mut self, size: usize) -> Vec<usize> {
-        let Some(lengths) = &self.lengths else {
-            return (0..size).map(|_| self.next()).collect();
-        };
-        if size > self.len {
-            // Fewer examples than a batch: every batch repeats them, as ungrouped.
-            return (0..size).map(|_| self.next()).collect();
-        }
-        if self.batches.is_empty() {
-            let mut all: Vec<usize> = (0..self.len).collect();
-            all.shuffle(&mut self.rng);
-            for pool in all.chunks_mut(size * LENGTH_POOL_BATCHES) {
-                pool.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-                self.batches.extend(
-                    pool.chunks(size)
-                        .filter(|b| b.len() == size)
-                        .map(<[usize]>::to_vec),
-                );
-            }
-            self.batches.shuffle(&mut self.rng);
-        }
-        self.batches.pop().expect("refilled above")
-    }
-}
-
 /// Runs training to the end (or until `stop()` answers true), reporting through `emit`.
 /// With `out_dir`, writes `config.toml`, `metrics.jsonl`, a checkpoint every
 /// `checkpoint_every` steps and when stopped, and at the end `summary.json` and `adapter/`.
@@ -925,40 +754,6 @@ fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_grouped_by_length_pad_less_and_cover_each_epoch_once() {
-        // 1003 examples of lengths 1..=120 in a scattered order, batches of 8.
-        let lengths: Vec<usize> = (0..1003).map(|i| 1 + (i * 37) % 120).collect();
-        let padded = |order: &mut DataOrder| -> (usize, Vec<usize>) {
-            let (mut padded, mut seen) = (0, Vec::new());
-            for _ in 0..1003 / 8 {
-                let b = order.next_batch(8);
-                assert_eq!(b.len(), 8);
-                padded += 8 * b.iter().map(|&i| lengths[i]).max().unwrap();
-                seen.extend(b);
-            }
-            (padded, seen)
-        };
-        let mut grouped = DataOrder::new(3, 1003, Some(lengths.clone()));
-        let (grouped_tokens, mut seen) = padded(&mut grouped);
-        let (plain_tokens, _) = padded(&mut DataOrder::new(3, 1003, None));
-        let real: usize = lengths.iter().sum();
-        // One epoch: 125 whole batches, no example twice, the 3 left over wait.
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 1000);
-        assert!(
-            grouped_tokens < real * 11 / 10 && plain_tokens > real * 3 / 2,
-            "real {real}, grouped {grouped_tokens}, plain {plain_tokens}"
-        );
-        // The same seed replays the same batches (resume), and a new epoch starts afresh.
-        let mut again = DataOrder::new(3, 1003, Some(lengths.clone()));
-        let mut first = DataOrder::new(3, 1003, Some(lengths));
-        for _ in 0..200 {
-            assert_eq!(again.next_batch(8), first.next_batch(8));
-        }
-    }
 
     #[test]
     fn non_finite_loss_stops_the_run_with_its_step() {
