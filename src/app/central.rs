@@ -458,6 +458,8 @@ fn rank_heat_map(r: &RunRecord, ui: &mut egui::Ui) {
 pub enum Column {
     Run,
     Status,
+    LearningRate,
+    Steps,
     Trainable,
     Adapter,
     PeakMemory,
@@ -471,11 +473,13 @@ impl Column {
     /// Results first: at 1280×800 the table is as wide as the central panel, and what a
     /// comparison is read for (which run, its metric and loss) stays in view; the costs
     /// follow and the table scrolls sideways to them.
-    const ALL: [Column; 9] = [
+    const ALL: [Column; 11] = [
         Column::Run,
         Column::Metric,
         Column::EvalLoss,
         Column::Status,
+        Column::LearningRate,
+        Column::Steps,
         Column::Trainable,
         Column::Time,
         Column::TokensPerSecond,
@@ -492,6 +496,8 @@ impl Column {
         match self {
             Column::Run => "Run",
             Column::Status => "Status",
+            Column::LearningRate => "Learning rate",
+            Column::Steps => "Steps",
             Column::Trainable => "Trainable",
             Column::Adapter => "Adapter size",
             Column::PeakMemory => "Peak memory",
@@ -520,6 +526,8 @@ fn sort_key(r: &RunRecord, c: Column) -> Option<f64> {
     match c {
         Column::Run => Some(r.id as f64),
         Column::Status => None,
+        Column::LearningRate => Some(r.config.optimizer.lr),
+        Column::Steps => Some(r.config.steps as f64),
         Column::Trainable => (r.total_params > 0).then_some(r.trainable_params as f64),
         Column::Adapter => row.map(|x| x.adapter_bytes as f64),
         Column::PeakMemory => row.map(|x| x.peak_rss_bytes as f64),
@@ -850,6 +858,12 @@ fn run_cell(
         }
         Column::Status => {
             ui.label(tr(ui, status_name(&r.status)));
+        }
+        Column::LearningRate => {
+            ui.label(format!("{:.0e}", r.config.optimizer.lr));
+        }
+        Column::Steps => {
+            ui.label(r.config.steps.to_string());
         }
         Column::Trainable => {
             if r.total_params > 0 {
