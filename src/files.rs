@@ -23,6 +23,35 @@ pub fn save_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// Refuses a folder that exists and holds anything (naming a few of its entries), so an
+/// export or a merged model never silently replaces what is there.
+pub fn ensure_new_folder(dir: &Path, flag: &str) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        if dir.exists() {
+            anyhow::bail!("{} exists and is not a folder", dir.display());
+        }
+        return Ok(());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let more = names.len().saturating_sub(3);
+    names.truncate(3);
+    let mut listed = names.join(", ");
+    if more > 0 {
+        listed.push_str(&format!(" and {more} more"));
+    }
+    anyhow::bail!(
+        "{} already holds files ({listed}); choose another folder{flag}",
+        dir.display()
+    )
+}
+
 /// Fills `dir` through `fill` in a sibling temporary folder, then swaps it into place, so
 /// a failed export leaves the previous one whole.
 pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {

@@ -141,6 +141,9 @@ enum Cmd {
         run_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace what --out holds (it is kept until the new export is whole).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Fold a LoRA, DoRA, AdaLoRA or IA3 adapter into the base weights and write a Hugging
     /// Face model folder.
@@ -152,6 +155,9 @@ enum Cmd {
         adapter: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Replace what --out holds (it is kept until the new model folder is whole).
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
@@ -372,7 +378,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::Export { run_dir, out }) => {
+        Some(Cmd::Export {
+            run_dir,
+            out,
+            overwrite,
+        }) => {
+            if !overwrite {
+                peft_workbench::files::ensure_new_folder(&out, ", or add --overwrite")?;
+            }
             let files = export::export_run(&run_dir, &out)?;
             eprintln!(
                 "exported {} ({files} files) to {}",
@@ -385,7 +398,11 @@ fn run(cli: Cli) -> Result<()> {
             model,
             adapter,
             out,
+            overwrite,
         }) => {
+            if !overwrite {
+                peft_workbench::files::ensure_new_folder(&out, ", or add --overwrite")?;
+            }
             let files = peft_workbench::models::ModelFiles::open(&model)?;
             let imported =
                 import::ImportedAdapter::load(&adapter, &files.config, &candle_core::Device::Cpu)?;

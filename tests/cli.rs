@@ -334,6 +334,44 @@ fn a_second_run_into_a_run_folder_is_refused_unless_overwriting() {
         1,
         "the old run is gone once the new one is whole"
     );
+
+    // An export or a merged model never lands on a folder that holds something, unless
+    // asked: the run folder itself is refused, naming what is in it.
+    for (cmd, args) in [
+        ("export", vec![out.to_str().unwrap()]),
+        (
+            "merge",
+            vec!["--adapter", out.join("adapter").to_str().unwrap()],
+        ),
+    ] {
+        let o = bin()
+            .arg(cmd)
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{cmd}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("already holds files (adapter,") && err.contains("--overwrite"),
+            "{cmd}: {err}"
+        );
+        assert!(summary().contains("\"ia3\""), "{cmd} changed nothing");
+    }
+    let exported = dir.path().join("exported");
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let o = bin()
+            .arg("export")
+            .arg(&out)
+            .arg("--out")
+            .arg(&exported)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(exported.join("adapter_config.json").is_file());
 }
 
 /// Two processes started together on one run folder: one trains, the other is refused,

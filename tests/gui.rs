@@ -313,6 +313,8 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     // It waits in the trash until the trash is emptied, after a second question.
     let trashed = runs.path().join(".trash").join(folder.file_name().unwrap());
     assert!(trashed.join("summary.json").is_file());
+    h.get_by_label("Trash (1)").click();
+    h.run();
     h.get_by_label("Empty trash (1)…").click();
     h.run();
     assert!(trashed.exists(), "asked first");
@@ -322,8 +324,10 @@ fn past_runs_are_listed_and_deleted_after_confirmation() {
     h.get_by_label_contains("1 run folders removed from disk");
 }
 
-/// A run another process finishes in the same runs folder appears in an open window; one
-/// still being written (its lock held) waits. Deleting the listed runs asks once for all.
+/// Runs another process adds to the same runs folder appear in an open window: a finished
+/// one as it is, one still being written (its lock held) as training elsewhere, which only
+/// its writer may stop or delete, read whole once its writer has gone. Deleting the listed
+/// runs asks once for all.
 #[test]
 fn runs_from_elsewhere_appear_and_many_go_to_the_trash_at_once() {
     let runs = tempfile::tempdir().unwrap();
@@ -333,22 +337,43 @@ fn runs_from_elsewhere_appear_and_many_go_to_the_trash_at_once() {
     let mut h = harness_sized(app, 1000.0);
     h.run();
     assert_eq!(h.state().store.runs.len(), 1);
-    // Another process: one run finished, one still holding its lock.
+    // Another process: one run finished, one still being written (its lock held by a
+    // live process that is not this one).
     past_run(runs.path(), "ia3", 2, &tiny);
     let busy = past_run(runs.path(), "bitfit", 3, &tiny);
-    let _lock = peft_workbench::train::run_dir::lock(&busy).unwrap();
+    let mut writer = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        busy.join(peft_workbench::train::run_dir::LOCK_FILE),
+        format!("{} {}\n", writer.id(), host.trim()),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(3100));
     h.run();
-    assert_eq!(h.state().store.runs.len(), 2, "the finished one appears");
-    h.get_by_label_contains("1 new runs found");
-    drop(_lock);
+    assert_eq!(h.state().store.runs.len(), 3, "both appear");
+    h.get_by_label_contains("2 new runs found");
+    let elsewhere = &h.state().store.runs[2];
+    assert!(
+        matches!(&elsewhere.status, RunStatus::Elsewhere(who) if who.contains(&writer.id().to_string())),
+        "{:?}",
+        elsewhere.status
+    );
+    // Its writer alone may stop or delete it: no Resume, and not among the deletable.
+    h.get_by_label("training elsewhere");
+    h.get_by_label("Delete the 2 listed…");
+    writer.kill().unwrap();
+    writer.wait().unwrap();
     std::thread::sleep(Duration::from_millis(3100));
     h.run();
     assert_eq!(
-        h.state().store.runs.len(),
-        3,
-        "and the other once it is whole"
+        h.state().store.runs[2].status,
+        RunStatus::Finished,
+        "read whole once its writer is gone"
     );
+    assert_eq!(h.state().store.runs.len(), 3);
 
     h.get_by_label("Delete the 3 listed…").click();
     h.run();
@@ -363,6 +388,109 @@ fn runs_from_elsewhere_appear_and_many_go_to_the_trash_at_once() {
             .count(),
         3
     );
+}
+
+/// A month of runs is sorted out as a person would: a note and tags on one run, a filter by
+/// tag and by status, the rest archived out of sight, one deleted and brought back from the
+/// trash. What the user wrote is in the run's folder, and a new window reads it back.
+#[test]
+fn runs_are_tagged_archived_filtered_and_restored() {
+    let runs = tempfile::tempdir().unwrap();
+    let tiny = ["steps=2", "eval_every=2", "eval_examples=4"];
+    let lora = past_run(runs.path(), "lora", 1, &tiny);
+    past_run(runs.path(), "ia3", 2, &tiny);
+    past_run(runs.path(), "bitfit", 3, &tiny);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1000.0);
+    h.run();
+
+    // Tags and a note on the LoRA run, through its "…" menu.
+    let lora_label = h.state().store.runs[0].label.clone();
+    h.get_all_by_label("…")
+        .last()
+        .expect("the LoRA run's menu (the oldest row is the last)")
+        .click();
+    h.run();
+    h.get_by_label("Tags and note…").click();
+    h.run();
+    h.get_by_label(&format!("Run {lora_label}"));
+    h.get_by_label("Tags (separated by commas)").click();
+    h.run();
+    h.get_by_label("Tags (separated by commas)")
+        .type_text("baseline，中文 , baseline");
+    h.get_by_label("Note").click();
+    h.run();
+    h.get_by_label("Note").type_text("rate from the sweep");
+    h.run();
+    h.get_by_label("Save").click();
+    h.run();
+    let notes = &h.state().store.runs[0].notes;
+    assert_eq!(notes.tags, ["baseline", "中文"]);
+    assert_eq!(notes.note, "rate from the sweep");
+    assert!(lora.join("notes.json").is_file());
+    h.get_by_label_contains("[baseline] [中文] rate from the sweep");
+
+    // The search reads notes; the tag filter lists the tagged run alone.
+    h.get_by_label("Search").click();
+    h.run();
+    h.get_by_label("Search").type_text("sweep");
+    h.run();
+    h.get_by_label("Delete the 1 listed…");
+    for _ in 0.."sweep".len() {
+        h.key_press(eframe::egui::Key::Backspace);
+        h.run();
+    }
+    h.get_by_label("Tag").click();
+    h.run();
+    h.get_by_label("baseline").click();
+    h.run();
+    h.get_by_label("Delete the 1 listed…");
+    assert_eq!(h.state().runs_filter.tag.as_deref(), Some("baseline"));
+    h.state_mut().runs_filter.tag = None;
+    h.run();
+
+    // The other two archived at once: gone from the list and the plots, folders kept.
+    h.state_mut().runs_filter.method = Some("ia3".into());
+    h.run();
+    h.get_by_label("Archive the 1 listed").click();
+    h.run();
+    h.state_mut().runs_filter.method = Some("bitfit".into());
+    h.run();
+    h.get_by_label("Archive the 1 listed").click();
+    h.run();
+    h.state_mut().runs_filter.method = None;
+    h.run();
+    h.get_by_label("Delete the 1 listed…");
+    assert_eq!(h.state().store.runs.iter().filter(|r| r.shown).count(), 1);
+    h.get_by_label("Archived runs too (2)").click();
+    h.run();
+    h.get_by_label("Delete the 3 listed…");
+    h.get_by_label("Unarchive the 2 listed");
+    save_snapshot(&mut h, "runs_tagged_and_archived");
+
+    // A new window reads the notes and the archive back, and starts on what is not archived.
+    let again = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    assert_eq!(again.store.runs[0].notes.tags, ["baseline", "中文"]);
+    assert!(again.store.runs[1].notes.archived && !again.store.runs[1].shown);
+    drop(again);
+
+    // Deleted, then brought back from the trash with its notes.
+    h.state_mut().runs_filter.archived_too = false;
+    h.run();
+    h.get_by_label("Delete the 1 listed…").click();
+    h.run();
+    h.get_by_label("Delete run").click();
+    h.run();
+    assert!(!lora.exists());
+    h.get_by_label("Trash (1)").click();
+    h.run();
+    h.get_by_label("Restore").click();
+    h.run();
+    assert!(lora.join("notes.json").is_file(), "back under its own name");
+    h.get_by_label_contains("restored to");
+    let back = h.state().store.runs.last().unwrap();
+    assert_eq!(back.notes.note, "rate from the sweep");
+    assert_eq!(h.state().trash_count, 0);
 }
 
 #[test]
@@ -1148,13 +1276,16 @@ fn hundreds_of_past_runs_open_on_their_latest_experiment() {
         h.key_press(eframe::egui::Key::Backspace);
         h.run();
     }
-    assert!(h.state().runs_search.is_empty());
+    assert!(h.state().runs_filter.search.is_empty());
 
     h.get_by_label("In experiment").click();
     h.run();
     h.get_by_label("comparison 20 (12)").click();
     h.run();
-    assert_eq!(h.state().runs_experiment.as_deref(), Some("comparison 20"));
+    assert_eq!(
+        h.state().runs_filter.experiment.as_deref(),
+        Some("comparison 20")
+    );
     h.run();
     assert!(
         h.query_by_label_contains("more: narrow").is_none(),

@@ -7,7 +7,9 @@ use super::i18n::{tr, trf};
 use egui_plot::{Legend, Line, Plot};
 
 use super::path_dialog::{PathPurpose, default_target};
-use super::runs::{Curve, RunRecord, RunStatus, XAxis, downsample_min_max, ema};
+use super::run_filter::Since;
+use super::runs::{self, Curve, RunRecord, RunStatus, XAxis, downsample_min_max, ema};
+use super::trash;
 use super::{Action, WorkbenchApp};
 use crate::train::memory;
 
@@ -467,13 +469,15 @@ pub enum Column {
     Time,
     EvalLoss,
     Metric,
+    /// The user's tags and note.
+    Notes,
 }
 
 impl Column {
     /// Results first: at 1280×800 the table is as wide as the central panel, and what a
     /// comparison is read for (which run, its metric and loss) stays in view; the costs
     /// follow and the table scrolls sideways to them.
-    const ALL: [Column; 11] = [
+    const ALL: [Column; 12] = [
         Column::Run,
         Column::Metric,
         Column::EvalLoss,
@@ -485,6 +489,7 @@ impl Column {
         Column::TokensPerSecond,
         Column::PeakMemory,
         Column::Adapter,
+        Column::Notes,
     ];
 
     /// Which run and its result always show; the user may hide the rest.
@@ -505,18 +510,8 @@ impl Column {
             Column::Time => "Time",
             Column::EvalLoss => "Eval loss",
             Column::Metric => "Metric",
+            Column::Notes => "Tags and note",
         }
-    }
-}
-
-fn status_name(s: &RunStatus) -> &'static str {
-    match s {
-        RunStatus::Queued => "queued",
-        RunStatus::Running => "running",
-        RunStatus::Finished => "finished",
-        RunStatus::Stopped => "stopped",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Failed(_) => "failed",
     }
 }
 
@@ -535,64 +530,42 @@ fn sort_key(r: &RunRecord, c: Column) -> Option<f64> {
         Column::Time => Some(r.summary.as_ref().map_or(r.elapsed_s, |s| s.wall_seconds)),
         Column::EvalLoss => r.eval_loss_span().map(|(_, last)| last),
         Column::Metric => r.final_metric(),
+        Column::Notes => None,
     }
 }
 
-/// Whether a run is listed under the table's search and experiment filter: every word of
-/// the search is in its label, method, model, dataset, experiment or status.
-fn listed(app: &WorkbenchApp, r: &RunRecord) -> bool {
-    if app
-        .runs_experiment
-        .as_deref()
-        .is_some_and(|e| e != r.experiment())
-    {
-        return false;
-    }
-    if app.runs_search.trim().is_empty() {
-        return true;
-    }
-    let haystack = format!(
-        "{} {} {} {} {} {} {}",
-        r.label,
-        r.config.method.kind(),
-        r.config.method.display_name(),
-        r.config.model,
-        r.config.dataset,
-        r.experiment(),
-        status_name(&r.status),
-    )
-    .to_lowercase();
-    app.runs_search
-        .to_lowercase()
-        .split_whitespace()
-        .all(|w| haystack.contains(w))
-}
-
-/// The listed runs in table order: newest first, or by the chosen column.
-pub fn sorted_runs(app: &WorkbenchApp) -> Vec<&RunRecord> {
-    let mut runs: Vec<&RunRecord> = app
-        .store
-        .runs
-        .iter()
+/// The listed runs in table order, as indices into the store: newest first, or by the
+/// chosen column.
+fn listed_indices(app: &WorkbenchApp) -> Vec<usize> {
+    let now = runs::now_unix();
+    let all = &app.store.runs;
+    let mut listed: Vec<usize> = (0..all.len())
         .rev()
-        .filter(|r| listed(app, r))
+        .filter(|&i| app.runs_filter.lists(&all[i], now))
         .collect();
     if let Some((col, ascending)) = app.sort {
-        runs.sort_by(|a, b| {
-            let (ka, kb) = (sort_key(a, col), sort_key(b, col));
-            match (ka, kb) {
+        listed.sort_by(|&i, &j| {
+            let (a, b) = (&all[i], &all[j]);
+            match (sort_key(a, col), sort_key(b, col)) {
                 (Some(x), Some(y)) if ascending => x.total_cmp(&y),
                 (Some(x), Some(y)) => y.total_cmp(&x),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) if col == Column::Status => {
-                    status_name(&a.status).cmp(status_name(&b.status))
-                }
+                (None, None) if col == Column::Notes => a.notes.tags.cmp(&b.notes.tags),
+                (None, None) if col == Column::Status => a.status.name().cmp(b.status.name()),
                 (None, None) => std::cmp::Ordering::Equal,
             }
         });
     }
-    runs
+    listed
+}
+
+/// The listed runs in table order.
+pub fn sorted_runs(app: &WorkbenchApp) -> Vec<&RunRecord> {
+    listed_indices(app)
+        .into_iter()
+        .map(|i| &app.store.runs[i])
+        .collect()
 }
 
 fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
@@ -619,7 +592,10 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
             .response
             .on_hover_text(tr(ui, "Show or hide the table's columns"));
     });
-    run_filters(app, ui, actions);
+    run_filters(app, ui);
+    // Filtered and sorted once a frame, for the buttons and the rows alike.
+    let listed = listed_indices(app);
+    listed_actions(app, &listed, ui, actions);
     let shown: Vec<Column> = Column::ALL
         .into_iter()
         .filter(|c| !app.hidden_columns.contains(c))
@@ -660,9 +636,8 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
                     }
                 }
                 ui.end_row();
-                let listed = sorted_runs(app);
                 let more = listed.len().saturating_sub(MAX_ROWS);
-                for r in listed.into_iter().take(MAX_ROWS) {
+                for r in listed.iter().take(MAX_ROWS).map(|&i| &app.store.runs[i]) {
                     let selected = app.selected_run == Some(r.id);
                     let mut plotted = r.shown;
                     let tick = ui.add(egui::Checkbox::without_text(&mut plotted));
@@ -742,57 +717,192 @@ fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>
 /// drawn costs each frame; the search finds the rest.
 const MAX_ROWS: usize = 50;
 
-/// The runs browser's filters: a search over every run's names and an experiment, and the
-/// buttons that put the listed runs on the plots or take them off.
-fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+/// The runs browser's filters: a search over every run's names, tags and note, and choices
+/// of experiment, method, status, age and tag; archived runs only when asked for.
+fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let all = tr(ui, "all").to_string();
+    let with_all = |names: Vec<String>| -> Vec<(Option<String>, String)> {
+        std::iter::once((None, all.clone()))
+            .chain(names.into_iter().map(|n| (Some(n.clone()), n)))
+            .collect()
+    };
+    let distinct = |mut v: Vec<String>| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let runs = &app.store.runs;
+    let unnamed = tr(ui, "(runs before experiments)");
+    let experiments: Vec<(Option<String>, String)> =
+        std::iter::once((None, tr(ui, "all experiments").to_string()))
+            .chain(app.store.experiments().into_iter().map(|(e, n)| {
+                let name = if e.is_empty() { unnamed } else { e.as_str() };
+                let text = format!("{name} ({n})");
+                (Some(e), text)
+            }))
+            .collect();
+    let methods = with_all(distinct(
+        runs.iter()
+            .map(|r| r.config.method.kind().to_string())
+            .collect(),
+    ));
+    let mut names: Vec<&'static str> = runs.iter().map(|r| r.status.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let statuses: Vec<(Option<&'static str>, String)> = std::iter::once((None, all.clone()))
+        .chain(names.into_iter().map(|s| (Some(s), tr(ui, s).to_string())))
+        .collect();
+    let since: Vec<(Since, String)> = Since::ALL
+        .into_iter()
+        .map(|s| (s, tr(ui, s.name()).to_string()))
+        .collect();
+    let tags = with_all(distinct(
+        runs.iter()
+            .flat_map(|r| r.notes.tags.iter().cloned())
+            .collect(),
+    ));
+    let archived = runs.iter().filter(|r| r.notes.archived).count();
+    let filter = &mut app.runs_filter;
     ui.horizontal_wrapped(|ui| {
         let label = ui.label(tr(ui, "Search"));
         ui.add(
-            egui::TextEdit::singleline(&mut app.runs_search)
+            egui::TextEdit::singleline(&mut filter.search)
                 .desired_width(160.0)
-                .hint_text(tr(ui, "method, model, data, status…")),
+                .hint_text(tr(ui, "method, model, data, tag, note…")),
         )
         .labelled_by(label.id);
-        let all = tr(ui, "all experiments").to_string();
-        let unnamed = tr(ui, "(runs before experiments)").to_string();
-        let name = |e: &str| {
-            if e.is_empty() {
-                unnamed.clone()
-            } else {
-                e.to_string()
+        let label = tr(ui, "In experiment");
+        choice(
+            ui,
+            label,
+            "runs_experiment",
+            &mut filter.experiment,
+            &experiments,
+        );
+        choice(
+            ui,
+            tr(ui, "Method"),
+            "runs_method",
+            &mut filter.method,
+            &methods,
+        );
+        choice(
+            ui,
+            tr(ui, "Status"),
+            "runs_status",
+            &mut filter.status,
+            &statuses,
+        );
+        choice(
+            ui,
+            tr(ui, "Started"),
+            "runs_since",
+            &mut filter.since,
+            &since,
+        );
+        if tags.len() > 1 || filter.tag.is_some() {
+            choice(ui, tr(ui, "Tag"), "runs_tag", &mut filter.tag, &tags);
+        }
+        if archived > 0 {
+            ui.checkbox(
+                &mut filter.archived_too,
+                trf(ui, "Archived runs too ({})", &[&archived]),
+            );
+        }
+    });
+}
+
+/// A labelled drop-down that wraps as one piece: a new row begins before the label when
+/// the pair would not fit (a nested horizontal group does not wrap; it runs off the edge).
+fn choice<T: Clone + PartialEq>(
+    ui: &mut egui::Ui,
+    label: &str,
+    id: &str,
+    value: &mut T,
+    options: &[(T, String)],
+) {
+    let text_width = egui::WidgetText::from(label)
+        .into_galley(
+            ui,
+            Some(egui::TextWrapMode::Extend),
+            f32::INFINITY,
+            egui::TextStyle::Body,
+        )
+        .size()
+        .x;
+    let needed = text_width + ui.spacing().combo_width + 3.0 * ui.spacing().item_spacing.x;
+    if ui.available_size_before_wrap().x < needed {
+        ui.end_row();
+    }
+    let label = ui.label(label);
+    let current = options
+        .iter()
+        .find(|(v, _)| v == value)
+        .map_or_else(String::new, |(_, text)| text.clone());
+    egui::ComboBox::from_id_salt(id)
+        .selected_text(current)
+        .show_ui(ui, |ui| {
+            for (v, text) in options {
+                ui.selectable_value(value, v.clone(), text);
             }
-        };
-        let current = app.runs_experiment.as_deref().map_or(all.clone(), name);
-        let label = ui.label(tr(ui, "In experiment"));
-        egui::ComboBox::from_id_salt("runs_experiment")
-            .selected_text(current)
-            .show_ui(ui, |ui| {
-                ui.selectable_value(&mut app.runs_experiment, None, &all);
-                for (e, n) in app.store.experiments() {
-                    let text = format!("{} ({n})", name(&e));
-                    ui.selectable_value(&mut app.runs_experiment, Some(e), text);
-                }
-            })
-            .response
-            .labelled_by(label.id);
+        })
+        .response
+        .labelled_by(label.id);
+}
+
+/// What can be done to the listed runs at once: plot only them, archive or delete them.
+fn listed_actions(
+    app: &mut WorkbenchApp,
+    listed: &[usize],
+    ui: &mut egui::Ui,
+    actions: &mut Vec<Action>,
+) {
+    ui.horizontal_wrapped(|ui| {
         if ui
             .button(tr(ui, "Plot only these"))
             .on_hover_text(tr(ui, "Draw the listed runs' curves and no others"))
             .clicked()
         {
-            let listed: Vec<u64> = sorted_runs(app).iter().map(|r| r.id).collect();
-            for r in &mut app.store.runs {
-                r.shown = listed.contains(&r.id);
+            let mut plot = vec![false; app.store.runs.len()];
+            for &i in listed {
+                plot[i] = true;
+            }
+            for (r, p) in app.store.runs.iter_mut().zip(plot) {
+                r.shown = p;
             }
         }
         let n = app.store.runs.iter().filter(|r| r.shown).count();
         ui.label(trf(ui, "{} runs on the plots", &[&n]));
-        // Many runs at once: the listed ones that are not training.
-        let deletable: Vec<u64> = sorted_runs(app)
-            .iter()
-            .filter(|r| !matches!(r.status, RunStatus::Queued | RunStatus::Running))
-            .map(|r| r.id)
-            .collect();
+        // Many runs at once: the listed ones that no process is writing.
+        let on_disk = |archived: bool| -> Vec<u64> {
+            listed
+                .iter()
+                .map(|&i| &app.store.runs[i])
+                .filter(|r| !r.status.is_live() && r.notes.archived == archived)
+                .map(|r| r.id)
+                .collect()
+        };
+        let (active, archived) = (on_disk(false), on_disk(true));
+        if !active.is_empty()
+            && ui
+                .button(trf(ui, "Archive the {} listed", &[&active.len()]))
+                .on_hover_text(tr(
+                    ui,
+                    "Take the listed runs out of the lists and the plots; their folders stay \
+                     (tick \"Archived runs too\" to see them again)",
+                ))
+                .clicked()
+        {
+            actions.push(Action::Archive(active.clone(), true));
+        }
+        if !archived.is_empty()
+            && ui
+                .button(trf(ui, "Unarchive the {} listed", &[&archived.len()]))
+                .clicked()
+        {
+            actions.push(Action::Archive(archived.clone(), false));
+        }
+        let deletable: Vec<u64> = active.into_iter().chain(archived).collect();
         if ui
             .add_enabled(
                 !deletable.is_empty(),
@@ -806,14 +916,45 @@ fn run_filters(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Acti
         {
             actions.push(Action::AskDelete(deletable));
         }
-        if app.trash_count > 0
-            && ui
-                .button(trf(ui, "Empty trash ({})…", &[&app.trash_count]))
-                .clicked()
-        {
-            actions.push(Action::AskEmptyTrash);
+        if app.trash_count > 0 {
+            ui.menu_button(trf(ui, "Trash ({})", &[&app.trash_count]), |ui| {
+                trash_menu(app, ui, actions)
+            });
         }
     });
+}
+
+/// The trash's folders, each with Restore, and the button that empties it.
+fn trash_menu(app: &WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let Some(runs) = &app.runs_dir else {
+        return;
+    };
+    let names = trash::list(runs);
+    egui::ScrollArea::vertical()
+        .max_height(300.0)
+        .show(ui, |ui| {
+            for name in &names {
+                ui.horizontal(|ui| {
+                    ui.label(name.as_str());
+                    if ui
+                        .small_button(tr(ui, "Restore"))
+                        .on_hover_text(tr(ui, "Move the run back into the runs folder"))
+                        .clicked()
+                    {
+                        actions.push(Action::Restore(name.clone()));
+                        ui.close();
+                    }
+                });
+            }
+        });
+    ui.separator();
+    if ui
+        .button(trf(ui, "Empty trash ({})…", &[&names.len()]))
+        .clicked()
+    {
+        actions.push(Action::AskEmptyTrash);
+        ui.close();
+    }
 }
 
 /// Ticks for the columns a user may hide (right-click a header, or the Columns menu).
@@ -857,7 +998,12 @@ fn run_cell(
             };
         }
         Column::Status => {
-            ui.label(tr(ui, status_name(&r.status)));
+            if r.notes.archived {
+                let text = format!("{} · {}", tr(ui, r.status.name()), tr(ui, "archived"));
+                ui.label(egui::RichText::new(text).weak());
+            } else {
+                ui.label(tr(ui, r.status.name()));
+            }
         }
         Column::LearningRate => {
             ui.label(format!("{:.0e}", r.config.optimizer.lr));
@@ -901,15 +1047,48 @@ fn run_cell(
                     .map_or("-".into(), |row| memory::human_bytes(row.adapter_bytes)),
             );
         }
+        Column::Notes => notes_cell(r, ui, actions),
     }
 }
 
-/// Stop for a live run; Resume and the folder's menu for one on disk.
+/// The run's tags and the first line of its note (all of it on hover); a click edits them.
+fn notes_cell(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let first_line = r.notes.note.lines().next().unwrap_or("");
+    let mut text: String = r.notes.tags.iter().map(|t| format!("[{t}] ")).collect();
+    text.extend(first_line.chars().take(40));
+    if first_line.chars().count() > 40 || r.notes.note.lines().count() > 1 {
+        text.push('…');
+    }
+    if r.out_dir.is_none() {
+        ui.label(text);
+        return;
+    }
+    let empty = text.is_empty();
+    let shown = if empty { "+".to_string() } else { text };
+    let hover = if r.notes.note.is_empty() {
+        tr(ui, "Add tags and a note to this run").to_string()
+    } else {
+        r.notes.note.clone()
+    };
+    let button = egui::Button::new(egui::RichText::new(shown).small()).frame(empty);
+    if ui.add(button).on_hover_text(hover).clicked() {
+        actions.push(Action::EditNotes(r.id));
+    }
+}
+
+/// Stop for a run this window trains; who writes it for one another process trains; Resume
+/// and the folder's menu for one on disk.
 fn run_actions(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    if matches!(r.status, RunStatus::Queued | RunStatus::Running) {
+    if r.status.is_live_here() {
         if ui.small_button(tr(ui, "Stop")).clicked() {
             actions.push(Action::Stop(r.id));
         }
+    } else if let RunStatus::Elsewhere(holder) = &r.status {
+        // Only its owner can stop, resume or delete it.
+        ui.small(holder.as_str()).on_hover_text(tr(
+            ui,
+            "Another window or a CLI run is training it; stop it there",
+        ));
     } else if let Some(dir) = &r.out_dir {
         ui.horizontal(|ui| run_folder_buttons(r, dir, ui, actions));
     } else {
@@ -1008,6 +1187,26 @@ fn run_folder_menu(
             PathPurpose::Merge(r.id),
             default_target(&format!("{}-merged", folder_name(dir))),
         ));
+        ui.close();
+    }
+    if ui.button(tr(ui, "Tags and note…")).clicked() {
+        actions.push(Action::EditNotes(r.id));
+        ui.close();
+    }
+    let archive = if r.notes.archived {
+        "Unarchive"
+    } else {
+        "Archive"
+    };
+    if ui
+        .button(tr(ui, archive))
+        .on_hover_text(tr(
+            ui,
+            "Archived runs leave the lists and the plots; their folders stay",
+        ))
+        .clicked()
+    {
+        actions.push(Action::Archive(vec![r.id], !r.notes.archived));
         ui.close();
     }
     if ui

@@ -7,9 +7,12 @@ pub mod frame_log;
 pub mod i18n;
 pub mod learn;
 mod method_params;
+mod notes_editor;
 pub mod pareto;
 pub mod path_dialog;
 pub mod playground;
+pub mod run_filter;
+pub mod run_notes;
 pub mod runs;
 mod side_panel;
 pub mod trash;
@@ -90,7 +93,6 @@ pub enum Action {
     Export(RunId, PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
     Merge(RunId, PathBuf),
-    /// Ask before deleting a run's folder.
     /// Ask before moving these runs' folders to the trash.
     AskDelete(Vec<RunId>),
     Delete(Vec<RunId>),
@@ -114,6 +116,14 @@ pub enum Action {
     LoadAdapter(PathBuf),
     /// Pick out one run's curves (None: all alike).
     SelectRun(Option<RunId>),
+    /// Archive (true) or bring back (false) these runs.
+    Archive(Vec<RunId>, bool),
+    /// Move a folder of the trash back into the runs folder.
+    Restore(String),
+    /// Open the editor of a run's tags and note.
+    EditNotes(RunId),
+    SaveNotes(RunId, run_notes::RunNotes),
+    CancelNotes,
 }
 
 pub struct WorkbenchApp {
@@ -171,9 +181,10 @@ pub struct WorkbenchApp {
     pub hidden_columns: std::collections::BTreeSet<central::Column>,
     /// Whether the playground is open (remembered between launches).
     pub playground_open: bool,
-    /// The runs table's search words and experiment (None: all).
-    pub runs_search: String,
-    pub runs_experiment: Option<String>,
+    /// Which runs the runs table lists.
+    pub runs_filter: run_filter::RunFilter,
+    /// A run's tags and note being edited.
+    notes_editor: Option<notes_editor::NotesEditor>,
     /// Screen area of the two plots in the last frame (points).
     pub plots_rect: Option<egui::Rect>,
     /// The window's context, for requests made while applying actions.
@@ -241,8 +252,8 @@ impl WorkbenchApp {
             sort: None,
             hidden_columns: Default::default(),
             playground_open: false,
-            runs_search: String::new(),
-            runs_experiment: None,
+            runs_filter: Default::default(),
+            notes_editor: None,
             plots_rect: None,
             ctx: None,
             frame_log: None,
@@ -422,6 +433,9 @@ impl WorkbenchApp {
         }
         if self.confirm_empty_trash {
             confirm_empty_trash_window(self, ui.ctx(), &mut actions);
+        }
+        if let Some(editor) = &mut self.notes_editor {
+            editor.ui(ui.ctx(), &mut actions);
         }
         if let Some(prompt) = &mut self.path_prompt
             && let Some(outcome) = path_dialog::ui(prompt, ui.ctx())
@@ -686,6 +700,56 @@ impl WorkbenchApp {
                     );
                 }
             }
+            Action::Archive(ids, archived) => {
+                let mut done = 0;
+                for id in &ids {
+                    let Some(r) = self.store.get(*id) else {
+                        continue;
+                    };
+                    let notes = run_notes::RunNotes {
+                        archived,
+                        ..r.notes.clone()
+                    };
+                    match self.store.set_notes(*id, notes) {
+                        Ok(()) => done += 1,
+                        Err(e) => self.say(crate::describe(&e)),
+                    }
+                }
+                let template = if archived {
+                    "{} runs archived"
+                } else {
+                    "{} runs brought back from the archive"
+                };
+                self.say_t(template, &[&done]);
+            }
+            Action::Restore(name) => {
+                let Some(runs) = self.runs_dir.clone() else {
+                    return;
+                };
+                match trash::restore(&runs, &name) {
+                    Ok(to) => {
+                        let (read, _) = self.store.load_new(&runs);
+                        self.say_t(
+                            "{} restored to {} ({} runs read)",
+                            &[&name, &to.display(), &read],
+                        );
+                    }
+                    Err(e) => self.say_t("cannot restore {}: {}", &[&name, &crate::describe(&e)]),
+                }
+                self.trash_count = trash::count(&runs);
+            }
+            Action::EditNotes(id) => {
+                if let Some(r) = self.store.get(id) {
+                    self.notes_editor =
+                        Some(notes_editor::NotesEditor::new(id, &r.label, &r.notes));
+                }
+            }
+            Action::SaveNotes(id, notes) => match self.store.set_notes(id, notes) {
+                Ok(()) => self.notes_editor = None,
+                // The editor stays open with the text, so nothing typed is lost.
+                Err(e) => self.say_t("cannot save the notes: {}", &[&crate::describe(&e)]),
+            },
+            Action::CancelNotes => self.notes_editor = None,
             Action::AskEmptyTrash => self.confirm_empty_trash = true,
             Action::EmptyTrash => {
                 self.confirm_empty_trash = false;
@@ -707,7 +771,7 @@ impl WorkbenchApp {
             .store
             .get(id)
             .ok_or_else(|| format!("run {id} is gone"))?;
-        if matches!(r.status, runs::RunStatus::Running | runs::RunStatus::Queued) {
+        if r.status.is_live() {
             return Err(i18n::fill(
                 self.lang,
                 "{}: stop the run before deleting it",

@@ -119,6 +119,13 @@ impl PathPrompt {
             Need::NewPath if path.is_dir() && self.purpose.confirm() == "Save" => {
                 Err(("{} is a folder; name a file in it.", text.into()))
             }
+            // An adapter or a model folder never replaces what a folder holds.
+            Need::NewPath
+                if matches!(self.purpose, PathPurpose::Export(_) | PathPurpose::Merge(_))
+                    && crate::files::ensure_new_folder(&path, "").is_err() =>
+            {
+                Err(("{} already holds files; name a new folder.", text.into()))
+            }
             Need::NewPath => Ok(path),
             Need::ExistingFile(..) if path.is_file() => Ok(path),
             Need::ExistingFile(..) => Err(("There is no file {}.", text.into())),
@@ -244,5 +251,16 @@ mod tests {
         ));
         let p = PathPrompt::new(PathPurpose::ExportTable, Path::new(" "));
         assert!(p.checked().is_err());
+        // An export or merge never replaces a folder's contents; an empty folder will do.
+        for purpose in [PathPurpose::Export(3), PathPurpose::Merge(3)] {
+            let p = PathPrompt::new(purpose, dir.path());
+            assert_eq!(
+                p.checked().unwrap_err().0,
+                "{} already holds files; name a new folder."
+            );
+            let empty = dir.path().join(format!("empty-{}", purpose.confirm()));
+            std::fs::create_dir(&empty).unwrap();
+            assert!(PathPrompt::new(purpose, &empty).checked().is_ok());
+        }
     }
 }

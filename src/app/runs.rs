@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::run_notes::RunNotes;
 use crate::config::RunConfig;
 use crate::train::{Event, RankAllocation, RunId, Summary};
 
@@ -15,6 +16,34 @@ pub enum RunStatus {
     /// The app or the process ended while it trained (no summary was written).
     Interrupted,
     Failed(String),
+    /// Another process (another window, a CLI run) is writing it: this window shows its
+    /// curves as they grow but cannot stop, resume or delete it. Holds who it is.
+    Elsewhere(String),
+}
+
+impl RunStatus {
+    /// Training or waiting to, in this window (it can be stopped here).
+    pub fn is_live_here(&self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    /// Its name in the runs table (and the search and the status filter).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed(_) => "failed",
+            RunStatus::Elsewhere(_) => "training elsewhere",
+        }
+    }
+
+    /// Being written by some process, this window's or another's.
+    pub fn is_live(&self) -> bool {
+        self.is_live_here() || matches!(self, RunStatus::Elsewhere(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +87,10 @@ pub struct RunRecord {
     /// (config, summary); `metrics.jsonl` is read when the run is first shown, so hundreds of
     /// past runs do not hold hundreds of curves.
     pub curves_loaded: bool,
+    /// What the user wrote about it (tags, a note, archived), from its `notes.json`.
+    pub notes: RunNotes,
+    /// When it began, in seconds since the Unix epoch (its config file's time for a past run).
+    pub started_unix: Option<u64>,
 }
 
 impl RunRecord {
@@ -102,6 +135,8 @@ impl RunRecord {
             loading_since: None,
             shown: true,
             curves_loaded: true,
+            notes: RunNotes::default(),
+            started_unix: Some(now_unix()),
         }
     }
 
@@ -141,6 +176,17 @@ impl RunRecord {
         if let Ok(text) = std::fs::read_to_string(Path::new(&dir).join("metrics.jsonl")) {
             self.read_metrics(&text);
         }
+    }
+
+    /// Reads the curves again from the folder (a run another process is writing grows).
+    pub fn reload_curves(&mut self) {
+        self.train_loss.clear();
+        self.step_clock.clear();
+        self.eval_loss.clear();
+        self.eval_metric.clear();
+        self.eval_elapsed.clear();
+        self.curves_loaded = false;
+        self.load_curves();
     }
 
     /// The curves, AdaLoRA's allocation and the pace from a `metrics.jsonl` text.
@@ -361,10 +407,12 @@ impl RunStore {
     }
 
     /// Adds the runs under `dir` this store does not know yet (another window's or a CLI
-    /// run's, finished since), not shown on the plots; a folder still being written (its lock
-    /// held by a live process, this one included) waits for the next look. Returns how many
-    /// were read and the folders that could not be.
+    /// run's), not shown on the plots; a folder whose lock a live process holds is listed as
+    /// training elsewhere. Runs known as training elsewhere are read again: whole once their
+    /// writer has let go, their curves only (if shown) while it still writes. Returns how
+    /// many were added and the folders that could not be read.
     pub fn load_new(&mut self, dir: &Path) -> (usize, Vec<String>) {
+        self.refresh_elsewhere();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return (0, Vec::new());
         };
@@ -379,21 +427,64 @@ impl RunStore {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| !known.contains(p.display().to_string().as_str()))
             .filter(|p| p.join("config.toml").is_file())
-            .filter(|p| crate::train::run_dir::holder(p).is_none())
+            // This window's own runs become known through its worker's events.
+            .filter(|p| !crate::train::run_dir::holder(p).is_some_and(|h| h.is_this_process()))
             .collect();
         folders.sort();
         let before = self.runs.len();
         let (read, bad) = self.read_folders(folders);
         for r in &mut self.runs[before..] {
             r.shown = false;
+            let holder = r
+                .out_dir
+                .as_deref()
+                .and_then(|d| crate::train::run_dir::holder(Path::new(d)));
+            if let Some(h) = holder {
+                r.status = RunStatus::Elsewhere(h.to_string());
+                r.notices.retain(|n| n != UNFINISHED);
+                r.resumable = false;
+            }
         }
         (read, bad)
+    }
+
+    /// Reads again the runs another process was writing at the last look.
+    fn refresh_elsewhere(&mut self) {
+        for r in &mut self.runs {
+            if !matches!(r.status, RunStatus::Elsewhere(_)) {
+                continue;
+            }
+            let Some(dir) = r.out_dir.clone() else {
+                continue;
+            };
+            let dir = Path::new(&dir);
+            if crate::train::run_dir::holder(dir).is_some() {
+                if r.shown {
+                    r.reload_curves();
+                }
+                continue;
+            }
+            // Its writer has let go: read it as any past run, under the same id.
+            if let Ok(mut done) = past_run(r.id, dir) {
+                done.shown = r.shown;
+                if done.shown {
+                    done.load_curves();
+                }
+                *r = done;
+            }
+        }
     }
 
     /// Shows the runs of the newest run's experiment (at most `MAX_SHOWN_BY_DEFAULT`, the
     /// newest) and hides the rest: what the plots start with.
     pub fn show_latest_experiment(&mut self) {
-        let Some(latest) = self.runs.last().map(|r| r.experiment().to_string()) else {
+        let Some(latest) = self
+            .runs
+            .iter()
+            .rev()
+            .find(|r| !r.notes.archived)
+            .map(|r| r.experiment().to_string())
+        else {
             return;
         };
         self.show_experiment(&latest);
@@ -404,9 +495,9 @@ impl RunStore {
     pub fn show_experiment(&mut self, experiment: &str) {
         let mut left = MAX_SHOWN_BY_DEFAULT;
         for r in self.runs.iter_mut().rev() {
-            let live = matches!(r.status, RunStatus::Queued | RunStatus::Running);
-            r.shown = live || (r.experiment() == experiment && left > 0);
-            if r.experiment() == experiment && left > 0 {
+            let chosen = r.experiment() == experiment && !r.notes.archived && left > 0;
+            r.shown = r.status.is_live_here() || chosen;
+            if chosen {
                 left -= 1;
             }
         }
@@ -431,6 +522,25 @@ impl RunStore {
         out
     }
 
+    /// Writes a run's notes into its folder and keeps them; an archived run leaves the plots.
+    pub fn set_notes(&mut self, id: RunId, notes: RunNotes) -> anyhow::Result<()> {
+        let r = self
+            .runs
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| anyhow::anyhow!("run {id} is gone"))?;
+        let dir = r
+            .out_dir
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{} has no folder to keep notes in", r.label))?;
+        notes.save(Path::new(dir))?;
+        if notes.archived {
+            r.shown = false;
+        }
+        r.notes = notes;
+        Ok(())
+    }
+
     /// Forgets a run (its folder is the caller's to delete).
     pub fn remove(&mut self, id: RunId) -> Option<RunRecord> {
         let i = self.runs.iter().position(|r| r.id == id)?;
@@ -447,9 +557,7 @@ impl RunStore {
     }
 
     pub fn has_unfinished(&self) -> bool {
-        self.runs
-            .iter()
-            .any(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+        self.runs.iter().any(|r| r.status.is_live_here())
     }
 
     pub fn apply(&mut self, event: Event) {
@@ -525,6 +633,15 @@ fn past_run(id: RunId, folder: &Path) -> anyhow::Result<RunRecord> {
     let cfg = RunConfig::load(&folder.join("config.toml"), &[])?;
     let mut r = RunRecord::new(id, cfg);
     r.out_dir = Some(folder.display().to_string());
+    r.started_unix = std::fs::metadata(folder.join("config.toml"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    match RunNotes::read(folder) {
+        Ok(notes) => r.notes = notes,
+        Err(e) => r.notices.push(crate::describe(&e)),
+    }
     match std::fs::read_to_string(folder.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
@@ -583,13 +700,17 @@ pub fn utc_minute(secs: u64) -> String {
     )
 }
 
-/// Now, as [`utc_minute`] writes it.
-pub fn now_utc_minute() -> String {
-    let secs = std::time::SystemTime::now()
+/// Now, in seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_minute(secs)
+        .unwrap_or(0)
+}
+
+/// Now, as [`utc_minute`] writes it.
+pub fn now_utc_minute() -> String {
+    utc_minute(now_unix())
 }
 
 /// A curve thinned to at most two points per column of `columns` equal spans of x: the

@@ -37,6 +37,43 @@ pub fn put(runs: &Path, folder: &Path) -> Result<PathBuf> {
     Ok(to)
 }
 
+/// The names of the trash's folders, sorted.
+pub fn list(runs: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir(runs))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Moves the trash's folder `name` back into the runs folder (under a free name: its own,
+/// or with a number added if a run of that name has appeared since) and returns where.
+pub fn restore(runs: &Path, name: &str) -> Result<PathBuf> {
+    // Only a plain name inside the trash: nothing typed or read can reach elsewhere.
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        anyhow::bail!("{name:?} is not a folder in the trash");
+    }
+    let from = dir(runs).join(name);
+    if !from.is_dir() {
+        anyhow::bail!("{} is not in the trash", from.display());
+    }
+    // A name the trash numbered on the way in ("run.2") goes back as itself if free.
+    let mut to = runs.join(name);
+    let mut n = 1;
+    while to.exists() {
+        n += 1;
+        to = runs.join(format!("{name}.{n}"));
+    }
+    std::fs::rename(&from, &to)
+        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    Ok(to)
+}
+
 /// Removes the trash's folders from disk; returns how many.
 pub fn empty(runs: &Path) -> Result<usize> {
     let trash = dir(runs);
@@ -88,5 +125,27 @@ mod tests {
             runs.path().join("b/config.toml").is_file(),
             "others untouched"
         );
+    }
+
+    #[test]
+    fn a_folder_comes_back_from_the_trash_under_a_free_name() {
+        let runs = tempfile::tempdir().unwrap();
+        let run = runs.path().join("r");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("config.toml"), "first").unwrap();
+        put(runs.path(), &run).unwrap();
+        assert_eq!(list(runs.path()), ["r"]);
+        // A new run took the name meanwhile: the old one comes back beside it.
+        std::fs::create_dir(&run).unwrap();
+        let back = restore(runs.path(), "r").unwrap();
+        assert_eq!(back, runs.path().join("r.2"));
+        assert_eq!(
+            std::fs::read_to_string(back.join("config.toml")).unwrap(),
+            "first"
+        );
+        assert!(list(runs.path()).is_empty());
+        for bad in ["", "..", "../r", "missing"] {
+            assert!(restore(runs.path(), bad).is_err(), "{bad:?}");
+        }
     }
 }

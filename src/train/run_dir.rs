@@ -61,6 +61,13 @@ impl std::fmt::Display for Holder {
     }
 }
 
+impl Holder {
+    /// Whether the lock is this process's own.
+    pub fn is_this_process(&self) -> bool {
+        self.pid == std::process::id() && self.host == this_host()
+    }
+}
+
 fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
