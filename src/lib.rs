@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod files;
 pub mod generate;
+pub mod jobs;
 pub mod kernels;
 pub mod models;
 pub mod peft;
@@ -33,6 +34,19 @@ pub fn assets_dir() -> PathBuf {
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
+
+/// The error of work stopped at the user's request (an evaluation, a merge): not a failure,
+/// told apart with `error.is::<Stopped>()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// An error as one line for the status line, a failed run or the CLI: the whole cause chain
 /// (`{:#}`), without the backtrace candle appends to its errors when `RUST_BACKTRACE` is set.

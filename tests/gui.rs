@@ -510,7 +510,7 @@ fn the_playground_streams_the_base_models_answer() {
     h.run();
     let a = &h.state().playground.answers[0];
     assert_eq!(a.label, "base model");
-    let text = a.text.lock().unwrap().clone();
+    let text = a.text.clone();
     assert!(
         !text.trim().is_empty() && !text.contains("[error"),
         "{text:?}"
@@ -644,7 +644,7 @@ fn a_loaded_peft_adapter_answers_in_the_playground() {
     let answers = &h.state().playground.answers;
     assert_eq!(answers[1].label, "adapter lora");
     for a in answers {
-        let text = a.text.lock().unwrap().clone();
+        let text = a.text.clone();
         assert!(
             !text.trim().is_empty() && !text.contains("[error"),
             "{}: {text:?}",
@@ -657,19 +657,72 @@ fn a_loaded_peft_adapter_answers_in_the_playground() {
     h.get_by_label("Evaluate adapters").click();
     h.step();
     wait_for(&mut h, "the evaluation", |a| {
-        a.playground.evaluations.len() == 1
-            && a.playground.evaluations[0]
-                .done
-                .load(std::sync::atomic::Ordering::Acquire)
+        a.playground.evaluations.len() == 1 && a.playground.evaluations[0].done
     });
     h.run();
-    let text = h.state().playground.evaluations[0]
-        .text
-        .lock()
-        .unwrap()
-        .clone();
+    let text = h.state().playground.evaluations[0].text.clone();
     assert!(text.starts_with("eval loss "), "{text}");
     h.get_by_label_contains("eval loss ");
+}
+
+/// Short jobs do not queue behind training: a playground answer arrives while a run is
+/// still training, and Stop there stops the run, not the answers.
+#[test]
+fn a_playground_answer_arrives_while_a_run_trains() {
+    let mut app = app_with_short_runs(400, 400, 8);
+    app.playground_open = true;
+    app.playground.sampling.max_tokens = 4;
+    let mut h = harness_sized(app, 1000.0);
+    h.run();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the run's first step", |a| {
+        a.store
+            .runs
+            .first()
+            .is_some_and(|r| !r.train_loss.is_empty())
+    });
+    h.get_by_label("Generate").click();
+    h.step();
+    wait_for(&mut h, "the base model's answer", |a| {
+        !a.playground.answers.is_empty() && !a.playground.busy()
+    });
+    let r = &h.state().store.runs[0];
+    assert_eq!(r.status, RunStatus::Running, "the run still trains");
+    assert!(r.steps_done() < 400);
+    let answer = &h.state().playground.answers[0];
+    assert!(!answer.text.contains("[error"), "{}", answer.text);
+    assert!(!answer.text.contains("[stopped]"), "{}", answer.text);
+    // The side panel's Stop (the run's row has one too).
+    h.get_all_by_label("Stop").next().unwrap().click();
+    h.step();
+    wait_for(&mut h, "the run to stop", |a| {
+        a.store.runs[0].status == RunStatus::Stopped
+    });
+}
+
+/// A worker that has ended answers a Start with an error in the window and a failed run,
+/// not silence.
+#[test]
+fn a_start_sent_to_a_dead_worker_shows_an_error() {
+    let mut app = app_with_short_runs(4, 2, 4);
+    app.stop_background_work();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Start").click();
+    h.run();
+    h.get_by_label_contains("cannot start: the trainer has stopped");
+    let r = &h.state().store.runs[0];
+    assert!(
+        matches!(&r.status, RunStatus::Failed(why) if why.contains("trainer has stopped")),
+        "{:?}",
+        r.status
+    );
+    h.get_by_label("failed");
+    // The window goes on: the same answer again, nothing stuck.
+    h.get_by_label("Start").click();
+    h.run();
+    assert_eq!(h.state().store.runs.len(), 2);
 }
 
 /// Closing the window mid-run saves a checkpoint; at the next launch the run is listed as
@@ -995,7 +1048,7 @@ fn a_classifier_trains_and_answers_with_class_probabilities() {
     let answers = &h.state().playground.answers;
     assert_eq!(answers.len(), 2, "the base model and the run answer");
     assert_eq!(answers[0].label, "base model");
-    let trained = answers[1].text.lock().unwrap().clone();
+    let trained = answers[1].text.clone();
     assert!(trained.starts_with("positive "), "{trained:?}");
     assert!(
         trained.contains('%') && trained.contains("negative"),
@@ -1039,9 +1092,7 @@ fn a_merge_shows_its_progress_then_where_the_model_went() {
     h.state_mut().path_prompt.as_mut().unwrap().path = to.display().to_string();
     h.get_by_label("Merge").click();
     h.step();
-    wait_for(&mut h, "the merge", |a| {
-        a.busy_since.lock().unwrap().is_none()
-    });
+    wait_for(&mut h, "the merge", |a| a.merging.is_none());
     h.run();
     h.get_by_label_contains("merged 12 projections; model written to");
     assert!(to.join("model.safetensors").is_file());

@@ -85,12 +85,19 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 
 fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let status = app.status_text();
-    let busy = *app.busy_since.lock().expect("busy lock");
+    let merging = app.merging;
     if let Some(s) = status {
         ui.horizontal(|ui| {
-            if let Some(since) = busy {
+            if let Some((_, since)) = merging {
                 ui.spinner();
                 ui.label(format!("{s} {:.0} s", since.elapsed().as_secs_f64()));
+                if ui
+                    .small_button(tr(ui, "Stop"))
+                    .on_hover_text(tr(ui, "Stop the merge; nothing is written"))
+                    .clicked()
+                {
+                    app.stop_merge();
+                }
                 ui.ctx()
                     .request_repaint_after(std::time::Duration::from_millis(250));
             } else {

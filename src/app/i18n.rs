@@ -702,6 +702,27 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("cannot restore {}: {}", "无法恢复 {}：{}"),
     ("cannot save the notes: {}", "无法保存备注：{}"),
+    ("cannot start: {}", "无法开始：{}"),
+    (
+        "the trainer has stopped, so nothing more can train; restart the workbench",
+        "训练线程已停止，无法再训练；请重新启动工作台",
+    ),
+    (
+        "the trainer stopped unexpectedly; restart the workbench",
+        "训练线程意外停止；请重新启动工作台",
+    ),
+    (
+        "merge stopped; nothing was written",
+        "合并已停止；没有写入任何内容",
+    ),
+    (
+        "Stop the merge; nothing is written",
+        "停止合并；不会写入任何内容",
+    ),
+    (
+        "Stop the answers and evaluations still coming",
+        "停止尚未完成的回答和评估",
+    ),
     ("all experiments", "全部实验"),
     ("(runs before experiments)", "（实验功能之前的运行）"),
     ("Experiment", "实验"),

@@ -1,6 +1,6 @@
 //! The window: a side panel that edits a `RunConfig`, a central panel with live curves and
-//! the list of runs. It never trains: it sends `Command`s to the worker thread and drains
-//! its `Event`s each frame.
+//! the list of runs. It never trains: every background task is a `jobs::Command` sent
+//! through its `Jobs` handle, and the `jobs::Event`s are drained each frame.
 
 pub mod central;
 pub mod frame_log;
@@ -19,14 +19,15 @@ pub mod trash;
 
 use eframe::egui;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
+use crate::jobs::{self, Command, JobResult, JobUpdate, Jobs};
 use crate::models::{ModelConfig, ModelFiles};
-use crate::peft::{MethodConfig, export, import::ImportedAdapter};
-use crate::train::worker::{self, Notify, WorkerHandle};
-use crate::train::{Command, RunId};
+use crate::peft::{MethodConfig, export};
+use crate::train::RunId;
+use crate::train::worker::Notify;
 use i18n::{Lang, tr};
 use runs::RunStore;
 
@@ -132,7 +133,8 @@ pub struct WorkbenchApp {
     /// Last parameters used for each method, so switching back keeps them.
     method_memory: Vec<MethodConfig>,
     pub store: RunStore,
-    worker: WorkerHandle,
+    /// Where every background task goes (the trainer, answers, evaluations, merges).
+    jobs: Jobs,
     /// A message about the last action (e.g. an invalid configuration).
     pub form_error: Option<String>,
     /// EMA weight of the past for the training-loss curves (0 = raw).
@@ -157,15 +159,18 @@ pub struct WorkbenchApp {
     /// then says how they ended instead of still announcing the queue.
     compare_batch: Vec<RunId>,
     /// The outcome of the last export, merge or delete, for the status line.
-    pub status: Arc<Mutex<Option<Said>>>,
-    /// When a background task (a merge) began, while it runs: the status line shows a
-    /// spinner and the seconds.
-    pub busy_since: Arc<Mutex<Option<Instant>>>,
+    status: Option<Said>,
+    /// Outcomes that arrive from the window's screenshot callback.
+    said: (
+        crossbeam_channel::Sender<Said>,
+        crossbeam_channel::Receiver<Said>,
+    ),
+    /// The merge in progress and when it began: the status line shows a spinner, the
+    /// seconds and Stop.
+    pub merging: Option<(jobs::JobId, Instant)>,
     pub playground: playground::Playground,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
-    /// Asks for a repaint (from other threads).
-    notify: Notify,
     pub view: View,
     /// The method the Learn view shows.
     pub learn_page: String,
@@ -225,7 +230,10 @@ impl WorkbenchApp {
             form,
             method_memory: MethodConfig::all_defaults(),
             store,
-            worker: worker::spawn(runs_dir.clone(), notify.clone()),
+            jobs: Jobs::new(Box::new(jobs::LocalBackend::spawn(
+                runs_dir.clone(),
+                notify,
+            ))),
             runs_dir,
             form_error: None,
             smoothing: 0.6,
@@ -237,11 +245,11 @@ impl WorkbenchApp {
             path_prompt: None,
             selected_run: None,
             compare_batch: Vec::new(),
-            status: Arc::new(Mutex::new(status)),
-            busy_since: Arc::new(Mutex::new(None)),
+            status,
+            said: crossbeam_channel::unbounded(),
+            merging: None,
             playground: playground::Playground::default(),
             devices: crate::train::available_devices(),
-            notify,
             view: View::Train,
             learn_page: "lora".into(),
             lang: Lang::En,
@@ -294,19 +302,39 @@ impl WorkbenchApp {
 
     /// Sets the status line from a template of the translation table (shown in the
     /// window's language, also after it changes).
-    fn say_t(&self, template: &'static str, args: &[&dyn std::fmt::Display]) {
-        *self.status.lock().expect("status lock") = Some(Said::new(template, args));
+    fn say_t(&mut self, template: &'static str, args: &[&dyn std::fmt::Display]) {
+        self.status = Some(Said::new(template, args));
     }
 
     /// Sets the status line to a text that is already in the window's language.
-    fn say(&self, text: String) {
-        *self.status.lock().expect("status lock") = Some(Said::new("{}", &[&text]));
+    fn say(&mut self, text: String) {
+        self.status = Some(Said::new("{}", &[&text]));
     }
 
     /// The status line's text in the window's language.
     pub fn status_text(&self) -> Option<String> {
-        let said = self.status.lock().expect("status lock");
-        said.as_ref().map(|s| s.text(self.lang))
+        self.status.as_ref().map(|s| s.text(self.lang))
+    }
+
+    /// Sends a command to the backend; if it is gone, says so (and a run it would have
+    /// trained is marked failed with the reason), so nothing is dropped silently.
+    fn send(&mut self, cmd: Command) -> bool {
+        let run = match &cmd {
+            Command::Train { id, .. } | Command::Resume { id, .. } => Some(*id),
+            _ => None,
+        };
+        match self.jobs.send(cmd) {
+            Ok(()) => true,
+            Err(why) => {
+                if let Some(r) = run.and_then(|id| self.store.runs.iter_mut().find(|r| r.id == id))
+                {
+                    r.status = runs::RunStatus::Failed(why.clone());
+                }
+                let why = i18n::fill(self.lang, &why, &[]);
+                self.say_t("cannot start: {}", &[&why]);
+                false
+            }
+        }
     }
 
     /// The configuration of the form's model, or why it cannot be read.
@@ -328,13 +356,66 @@ impl WorkbenchApp {
     /// of events never stalls a frame.
     pub fn drain_events(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(4);
-        while let Ok(e) = self.worker.events.try_recv() {
-            self.store.apply(e);
+        loop {
+            match self.jobs.try_recv() {
+                Ok(Some(jobs::Event::Run(e))) => self.store.apply(e),
+                Ok(Some(jobs::Event::Job { job, update })) => self.job_update(job, update),
+                Ok(None) => break,
+                Err(why) => {
+                    // Runs it held cannot end any more: they end here, with the reason.
+                    for r in &mut self.store.runs {
+                        if r.status.is_live_here() {
+                            r.status = runs::RunStatus::Failed(why.clone());
+                        }
+                    }
+                    self.playground.backend_gone(&why);
+                    self.merging = None;
+                    let why = i18n::fill(self.lang, &why, &[]);
+                    self.say(why);
+                    break;
+                }
+            }
             if Instant::now() > deadline {
                 break;
             }
         }
+        while let Ok(said) = self.said.1.try_recv() {
+            self.status = Some(said);
+        }
         self.report_compare_batch();
+    }
+
+    /// A short job's update: the playground's answers and evaluations, or the merge.
+    fn job_update(&mut self, job: jobs::JobId, update: JobUpdate) {
+        if self.playground.apply(job, &update) {
+            return;
+        }
+        if self.merging.is_some_and(|(m, _)| m == job) {
+            match update {
+                JobUpdate::Text(_) => return,
+                JobUpdate::Done(JobResult::Merged { projections, out }) => self.say_t(
+                    "merged {} projections; model written to {}",
+                    &[&projections, &out.display()],
+                ),
+                JobUpdate::Done(_) => {}
+                JobUpdate::Failed(e) => self.say_t("merge failed: {}", &[&e]),
+                JobUpdate::Stopped => self.say_t("merge stopped; nothing was written", &[]),
+            }
+            self.merging = None;
+        }
+    }
+
+    /// Stops every run (each saves a checkpoint at its next step) and job and ends the
+    /// trainer: what closing the window does. Later commands are refused, with the reason.
+    pub fn stop_background_work(&mut self) {
+        self.jobs.shutdown();
+    }
+
+    /// Stops the merge in progress (nothing is written).
+    pub fn stop_merge(&mut self) {
+        if let Some((job, _)) = self.merging {
+            self.send(Command::StopJob { job });
+        }
     }
 
     /// Once every run of the last "Compare all methods" has ended: how many finished, and
@@ -488,7 +569,7 @@ impl WorkbenchApp {
     fn save_plots(&self, ctx: &egui::Context, to: PathBuf) {
         let area = self.plots_rect.unwrap_or(egui::Rect::EVERYTHING);
         let ppp = ctx.pixels_per_point();
-        let status = self.status.clone();
+        let status = self.said.0.clone();
         let repaint = ctx.clone();
         ctx.request_screenshot(move |image| {
             let cropped = image.region(&area, Some(ppp));
@@ -496,7 +577,8 @@ impl WorkbenchApp {
                 Ok(()) => Said::new("plots saved to {}", &[&to.display()]),
                 Err(e) => Said::new("cannot save the plots: {}", &[&crate::describe(&e)]),
             };
-            *status.lock().expect("status lock") = Some(said);
+            // The window may have closed meanwhile: only the message is lost.
+            let _ = status.send(said);
             repaint.request_repaint();
         });
     }
@@ -571,7 +653,7 @@ impl WorkbenchApp {
                         .experiment
                         .get_or_insert_with(|| format!("runs {}", &runs::now_utc_minute()[..10]));
                     let id = self.store.add(self.form.clone());
-                    let _ = self.worker.commands.send(Command::Start {
+                    self.send(Command::Train {
                         id,
                         config: Box::new(self.form.clone()),
                     });
@@ -594,16 +676,19 @@ impl WorkbenchApp {
                         continue;
                     }
                     let id = self.store.add(cfg.clone());
-                    let _ = self.worker.commands.send(Command::Start {
+                    if !self.send(Command::Train {
                         id,
                         config: Box::new(cfg),
-                    });
+                    }) {
+                        break;
+                    }
                     self.compare_batch.push(id);
                     queued += 1;
                 }
+                let steps = self.form.steps;
                 self.say_t(
                     "{} runs queued, one per method, {} steps each",
-                    &[&queued, &self.form.steps],
+                    &[&queued, &steps],
                 );
             }
             Action::ShowRun(id, shown) => {
@@ -612,7 +697,7 @@ impl WorkbenchApp {
                 }
             }
             Action::Stop(id) => {
-                let _ = self.worker.commands.send(Command::Stop { id });
+                self.send(Command::StopRun { id });
             }
             Action::Resume(id) => {
                 let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) else {
@@ -622,7 +707,7 @@ impl WorkbenchApp {
                     return;
                 };
                 r.queue_resume();
-                let _ = self.worker.commands.send(Command::Resume {
+                self.send(Command::Resume {
                     id,
                     dir: PathBuf::from(dir),
                 });
@@ -643,22 +728,16 @@ impl WorkbenchApp {
                 let (Some(dir), model) = (r.out_dir.clone(), r.config.model.clone()) else {
                     return;
                 };
-                self.say_t("merging into {}…", &[&to.display()]);
-                // Reading and writing a whole model takes a while on big ones: off the UI thread.
-                let status = self.status.clone();
-                let busy = self.busy_since.clone();
-                *busy.lock().expect("busy lock") = Some(Instant::now());
-                std::thread::spawn(move || {
-                    let said = match merge_run(&model, Path::new(&dir), &to) {
-                        Ok(n) => Said::new(
-                            "merged {} projections; model written to {}",
-                            &[&n, &to.display()],
-                        ),
-                        Err(e) => Said::new("merge failed: {}", &[&crate::describe(&e)]),
-                    };
-                    *status.lock().expect("status lock") = Some(said);
-                    *busy.lock().expect("busy lock") = None;
-                });
+                let job = self.jobs.next_job_id();
+                if self.send(Command::Merge {
+                    job,
+                    model,
+                    run_dir: PathBuf::from(dir),
+                    out: to.clone(),
+                }) {
+                    self.say_t("merging into {}…", &[&to.display()]);
+                    self.merging = Some((job, Instant::now()));
+                }
             }
             Action::AskPath(purpose, start) => {
                 self.path_prompt = Some(path_dialog::PathPrompt::new(purpose, &start));
@@ -753,7 +832,8 @@ impl WorkbenchApp {
             Action::AskEmptyTrash => self.confirm_empty_trash = true,
             Action::EmptyTrash => {
                 self.confirm_empty_trash = false;
-                if let Some(dir) = &self.runs_dir {
+                if let Some(dir) = self.runs_dir.clone() {
+                    let dir = &dir;
                     match trash::empty(dir) {
                         Ok(n) => self.say_t("{} run folders removed from disk", &[&n]),
                         Err(e) => self.say_t("cannot empty the trash: {}", &[&e]),
@@ -809,10 +889,10 @@ impl WorkbenchApp {
             return;
         }
         self.last_scan = Instant::now();
-        let Some(dir) = &self.runs_dir else {
+        let Some(dir) = self.runs_dir.clone() else {
             return;
         };
-        let (read, _) = self.store.load_new(dir);
+        let (read, _) = self.store.load_new(&dir);
         if read > 0 {
             self.say_t("{} new runs found in {}", &[&read, &dir.display()]);
         }
@@ -869,7 +949,7 @@ impl eframe::App for WorkbenchApp {
     fn on_exit(&mut self) {
         // Stops the run at its next step boundary; it saves a checkpoint there, so it can be
         // resumed at the next launch.
-        self.worker.shutdown();
+        self.stop_background_work();
         if let Some(log) = &self.frame_log {
             match log.write() {
                 Ok(()) => eprintln!("frame times: {:?}", log.summary()),
@@ -965,17 +1045,6 @@ pub fn save_png(image: &egui::ColorImage, to: &Path) -> anyhow::Result<()> {
         image::ExtendedColorType::Rgba8,
     )?;
     crate::files::write_atomic(to, &bytes)
-}
-
-/// Folds the adapter of the run in `run_dir` into its base model `model`, writing `to`.
-fn merge_run(model: &str, run_dir: &Path, to: &Path) -> anyhow::Result<usize> {
-    let files = ModelFiles::open(model)?;
-    let adapter = ImportedAdapter::load(
-        &run_dir.join("adapter"),
-        &files.config,
-        &candle_core::Device::Cpu,
-    )?;
-    adapter.merge_into(&files, to)
 }
 
 /// Opens the workbench window; runs are written under `./runs`.

@@ -1,25 +1,65 @@
 //! The playground: one prompt answered side by side by the base model and the adapted
-//! models of finished runs, each answer streaming in as it is generated. Generation runs
-//! on its own threads; the UI only reads the shared text each frame.
+//! models of finished runs, each answer streaming in as it is generated. Every answer and
+//! evaluation is a short job sent through the window's `Jobs`; its updates fill the
+//! answers here, and the user can stop them.
 
 use eframe::egui;
 
 use super::i18n::tr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use super::WorkbenchApp;
 use super::path_dialog::{PathPrompt, PathPurpose};
 use super::runs::RunStatus;
-use crate::generate::{Sampling, generate_text};
-use crate::train::worker::Notify;
+use crate::generate::Sampling;
+use crate::jobs::{Command, JobId, JobResult, JobUpdate, Jobs};
 
-/// One model's answer, filled in by its generating thread.
+/// One model's answer (or an adapter's evaluation), filled in by its job's updates.
 pub struct Answer {
     pub label: String,
-    pub text: Arc<Mutex<String>>,
-    pub done: Arc<AtomicBool>,
+    pub text: String,
+    pub done: bool,
+    pub job: JobId,
+}
+
+impl Answer {
+    /// Sends `cmd` as job `job`; a backend that takes no more work leaves the reason as the
+    /// answer.
+    fn sent(label: String, job: JobId, cmd: Command, jobs: &mut Jobs) -> Self {
+        let (text, done) = match jobs.send(cmd) {
+            Ok(()) => (String::new(), false),
+            Err(why) => (format!("[error: {why}]"), true),
+        };
+        Self {
+            label,
+            text,
+            done,
+            job,
+        }
+    }
+
+    /// Takes an update of its job in.
+    fn apply(&mut self, update: &JobUpdate) {
+        match update {
+            JobUpdate::Text(piece) => self.text.push_str(piece),
+            JobUpdate::Done(JobResult::Classes(classes)) => {
+                self.text = classes
+                    .iter()
+                    .map(|(label, p)| format!("{label}  {:.1} %", 100.0 * p))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            JobUpdate::Done(JobResult::Evaluated { loss, metric }) => {
+                self.text = format!("eval loss {loss:.4}, metric {metric:.3}");
+            }
+            JobUpdate::Done(_) => {}
+            JobUpdate::Failed(e) => self.text.push_str(&format!("\n[error: {e}]")),
+            JobUpdate::Stopped => self.text.push_str(" [stopped]"),
+        }
+        if !matches!(update, JobUpdate::Text(_)) {
+            self.done = true;
+        }
+    }
 }
 
 pub struct Playground {
@@ -73,8 +113,47 @@ pub fn task_prompt(dataset: &str, eval_dataset: Option<&str>) -> Option<String> 
 }
 
 impl Playground {
+    /// Whether an answer is still coming.
     pub fn busy(&self) -> bool {
-        self.answers.iter().any(|a| !a.done.load(Ordering::Acquire))
+        self.answers.iter().any(|a| !a.done)
+    }
+
+    fn evaluating(&self) -> bool {
+        self.evaluations.iter().any(|e| !e.done)
+    }
+
+    /// Takes in an update of one of its jobs; false if the job is not the playground's.
+    pub fn apply(&mut self, job: JobId, update: &JobUpdate) -> bool {
+        match self
+            .answers
+            .iter_mut()
+            .chain(&mut self.evaluations)
+            .find(|a| a.job == job)
+        {
+            Some(a) => {
+                a.apply(update);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The backend died: what was still coming will not.
+    pub fn backend_gone(&mut self, why: &str) {
+        for a in self.answers.iter_mut().chain(&mut self.evaluations) {
+            if !a.done {
+                a.apply(&JobUpdate::Failed(why.to_string()));
+            }
+        }
+    }
+
+    /// Stops every answer and evaluation still coming.
+    fn stop_all(&self, jobs: &mut Jobs) {
+        for a in self.answers.iter().chain(&self.evaluations) {
+            if !a.done {
+                let _ = jobs.send(Command::StopJob { job: a.job });
+            }
+        }
     }
 }
 
@@ -84,45 +163,30 @@ fn adapter_name(dir: &std::path::Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-/// Scores each loaded adapter on the evaluation examples a run of `cfg` would use, one
-/// thread each, the same measurement a run makes at its end.
-fn evaluate(pg: &mut Playground, cfg: &crate::config::RunConfig, notify: Notify) {
+/// Scores each loaded adapter on the evaluation examples a run of `cfg` would use, one job
+/// each, the same measurement a run makes at its end.
+fn evaluate(pg: &mut Playground, cfg: &crate::config::RunConfig, jobs: &mut Jobs) {
     pg.evaluations.clear();
     for dir in pg.loaded_adapters.clone() {
-        let answer = Answer {
-            label: format!("adapter {}", adapter_name(&dir)),
-            text: Arc::new(Mutex::new(String::new())),
-            done: Arc::new(AtomicBool::new(false)),
+        let job = jobs.next_job_id();
+        let cmd = Command::Evaluate {
+            job,
+            config: Box::new(cfg.clone()),
+            adapter: dir.clone(),
         };
-        let (out, done, notify, cfg) = (
-            answer.text.clone(),
-            answer.done.clone(),
-            notify.clone(),
-            cfg.clone(),
-        );
-        std::thread::spawn(move || {
-            let text = match crate::train::evaluate_adapter(&cfg, &dir) {
-                Ok((loss, metric)) => {
-                    format!("eval loss {loss:.4}, metric {metric:.3} on {}", cfg.dataset)
-                }
-                Err(e) => format!("cannot evaluate: {}", crate::describe(&e)),
-            };
-            *out.lock().expect("evaluation lock") = text;
-            done.store(true, Ordering::Release);
-            notify();
-        });
-        pg.evaluations.push(answer);
+        let label = format!("adapter {} on {}", adapter_name(&dir), cfg.dataset);
+        pg.evaluations.push(Answer::sent(label, job, cmd, jobs));
     }
 }
 
-/// Starts one thread per model: `(label, model, adapter folder)`, each generating an
-/// answer or, for a classifier, giving its class probabilities.
+/// Starts one job per model: `(label, model, adapter folder)`, each generating an answer
+/// or, for a classifier, giving its class probabilities.
 fn start(
     pg: &mut Playground,
     models: Vec<(String, String, Option<PathBuf>)>,
     classifier: bool,
     device: &str,
-    notify: Notify,
+    jobs: &mut Jobs,
 ) {
     pg.answers.clear();
     let text = if pg.chat {
@@ -131,69 +195,31 @@ fn start(
         pg.prompt.clone()
     };
     for (label, model, adapter) in models {
-        let answer = Answer {
-            label,
-            text: Arc::new(Mutex::new(String::new())),
-            done: Arc::new(AtomicBool::new(false)),
+        let job = jobs.next_job_id();
+        let device = device.to_string();
+        let cmd = if classifier {
+            Command::Classify {
+                job,
+                model,
+                adapter,
+                text: text.clone(),
+                device,
+            }
+        } else {
+            Command::Generate {
+                job,
+                model,
+                adapter,
+                prompt: text.clone(),
+                sampling: pg.sampling.clone(),
+                device,
+            }
         };
-        let (out, done, notify) = (answer.text.clone(), answer.done.clone(), notify.clone());
-        let (prompt, sampling) = (text.clone(), pg.sampling.clone());
-        let device = crate::train::device_for(device);
-        std::thread::spawn(move || {
-            let device = match device {
-                Ok(d) => d,
-                Err(e) => {
-                    *out.lock().expect("answer lock") = format!("[error: {}]", crate::describe(&e));
-                    done.store(true, Ordering::Release);
-                    notify();
-                    return;
-                }
-            };
-            if classifier {
-                let text = match crate::generate::classify_text(
-                    &model,
-                    adapter.as_deref(),
-                    &prompt,
-                    &device,
-                ) {
-                    Ok(classes) => classes
-                        .iter()
-                        .map(|(label, p)| format!("{label}  {:.1} %", 100.0 * p))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    Err(e) => format!("[error: {}]", crate::describe(&e)),
-                };
-                *out.lock().expect("answer lock") = text;
-                done.store(true, Ordering::Release);
-                notify();
-                return;
-            }
-            let result = generate_text(
-                &model,
-                adapter.as_deref(),
-                &prompt,
-                &sampling,
-                &device,
-                &mut |p| {
-                    out.lock().expect("answer lock").push_str(p);
-                    notify();
-                    true
-                },
-            );
-            if let Err(e) = result {
-                out.lock()
-                    .expect("answer lock")
-                    .push_str(&format!("\n[error: {}]", crate::describe(&e)));
-            }
-            done.store(true, Ordering::Release);
-            notify();
-        });
-        pg.answers.push(answer);
+        pg.answers.push(Answer::sent(label, job, cmd, jobs));
     }
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
-    let notify = app.notify.clone();
     let model = app.form.model.clone();
     // Finished runs on the form's model that saved an adapter, best metric first (a
     // comparison's best run was out of reach when only the latest three answered).
@@ -228,7 +254,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         .collect();
     let form = app.form.clone();
     let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
-    let pg = &mut app.playground;
+    let (pg, jobs) = (&mut app.playground, &mut app.jobs);
     let untouched = match &pg.prompt_from {
         None => pg.prompt == Playground::default().prompt,
         Some((_, taken)) => pg.prompt == *taken,
@@ -274,9 +300,17 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 let name = adapter_name(dir);
                 models.push((format!("adapter {name}"), model.clone(), Some(dir.clone())));
             }
-            start(pg, models, classifier, &form.device, notify.clone());
+            start(pg, models, classifier, &form.device, jobs);
         }
-        load_asked = adapter_controls(pg, &form, notify.clone(), ui);
+        if (busy || pg.evaluating())
+            && ui
+                .button(tr(ui, "Stop"))
+                .on_hover_text(tr(ui, "Stop the answers and evaluations still coming"))
+                .clicked()
+        {
+            pg.stop_all(jobs);
+        }
+        load_asked = adapter_controls(pg, &form, jobs, ui);
     });
     run_choice(pg, &candidates, &chosen, ui);
     answers(pg, ui);
@@ -354,7 +388,7 @@ fn sampling_controls(pg: &mut Playground, ui: &mut egui::Ui) {
 fn adapter_controls(
     pg: &mut Playground,
     form: &crate::config::RunConfig,
-    notify: Notify,
+    jobs: &mut Jobs,
     ui: &mut egui::Ui,
 ) -> bool {
     let load_asked = ui
@@ -365,10 +399,7 @@ fn adapter_controls(
         ))
         .clicked();
     if !pg.loaded_adapters.is_empty() {
-        let evaluating = pg
-            .evaluations
-            .iter()
-            .any(|e| !e.done.load(Ordering::Acquire));
+        let evaluating = pg.evaluating();
         if ui
             .add_enabled(!evaluating, egui::Button::new(tr(ui, "Evaluate adapters")))
             .on_hover_text(tr(
@@ -377,7 +408,7 @@ fn adapter_controls(
             ))
             .clicked()
         {
-            evaluate(pg, form, notify);
+            evaluate(pg, form, jobs);
         }
         if ui.small_button(tr(ui, "Clear adapters")).clicked() {
             pg.loaded_adapters.clear();
@@ -392,8 +423,8 @@ fn answers(pg: &Playground, ui: &mut egui::Ui) {
     for e in &pg.evaluations {
         ui.horizontal(|ui| {
             ui.strong(&e.label);
-            ui.label(e.text.lock().expect("evaluation lock").as_str());
-            if !e.done.load(Ordering::Acquire) {
+            ui.label(e.text.as_str());
+            if !e.done {
                 ui.spinner();
             }
         });
@@ -409,8 +440,7 @@ fn answers(pg: &Playground, ui: &mut egui::Ui) {
         for (col, a) in cols.iter_mut().zip(&pg.answers) {
             // One line per name, so every column's answer starts at the same height.
             col.add(egui::Label::new(egui::RichText::new(&a.label).strong()).truncate());
-            let text = a.text.lock().expect("answer lock").clone();
-            let done = a.done.load(Ordering::Acquire);
+            let (text, done) = (a.text.clone(), a.done);
             if done && text.is_empty() {
                 col.weak(tr(
                     col,

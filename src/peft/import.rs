@@ -415,7 +415,18 @@ impl ImportedAdapter {
 
     /// Folds the adapter into the base weights of the model folder `model_dir` and writes a
     /// Hugging Face model folder to `out` (the other files of the model folder copied).
-    pub fn merge_into(mut self, model: &ModelFiles, out: &Path) -> Result<usize> {
+    pub fn merge_into(self, model: &ModelFiles, out: &Path) -> Result<usize> {
+        self.merge_into_until(model, out, &|| false)
+    }
+
+    /// The same, ending with [`crate::Stopped`] (and `out` untouched) once `stop` says so,
+    /// checked between projections and before anything is written.
+    pub fn merge_into_until(
+        mut self,
+        model: &ModelFiles,
+        out: &Path,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<usize> {
         if self.hooks.prompt_embeds.is_some() || self.hooks.kv_prefix.is_some() {
             bail!(
                 "{} adds virtual tokens or key/value prefixes; there is no weight to merge it into",
@@ -434,6 +445,9 @@ impl ImportedAdapter {
         }
         let mut merged = 0;
         for (path, adapter) in std::mem::take(&mut self.linear) {
+            if stop() {
+                return Err(crate::Stopped.into());
+            }
             let wname = format!("{path}.weight");
             let bname = format!("{path}.bias");
             let weight = tensors
@@ -471,6 +485,9 @@ impl ImportedAdapter {
             })
             .collect::<Result<_>>()?;
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        if stop() {
+            return Err(crate::Stopped.into());
+        }
         write_dir_atomic(out, |d| {
             save_safetensors(&d.join("model.safetensors"), &sorted)?;
             model.write_companions(d)

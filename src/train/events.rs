@@ -9,7 +9,7 @@ pub use crate::peft::RankAllocation;
 pub type RunId = u64;
 
 /// UI → worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     /// Queue a run; it starts when the runs before it have finished.
     Start { id: RunId, config: Box<RunConfig> },
@@ -22,7 +22,7 @@ pub enum Command {
 }
 
 /// Worker → UI.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     Started {
         run: RunId,

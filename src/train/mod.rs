@@ -99,6 +99,19 @@ pub fn evaluate(
     pad: u32,
     device: &Device,
 ) -> Result<(f64, f64)> {
+    evaluate_until(model, hooks, eval, batch_size, pad, device, &|| false)
+}
+
+/// The same, ending with [`crate::Stopped`] between batches once `stop` says so.
+pub fn evaluate_until(
+    model: &Model,
+    hooks: &Hooks,
+    eval: &EvalSet,
+    batch_size: usize,
+    pad: u32,
+    device: &Device,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(f64, f64)> {
     // On candle's pool, as a training step (see the step loop in `train`).
     device.with_context(|| {
         let sequences = eval.sequences();
@@ -114,6 +127,9 @@ pub fn evaluate(
         let mut order: Vec<usize> = (0..sequences.len()).collect();
         order.sort_by_key(|i| sequences[*i].ids.len());
         for chunk in order.chunks(batch_size.max(1)) {
+            if stop() {
+                return Err(crate::Stopped.into());
+            }
             let refs: Vec<&Encoded> = chunk.iter().map(|i| &sequences[*i]).collect();
             // Per batch: each scored target's logits, the targets, and which example each is of.
             let (logits, targets, owner) = match model {
@@ -285,6 +301,15 @@ fn open_for_task(cfg: &RunConfig, dataset: &Dataset) -> Result<(ModelFiles, Metr
 /// evaluation examples a run of `cfg` uses: what the run measured at its end, recomputed
 /// from the files alone.
 pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
+    evaluate_adapter_until(cfg, adapter, &|| false)
+}
+
+/// The same, ending with [`crate::Stopped`] between batches once `stop` says so.
+pub fn evaluate_adapter_until(
+    cfg: &RunConfig,
+    adapter: &Path,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(f64, f64)> {
     let device = device_for(&cfg.device)?;
     let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
     let (files, metric) = open_for_task(cfg, &dataset)?;
@@ -295,7 +320,15 @@ pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
     let eos = pad_id(&model_cfg, &loaded.tokenizer)?;
     let (eval, _) = encode_eval(cfg, &model_cfg, &dataset, &loaded.tokenizer, eos)?;
     let bs = cfg.batch_size.max(16);
-    let (loss, exact) = evaluate(&loaded.model, imported.hooks(), &eval, bs, eos, &device)?;
+    let (loss, exact) = evaluate_until(
+        &loaded.model,
+        imported.hooks(),
+        &eval,
+        bs,
+        eos,
+        &device,
+        stop,
+    )?;
     Ok((loss, metric_value(metric, loss, exact)))
 }
 
@@ -581,6 +614,7 @@ fn train(
                       emit: &mut dyn FnMut(Event)|
      -> Result<(f64, f64)> {
         let hooks = p.method.hooks(false)?;
+        // A run's own evaluations end whole: Stop takes effect at the next step.
         let (loss, exact) = evaluate(&p.model, &hooks, &p.eval, eval_bs, p.pad, &p.device)?;
         let point = EvalPoint {
             run,

@@ -1,0 +1,209 @@
+//! The backend in this process: the trainer thread for runs (the long lane) and a thread
+//! per short job (the short lane), each with its stop flag.
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Backend, Command, Event, JobId, JobResult, JobUpdate};
+use crate::train::worker::{self, Notify, WorkerHandle};
+
+/// What a command to a trainer that has ended gets.
+const TRAINER_GONE: &str =
+    "the trainer has stopped, so nothing more can train; restart the workbench";
+
+pub struct LocalBackend {
+    trainer: WorkerHandle,
+    /// Short jobs' events (the trainer has its own channel).
+    job_events: (Sender<Event>, Receiver<Event>),
+    /// The stop flag of each short job still running (its thread holds the other clone).
+    stops: HashMap<JobId, Arc<AtomicBool>>,
+    notify: Notify,
+    /// `shutdown` ended the trainer: its channel closing is expected, not a death.
+    shut_down: bool,
+}
+
+impl LocalBackend {
+    /// Starts the trainer thread; runs write their folders under `runs_dir` (None: nothing
+    /// is written). `notify` is called after each event (the window asks for a repaint).
+    pub fn spawn(runs_dir: Option<std::path::PathBuf>, notify: Notify) -> Self {
+        Self {
+            trainer: worker::spawn(runs_dir, notify.clone()),
+            job_events: unbounded(),
+            stops: HashMap::new(),
+            notify,
+            shut_down: false,
+        }
+    }
+
+    /// Runs `work` on a thread of its own as job `job`: its updates and its end become
+    /// events; a panic ends the job as failed, not the workbench.
+    fn start_job<F>(&mut self, job: JobId, work: F)
+    where
+        F: FnOnce(&dyn Fn(JobUpdate), &(dyn Fn() -> bool + Sync)) -> anyhow::Result<JobResult>
+            + Send
+            + 'static,
+    {
+        // Ended jobs' flags go (only the map holds them then).
+        self.stops.retain(|_, flag| Arc::strong_count(flag) > 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        self.stops.insert(job, stop.clone());
+        let (events, notify) = (self.job_events.0.clone(), self.notify.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("job {job}"))
+            .spawn(move || {
+                let send = |update: JobUpdate| {
+                    // The window may be gone when the app closes: only the message is lost.
+                    let _ = events.send(Event::Job { job, update });
+                    notify();
+                };
+                let stopped = || stop.load(Ordering::Acquire);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(&send, &stopped)
+                }));
+                send(match result {
+                    _ if stopped() => JobUpdate::Stopped,
+                    Ok(Ok(done)) => JobUpdate::Done(done),
+                    Ok(Err(e)) if e.is::<crate::Stopped>() => JobUpdate::Stopped,
+                    Ok(Err(e)) => JobUpdate::Failed(crate::describe(&e)),
+                    Err(_) => JobUpdate::Failed(
+                        "internal error; the job stopped, the workbench goes on".into(),
+                    ),
+                });
+            });
+        if let Err(e) = spawned {
+            let _ = self.job_events.0.send(Event::Job {
+                job,
+                update: JobUpdate::Failed(format!("cannot start a thread: {e}")),
+            });
+        }
+    }
+
+    fn to_trainer(&self, cmd: crate::train::Command) -> Result<(), String> {
+        self.trainer
+            .commands
+            .send(cmd)
+            .map_err(|_| TRAINER_GONE.to_string())
+    }
+}
+
+impl Backend for LocalBackend {
+    fn send(&mut self, cmd: Command) -> Result<(), String> {
+        use crate::train::Command as Trainer;
+        match cmd {
+            Command::Train { id, config } => self.to_trainer(Trainer::Start { id, config }),
+            Command::Resume { id, dir } => self.to_trainer(Trainer::Resume { id, dir }),
+            Command::StopRun { id } => self.to_trainer(Trainer::Stop { id }),
+            Command::StopJob { job } => {
+                if let Some(flag) = self.stops.get(&job) {
+                    flag.store(true, Ordering::Release);
+                }
+                Ok(())
+            }
+            Command::Generate {
+                job,
+                model,
+                adapter,
+                prompt,
+                sampling,
+                device,
+            } => {
+                self.start_job(job, move |send, stopped| {
+                    let device = crate::train::device_for(&device)?;
+                    crate::generate::generate_text(
+                        &model,
+                        adapter.as_deref(),
+                        &prompt,
+                        &sampling,
+                        &device,
+                        &mut |piece| {
+                            send(JobUpdate::Text(piece.to_string()));
+                            !stopped()
+                        },
+                    )?;
+                    Ok(JobResult::Generated)
+                });
+                Ok(())
+            }
+            Command::Classify {
+                job,
+                model,
+                adapter,
+                text,
+                device,
+            } => {
+                self.start_job(job, move |_, _| {
+                    let device = crate::train::device_for(&device)?;
+                    let classes =
+                        crate::generate::classify_text(&model, adapter.as_deref(), &text, &device)?;
+                    Ok(JobResult::Classes(
+                        classes.into_iter().map(|(l, p)| (l, p as f64)).collect(),
+                    ))
+                });
+                Ok(())
+            }
+            Command::Evaluate {
+                job,
+                config,
+                adapter,
+            } => {
+                self.start_job(job, move |_, stopped| {
+                    let (loss, metric) =
+                        crate::train::evaluate_adapter_until(&config, &adapter, stopped)?;
+                    Ok(JobResult::Evaluated { loss, metric })
+                });
+                Ok(())
+            }
+            Command::Merge {
+                job,
+                model,
+                run_dir,
+                out,
+            } => {
+                self.start_job(job, move |_, stopped| {
+                    let projections = merge_run(&model, &run_dir, &out, stopped)?;
+                    Ok(JobResult::Merged { projections, out })
+                });
+                Ok(())
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Option<Event>, String> {
+        match self.trainer.events.try_recv() {
+            Ok(e) => return Ok(Some(Event::Run(e))),
+            Err(TryRecvError::Disconnected) if !self.shut_down => {
+                return Err("the trainer stopped unexpectedly; restart the workbench".into());
+            }
+            Err(_) => {}
+        }
+        Ok(self.job_events.1.try_recv().ok())
+    }
+
+    fn shutdown(&mut self) {
+        for flag in self.stops.values() {
+            flag.store(true, Ordering::Release);
+        }
+        self.shut_down = true;
+        self.trainer.shutdown();
+    }
+}
+
+/// Folds the adapter of the run in `run_dir` into its base model `model`, writing `out`
+/// (on the CPU: a merge reads and writes whole weight files).
+fn merge_run(
+    model: &str,
+    run_dir: &Path,
+    out: &Path,
+    stopped: &dyn Fn() -> bool,
+) -> anyhow::Result<usize> {
+    let files = crate::models::ModelFiles::open(model)?;
+    let adapter = crate::peft::import::ImportedAdapter::load(
+        &run_dir.join("adapter"),
+        &files.config,
+        &candle_core::Device::Cpu,
+    )?;
+    adapter.merge_into_until(&files, out, stopped)
+}
