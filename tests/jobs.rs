@@ -85,6 +85,19 @@ fn an_evaluation_and_a_merge_stop_when_asked_and_run_to_the_end_otherwise() {
         }
         other => panic!("{other:?}"),
     }
+    let exported = runs.path().join("exported");
+    backend
+        .send(Command::Export {
+            job: 6,
+            run_dir: run.clone(),
+            out: exported.clone(),
+        })
+        .unwrap();
+    assert!(matches!(
+        end_of(&mut backend, 6),
+        JobUpdate::Done(JobResult::Exported { files, .. }) if files >= 2
+    ));
+    assert!(exported.join("adapter_config.json").is_file());
     // A job that fails says why, and the backend goes on.
     backend
         .send(Command::Merge {

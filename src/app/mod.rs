@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::config::RunConfig;
 use crate::jobs::{self, Command, JobResult, JobUpdate, Jobs};
 use crate::models::{ModelConfig, ModelFiles};
-use crate::peft::{MethodConfig, export};
+use crate::peft::MethodConfig;
 use crate::train::RunId;
 use crate::train::worker::Notify;
 use i18n::{Lang, tr};
@@ -168,6 +168,8 @@ pub struct WorkbenchApp {
     /// The merge in progress and when it began: the status line shows a spinner, the
     /// seconds and Stop.
     pub merging: Option<(jobs::JobId, Instant)>,
+    /// The export in progress.
+    exporting: Option<jobs::JobId>,
     pub playground: playground::Playground,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
@@ -248,6 +250,7 @@ impl WorkbenchApp {
             status,
             said: crossbeam_channel::unbounded(),
             merging: None,
+            exporting: None,
             playground: playground::Playground::default(),
             devices: crate::train::available_devices(),
             view: View::Train,
@@ -388,6 +391,17 @@ impl WorkbenchApp {
     /// A short job's update: the playground's answers and evaluations, or the merge.
     fn job_update(&mut self, job: jobs::JobId, update: JobUpdate) {
         if self.playground.apply(job, &update) {
+            return;
+        }
+        if self.exporting == Some(job) {
+            match update {
+                JobUpdate::Done(JobResult::Exported { files, out }) => {
+                    self.say_t("exported {} files to {}", &[&files, &out.display()])
+                }
+                JobUpdate::Failed(e) => self.say_t("export failed: {}", &[&e]),
+                _ => return,
+            }
+            self.exporting = None;
             return;
         }
         if self.merging.is_some_and(|(m, _)| m == job) {
@@ -716,9 +730,13 @@ impl WorkbenchApp {
                 let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
                     return;
                 };
-                match export::export_run(Path::new(&dir), &to) {
-                    Ok(n) => self.say_t("exported {} files to {}", &[&n, &to.display()]),
-                    Err(e) => self.say_t("export failed: {}", &[&crate::describe(&e)]),
+                let job = self.jobs.next_job_id();
+                if self.send(Command::Export {
+                    job,
+                    run_dir: PathBuf::from(dir),
+                    out: to,
+                }) {
+                    self.exporting = Some(job);
                 }
             }
             Action::Merge(id, to) => {

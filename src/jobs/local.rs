@@ -168,6 +168,13 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
+            Command::Export { job, run_dir, out } => {
+                self.start_job(job, move |_, _| {
+                    let files = crate::peft::export::export_run(&run_dir, &out)?;
+                    Ok(JobResult::Exported { files, out })
+                });
+                Ok(())
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! Every background task of the workbench — training a run, resuming one, a playground
-//! answer, a classification, an adapter's evaluation, a merge — is a [`Command`] answered by
+//! answer, a classification, an adapter's evaluation, a merge, an export — is a [`Command`] answered by
 //! [`Event`]s through one seam, a [`Backend`]. The window holds a [`Jobs`] handle and no
 //! threads or locks of its own for work; the types are plain serde data, so a backend on
 //! another machine can take the same commands.
@@ -63,6 +63,12 @@ pub enum Command {
         run_dir: PathBuf,
         out: PathBuf,
     },
+    /// Copy the adapter of the run in `run_dir` to `out` (written whole or not at all).
+    Export {
+        job: JobId,
+        run_dir: PathBuf,
+        out: PathBuf,
+    },
     /// Stop a short job (its result is dropped; a merge writes nothing).
     StopJob { job: JobId },
 }
@@ -99,6 +105,10 @@ pub enum JobResult {
     },
     Merged {
         projections: usize,
+        out: PathBuf,
+    },
+    Exported {
+        files: usize,
         out: PathBuf,
     },
 }
