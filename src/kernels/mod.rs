@@ -7,6 +7,8 @@
 pub mod fast_math;
 pub mod fused;
 pub mod gemm;
+pub mod loss;
+pub mod matmul_t;
 
 use candle_core::{Shape, Tensor};
 

@@ -7,7 +7,7 @@ pub mod checkpoint;
 mod data_order;
 pub mod devices;
 pub mod events;
-pub mod loss;
+pub use crate::kernels::loss;
 pub mod memory;
 pub mod optim;
 pub mod run_dir;

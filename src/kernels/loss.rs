@@ -58,7 +58,7 @@ fn linear_cross_entropy_in_slices(
         && hidden.rank() == 2
         && weight.rank() == 2;
     if !fused {
-        let logits = crate::models::linear::matmul_t(hidden, weight)?;
+        let logits = crate::kernels::matmul_t::matmul_t(hidden, weight)?;
         return cross_entropy(&logits, targets);
     }
     let op = LinearCrossEntropy {
@@ -394,7 +394,7 @@ mod tests {
             ga.get(h.as_tensor()).unwrap(),
             gb.get(h.as_tensor()).unwrap(),
         );
-        let d = crate::models::max_abs_diff(ga, gb)?;
+        let d = crate::kernels::max_abs_diff(ga, gb)?;
         let scale = gb.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(
             scale > 1e-4 && d < 1e-5 * scale.max(1.0),
@@ -428,7 +428,7 @@ mod tests {
         for x in [&h, &w] {
             let ours = g.get(x.as_tensor()).expect("a gradient");
             let theirs = gt.get(x.as_tensor()).unwrap();
-            let d = crate::models::max_abs_diff(ours, theirs)?;
+            let d = crate::kernels::max_abs_diff(ours, theirs)?;
             let scale = theirs.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(
                 scale > 1e-4 && d < 1e-5 * scale.max(1.0),
