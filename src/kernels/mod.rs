@@ -4,11 +4,14 @@
 //! `models/` reads like candle-transformers and `peft/` like PEFT's tuners. Every op is
 //! checked against the composition of candle ops it replaces, values and gradients.
 
+pub mod adamw;
 pub mod fast_math;
 pub mod fused;
 pub mod gemm;
+pub mod lora;
 pub mod loss;
 pub mod matmul_t;
+pub mod scaled_linear;
 
 use candle_core::{Shape, Tensor};
 

@@ -2,9 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-pub(crate) use crate::kernels::matmul_t::rows_layout;
 pub use crate::kernels::matmul_t::{matmul_t, on_rows};
-pub(crate) use crate::kernels::with_last_dim;
 
 /// A frozen projection `y = x Wᵀ + b`; the weight is `[out, in]` as in PyTorch's
 /// `nn.Linear`.
