@@ -1,11 +1,6 @@
-//! The Learn view: one page per method — how it works, a diagram of a transformer block
-//! with the method's parameters highlighted, its trainable-parameter formula evaluated for
-//! the loaded model, pros and cons, when to choose it, its preset and the runs measured here.
+//! The pages' texts in both languages, the parts each method trains, and its preset.
 
-use eframe::egui::{self, Color32, Pos2, Rect, Stroke, Vec2, pos2, vec2};
-
-use super::i18n::{Lang, lang, tr};
-use super::{Action, WorkbenchApp};
+use super::super::i18n::Lang;
 use crate::peft::MethodConfig;
 
 /// A text in both languages of the UI.
@@ -25,27 +20,27 @@ impl Text {
 
 /// Where a method's trained parameters sit in the block diagram.
 #[derive(Default, Clone, Copy)]
-struct Trained {
-    embedding: bool,
+pub(super) struct Trained {
+    pub(super) embedding: bool,
     /// Virtual tokens before the input (Prompt Tuning, P-Tuning), and the encoder that
     /// makes them, if any.
-    prompt: Option<&'static str>,
+    pub(super) prompt: Option<&'static str>,
     /// Key/value prefixes in every layer, and the reparameterisation that makes them.
-    kv_prefix: Option<&'static str>,
+    pub(super) kv_prefix: Option<&'static str>,
     /// The projections' own weights (full fine-tuning, Freeze's last blocks).
-    weights: bool,
+    pub(super) weights: bool,
     /// A low-rank side branch on q and v, with its label.
-    low_rank: Option<&'static str>,
+    pub(super) low_rank: Option<&'static str>,
     /// AdaLoRA's rank budget: some singular values of the branch are masked.
-    budget: bool,
+    pub(super) budget: bool,
     /// IA3's rescaling vectors on k, v and the feed-forward input.
-    rescale: bool,
+    pub(super) rescale: bool,
     /// Bias terms and norm gains.
-    biases: bool,
-    norms: bool,
+    pub(super) biases: bool,
+    pub(super) norms: bool,
     /// Bottleneck adapters after attention and after the MLP.
-    adapters: bool,
-    head: bool,
+    pub(super) adapters: bool,
+    pub(super) head: bool,
 }
 
 pub struct Page {
@@ -64,7 +59,7 @@ pub struct Page {
     pub pros: Text,
     pub cons: Text,
     pub choose: Text,
-    trained: Trained,
+    pub(super) trained: Trained,
 }
 
 /// A method's page: an exhaustive match, so a new method is a compiler error here until it
@@ -524,500 +519,32 @@ pub fn pages() -> Vec<(&'static str, Page)> {
 /// The preset file that demonstrates a method, embedded so the page works from anywhere.
 pub fn preset_text(method: &MethodConfig) -> &'static str {
     match method {
-        MethodConfig::Full(_) => include_str!("../../presets/full.toml"),
-        MethodConfig::Freeze(_) => include_str!("../../presets/freeze.toml"),
-        MethodConfig::Lora(_) => include_str!("../../presets/lora.toml"),
-        MethodConfig::Dora(_) => include_str!("../../presets/dora.toml"),
-        MethodConfig::Adalora(_) => include_str!("../../presets/adalora.toml"),
-        MethodConfig::Ia3(_) => include_str!("../../presets/ia3.toml"),
-        MethodConfig::Bitfit(_) => include_str!("../../presets/bitfit.toml"),
-        MethodConfig::Adapter(_) => include_str!("../../presets/adapter.toml"),
-        MethodConfig::PromptTuning(_) => include_str!("../../presets/prompt-tuning.toml"),
-        MethodConfig::PTuning(_) => include_str!("../../presets/p-tuning.toml"),
-        MethodConfig::PrefixTuning(_) => include_str!("../../presets/prefix-tuning.toml"),
-        MethodConfig::PTuningV2(_) => include_str!("../../presets/p-tuning-v2.toml"),
-    }
-}
-
-pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-    let l = lang(ui.ctx());
-
-    egui::Panel::left("learn_methods")
-        .resizable(false)
-        .default_size(170.0)
-        .show(ui, |ui| {
-            ui.heading(tr(ui, "Methods"));
-            for m in MethodConfig::all_defaults() {
-                let selected = app.learn_page == m.kind();
-                if ui
-                    .selectable_label(selected, tr(ui, m.display_name()))
-                    .clicked()
-                {
-                    app.learn_page = m.kind().to_string();
-                }
-            }
-        });
-    let Some(method) = MethodConfig::all_defaults()
-        .into_iter()
-        .find(|m| m.kind() == app.learn_page)
-    else {
-        return;
-    };
-    let page = page(&method);
-    egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.heading(tr(ui, method.display_name()));
-        ui.label(page.mechanism.get(l));
-        ui.add_space(6.0);
-        ui.horizontal_top(|ui| {
-            diagram(ui, &page.trained);
-            ui.vertical(|ui| {
-                ui.set_max_width(420.0);
-                ui.strong(tr(ui, "Forward pass"));
-                ui.label(egui::RichText::new(page.forward.get(l)).monospace());
-                ui.add_space(4.0);
-                ui.strong(tr(ui, "Trainable parameters"));
-                ui.monospace(tr(ui, page.formula));
-                match app.model_shape() {
-                    Ok(shape) => {
-                        let shape = shape.clone();
-                        let n = method.trainable_params(&shape);
-                        let total = shape.param_count();
-                        ui.label(format!(
-                            "{}: {} ({:.3} %)",
-                            tr(ui, "On the loaded model, default settings"),
-                            super::central::human(n),
-                            100.0 * n as f64 / total.max(1) as f64
-                        ));
-                        // The diagram draws a LLaMA block; say where its parts are elsewhere.
-                        if let Some(note) = match shape {
-                            crate::models::ModelConfig::Llama(_) => None,
-                            crate::models::ModelConfig::Bert(_) => Some(
-                                "The diagram draws a LLaMA block. In this BERT encoder q/k/v are query/key/value, o is attention.output.dense, up/down are intermediate.dense/output.dense (no gate), norms are LayerNorms after each residual add, and a pooler and classifier replace the LM head.",
-                            ),
-                            crate::models::ModelConfig::Gpt2(_) => Some(
-                                "The diagram draws a LLaMA block. In this GPT-2 q/k/v are one fused c_attn projection, o is attn.c_proj, up/down are mlp.c_fc/mlp.c_proj (no gate), norms are LayerNorms, and positions are learned embeddings instead of rotations.",
-                            ),
-                        } {
-                            ui.small(tr(ui, note));
-                        }
-                    }
-                    Err(e) => {
-                        ui.colored_label(ui.visuals().error_fg_color, e.clone());
-                    }
-                }
-                ui.add_space(6.0);
-                ui.strong(tr(ui, "Pros"));
-                ui.label(page.pros.get(l));
-                ui.strong(tr(ui, "Cons"));
-                ui.label(page.cons.get(l));
-                ui.strong(tr(ui, "When to choose it"));
-                ui.label(page.choose.get(l));
-                ui.strong(tr(ui, "Typical hyperparameters"));
-                ui.label(page.hyperparameters.get(l));
-                ui.strong(tr(ui, "Related methods"));
-                ui.label(page.relations.get(l));
-                ui.strong(tr(ui, "Original paper"));
-                ui.label(page.paper);
-                ui.add_space(6.0);
-                if ui
-                    .button(tr(ui, "Use its preset"))
-                    .on_hover_text(format!("presets/{}.toml", method.kind()))
-                    .clicked()
-                {
-                    actions.push(Action::UsePreset(method.clone()));
-                }
-            });
-        });
-        published_results(ui, &method);
-        measured_runs(app, ui, method.kind());
-    });
-}
-
-/// PEFT's published numbers for the method, with their source, so a student can set the
-/// runs measured here beside them.
-fn published_results(ui: &mut egui::Ui, method: &MethodConfig) {
-    use crate::peft::published::Benchmark;
-    ui.add_space(8.0);
-    ui.strong(tr(ui, "Published results"));
-    let rows = method.published();
-    if rows.is_empty() {
-        ui.label(tr(
-            ui,
-            "Hugging Face PEFT publishes no numbers for this method (it is not one of PEFT's methods, or PEFT's comparisons leave it out).",
-        ));
-        return;
-    }
-    for bench in [Benchmark::MetaMathQa, Benchmark::Mrpc] {
-        let of: Vec<_> = rows.iter().filter(|p| p.benchmark == bench).collect();
-        if of.is_empty() {
-            continue;
-        }
-        ui.label(egui::RichText::new(tr(ui, bench.source())).small().weak());
-        egui::Grid::new(("published", bench as u8))
-            .striped(true)
-            .show(ui, |ui| {
-                for h in [
-                    "Variant",
-                    "Accuracy",
-                    "Trainable",
-                    "Peak memory",
-                    "Train time",
-                ] {
-                    ui.strong(tr(ui, h));
-                }
-                ui.end_row();
-                for p in of {
-                    ui.label(tr(ui, p.variant));
-                    ui.label(format!("{:.3}", p.accuracy));
-                    let dash = || "–".to_string();
-                    ui.label(
-                        p.trainable
-                            .map_or_else(dash, |t| super::central::human(t as usize)),
-                    );
-                    ui.label(p.peak_gib.map_or_else(dash, |g| format!("{g:.1} GiB")));
-                    ui.label(p.train_seconds.map_or_else(dash, |t| format!("{t:.0} s")));
-                    ui.end_row();
-                }
-            });
-    }
-    ui.label(
-        egui::RichText::new(tr(
-            ui,
-            "Other models and tasks than yours: compare the ordering of methods, not the numbers.",
-        ))
-        .small()
-        .italics(),
-    );
-}
-
-/// The runs of this method measured in this session or read from disk.
-fn measured_runs(app: &WorkbenchApp, ui: &mut egui::Ui, kind: &str) {
-    ui.add_space(8.0);
-    ui.strong(tr(ui, "Measured here"));
-    let runs: Vec<_> = app
-        .store
-        .runs
-        .iter()
-        .filter(|r| r.config.method.kind() == kind && r.summary.is_some())
-        .collect();
-    if runs.is_empty() {
-        ui.label(tr(
-            ui,
-            "No finished run of this method yet: use its preset or Compare all methods.",
-        ));
-        return;
-    }
-    egui::Grid::new("learn_runs").striped(true).show(ui, |ui| {
-        for h in ["Run", "Trainable", "Eval loss", "Metric", "Tokens/s"] {
-            ui.strong(tr(ui, h));
-        }
-        ui.end_row();
-        for r in runs {
-            let s = r.summary.as_ref().expect("filtered above");
-            ui.label(&r.label);
-            ui.label(format!(
-                "{} ({:.2} %)",
-                super::central::human(s.trainable_params),
-                100.0 * s.trainable_params as f64 / s.total_params.max(1) as f64
-            ));
-            ui.label(format!(
-                "{:.3} -> {:.3}",
-                s.initial_eval_loss, s.final_eval_loss
-            ));
-            ui.label(format!("{} {:.3}", s.metric_name, s.metric_value));
-            ui.label(format!("{:.0}", s.tokens_per_second));
-            ui.end_row();
-        }
-    });
-}
-
-const TRAINED: Color32 = Color32::from_rgb(230, 126, 34);
-
-/// A decoder block drawn top to bottom, trained parts filled in orange.
-fn diagram(ui: &mut egui::Ui, t: &Trained) {
-    let (response, painter) = ui.allocate_painter(vec2(360.0, 470.0), egui::Sense::hover());
-    let r = response.rect;
-    let dark = ui.visuals().dark_mode;
-    let frozen_fill = if dark {
-        Color32::from_gray(60)
-    } else {
-        Color32::from_gray(215)
-    };
-    let text_color = ui.visuals().text_color();
-    let font = egui::FontId::proportional(12.0);
-    let small = egui::FontId::proportional(10.5);
-    let frozen_label = tr(ui, "frozen");
-    let trained_label = tr(ui, "trained");
-    let boxed = |rect: Rect, label: &str, trained: bool| {
-        let fill = if trained { TRAINED } else { frozen_fill };
-        painter.rect_filled(rect, 4.0, fill);
-        let color = if trained { Color32::BLACK } else { text_color };
-        painter.text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            label,
-            font.clone(),
-            color,
-        );
-    };
-    let arrow = |from: Pos2, to: Pos2| {
-        painter.arrow(from, to - from, Stroke::new(1.2, text_color));
-    };
-    // A sublayer's outline with its name in the corner.
-    let group = |rect: Rect, label: &str| {
-        painter.rect_stroke(
-            rect,
-            4.0,
-            Stroke::new(1.0, text_color),
-            egui::StrokeKind::Inside,
-        );
-        painter.text(
-            pos2(rect.left() + 4.0, rect.top() + 2.0),
-            egui::Align2::LEFT_TOP,
-            label,
-            small.clone(),
-            text_color,
-        );
-    };
-    // IA3's learned vector "l" beside the projection it rescales.
-    let scaling_vector = |at: Pos2| {
-        let s = Rect::from_min_size(at, vec2(20.0, 12.0));
-        painter.rect_filled(s, 2.0, TRAINED);
-        painter.text(
-            s.center(),
-            egui::Align2::CENTER_CENTER,
-            "l",
-            small.clone(),
-            Color32::BLACK,
-        );
-    };
-    let cx = r.left() + 190.0;
-    let w = 180.0;
-    let row = |y: f32, h: f32| Rect::from_center_size(pos2(cx, r.top() + y), vec2(w, h));
-
-    // Input: tokens, embedding, and the soft prompt beside it.
-    let tokens = row(14.0, 20.0);
-    painter.text(
-        tokens.center(),
-        egui::Align2::CENTER_CENTER,
-        tr(ui, "input tokens"),
-        font.clone(),
-        text_color,
-    );
-    let embed = row(44.0, 24.0);
-    boxed(embed, tr(ui, "embedding"), t.embedding);
-    if let Some(encoder) = t.prompt {
-        let p = Rect::from_min_size(pos2(r.left() + 4.0, embed.top()), vec2(92.0, 24.0));
-        boxed(p, tr(ui, "soft prompt"), true);
-        if !encoder.is_empty() {
-            let e = Rect::from_min_size(pos2(r.left() + 4.0, embed.top() - 30.0), vec2(92.0, 22.0));
-            boxed(e, encoder, true);
-            arrow(pos2(e.center().x, e.bottom()), pos2(p.center().x, p.top()));
-        }
-    }
-    arrow(pos2(cx, tokens.bottom()), pos2(cx, embed.top()));
-
-    // The block, repeated L times; its frame is drawn once its contents are placed.
-    let block_top = r.top() + 72.0;
-    arrow(pos2(cx, embed.bottom()), pos2(cx, r.top() + 88.0));
-    let norm1 = row(100.0, 20.0);
-    boxed(norm1, "RMSNorm", t.norms);
-    // Attention: q k v o, each a small box; side branches beside q and v.
-    let attn = row(150.0, 64.0);
-    group(attn, tr(ui, "attention"));
-    let proj_w = 36.0;
-    let proj = |i: usize, y: f32| {
-        Rect::from_min_size(
-            pos2(attn.left() + 8.0 + i as f32 * (proj_w + 6.0), y),
-            vec2(proj_w, 20.0),
-        )
-    };
-    for (i, name) in ["q", "k", "v", "o"].iter().enumerate() {
-        let b = proj(i, attn.top() + 18.0);
-        boxed(b, name, t.weights || (t.biases && i < 3));
-        if t.rescale && (*name == "k" || *name == "v") {
-            scaling_vector(pos2(b.left() + 8.0, b.bottom() + 2.0));
-        }
-    }
-    if let Some(label) = t.low_rank {
-        // Beside the block, one branch each for q (straight in) and v (along a lane under
-        // q and k, then up into v).
-        let branch = Stroke::new(1.4, TRAINED);
-        let q = proj(0, attn.top() + 18.0);
-        let bq = Rect::from_min_size(pos2(r.left() + 2.0, q.center().y - 12.0), vec2(54.0, 24.0));
-        boxed(bq, label, true);
-        painter.line_segment(
-            [pos2(bq.right(), q.center().y), pos2(q.left(), q.center().y)],
-            branch,
-        );
-        let v = proj(2, attn.top() + 18.0);
-        let bv = Rect::from_min_size(pos2(r.left() + 2.0, v.bottom() + 2.0), vec2(54.0, 24.0));
-        boxed(bv, label, true);
-        let from = pos2(bv.right(), bv.center().y);
-        painter.line_segment([from, pos2(v.center().x, from.y)], branch);
-        painter.line_segment(
-            [pos2(v.center().x, from.y), pos2(v.center().x, v.bottom())],
-            branch,
-        );
-    }
-    if t.budget {
-        // Λ's diagonal: the singular values kept (trained) and those the budget masked.
-        for i in 0..6 {
-            let cell = Rect::from_min_size(
-                pos2(r.left() + 4.0 + i as f32 * 9.0, attn.top() - 2.0),
-                Vec2::splat(7.0),
-            );
-            painter.rect_filled(cell, 1.0, if i < 4 { TRAINED } else { frozen_fill });
-        }
-    }
-    if let Some(reparam) = t.kv_prefix {
-        // The prefix joins the keys and the values (after their projections), never the
-        // queries: one lane under q, k and v, rising into the outputs of k and v.
-        let b = Rect::from_min_size(pos2(r.left() + 2.0, attn.top() + 4.0), vec2(54.0, 30.0));
-        boxed(b, &tr(ui, "K/V prefix").replacen(' ', "\n", 1), true);
-        let lane = attn.bottom() - 10.0;
-        let stroke = Stroke::new(1.4, TRAINED);
-        painter.line_segment(
-            [pos2(b.center().x, b.bottom()), pos2(b.center().x, lane)],
-            stroke,
-        );
-        let v = proj(2, attn.top() + 18.0);
-        painter.line_segment([pos2(b.center().x, lane), pos2(v.center().x, lane)], stroke);
-        for target in [proj(1, attn.top() + 18.0), v] {
-            painter.arrow(
-                pos2(target.center().x, lane),
-                vec2(0.0, target.bottom() - lane),
-                stroke,
-            );
-        }
-        if !reparam.is_empty() {
-            // Named as the reparameterisation, so it does not read as the block's MLP.
-            let m = Rect::from_min_size(pos2(r.left() + 2.0, b.top() - 36.0), vec2(54.0, 30.0));
-            boxed(m, tr(ui, "reparam.\nMLP"), true);
-            arrow(pos2(m.center().x, m.bottom()), pos2(b.center().x, b.top()));
-        }
-    }
-    arrow(pos2(cx, norm1.bottom()), pos2(cx, attn.top()));
-    // After a sublayer: its adapter (if the method has one) and the residual sum.
-    let adapter_label = tr(ui, "adapter: down, f, up (+ skip)");
-    let adapter_and_add = |below: f32| -> Rect {
-        let mut y = below + 8.0;
-        if t.adapters {
-            let a = Rect::from_min_size(pos2(cx - w / 2.0, y), vec2(w, 20.0));
-            boxed(a, adapter_label, true);
-            y = a.bottom() + 6.0;
-        }
-        let add = Rect::from_center_size(pos2(cx, y + 9.0), vec2(18.0, 18.0));
-        painter.circle_stroke(add.center(), 9.0, Stroke::new(1.0, text_color));
-        painter.text(
-            add.center(),
-            egui::Align2::CENTER_CENTER,
-            "+",
-            font.clone(),
-            text_color,
-        );
-        add
-    };
-    let add1 = adapter_and_add(attn.bottom());
-    // The residual stream: what enters a sub-layer's norm is added back after it.
-    let lane_x = cx + w / 2.0 + 14.0;
-    let residual = |from_y: f32, add: Rect| {
-        let s = Stroke::new(1.0, text_color);
-        painter.line_segment([pos2(cx, from_y), pos2(lane_x, from_y)], s);
-        painter.line_segment([pos2(lane_x, from_y), pos2(lane_x, add.center().y)], s);
-        painter.arrow(
-            pos2(lane_x, add.center().y),
-            vec2(add.right() - lane_x, 0.0),
-            s,
-        );
-    };
-    residual(norm1.top() - 6.0, add1);
-    let norm2 = Rect::from_min_size(pos2(cx - w / 2.0, add1.bottom() + 10.0), vec2(w, 20.0));
-    boxed(norm2, "RMSNorm", t.norms);
-    arrow(pos2(cx, add1.bottom()), pos2(cx, norm2.top()));
-    let mlp = Rect::from_min_size(pos2(cx - w / 2.0, norm2.bottom() + 12.0), vec2(w, 50.0));
-    group(mlp, "MLP");
-    for (i, name) in ["gate", "up", "down"].iter().enumerate() {
-        let b = Rect::from_min_size(
-            pos2(mlp.left() + 8.0 + i as f32 * 56.0, mlp.top() + 18.0),
-            vec2(50.0, 20.0),
-        );
-        boxed(b, name, t.weights);
-        if t.rescale && *name == "down" {
-            scaling_vector(pos2(b.left() - 4.0, b.top() - 14.0));
-        }
-    }
-    arrow(pos2(cx, norm2.bottom()), pos2(cx, mlp.top()));
-    let add2 = adapter_and_add(mlp.bottom());
-    residual(add1.bottom() + 4.0, add2);
-    let block = Rect::from_min_max(
-        pos2(r.left() + 60.0, block_top),
-        pos2(r.right() - 4.0, add2.bottom() + 10.0),
-    );
-    painter.rect_stroke(
-        block,
-        6.0,
-        Stroke::new(1.0, text_color),
-        egui::StrokeKind::Inside,
-    );
-    painter.text(
-        pos2(block.right() - 6.0, block.bottom() - 4.0),
-        egui::Align2::RIGHT_BOTTOM,
-        tr(ui, "× L blocks"),
-        small.clone(),
-        text_color,
-    );
-
-    // Output.
-    let final_norm = Rect::from_min_size(pos2(cx - w / 2.0, block.bottom() + 14.0), vec2(w, 20.0));
-    boxed(final_norm, "RMSNorm", t.norms);
-    arrow(pos2(cx, block.bottom()), pos2(cx, final_norm.top()));
-    let head = Rect::from_min_size(
-        pos2(cx - w / 2.0, final_norm.bottom() + 12.0),
-        vec2(w, 22.0),
-    );
-    boxed(head, tr(ui, "LM head"), t.head);
-    arrow(pos2(cx, final_norm.bottom()), pos2(cx, head.top()));
-
-    // Legend.
-    let legend = |i: usize, fill: Color32, label: &str| {
-        let b = Rect::from_min_size(
-            pos2(r.left() + 4.0, r.bottom() - 52.0 + i as f32 * 17.0),
-            Vec2::splat(12.0),
-        );
-        painter.rect_filled(b, 2.0, fill);
-        painter.text(
-            pos2(b.right() + 4.0, b.center().y),
-            egui::Align2::LEFT_CENTER,
-            label,
-            small.clone(),
-            text_color,
-        );
-    };
-    legend(0, TRAINED, trained_label);
-    legend(1, frozen_fill, frozen_label);
-    if t.budget {
-        legend(
-            2,
-            frozen_fill,
-            tr(
-                ui,
-                "Λ (top left): singular values masked by the rank budget",
-            ),
-        );
+        MethodConfig::Full(_) => include_str!("../../../presets/full.toml"),
+        MethodConfig::Freeze(_) => include_str!("../../../presets/freeze.toml"),
+        MethodConfig::Lora(_) => include_str!("../../../presets/lora.toml"),
+        MethodConfig::Dora(_) => include_str!("../../../presets/dora.toml"),
+        MethodConfig::Adalora(_) => include_str!("../../../presets/adalora.toml"),
+        MethodConfig::Ia3(_) => include_str!("../../../presets/ia3.toml"),
+        MethodConfig::Bitfit(_) => include_str!("../../../presets/bitfit.toml"),
+        MethodConfig::Adapter(_) => include_str!("../../../presets/adapter.toml"),
+        MethodConfig::PromptTuning(_) => include_str!("../../../presets/prompt-tuning.toml"),
+        MethodConfig::PTuning(_) => include_str!("../../../presets/p-tuning.toml"),
+        MethodConfig::PrefixTuning(_) => include_str!("../../../presets/prefix-tuning.toml"),
+        MethodConfig::PTuningV2(_) => include_str!("../../../presets/p-tuning-v2.toml"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eframe::egui;
 
     /// Every character a Learn page draws has a glyph in the window's fonts: a formula's ℝ or
     /// ⊙ missing from them would show as an empty box.
     #[test]
     fn the_window_fonts_draw_every_learn_page() {
         let ctx = egui::Context::default();
-        super::super::i18n::install_fonts(&ctx);
+        super::super::super::i18n::install_fonts(&ctx);
         let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
         let mut missing = std::collections::BTreeSet::new();
         // Prose is drawn in the proportional font, formulas in the monospace one.
@@ -1049,3 +576,4 @@ mod tests {
         assert!(missing.is_empty(), "no glyph for {missing:?}");
     }
 }
+
