@@ -2,7 +2,9 @@
 //! the list of runs. It never trains: every background task is a `jobs::Command` sent
 //! through its `Jobs` handle, and the `jobs::Event`s are drained each frame.
 
+mod actions;
 pub mod central;
+mod dialogs;
 pub mod frame_log;
 pub mod i18n;
 pub mod learn;
@@ -14,6 +16,7 @@ pub mod playground;
 pub mod run_filter;
 pub mod run_notes;
 pub mod runs;
+pub mod runs_table;
 mod side_panel;
 pub mod trash;
 
@@ -28,6 +31,8 @@ use crate::models::{ModelConfig, ModelFiles};
 use crate::peft::MethodConfig;
 use crate::train::RunId;
 use crate::train::worker::Notify;
+pub use actions::Action;
+use dialogs::{confirm_delete_window, confirm_empty_trash_window};
 use i18n::{Lang, tr};
 use runs::RunStore;
 
@@ -75,56 +80,6 @@ impl Said {
             .collect();
         i18n::fill(lang, self.template, &args)
     }
-}
-
-/// UI actions collected during a frame and applied once, after drawing.
-#[must_use]
-pub enum Action {
-    Start,
-    /// Queue one run per method on the form's model, data and steps, each with its swept
-    /// learning rate where the shipped comparison has one for this task, else its
-    /// conventional one.
-    CompareAll,
-    Stop(RunId),
-    /// Draw a run's curves on the plots, or stop drawing them.
-    ShowRun(RunId, bool),
-    /// Continue a stopped or interrupted run from its checkpoint.
-    Resume(RunId),
-    /// Copy a run's adapter folder to the path.
-    Export(RunId, PathBuf),
-    /// Fold a run's adapter into its base model and write the model folder to the path.
-    Merge(RunId, PathBuf),
-    /// Ask before moving these runs' folders to the trash.
-    AskDelete(Vec<RunId>),
-    Delete(Vec<RunId>),
-    CancelDelete,
-    /// Ask before removing the trash's folders from disk, then remove them.
-    AskEmptyTrash,
-    EmptyTrash,
-    /// Load a method's preset into the form and go to the Train view.
-    UsePreset(MethodConfig),
-    /// Write the finished runs' table rows, in the table's order, as CSV.
-    ExportTable(PathBuf),
-    /// Save the plots as a PNG image.
-    SavePlots(PathBuf),
-    /// Ask in the window for a path (the system's dialog one click away), starting at the path.
-    AskPath(path_dialog::PathPurpose, PathBuf),
-    /// Train on this model folder or GGUF file.
-    SetModel(PathBuf),
-    /// Train on this dataset file.
-    SetDataset(PathBuf),
-    /// Add an adapter folder to the playground.
-    LoadAdapter(PathBuf),
-    /// Pick out one run's curves (None: all alike).
-    SelectRun(Option<RunId>),
-    /// Archive (true) or bring back (false) these runs.
-    Archive(Vec<RunId>, bool),
-    /// Move a folder of the trash back into the runs folder.
-    Restore(String),
-    /// Open the editor of a run's tags and note.
-    EditNotes(RunId),
-    SaveNotes(RunId, run_notes::RunNotes),
-    CancelNotes,
 }
 
 pub struct WorkbenchApp {
@@ -611,295 +566,6 @@ impl WorkbenchApp {
         }
     }
 
-    /// Carries out what the user asked for (the panels collect actions while drawing).
-    pub fn apply(&mut self, action: Action) {
-        match action {
-            Action::SavePlots(to) => {
-                let ctx = self.ctx.clone();
-                if let Some(ctx) = ctx {
-                    self.save_plots(&ctx, to);
-                }
-            }
-            Action::ExportTable(to) => {
-                let rows: Vec<_> = central::sorted_runs(self)
-                    .into_iter()
-                    .filter_map(|r| r.row.clone())
-                    .collect();
-                let written = crate::compare::to_csv(&rows)
-                    .and_then(|csv| crate::files::write_atomic(&to, csv.as_bytes()));
-                match written {
-                    Ok(()) => self.say_t("{} rows written to {}", &[&rows.len(), &to.display()]),
-                    Err(e) => self.say_t("cannot write the table: {}", &[&crate::describe(&e)]),
-                }
-            }
-            Action::UsePreset(method) => {
-                let text = learn::preset_text(&method);
-                let kind = method.kind();
-                match RunConfig::from_toml_with(text, &[]) {
-                    Ok(mut cfg) => {
-                        // The preset's method and training settings on the user's model and data.
-                        cfg.model = self.form.model.clone();
-                        cfg.dataset = self.form.dataset.clone();
-                        cfg.eval_dataset = self.form.eval_dataset.clone();
-                        self.restore(Remembered {
-                            form: cfg,
-                            ..self.remembered()
-                        });
-                        self.view = View::Train;
-                        self.say_t("presets/{}.toml loaded into the form", &[&kind]);
-                    }
-                    Err(e) => self.say(format!("presets/{kind}.toml: {e}")),
-                }
-            }
-            Action::Start => match self.form.validate() {
-                Ok(()) if !self.devices.iter().any(|d| d.name == self.form.device) => {
-                    self.form_error = Some(i18n::fill(
-                        self.lang,
-                        "{} is not available here: choose the CPU or another device.",
-                        &[&self.form.device],
-                    ));
-                }
-                Ok(()) => {
-                    self.form_error = None;
-                    // A run from the form joins the form's experiment (the day's runs until
-                    // the user names one or compares).
-                    self.form
-                        .experiment
-                        .get_or_insert_with(|| format!("runs {}", &runs::now_utc_minute()[..10]));
-                    let id = self.store.add(self.form.clone());
-                    self.send(Command::Train {
-                        id,
-                        config: Box::new(self.form.clone()),
-                    });
-                }
-                Err(e) => self.form_error = Some(e.to_string()),
-            },
-            Action::CompareAll => {
-                let mut queued = 0;
-                // A comparison is an experiment of its own; later runs from the form join it,
-                // and the plots turn to it.
-                let experiment = format!("comparison {}", runs::now_utc_minute());
-                self.form.experiment = Some(experiment.clone());
-                self.store.show_experiment(&experiment);
-                for m in MethodConfig::all_defaults() {
-                    let mut cfg = self.form.clone();
-                    cfg.optimizer.lr = crate::compare::learning_rate_for(&m, &self.form);
-                    cfg.method = m;
-                    if let Err(e) = cfg.validate() {
-                        self.say_t("{} not queued: {}", &[&cfg.method.display_name(), &e]);
-                        continue;
-                    }
-                    let id = self.store.add(cfg.clone());
-                    if !self.send(Command::Train {
-                        id,
-                        config: Box::new(cfg),
-                    }) {
-                        break;
-                    }
-                    self.compare_batch.push(id);
-                    queued += 1;
-                }
-                let steps = self.form.steps;
-                self.say_t(
-                    "{} runs queued, one per method, {} steps each",
-                    &[&queued, &steps],
-                );
-            }
-            Action::ShowRun(id, shown) => {
-                if let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) {
-                    r.shown = shown;
-                }
-            }
-            Action::Stop(id) => {
-                self.send(Command::StopRun { id });
-            }
-            Action::Resume(id) => {
-                let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) else {
-                    return;
-                };
-                let Some(dir) = r.out_dir.clone() else {
-                    return;
-                };
-                r.queue_resume();
-                self.send(Command::Resume {
-                    id,
-                    dir: PathBuf::from(dir),
-                });
-            }
-            Action::Export(id, to) => {
-                let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
-                    return;
-                };
-                let job = self.jobs.next_job_id();
-                if self.send(Command::Export {
-                    job,
-                    run_dir: PathBuf::from(dir),
-                    out: to,
-                }) {
-                    self.exporting = Some(job);
-                }
-            }
-            Action::Merge(id, to) => {
-                let Some(r) = self.store.get(id) else {
-                    return;
-                };
-                let (Some(dir), model) = (r.out_dir.clone(), r.config.model.clone()) else {
-                    return;
-                };
-                let job = self.jobs.next_job_id();
-                if self.send(Command::Merge {
-                    job,
-                    model,
-                    run_dir: PathBuf::from(dir),
-                    out: to.clone(),
-                }) {
-                    self.say_t("merging into {}…", &[&to.display()]);
-                    self.merging = Some((job, Instant::now()));
-                }
-            }
-            Action::AskPath(purpose, start) => {
-                self.path_prompt = Some(path_dialog::PathPrompt::new(purpose, &start));
-            }
-            Action::SetModel(path) => {
-                self.form.model = path.display().to_string();
-                self.say_t("model: {}", &[&path.display()]);
-            }
-            Action::SetDataset(path) => {
-                self.form.dataset = path.display().to_string();
-                self.form.eval_dataset = None;
-                self.say_t("dataset: {}", &[&path.display()]);
-            }
-            Action::LoadAdapter(dir) => {
-                self.say_t("adapter {} loaded into the playground", &[&dir.display()]);
-                self.playground.loaded_adapters.push(dir);
-            }
-            Action::SelectRun(id) => self.selected_run = id,
-            Action::AskDelete(ids) => self.confirm_delete = Some(ids),
-            Action::CancelDelete => {
-                self.confirm_delete = None;
-                self.confirm_empty_trash = false;
-            }
-            Action::Delete(ids) => {
-                self.confirm_delete = None;
-                let (mut deleted, mut kept) = (0, Vec::new());
-                for id in ids {
-                    match self.delete_run(id) {
-                        Ok(()) => deleted += 1,
-                        Err(e) => kept.push(e),
-                    }
-                }
-                if kept.is_empty() {
-                    self.say_t("{} runs moved to the trash", &[&deleted]);
-                } else {
-                    self.say_t(
-                        "{} runs moved to the trash; kept: {}",
-                        &[&deleted, &kept.join("; ")],
-                    );
-                }
-            }
-            Action::Archive(ids, archived) => {
-                let mut done = 0;
-                for id in &ids {
-                    let Some(r) = self.store.get(*id) else {
-                        continue;
-                    };
-                    let notes = run_notes::RunNotes {
-                        archived,
-                        ..r.notes.clone()
-                    };
-                    match self.store.set_notes(*id, notes) {
-                        Ok(()) => done += 1,
-                        Err(e) => self.say(crate::describe(&e)),
-                    }
-                }
-                let template = if archived {
-                    "{} runs archived"
-                } else {
-                    "{} runs brought back from the archive"
-                };
-                self.say_t(template, &[&done]);
-            }
-            Action::Restore(name) => {
-                let Some(runs) = self.runs_dir.clone() else {
-                    return;
-                };
-                match trash::restore(&runs, &name) {
-                    Ok(to) => {
-                        let (read, _) = self.store.load_new(&runs);
-                        self.say_t(
-                            "{} restored to {} ({} runs read)",
-                            &[&name, &to.display(), &read],
-                        );
-                    }
-                    Err(e) => self.say_t("cannot restore {}: {}", &[&name, &crate::describe(&e)]),
-                }
-                self.trash_count = trash::count(&runs);
-            }
-            Action::EditNotes(id) => {
-                if let Some(r) = self.store.get(id) {
-                    self.notes_editor =
-                        Some(notes_editor::NotesEditor::new(id, &r.label, &r.notes));
-                }
-            }
-            Action::SaveNotes(id, notes) => match self.store.set_notes(id, notes) {
-                Ok(()) => self.notes_editor = None,
-                // The editor stays open with the text, so nothing typed is lost.
-                Err(e) => self.say_t("cannot save the notes: {}", &[&crate::describe(&e)]),
-            },
-            Action::CancelNotes => self.notes_editor = None,
-            Action::AskEmptyTrash => self.confirm_empty_trash = true,
-            Action::EmptyTrash => {
-                self.confirm_empty_trash = false;
-                if let Some(dir) = self.runs_dir.clone() {
-                    let dir = &dir;
-                    match trash::empty(dir) {
-                        Ok(n) => self.say_t("{} run folders removed from disk", &[&n]),
-                        Err(e) => self.say_t("cannot empty the trash: {}", &[&e]),
-                    }
-                    self.trash_count = trash::count(dir);
-                }
-            }
-        }
-    }
-
-    /// Moves a run's folder to the trash (or, without a runs folder, removes it) and forgets
-    /// the run; a run that trains, here or in another process, is kept with the reason.
-    fn delete_run(&mut self, id: RunId) -> Result<(), String> {
-        let r = self
-            .store
-            .get(id)
-            .ok_or_else(|| format!("run {id} is gone"))?;
-        if r.status.is_live() {
-            return Err(i18n::fill(
-                self.lang,
-                "{}: stop the run before deleting it",
-                &[&r.label],
-            ));
-        }
-        if let Some(dir) = &r.out_dir {
-            let dir = Path::new(dir);
-            if let Some(holder) = crate::train::run_dir::holder(dir) {
-                return Err(i18n::fill(
-                    self.lang,
-                    "{}: {} is writing it",
-                    &[&r.label, &holder],
-                ));
-            }
-            let moved = match &self.runs_dir {
-                Some(runs) => trash::put(runs, dir).map(|_| ()),
-                None => std::fs::remove_dir_all(dir).map_err(anyhow::Error::from),
-            };
-            if let Err(e) = moved {
-                return Err(format!("{}: {}", r.label, crate::describe(&e)));
-            }
-        }
-        self.store.remove(id);
-        if let Some(runs) = &self.runs_dir {
-            self.trash_count = trash::count(runs);
-        }
-        Ok(())
-    }
-
     /// Every few seconds, reads the runs another window or a CLI run finished in the runs
     /// folder since this window opened.
     fn scan_for_new_runs(&mut self) {
@@ -975,79 +641,6 @@ impl eframe::App for WorkbenchApp {
             }
         }
     }
-}
-
-/// Asks before runs' folders go to the trash.
-fn confirm_delete_window(
-    app: &WorkbenchApp,
-    ids: &[RunId],
-    ctx: &egui::Context,
-    actions: &mut Vec<Action>,
-) {
-    let runs: Vec<&runs::RunRecord> = ids.iter().filter_map(|id| app.store.get(*id)).collect();
-    if runs.is_empty() {
-        actions.push(Action::CancelDelete);
-        return;
-    }
-    egui::Window::new(i18n::tr_ctx(ctx, "Delete run?"))
-        .collapsible(false)
-        .resizable(false)
-        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
-        .show(ctx, |ui| {
-            match runs.as_slice() {
-                [r] => {
-                    ui.label(i18n::trf(ui, "Delete {} and its folder?", &[&r.label]));
-                    if let Some(dir) = &r.out_dir {
-                        ui.small(dir.as_str());
-                    }
-                }
-                many => {
-                    ui.label(i18n::trf(ui, "Delete these {} runs?", &[&many.len()]));
-                    let names: Vec<&str> = many.iter().take(8).map(|r| r.label.as_str()).collect();
-                    let more = many.len().saturating_sub(names.len());
-                    let mut text = names.join(", ");
-                    if more > 0 {
-                        text.push_str(&format!(" … (+{more})"));
-                    }
-                    ui.small(text);
-                }
-            }
-            ui.label(tr(
-                ui,
-                "Their folders go to the trash in the runs folder until it is emptied.",
-            ));
-            ui.horizontal(|ui| {
-                if ui.button(tr(ui, "Delete run")).clicked() {
-                    actions.push(Action::Delete(ids.to_vec()));
-                }
-                if ui.button(tr(ui, "Cancel")).clicked() {
-                    actions.push(Action::CancelDelete);
-                }
-            });
-        });
-}
-
-/// Asks before the trash's folders are removed from disk.
-fn confirm_empty_trash_window(app: &WorkbenchApp, ctx: &egui::Context, actions: &mut Vec<Action>) {
-    egui::Window::new(i18n::tr_ctx(ctx, "Empty the trash?"))
-        .collapsible(false)
-        .resizable(false)
-        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
-        .show(ctx, |ui| {
-            ui.label(i18n::trf(
-                ui,
-                "{} run folders are removed from disk for good.",
-                &[&app.trash_count],
-            ));
-            ui.horizontal(|ui| {
-                if ui.button(tr(ui, "Empty trash")).clicked() {
-                    actions.push(Action::EmptyTrash);
-                }
-                if ui.button(tr(ui, "Cancel")).clicked() {
-                    actions.push(Action::CancelDelete);
-                }
-            });
-        });
 }
 
 /// Encodes an egui image as PNG and writes it through a temporary file.

@@ -154,7 +154,14 @@ impl LoraBranch {
             return Ok(None);
         }
         let (a, b) = (self.a.as_tensor(), self.b.as_tensor());
-        let y = crate::kernels::lora::lora_linear(x, a, b, &base.weight, base.bias.as_ref(), self.scaling)?;
+        let y = crate::kernels::lora::lora_linear(
+            x,
+            a,
+            b,
+            &base.weight,
+            base.bias.as_ref(),
+            self.scaling,
+        )?;
         Ok(Some(y))
     }
 

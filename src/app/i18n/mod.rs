@@ -108,7 +108,6 @@ pub fn install_fonts(ctx: &egui::Context) {
     ctx.set_fonts(fonts);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

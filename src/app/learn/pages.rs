@@ -576,4 +576,3 @@ mod tests {
         assert!(missing.is_empty(), "no glyph for {missing:?}");
     }
 }
-

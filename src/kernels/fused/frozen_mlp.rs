@@ -84,7 +84,10 @@ impl CustomOp2 for FrozenMlp {
         if self.keep {
             *self.kept.lock().expect("not poisoned") = Some((gate, up));
         }
-        Ok((CpuStorage::F32(y), crate::kernels::with_last_dim(lx.shape(), out)))
+        Ok((
+            CpuStorage::F32(y),
+            crate::kernels::with_last_dim(lx.shape(), out),
+        ))
     }
 
     fn bwd(

@@ -59,7 +59,6 @@ pub fn without_fused_kernels<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
-
 mod attention;
 mod frozen_mlp;
 mod rms_norm;

@@ -185,8 +185,8 @@ fn frozen_mlp_matches_the_projections_and_swiglu() -> Result<()> {
     };
     let fused = frozen_mlp(x.as_tensor(), &wg, &wu, &wd, None)?.expect("runs on the CPU");
     check_all(&[&x], fused, composed(x.as_tensor(), None)?)?;
-    let fused = frozen_mlp(x.as_tensor(), &wg, &wu, &wd, Some(l.as_tensor()))?
-        .expect("runs on the CPU");
+    let fused =
+        frozen_mlp(x.as_tensor(), &wg, &wu, &wd, Some(l.as_tensor()))?.expect("runs on the CPU");
     check_all(
         &[&x, &l],
         fused,

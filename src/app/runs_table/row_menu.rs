@@ -1,0 +1,124 @@
+//! A run's own actions: Stop, Resume and the menu of export, merge, notes, archive and delete.
+
+use eframe::egui;
+
+use super::super::Action;
+use super::super::i18n::tr;
+use super::super::path_dialog::{PathPurpose, default_target};
+use super::super::runs::{RunRecord, RunStatus};
+
+/// Stop for a run this window trains; who writes it for one another process trains; Resume
+/// and the folder's menu for one on disk.
+pub(super) fn run_actions(r: &RunRecord, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    if r.status.is_live_here() {
+        if ui.small_button(tr(ui, "Stop")).clicked() {
+            actions.push(Action::Stop(r.id));
+        }
+    } else if let RunStatus::Elsewhere(holder) = &r.status {
+        // Only its owner can stop, resume or delete it.
+        ui.small(holder.as_str()).on_hover_text(tr(
+            ui,
+            "Another window or a CLI run is training it; stop it there",
+        ));
+    } else if let Some(dir) = &r.out_dir {
+        ui.horizontal(|ui| run_folder_buttons(r, dir, ui, actions));
+    } else {
+        ui.label("");
+    }
+}
+
+/// Export, merge and delete for a run that has a folder.
+fn run_folder_buttons(r: &RunRecord, dir: &str, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    let has_adapter = std::path::Path::new(dir).join("adapter").is_dir();
+    if r.resumable
+        && ui
+            .small_button(tr(ui, "Resume"))
+            .on_hover_text(tr(
+                ui,
+                "Continue training from the run's last checkpoint to its last step",
+            ))
+            .clicked()
+    {
+        actions.push(Action::Resume(r.id));
+    }
+    // The rarer actions sit in one menu, so the row stays narrow and the table's result
+    // columns stay in view (at 1280×800 three buttons pushed Metric out of the window).
+    ui.menu_button("…", |ui| {
+        run_folder_menu(r, dir, has_adapter, ui, actions)
+    })
+    .response
+    .on_hover_text(tr(ui, "Export, merge or delete this run"));
+}
+
+fn run_folder_menu(
+    r: &RunRecord,
+    dir: &str,
+    has_adapter: bool,
+    ui: &mut egui::Ui,
+    actions: &mut Vec<Action>,
+) {
+    if ui
+        .add_enabled(has_adapter, egui::Button::new(tr(ui, "Export…")))
+        .on_hover_text(format!(
+            "Copy the trained adapter ({dir}/adapter) to a folder you choose"
+        ))
+        .clicked()
+    {
+        actions.push(Action::AskPath(
+            PathPurpose::Export(r.id),
+            default_target(&format!("{}-adapter", folder_name(dir))),
+        ));
+        ui.close();
+    }
+    let mergeable = r.config.method.mergeable();
+    if mergeable
+        && ui
+            .add_enabled(has_adapter, egui::Button::new(tr(ui, "Merge…")))
+            .on_hover_text(tr(
+                ui,
+                "Fold the adapter into the base weights and save a Hugging Face model folder",
+            ))
+            .clicked()
+    {
+        actions.push(Action::AskPath(
+            PathPurpose::Merge(r.id),
+            default_target(&format!("{}-merged", folder_name(dir))),
+        ));
+        ui.close();
+    }
+    if ui.button(tr(ui, "Tags and note…")).clicked() {
+        actions.push(Action::EditNotes(r.id));
+        ui.close();
+    }
+    let archive = if r.notes.archived {
+        "Unarchive"
+    } else {
+        "Archive"
+    };
+    if ui
+        .button(tr(ui, archive))
+        .on_hover_text(tr(
+            ui,
+            "Archived runs leave the lists and the plots; their folders stay",
+        ))
+        .clicked()
+    {
+        actions.push(Action::Archive(vec![r.id], !r.notes.archived));
+        ui.close();
+    }
+    if ui
+        .button(tr(ui, "Delete"))
+        .on_hover_text(format!("Delete the run folder {dir}"))
+        .clicked()
+    {
+        actions.push(Action::AskDelete(vec![r.id]));
+        ui.close();
+    }
+}
+
+/// The last part of a run folder's path (`1764751234-003-lora`).
+fn folder_name(dir: &str) -> String {
+    std::path::Path::new(dir)
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned())
+}
