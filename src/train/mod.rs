@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 mod data_order;
 pub mod devices;
+mod evaluate;
 pub mod events;
 pub use crate::kernels::loss;
 pub mod memory;
@@ -30,6 +31,8 @@ use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles}
 use crate::peft::{BuildContext, ExportContext, Method, import::ImportedAdapter};
 use data_order::DataOrder;
 pub use devices::{DeviceInfo, available_devices, device_for};
+use evaluate::metric_value;
+pub use evaluate::{evaluate, evaluate_adapter, evaluate_adapter_until, evaluate_until};
 pub use events::{Chance, Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
 pub use memory::{peak_rss_bytes, reset_peak_rss};
 
@@ -85,117 +88,6 @@ fn batch_loss(
         loss::linear_cross_entropy(&hidden, model.output_weight(), &batch.targets)?,
         batch.real_tokens,
     ))
-}
-
-/// Evaluation loss and the share of examples got right: for a decoder, mean loss over
-/// scored tokens and exact match (every scored token is the argmax), or for a choice among
-/// labels, mean loss over the true answers' tokens and the share whose likeliest answer is
-/// the true one; for a classifier, mean loss over examples and accuracy.
-pub fn evaluate(
-    model: &Model,
-    hooks: &Hooks,
-    eval: &EvalSet,
-    batch_size: usize,
-    pad: u32,
-    device: &Device,
-) -> Result<(f64, f64)> {
-    evaluate_until(model, hooks, eval, batch_size, pad, device, &|| false)
-}
-
-/// The same, ending with [`crate::Stopped`] between batches once `stop` says so.
-pub fn evaluate_until(
-    model: &Model,
-    hooks: &Hooks,
-    eval: &EvalSet,
-    batch_size: usize,
-    pad: u32,
-    device: &Device,
-    stop: &(dyn Fn() -> bool + Sync),
-) -> Result<(f64, f64)> {
-    // On candle's pool, as a training step (see the step loop in `train`).
-    device.with_context(|| {
-        let sequences = eval.sequences();
-        // Per sequence: summed negative log-likelihood of its scored tokens, their count,
-        // and whether every one of them is the argmax.
-        let mut nll = vec![0.0f64; sequences.len()];
-        let mut tokens = vec![0usize; sequences.len()];
-        let mut exact = vec![true; sequences.len()];
-        // Batches of similar lengths: a batch is padded to its longest sequence, and review
-        // lengths range from 10 to 128 tokens, so batches in the file's order were mostly
-        // padding. Each sequence's scores do not depend on its batch (padding comes after
-        // it, under causal attention).
-        let mut order: Vec<usize> = (0..sequences.len()).collect();
-        order.sort_by_key(|i| sequences[*i].ids.len());
-        for chunk in order.chunks(batch_size.max(1)) {
-            if stop() {
-                return Err(crate::Stopped.into());
-            }
-            let refs: Vec<&Encoded> = chunk.iter().map(|i| &sequences[*i]).collect();
-            // Per batch: each scored target's logits, the targets, and which example each is of.
-            let (logits, targets, owner) = match model {
-                Model::Bert(m) => {
-                    let batch = ClassBatch::new(&refs, pad, device)?;
-                    let logits = m.classify(&batch.ids, &batch.lengths, hooks, false)?;
-                    (logits, batch.labels, (0..refs.len()).collect())
-                }
-                decoder => {
-                    let batch = Batch::new(&refs, pad, device)?;
-                    let decoder = decoder.decoder()?;
-                    let logits = decoder.logits(&scored_hidden(decoder, hooks, &batch, false)?)?;
-                    (logits, batch.targets, batch.owner)
-                }
-            };
-            let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let target_nll = logp
-                .gather(&targets.unsqueeze(1)?, 1)?
-                .neg()?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            let tgt = targets.to_vec1::<u32>()?;
-            for (((p, t), o), l) in pred.iter().zip(&tgt).zip(&owner).zip(&target_nll) {
-                let i = chunk[*o];
-                nll[i] += *l as f64;
-                tokens[i] += 1;
-                exact[i] &= p == t;
-            }
-        }
-        Ok(match eval {
-            EvalSet::Examples(_) => (
-                nll.iter().sum::<f64>() / tokens.iter().sum::<usize>().max(1) as f64,
-                exact.iter().filter(|x| **x).count() as f64 / sequences.len().max(1) as f64,
-            ),
-            EvalSet::Choices {
-                labels, answers, ..
-            } => {
-                let (mut loss_sum, mut scored, mut right) = (0.0, 0usize, 0usize);
-                for (i, answer) in answers.iter().enumerate() {
-                    let group = i * labels..(i + 1) * labels;
-                    let truth = group.start + *answer as usize;
-                    loss_sum += nll[truth];
-                    scored += tokens[truth];
-                    // The likeliest answer; a tie goes to the first label, so a model
-                    // that cannot tell them apart scores the share of that label.
-                    let chosen = group
-                        .clone()
-                        .min_by(|a, b| nll[*a].total_cmp(&nll[*b]))
-                        .expect("at least two labels");
-                    right += usize::from(chosen == truth);
-                }
-                (
-                    loss_sum / scored.max(1) as f64,
-                    right as f64 / answers.len().max(1) as f64,
-                )
-            }
-        })
-    })
-}
-
-fn metric_value(metric: Metric, loss: f64, exact: f64) -> f64 {
-    match metric {
-        Metric::ExactMatch | Metric::Accuracy => exact,
-        Metric::Perplexity => loss.exp(),
-    }
 }
 
 /// Scales gradients down so their global L2 norm is at most `max_norm`; returns the norm.
@@ -295,41 +187,6 @@ fn open_for_task(cfg: &RunConfig, dataset: &Dataset) -> Result<(ModelFiles, Metr
         ModelConfig::Llama(_) | ModelConfig::Gpt2(_) => dataset.metric,
     };
     Ok((files, metric))
-}
-
-/// Evaluation loss and metric of `cfg`'s model with an exported adapter attached, on the
-/// evaluation examples a run of `cfg` uses: what the run measured at its end, recomputed
-/// from the files alone.
-pub fn evaluate_adapter(cfg: &RunConfig, adapter: &Path) -> Result<(f64, f64)> {
-    evaluate_adapter_until(cfg, adapter, &|| false)
-}
-
-/// The same, ending with [`crate::Stopped`] between batches once `stop` says so.
-pub fn evaluate_adapter_until(
-    cfg: &RunConfig,
-    adapter: &Path,
-    stop: &(dyn Fn() -> bool + Sync),
-) -> Result<(f64, f64)> {
-    let device = device_for(&cfg.device)?;
-    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
-    let (files, metric) = open_for_task(cfg, &dataset)?;
-    let model_cfg = files.config.clone();
-    let mut imported = ImportedAdapter::load(adapter, &model_cfg, &device)?;
-    let loaded = LoadedModel::load(&files, &mut imported, &device)?;
-    imported.check_attached()?;
-    let eos = pad_id(&model_cfg, &loaded.tokenizer)?;
-    let (eval, _) = encode_eval(cfg, &model_cfg, &dataset, &loaded.tokenizer, eos)?;
-    let bs = cfg.batch_size.max(16);
-    let (loss, exact) = evaluate_until(
-        &loaded.model,
-        imported.hooks(),
-        &eval,
-        bs,
-        eos,
-        &device,
-        stop,
-    )?;
-    Ok((loss, metric_value(metric, loss, exact)))
 }
 
 /// Everything a run holds once its model and data are loaded.
