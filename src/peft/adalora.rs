@@ -592,6 +592,42 @@ impl Method for Adalora {
     }
 }
 
+/// Reads PEFT's `ADALORA` adapter (its SVD triplets): its tensors from `bag`, its settings from
+/// `adapter_config.json` (`cfg`), into `out`.
+pub(super) fn import_peft(
+    cfg: &serde_json::Value,
+    bag: &mut super::import::TensorBag,
+    _model: &crate::models::ModelConfig,
+    out: &mut super::import::ImportedAdapter,
+) -> anyhow::Result<()> {
+    use super::import::var;
+    use anyhow::Context;
+    let f = |k: &str| cfg[k].as_f64();
+    let alpha = f("lora_alpha").unwrap_or(0.0);
+    let init_r = f("init_r").context("adapter_config.json has no init_r")?;
+    // PEFT keeps `ranknum` at init_r when it cuts ranks, so the scale stays put.
+    let scale = if alpha > 0.0 { alpha } else { init_r } / (init_r + 1e-5);
+    for path in bag.paths_with(".lora_A") {
+        let a = bag.take(&format!("base_model.model.{path}.lora_A"))?;
+        let e = bag.take(&format!("base_model.model.{path}.lora_E"))?;
+        let b = bag.take(&format!("base_model.model.{path}.lora_B"))?;
+        if a.dim(0)? == 0 {
+            continue; // every rank pruned: the projection is unchanged
+        }
+        out.linear.insert(
+            path,
+            Box::new(SvdBranch {
+                a: var(&a)?,
+                e: var(&e.reshape((e.elem_count(), 1))?)?,
+                b: var(&b)?,
+                scale,
+                dropout: 0.0,
+            }),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

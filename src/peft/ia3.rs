@@ -232,6 +232,29 @@ fn output_scaled(x: &Tensor, base: &Projection, l: &Tensor) -> candle_core::Resu
     Ok(Some(y))
 }
 
+/// Reads PEFT's `IA3` adapter (its scaling vectors): its tensors from `bag`, its settings from
+/// `adapter_config.json` (`cfg`), into `out`.
+pub(super) fn import_peft(
+    cfg: &serde_json::Value,
+    bag: &mut super::import::TensorBag,
+    _model: &crate::models::ModelConfig,
+    out: &mut super::import::ImportedAdapter,
+) -> anyhow::Result<()> {
+    use super::import::{names, var};
+    let ff = names(&cfg["feedforward_modules"]);
+    for path in bag.paths_with(".ia3_l") {
+        let l = bag.take(&format!("base_model.model.{path}.ia3_l"))?;
+        out.linear.insert(
+            path.clone(),
+            Box::new(Ia3Vector {
+                scale: var(&l.flatten_all()?)?,
+                feedforward: matches_target(&path, &ff),
+            }),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

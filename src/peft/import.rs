@@ -11,15 +11,10 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::adalora::SvdBranch;
 use super::adapter::{Activation, Bottleneck};
 use super::bitfit::AddedBias;
-use super::dora::DoraBranch;
 use super::export::save_safetensors;
-use super::ia3::Ia3Vector;
 use super::init::TrainLinear;
-use super::lora::{LoraBranch, matches_target};
-use super::prefix_tuning::prefix_to_kv;
 use crate::files::write_dir_atomic;
 use crate::models::{
     Hooks, Injector, LinearAdapter, LoadedModel, ModelConfig, ModelFiles, NoMethod, Projection,
@@ -32,10 +27,10 @@ pub struct ImportedAdapter {
     pub description: String,
     /// `base_model_name_or_path` as recorded.
     pub base_model: Option<String>,
-    linear: BTreeMap<String, Box<dyn LinearAdapter>>,
+    pub(super) linear: BTreeMap<String, Box<dyn LinearAdapter>>,
     sublayer: HashMap<(usize, Site), Box<dyn SublayerAdapter>>,
     replace: HashMap<String, Tensor>,
-    hooks: Hooks,
+    pub(super) hooks: Hooks,
 }
 
 impl std::fmt::Debug for ImportedAdapter {
@@ -52,12 +47,12 @@ fn load_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn var(t: &Tensor) -> Result<Var> {
+pub(super) fn var(t: &Tensor) -> Result<Var> {
     Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
 }
 
 /// A list-or-string config value (PEFT writes `target_modules` either way).
-fn names(v: &Value) -> Vec<String> {
+pub(super) fn names(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -69,17 +64,17 @@ fn names(v: &Value) -> Vec<String> {
 }
 
 /// Tensors of an adapter file, each taken once; what is left at the end was not understood.
-struct TensorBag(HashMap<String, Tensor>);
+pub(super) struct TensorBag(HashMap<String, Tensor>);
 
 impl TensorBag {
-    fn take(&mut self, name: &str) -> Result<Tensor> {
+    pub(super) fn take(&mut self, name: &str) -> Result<Tensor> {
         self.0
             .remove(name)
             .with_context(|| format!("the adapter has no tensor `{name}`"))
     }
 
     /// The module paths `p` of every `base_model.model.{p}{suffix}` tensor.
-    fn paths_with(&self, suffix: &str) -> Vec<String> {
+    pub(super) fn paths_with(&self, suffix: &str) -> Vec<String> {
         let mut v: Vec<String> = self
             .0
             .keys()
@@ -102,7 +97,7 @@ impl TensorBag {
 }
 
 /// Checks `t` has `shape`, naming the tensor and what it was made for.
-fn expect_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
+pub(super) fn expect_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     if t.dims() != shape {
         bail!(
             "the adapter's `{name}` has shape {:?} where this model needs {:?}: it was made for another model",
@@ -175,118 +170,15 @@ impl ImportedAdapter {
             );
         }
         let mut out = Self::empty(format!("PEFT {peft_type}"), base);
-        let f = |k: &str| cfg[k].as_f64();
+        // Each method reads its own tensors, beside its export.
         match peft_type {
-            "LORA" => {
-                let alpha = f("lora_alpha").context("adapter_config.json has no lora_alpha")?;
-                let rslora = cfg["use_rslora"].as_bool().unwrap_or(false);
-                let dora = cfg["use_dora"].as_bool().unwrap_or(false);
-                let patterns: Vec<(String, f64)> = cfg["alpha_pattern"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| v.as_f64().map(|a| (k.clone(), a)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for path in bag.paths_with(".lora_A.weight") {
-                    let a = bag.take(&format!("base_model.model.{path}.lora_A.weight"))?;
-                    let b = bag.take(&format!("base_model.model.{path}.lora_B.weight"))?;
-                    let r = a.dim(0)?;
-                    let alpha = patterns
-                        .iter()
-                        .find(|(k, _)| matches_target(&path, std::slice::from_ref(k)))
-                        .map(|(_, a)| *a)
-                        .unwrap_or(alpha);
-                    let scaling = if rslora {
-                        alpha / (r as f64).sqrt()
-                    } else {
-                        alpha / r as f64
-                    };
-                    let lora = LoraBranch {
-                        a: var(&a)?,
-                        b: var(&b)?,
-                        scaling,
-                        dropout: 0.0,
-                    };
-                    let adapter: Box<dyn LinearAdapter> = if dora {
-                        let key = format!("base_model.model.{path}.lora_magnitude_vector");
-                        let m = bag
-                            .take(&key)
-                            .or_else(|_| bag.take(&format!("{key}.weight")))?;
-                        Box::new(DoraBranch {
-                            lora,
-                            magnitude: var(&m.flatten_all()?)?,
-                        })
-                    } else {
-                        Box::new(lora)
-                    };
-                    out.linear.insert(path, adapter);
-                }
-                if dora {
-                    out.description = "PEFT LORA with DoRA".into();
-                }
-            }
-            "ADALORA" => {
-                let alpha = f("lora_alpha").unwrap_or(0.0);
-                let init_r = f("init_r").context("adapter_config.json has no init_r")?;
-                // PEFT keeps `ranknum` at init_r when it cuts ranks, so the scale stays put.
-                let scale = if alpha > 0.0 { alpha } else { init_r } / (init_r + 1e-5);
-                for path in bag.paths_with(".lora_A") {
-                    let a = bag.take(&format!("base_model.model.{path}.lora_A"))?;
-                    let e = bag.take(&format!("base_model.model.{path}.lora_E"))?;
-                    let b = bag.take(&format!("base_model.model.{path}.lora_B"))?;
-                    if a.dim(0)? == 0 {
-                        continue; // every rank pruned: the projection is unchanged
-                    }
-                    out.linear.insert(
-                        path,
-                        Box::new(SvdBranch {
-                            a: var(&a)?,
-                            e: var(&e.reshape((e.elem_count(), 1))?)?,
-                            b: var(&b)?,
-                            scale,
-                            dropout: 0.0,
-                        }),
-                    );
-                }
-            }
-            "IA3" => {
-                let ff = names(&cfg["feedforward_modules"]);
-                for path in bag.paths_with(".ia3_l") {
-                    let l = bag.take(&format!("base_model.model.{path}.ia3_l"))?;
-                    out.linear.insert(
-                        path.clone(),
-                        Box::new(Ia3Vector {
-                            scale: var(&l.flatten_all()?)?,
-                            feedforward: matches_target(&path, &ff),
-                        }),
-                    );
-                }
-            }
+            "LORA" => super::lora::import_peft(cfg, &mut bag, model, &mut out)?,
+            "ADALORA" => super::adalora::import_peft(cfg, &mut bag, model, &mut out)?,
+            "IA3" => super::ia3::import_peft(cfg, &mut bag, model, &mut out)?,
             "PROMPT_TUNING" | "P_TUNING" => {
-                let p = bag.take("prompt_embeddings")?;
-                let n = cfg["num_virtual_tokens"]
-                    .as_u64()
-                    .unwrap_or(p.dim(0)? as u64) as usize;
-                let subs = cfg["num_transformer_submodules"].as_u64().unwrap_or(1);
-                if subs != 1 {
-                    bail!(
-                        "num_transformer_submodules = {subs}: only decoder models (1) are supported"
-                    );
-                }
-                expect_shape("prompt_embeddings", &p, &[n, model.hidden_size()])?;
-                out.hooks.prompt_embeds = Some(p.to_dtype(DType::F32)?);
+                super::prompt_tuning::import_peft(cfg, &mut bag, model, &mut out)?
             }
-            "PREFIX_TUNING" => {
-                let p = bag.take("prompt_embeddings")?;
-                let n = cfg["num_virtual_tokens"]
-                    .as_u64()
-                    .unwrap_or(p.dim(0)? as u64) as usize;
-                let width = 2 * model.num_layers() * model.kv_dim();
-                expect_shape("prompt_embeddings", &p, &[n, width])?;
-                out.hooks.kv_prefix = Some(prefix_to_kv(&p.to_dtype(DType::F32)?, model)?);
-            }
+            "PREFIX_TUNING" => super::prefix_tuning::import_peft(cfg, &mut bag, model, &mut out)?,
             "" => bail!("adapter_config.json names no peft_type"),
             other => bail!(
                 "peft_type {other} is not supported (LORA, ADALORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING are)"

@@ -341,6 +341,69 @@ pub fn lora_adapter_config(
     })
 }
 
+/// Reads PEFT's `LORA` adapter (LoRA, rsLoRA, per-module alphas, DoRA): its tensors from `bag`, its settings from
+/// `adapter_config.json` (`cfg`), into `out`.
+pub(super) fn import_peft(
+    cfg: &serde_json::Value,
+    bag: &mut super::import::TensorBag,
+    _model: &crate::models::ModelConfig,
+    out: &mut super::import::ImportedAdapter,
+) -> anyhow::Result<()> {
+    use super::dora::DoraBranch;
+    use super::import::var;
+    use anyhow::Context;
+    let f = |k: &str| cfg[k].as_f64();
+    let alpha = f("lora_alpha").context("adapter_config.json has no lora_alpha")?;
+    let rslora = cfg["use_rslora"].as_bool().unwrap_or(false);
+    let dora = cfg["use_dora"].as_bool().unwrap_or(false);
+    let patterns: Vec<(String, f64)> = cfg["alpha_pattern"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_f64().map(|a| (k.clone(), a)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for path in bag.paths_with(".lora_A.weight") {
+        let a = bag.take(&format!("base_model.model.{path}.lora_A.weight"))?;
+        let b = bag.take(&format!("base_model.model.{path}.lora_B.weight"))?;
+        let r = a.dim(0)?;
+        let alpha = patterns
+            .iter()
+            .find(|(k, _)| matches_target(&path, std::slice::from_ref(k)))
+            .map(|(_, a)| *a)
+            .unwrap_or(alpha);
+        let scaling = if rslora {
+            alpha / (r as f64).sqrt()
+        } else {
+            alpha / r as f64
+        };
+        let lora = LoraBranch {
+            a: var(&a)?,
+            b: var(&b)?,
+            scaling,
+            dropout: 0.0,
+        };
+        let adapter: Box<dyn LinearAdapter> = if dora {
+            let key = format!("base_model.model.{path}.lora_magnitude_vector");
+            let m = bag
+                .take(&key)
+                .or_else(|_| bag.take(&format!("{key}.weight")))?;
+            Box::new(DoraBranch {
+                lora,
+                magnitude: var(&m.flatten_all()?)?,
+            })
+        } else {
+            Box::new(lora)
+        };
+        out.linear.insert(path, adapter);
+    }
+    if dora {
+        out.description = "PEFT LORA with DoRA".into();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
