@@ -490,7 +490,7 @@ fn runs_are_tagged_archived_filtered_and_restored() {
     h.get_by_label_contains("restored to");
     let back = h.state().store.runs.last().unwrap();
     assert_eq!(back.notes.note, "rate from the sweep");
-    assert_eq!(h.state().trash_count, 0);
+    assert_eq!(h.state().trash_count(), 0);
 }
 
 #[test]
@@ -1092,7 +1092,7 @@ fn a_merge_shows_its_progress_then_where_the_model_went() {
     h.state_mut().path_prompt.as_mut().unwrap().path = to.display().to_string();
     h.get_by_label("Merge").click();
     h.step();
-    wait_for(&mut h, "the merge", |a| a.merging.is_none());
+    wait_for(&mut h, "the merge", |a| a.merging_since().is_none());
     h.run();
     h.get_by_label_contains("merged 12 projections; model written to");
     assert!(to.join("model.safetensors").is_file());

@@ -2,7 +2,6 @@
 //! carries each out once drawing is done.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use super::i18n;
 use super::{
@@ -184,13 +183,13 @@ impl WorkbenchApp {
                 let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
                     return;
                 };
-                let job = self.jobs.next_job_id();
+                let job = self.background.next_job_id();
                 if self.send(Command::Export {
                     job,
                     run_dir: PathBuf::from(dir),
                     out: to,
                 }) {
-                    self.exporting = Some(job);
+                    self.background.start_export(job);
                 }
             }
             Action::Merge(id, to) => {
@@ -200,7 +199,7 @@ impl WorkbenchApp {
                 let (Some(dir), model) = (r.out_dir.clone(), r.config.model.clone()) else {
                     return;
                 };
-                let job = self.jobs.next_job_id();
+                let job = self.background.next_job_id();
                 if self.send(Command::Merge {
                     job,
                     model,
@@ -208,7 +207,7 @@ impl WorkbenchApp {
                     out: to.clone(),
                 }) {
                     self.say_t("merging into {}…", &[&to.display()]);
-                    self.merging = Some((job, Instant::now()));
+                    self.background.start_merge(job);
                 }
             }
             Action::AskPath(purpose, start) => {

@@ -85,10 +85,10 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 
 fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let status = app.status_text();
-    let merging = app.merging;
+    let merging = app.merging_since();
     if let Some(s) = status {
         ui.horizontal(|ui| {
-            if let Some((_, since)) = merging {
+            if let Some(since) = merging {
                 ui.spinner();
                 ui.label(format!("{s} {:.0} s", since.elapsed().as_secs_f64()));
                 if ui

@@ -3,6 +3,7 @@
 //! through its `Jobs` handle, and the `jobs::Event`s are drained each frame.
 
 mod actions;
+mod background;
 pub mod central;
 mod dialogs;
 pub mod frame_log;
@@ -88,8 +89,9 @@ pub struct WorkbenchApp {
     /// Last parameters used for each method, so switching back keeps them.
     method_memory: Vec<MethodConfig>,
     pub store: RunStore,
-    /// Where every background task goes (the trainer, answers, evaluations, merges).
-    jobs: Jobs,
+    /// Every background task goes through it (the trainer, answers, evaluations, merges),
+    /// and the status line's message comes back through it.
+    background: background::Background,
     /// A message about the last action (e.g. an invalid configuration).
     pub form_error: Option<String>,
     /// EMA weight of the past for the training-loss curves (0 = raw).
@@ -101,9 +103,9 @@ pub struct WorkbenchApp {
     /// The trash's folders are about to be removed: asked first.
     pub confirm_empty_trash: bool,
     /// Where runs are written and read back (None: nothing is written).
-    pub runs_dir: Option<PathBuf>,
+    runs_dir: Option<PathBuf>,
     /// Run folders in the runs folder's trash.
-    pub trash_count: usize,
+    trash_count: usize,
     /// When the runs folder was last looked at for runs another window or process added.
     last_scan: Instant,
     /// The path the window is asking for, if any.
@@ -113,18 +115,6 @@ pub struct WorkbenchApp {
     /// The runs "Compare all methods" queued, until they have all ended: the status line
     /// then says how they ended instead of still announcing the queue.
     compare_batch: Vec<RunId>,
-    /// The outcome of the last export, merge or delete, for the status line.
-    status: Option<Said>,
-    /// Outcomes that arrive from the window's screenshot callback.
-    said: (
-        crossbeam_channel::Sender<Said>,
-        crossbeam_channel::Receiver<Said>,
-    ),
-    /// The merge in progress and when it began: the status line shows a spinner, the
-    /// seconds and Stop.
-    pub merging: Option<(jobs::JobId, Instant)>,
-    /// The export in progress.
-    exporting: Option<jobs::JobId>,
     pub playground: playground::Playground,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
@@ -187,10 +177,13 @@ impl WorkbenchApp {
             form,
             method_memory: MethodConfig::all_defaults(),
             store,
-            jobs: Jobs::new(Box::new(jobs::LocalBackend::spawn(
-                runs_dir.clone(),
-                notify,
-            ))),
+            background: background::Background::new(
+                Jobs::new(Box::new(jobs::LocalBackend::spawn(
+                    runs_dir.clone(),
+                    notify,
+                ))),
+                status,
+            ),
             runs_dir,
             form_error: None,
             smoothing: 0.6,
@@ -202,10 +195,6 @@ impl WorkbenchApp {
             path_prompt: None,
             selected_run: None,
             compare_batch: Vec::new(),
-            status,
-            said: crossbeam_channel::unbounded(),
-            merging: None,
-            exporting: None,
             playground: playground::Playground::default(),
             devices: crate::train::available_devices(),
             view: View::Train,
@@ -261,17 +250,17 @@ impl WorkbenchApp {
     /// Sets the status line from a template of the translation table (shown in the
     /// window's language, also after it changes).
     fn say_t(&mut self, template: &'static str, args: &[&dyn std::fmt::Display]) {
-        self.status = Some(Said::new(template, args));
+        self.background.say(Said::new(template, args));
     }
 
     /// Sets the status line to a text that is already in the window's language.
     fn say(&mut self, text: String) {
-        self.status = Some(Said::new("{}", &[&text]));
+        self.background.say(Said::new("{}", &[&text]));
     }
 
     /// The status line's text in the window's language.
     pub fn status_text(&self) -> Option<String> {
-        self.status.as_ref().map(|s| s.text(self.lang))
+        self.background.status().map(|s| s.text(self.lang))
     }
 
     /// Sends a command to the backend; if it is gone, says so (and a run it would have
@@ -281,7 +270,7 @@ impl WorkbenchApp {
             Command::Train { id, .. } | Command::Resume { id, .. } => Some(*id),
             _ => None,
         };
-        match self.jobs.send(cmd) {
+        match self.background.send(cmd) {
             Ok(()) => true,
             Err(why) => {
                 if let Some(r) = run.and_then(|id| self.store.runs.iter_mut().find(|r| r.id == id))
@@ -315,7 +304,7 @@ impl WorkbenchApp {
     pub fn drain_events(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(4);
         loop {
-            match self.jobs.try_recv() {
+            match self.background.try_recv() {
                 Ok(Some(jobs::Event::Run(e))) => self.store.apply(e),
                 Ok(Some(jobs::Event::Job { job, update })) => self.job_update(job, update),
                 Ok(None) => break,
@@ -327,7 +316,6 @@ impl WorkbenchApp {
                         }
                     }
                     self.playground.backend_gone(&why);
-                    self.merging = None;
                     let why = i18n::fill(self.lang, &why, &[]);
                     self.say(why);
                     break;
@@ -337,9 +325,7 @@ impl WorkbenchApp {
                 break;
             }
         }
-        while let Ok(said) = self.said.1.try_recv() {
-            self.status = Some(said);
-        }
+        self.background.take_outcomes();
         self.report_compare_batch();
     }
 
@@ -348,7 +334,7 @@ impl WorkbenchApp {
         if self.playground.apply(job, &update) {
             return;
         }
-        if self.exporting == Some(job) {
+        if self.background.export_job() == Some(job) {
             match update {
                 JobUpdate::Done(JobResult::Exported { files, out }) => {
                     self.say_t("exported {} files to {}", &[&files, &out.display()])
@@ -356,10 +342,10 @@ impl WorkbenchApp {
                 JobUpdate::Failed(e) => self.say_t("export failed: {}", &[&e]),
                 _ => return,
             }
-            self.exporting = None;
+            self.background.end_export();
             return;
         }
-        if self.merging.is_some_and(|(m, _)| m == job) {
+        if self.background.merge_job() == Some(job) {
             match update {
                 JobUpdate::Text(_) => return,
                 JobUpdate::Done(JobResult::Merged { projections, out }) => self.say_t(
@@ -370,19 +356,30 @@ impl WorkbenchApp {
                 JobUpdate::Failed(e) => self.say_t("merge failed: {}", &[&e]),
                 JobUpdate::Stopped => self.say_t("merge stopped; nothing was written", &[]),
             }
-            self.merging = None;
+            self.background.end_merge();
         }
     }
 
     /// Stops every run (each saves a checkpoint at its next step) and job and ends the
     /// trainer: what closing the window does. Later commands are refused, with the reason.
     pub fn stop_background_work(&mut self) {
-        self.jobs.shutdown();
+        self.background.shutdown();
+    }
+
+    /// How many run folders wait in the runs folder's trash.
+    pub fn trash_count(&self) -> usize {
+        self.trash_count
+    }
+
+    /// When the merge in progress began (the status line shows a spinner, the seconds and
+    /// Stop while it runs).
+    pub fn merging_since(&self) -> Option<Instant> {
+        self.background.merging_since()
     }
 
     /// Stops the merge in progress (nothing is written).
     pub fn stop_merge(&mut self) {
-        if let Some((job, _)) = self.merging {
+        if let Some(job) = self.background.merge_job() {
             self.send(Command::StopJob { job });
         }
     }
@@ -538,7 +535,7 @@ impl WorkbenchApp {
     fn save_plots(&self, ctx: &egui::Context, to: PathBuf) {
         let area = self.plots_rect.unwrap_or(egui::Rect::EVERYTHING);
         let ppp = ctx.pixels_per_point();
-        let status = self.said.0.clone();
+        let status = self.background.outcome_sender();
         let repaint = ctx.clone();
         ctx.request_screenshot(move |image| {
             let cropped = image.region(&area, Some(ppp));

@@ -254,7 +254,7 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         .collect();
     let form = app.form.clone();
     let classifier = app.model_shape().is_ok_and(|c| c.is_classifier());
-    let (pg, jobs) = (&mut app.playground, &mut app.jobs);
+    let (pg, jobs) = (&mut app.playground, app.background.jobs());
     let untouched = match &pg.prompt_from {
         None => pg.prompt == Playground::default().prompt,
         Some((_, taken)) => pg.prompt == *taken,

@@ -1,0 +1,111 @@
+//! The window's handle on its background work: the jobs backend, the status line's last
+//! message, and the merge or export it is waiting for. Private fields, a small API: the
+//! rest of the window sends commands and reads what came back through it.
+
+use std::time::Instant;
+
+use super::Said;
+use crate::jobs::{self, Command, JobId, Jobs};
+
+pub struct Background {
+    jobs: Jobs,
+    /// The outcome of the last action, for the status line.
+    status: Option<Said>,
+    /// Outcomes that arrive from outside a frame (the window's screenshot callback).
+    outcomes: (
+        crossbeam_channel::Sender<Said>,
+        crossbeam_channel::Receiver<Said>,
+    ),
+    /// The merge in progress and when it began.
+    merging: Option<(JobId, Instant)>,
+    /// The export in progress.
+    exporting: Option<JobId>,
+}
+
+impl Background {
+    pub fn new(jobs: Jobs, status: Option<Said>) -> Self {
+        Self {
+            jobs,
+            status,
+            outcomes: crossbeam_channel::unbounded(),
+            merging: None,
+            exporting: None,
+        }
+    }
+
+    pub fn send(&mut self, cmd: Command) -> Result<(), String> {
+        self.jobs.send(cmd)
+    }
+
+    pub fn next_job_id(&mut self) -> JobId {
+        self.jobs.next_job_id()
+    }
+
+    /// The next event; an error once, when the backend has died (the merge and export
+    /// waited for end with it).
+    pub fn try_recv(&mut self) -> Result<Option<jobs::Event>, String> {
+        self.jobs.try_recv().inspect_err(|_| {
+            self.merging = None;
+            self.exporting = None;
+        })
+    }
+
+    /// The jobs handle itself, for the playground's answers.
+    pub fn jobs(&mut self) -> &mut Jobs {
+        &mut self.jobs
+    }
+
+    pub fn shutdown(&mut self) {
+        self.jobs.shutdown();
+    }
+
+    pub fn say(&mut self, said: Said) {
+        self.status = Some(said);
+    }
+
+    pub fn status(&self) -> Option<&Said> {
+        // Outcomes sent from outside a frame are taken in by `take_outcomes`.
+        self.status.as_ref()
+    }
+
+    /// Where an outcome from outside a frame is sent.
+    pub fn outcome_sender(&self) -> crossbeam_channel::Sender<Said> {
+        self.outcomes.0.clone()
+    }
+
+    /// Puts the outcomes that arrived since the last frame on the status line.
+    pub fn take_outcomes(&mut self) {
+        while let Ok(said) = self.outcomes.1.try_recv() {
+            self.status = Some(said);
+        }
+    }
+
+    pub fn start_merge(&mut self, job: JobId) {
+        self.merging = Some((job, Instant::now()));
+    }
+
+    /// When the merge in progress began.
+    pub fn merging_since(&self) -> Option<Instant> {
+        self.merging.map(|(_, since)| since)
+    }
+
+    pub fn merge_job(&self) -> Option<JobId> {
+        self.merging.map(|(job, _)| job)
+    }
+
+    pub fn end_merge(&mut self) {
+        self.merging = None;
+    }
+
+    pub fn start_export(&mut self, job: JobId) {
+        self.exporting = Some(job);
+    }
+
+    pub fn export_job(&self) -> Option<JobId> {
+        self.exporting
+    }
+
+    pub fn end_export(&mut self) {
+        self.exporting = None;
+    }
+}
