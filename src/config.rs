@@ -57,6 +57,9 @@ pub struct RunConfig {
     /// join the form's): the window groups, filters and shows runs by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<String>,
+    /// The remote machine the run trained on, once it has come home (None: this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// The fine-tuning method and its own parameters.
     #[serde(default)]
     pub method: MethodConfig,
@@ -235,6 +238,7 @@ impl Default for RunConfig {
             device: default_device(),
             precision: Precision::default(),
             experiment: None,
+            machine: None,
             method: MethodConfig::default(),
             optimizer: OptimizerConfig::default(),
         }

@@ -178,6 +178,18 @@ enum Cmd {
         #[arg(long)]
         hello: bool,
     },
+    /// The remote side of `remote pull` and `remote runs`: a run folder of RUNS_DIR as one
+    /// checked stream on stdout (a file list with SHA-256, then the bytes), or the runs.
+    Pack {
+        #[arg(long, default_value = "peft-workbench/runs")]
+        runs_dir: PathBuf,
+        /// The run folder's name (required unless --list).
+        #[arg(required_unless_present = "list")]
+        run: Option<String>,
+        /// List the runs as JSON lines instead.
+        #[arg(long)]
+        list: bool,
+    },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
         #[arg(long, default_value = "assets/datasets")]
@@ -214,6 +226,17 @@ enum RemoteCmd {
     /// Connect and show the machine's system, GPUs, free disk and memory, and whether a
     /// compatible peft-workbench answers there.
     Test { name: String },
+    /// The runs on the machine, finished or not.
+    Runs { name: String },
+    /// Bring finished runs home into the local runs folder (all those not here yet, or RUN),
+    /// marked with the machine they trained on.
+    Pull {
+        name: String,
+        run: Option<String>,
+        /// The local runs folder (default: $PEFT_WORKBENCH_RUNS, else ./runs).
+        #[arg(long)]
+        runs_dir: Option<PathBuf>,
+    },
     /// Show the host key fingerprints the machine offers and, once you confirm they are the
     /// provider's, add them to your known_hosts.
     Trust {
@@ -256,6 +279,40 @@ fn remote(cmd: RemoteCmd) -> Result<()> {
             let m = machines.get(&name)?;
             println!("{}", Probe::run(m)?.describe(m));
         }
+        RemoteCmd::Runs { name } => {
+            let m = machines.get(&name)?;
+            for r in remote_runs(m)? {
+                let state = if r.finished {
+                    "finished"
+                } else {
+                    "not finished"
+                };
+                println!("{}\t{}\t{state}", r.name, r.method);
+            }
+        }
+        RemoteCmd::Pull {
+            name,
+            run,
+            runs_dir: local,
+        } => {
+            let m = machines.get(&name)?;
+            let local = runs_dir(local);
+            let wanted: Vec<String> = match run {
+                Some(r) => vec![r],
+                None => remote_runs(m)?
+                    .into_iter()
+                    .filter(|r| r.finished && !local.join(&r.name).exists())
+                    .map(|r| r.name)
+                    .collect(),
+            };
+            for r in &wanted {
+                let n = peft_workbench::remote::transfer::pull(m, r, &local.join(r))?;
+                eprintln!("{r}: {n} files home in {}", local.join(r).display());
+            }
+            if wanted.is_empty() {
+                eprintln!("no finished run on {name} that is not here already");
+            }
+        }
         RemoteCmd::Trust { name, yes } => {
             let m = machines.get(&name)?;
             let (keys, fingerprints) = ssh::offered_keys(m)?;
@@ -276,6 +333,19 @@ fn remote(cmd: RemoteCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The runs on `m`, from its `pack --list`.
+fn remote_runs(
+    m: &peft_workbench::remote::Machine,
+) -> Result<Vec<peft_workbench::remote::transfer::RemoteRun>> {
+    let runs = m.runs_dir();
+    let out =
+        peft_workbench::remote::ssh::run(m, &[m.binary(), "pack", "--list", "--runs-dir", runs])?;
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
 }
 
 /// `train --on MACHINE`: the run trains there, its events shown here as a local run's.
@@ -381,18 +451,38 @@ fn run(cli: Cli) -> Result<()> {
                     overrides.push(format!("steps={n}"));
                 }
                 let cfg = RunConfig::load(&preset, &overrides)?;
+                // Where it comes home: refused now rather than after the training.
+                if let Some(out) = &out {
+                    train::run_dir::ensure_no_run(out)?;
+                }
                 progress.say(&format!(
                     "training {} on {machine}",
                     cfg.method.short_label()
                 ));
                 let (summary, dir) = train_remote(&machine, cfg, &mut progress)?;
                 progress.finish();
+                let name = std::path::Path::new(&dir)
+                    .file_name()
+                    .context("the remote named no run folder")?
+                    .to_string_lossy()
+                    .into_owned();
+                let home = out.unwrap_or_else(|| runs_dir(None).join(&name));
+                let machines = peft_workbench::remote::Machines::load()?;
+                let m = machines.get(&machine)?;
+                let files = peft_workbench::remote::transfer::pull(m, &name, &home)?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&summary)?);
                 } else {
-                    println!("{}", summary.describe(None));
-                    println!("the run is on {machine} in {dir}");
+                    let adapter = home.join("adapter");
+                    println!(
+                        "{}",
+                        summary.describe(adapter.is_dir().then_some(&*adapter))
+                    );
                 }
+                progress.say(&format!(
+                    "trained on {machine} in {dir}; {files} files came home into {}",
+                    home.display()
+                ));
                 return Ok(());
             }
             let (summary, run_dir) = if let Some(dir) = resume {
@@ -597,6 +687,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::Remote { command }) => remote(command),
+        Some(Cmd::Pack {
+            runs_dir,
+            run,
+            list,
+        }) => {
+            use peft_workbench::remote::transfer;
+            if list {
+                for r in transfer::list(&runs_dir)? {
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+                return Ok(());
+            }
+            let run = run.context("a run folder's name is needed")?;
+            transfer::check_run_name(&run)?;
+            transfer::pack(&runs_dir.join(&run), &mut std::io::stdout().lock())
+        }
         Some(Cmd::Attach { runs_dir, hello }) => {
             if hello {
                 let h = peft_workbench::remote::Hello::here();

@@ -209,11 +209,12 @@ fn host_keys_are_checked_and_failures_explained() {
     assert!(text(&o).contains("has changed"), "{}", text(&o));
 }
 
-/// A LoRA run trained through SSH streams its progress, ends, and leaves in the machine's
-/// runs folder — whose name has spaces, quotes and `$(...)` — an adapter bit for bit that of
-/// the same run trained here.
+/// A LoRA run trained through SSH streams its progress, ends, and comes home: the run's
+/// folder there — in a runs folder named with spaces, quotes and `$(...)` — arrives here
+/// checked, marked with its machine, its adapter bit for bit that of the same run trained
+/// here. `remote runs` lists it; `remote pull` brings finished runs not here yet.
 #[test]
-fn a_run_trains_on_the_remote_and_equals_the_local_one() {
+fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
     let sshd = Sshd::start();
     let runs = sshd.path("remote runs 'q' $(touch pwned)");
     sshd.add("loop", "client_key", &runs);
@@ -228,22 +229,29 @@ fn a_run_trains_on_the_remote_and_equals_the_local_one() {
         "--set",
         "eval_examples=8",
     ];
+    let home = sshd.path("home/first run");
+    let home_arg = home.display().to_string();
     let mut args = vec!["train", preset];
     args.extend(settings);
-    args.extend(["--on", "loop"]);
+    args.extend(["--on", "loop", "--out", &home_arg]);
     let o = sshd.cli(&args);
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
     assert!(said.contains("connected to loop"), "{said}");
     assert!(said.contains("eval      6"), "live evaluations: {said}");
+    assert!(said.contains("files came home into"), "{said}");
     assert!(!sshd.path("pwned").exists() && !Path::new("pwned").exists());
     let remote_runs: Vec<PathBuf> = std::fs::read_dir(&runs)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(remote_runs.len(), 1, "{remote_runs:?}");
-    let remote = &remote_runs[0];
-    assert!(said.contains(&remote.display().to_string()), "{said}");
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(config.contains("machine = \"loop\""), "{config}");
+    assert!(
+        !home.join("checkpoint").exists(),
+        "the checkpoint stays there"
+    );
 
     let local = sshd.path("local");
     let mut args = vec!["train", preset];
@@ -253,8 +261,31 @@ fn a_run_trains_on_the_remote_and_equals_the_local_one() {
     let o = sshd.cli(&args);
     assert!(o.status.success(), "{}", text(&o));
     for f in ["adapter_model.safetensors", "adapter_config.json"] {
-        let a = std::fs::read(remote.join("adapter").join(f)).unwrap();
+        let a = std::fs::read(home.join("adapter").join(f)).unwrap();
         let b = std::fs::read(local.join("adapter").join(f)).unwrap();
         assert!(a == b, "{f} differs");
     }
+
+    let o = sshd.cli(&["remote", "runs", "loop"]);
+    let name = remote_runs[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(text(&o).trim(), format!("{name}\tlora\tfinished"));
+    let pulled = sshd.path("pulled");
+    let pulled_arg = pulled.display().to_string();
+    let o = sshd.cli(&["remote", "pull", "loop", "--runs-dir", &pulled_arg]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        pulled
+            .join(&name)
+            .join("adapter/adapter_model.safetensors")
+            .is_file()
+    );
+    let o = sshd.cli(&["remote", "pull", "loop", "--runs-dir", &pulled_arg]);
+    assert!(text(&o).contains("not here already"), "{}", text(&o));
+    // A name that would leave the runs folder there is refused before anything runs.
+    let o = sshd.cli(&["remote", "pull", "loop", "../x", "--runs-dir", &pulled_arg]);
+    assert!(!o.status.success() && text(&o).contains("not the name of a run folder"));
 }

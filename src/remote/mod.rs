@@ -14,6 +14,7 @@ pub mod backend;
 pub mod machines;
 pub mod probe;
 pub mod ssh;
+pub mod transfer;
 
 pub use backend::RemoteBackend;
 pub use machines::{Machine, Machines};
