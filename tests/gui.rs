@@ -9,6 +9,8 @@ use egui_kittest::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod sshd;
+
 use peft_workbench::app::WorkbenchApp;
 use peft_workbench::app::runs::RunStatus;
 
@@ -723,6 +725,84 @@ fn a_start_sent_to_a_dead_worker_shows_an_error() {
     h.get_by_label("Start").click();
     h.run();
     assert_eq!(h.state().store.runs.len(), 2);
+}
+
+/// A remote machine added from its SSH line as a provider shows it, its host key checked and
+/// trusted, its connection tested; its CPU then in the Device picker, a run started on it
+/// trains there (through a real sshd on 127.0.0.1) and comes home into the runs folder.
+#[test]
+fn a_run_on_a_remote_machine_trains_there_and_comes_home() {
+    let sshd = sshd::Sshd::start();
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = app_with_short_runs_in(Some(runs.path()), 6, 3, 8);
+    app.machines = peft_workbench::app::machines::MachinesPanel::load(Some(sshd.path("config")));
+    let mut h = harness_sized(app, 1600.0);
+    h.run();
+    h.get_by_label("Remote machines (SSH)").click();
+    h.run();
+    h.get_by_label("Name").click();
+    h.run();
+    h.get_by_label("Name").type_text("loop");
+    h.run();
+    let line = sshd.ssh_line("client_key").join(" ");
+    h.get_by_label("SSH command, as the provider shows it")
+        .click();
+    h.run();
+    h.get_by_label("SSH command, as the provider shows it")
+        .type_text(&line);
+    h.run();
+    h.get_by_label("Add machine").click();
+    h.run();
+    assert_eq!(h.state().machines.machines.len(), 1);
+    // Where the program and its runs are there (the panel's defaults are the remote PATH's
+    // peft-workbench and its home's peft-workbench/runs).
+    {
+        let m = &mut h.state_mut().machines.machines[0].machine;
+        m.binary = Some(sshd::bin().to_string());
+        m.runs_dir = Some(sshd.path("remote runs").display().to_string());
+    }
+    h.get_by_label("Host key…").click();
+    h.step();
+    wait_for(&mut h, "the host keys", |a| {
+        a.machines.machines[0].keys.is_some()
+    });
+    h.run();
+    h.get_by_label_contains("(ED25519)");
+    h.get_by_label("Trust these keys").click();
+    h.step();
+    wait_for(&mut h, "the trust", |a| {
+        a.machines.machines[0].busy.is_none()
+    });
+    h.get_by_label("Test connection").click();
+    h.step();
+    wait_for(&mut h, "the test", |a| {
+        !a.machines.machines[0].devices.is_empty()
+    });
+    h.run();
+    h.get_by_label_contains("loop: Linux");
+    h.get_by_label("Device").click();
+    h.run();
+    h.get_by_label("cpu @ loop").click();
+    h.run();
+    assert_eq!(h.state().form.machine.as_deref(), Some("loop"));
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the run to come home", |a| {
+        a.store.runs.first().is_some_and(|r| {
+            r.out_dir
+                .as_deref()
+                .is_some_and(|d| d.starts_with(&runs.path().display().to_string()))
+        })
+    });
+    h.run();
+    let r = &h.state().store.runs[0];
+    assert_eq!(r.status, RunStatus::Finished);
+    assert!(r.label.ends_with("on loop"), "{}", r.label);
+    assert_eq!(r.train_loss.len(), 6, "every step streamed once");
+    let home = std::path::Path::new(r.out_dir.as_ref().unwrap());
+    assert!(home.join("adapter/adapter_model.safetensors").is_file());
+    h.get_by_label_contains("came home");
+    save_snapshot(&mut h, "remote_run_home");
 }
 
 /// Closing the window mid-run saves a checkpoint; at the next launch the run is listed as

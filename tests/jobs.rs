@@ -148,6 +148,18 @@ fn commands_and_events_cross_as_serde_data() {
             run: 3,
             error: "out of memory".into(),
         }),
+        // A step point's run id is not in its own serialisation (metrics.jsonl's lines).
+        Event::Run(peft_workbench::train::Event::Step(
+            peft_workbench::train::StepPoint {
+                run: 7,
+                step: 2,
+                loss: 1.5,
+                lr: 1e-3,
+                tokens_per_second: 100.0,
+                tokens_seen: 64,
+                elapsed_s: 0.5,
+            },
+        )),
     ];
     for e in events {
         let text = serde_json::to_string(&e).unwrap();

@@ -2,133 +2,11 @@
 //! 127.0.0.1 with a temporary host key and an authorised test key, the "remote" being this
 //! machine under temporary folders. (`.ci/run` installs Debian's openssh-server.)
 
+mod sshd;
+
+use sshd::Sshd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_peft-workbench")
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ssh-keygen");
-}
-
-/// An `sshd` of its own on a free port of 127.0.0.1; stopped when dropped.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    pid: u32,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        keygen(&d.join("stranger_key"));
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             StrictModes no\nUsePAM no\nPidFile {d}/sshd.pid\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        std::fs::create_dir_all("/run/sshd").ok();
-        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sshd (Debian's openssh-server) is installed");
-        let ok = Command::new(sshd)
-            .arg("-f")
-            .arg(d.join("sshd_config"))
-            .arg("-E")
-            .arg(d.join("sshd.log"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "sshd started");
-        let pid_file = d.join("sshd.pid");
-        let start = std::time::Instant::now();
-        while !pid_file.exists() {
-            assert!(start.elapsed().as_secs() < 10, "sshd wrote no pid file");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let pid = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        Self { dir, port, pid }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// The SSH line of a machine reaching this server with `key`.
-    fn ssh_line(&self, key: &str) -> Vec<String> {
-        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        [
-            "ssh".to_string(),
-            "-p".into(),
-            self.port.to_string(),
-            "-i".into(),
-            self.path(key).display().to_string(),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", self.path("known_hosts").display()),
-            format!("{user}@127.0.0.1"),
-        ]
-        .to_vec()
-    }
-
-    /// The CLI with this test's own config folder.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .env("PEFT_WORKBENCH_CONFIG", self.path("config"))
-            .output()
-            .unwrap()
-    }
-
-    /// Adds machine `name` reaching this server with `key`, running this test's binary, its
-    /// runs in `runs_dir`.
-    fn add(&self, name: &str, key: &str, runs_dir: &Path) {
-        let mut args: Vec<String> = ["remote", "add", name, "--binary", bin(), "--runs-dir"]
-            .map(String::from)
-            .to_vec();
-        args.push(runs_dir.display().to_string());
-        args.push("--".into());
-        args.extend(self.ssh_line(key));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = self.cli(&refs);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-    }
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -197,7 +75,7 @@ fn host_keys_are_checked_and_failures_explained() {
 
     // The server's key replaced: what known_hosts holds no longer matches.
     let other = sshd.path("other_host_key");
-    keygen(&other);
+    sshd::keygen(&other);
     let known = std::fs::read_to_string(sshd.path("known_hosts")).unwrap();
     let old_key = std::fs::read_to_string(sshd.path("host_key.pub")).unwrap();
     let new_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();

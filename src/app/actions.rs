@@ -51,6 +51,8 @@ pub enum Action {
     SetDataset(PathBuf),
     /// Add an adapter folder to the playground.
     LoadAdapter(PathBuf),
+    /// Something the Machines panel asked for.
+    Machine(super::machines::MachineAction),
     /// Pick out one run's curves (None: all alike).
     SelectRun(Option<RunId>),
     /// Archive (true) or bring back (false) these runs.
@@ -105,7 +107,7 @@ impl WorkbenchApp {
                 }
             }
             Action::Start => match self.form.validate() {
-                Ok(()) if !self.devices.iter().any(|d| d.name == self.form.device) => {
+                Ok(()) if !self.device_available() => {
                     self.form_error = Some(i18n::fill(
                         self.lang,
                         "{} is not available here: choose the CPU or another device.",
@@ -227,6 +229,7 @@ impl WorkbenchApp {
                 self.playground.loaded_adapters.push(dir);
             }
             Action::SelectRun(id) => self.selected_run = id,
+            Action::Machine(a) => self.machine_action(a),
             Action::AskDelete(ids) => self.confirm_delete = Some(ids),
             Action::CancelDelete => {
                 self.confirm_delete = None;

@@ -20,11 +20,14 @@ pub struct Background {
     merging: Option<(JobId, Instant)>,
     /// The export in progress.
     exporting: Option<JobId>,
+    /// Asks the window for a frame (given to remote connections).
+    notify: crate::train::worker::Notify,
 }
 
 impl Background {
-    pub fn new(jobs: Jobs, status: Option<Said>) -> Self {
+    pub fn new(jobs: Jobs, status: Option<Said>, notify: crate::train::worker::Notify) -> Self {
         Self {
+            notify,
             jobs,
             status,
             outcomes: crossbeam_channel::unbounded(),
@@ -37,16 +40,27 @@ impl Background {
         self.jobs.send(cmd)
     }
 
+    /// Sends a command to a remote machine (connecting to it first if need be).
+    pub fn send_on(
+        &mut self,
+        machine: &crate::remote::Machine,
+        cmd: Command,
+    ) -> Result<(), String> {
+        self.jobs.send_on(machine, cmd, self.notify.clone())
+    }
+
     pub fn next_job_id(&mut self) -> JobId {
         self.jobs.next_job_id()
     }
 
-    /// The next event; an error once, when the backend has died (the merge and export
-    /// waited for end with it).
-    pub fn try_recv(&mut self) -> Result<Option<jobs::Event>, String> {
-        self.jobs.try_recv().inspect_err(|_| {
-            self.merging = None;
-            self.exporting = None;
+    /// The next event; an error once for each backend found dead (when it is this
+    /// machine's, the merge and export waited for end with it).
+    pub fn try_recv(&mut self) -> Result<Option<jobs::Event>, jobs::Gone> {
+        self.jobs.try_recv().inspect_err(|gone| {
+            if gone.machine.is_none() {
+                self.merging = None;
+                self.exporting = None;
+            }
         })
     }
 

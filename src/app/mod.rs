@@ -9,6 +9,7 @@ mod dialogs;
 pub mod frame_log;
 pub mod i18n;
 pub mod learn;
+pub mod machines;
 mod method_params;
 mod notes_editor;
 pub mod pareto;
@@ -92,6 +93,10 @@ pub struct WorkbenchApp {
     /// Every background task goes through it (the trainer, answers, evaluations, merges),
     /// and the status line's message comes back through it.
     background: background::Background,
+    /// Remote machines reached over SSH, and the panel that adds and checks them.
+    pub machines: machines::MachinesPanel,
+    /// Finished remote runs coming home: the job bringing each, and the run.
+    pulls: Vec<(jobs::JobId, RunId)>,
     /// A message about the last action (e.g. an invalid configuration).
     pub form_error: Option<String>,
     /// EMA weight of the past for the training-loss curves (0 = raw).
@@ -180,10 +185,13 @@ impl WorkbenchApp {
             background: background::Background::new(
                 Jobs::new(Box::new(jobs::LocalBackend::spawn(
                     runs_dir.clone(),
-                    notify,
+                    notify.clone(),
                 ))),
                 status,
+                notify,
             ),
+            machines: machines::MachinesPanel::load(None),
+            pulls: Vec::new(),
             runs_dir,
             form_error: None,
             smoothing: 0.6,
@@ -270,7 +278,21 @@ impl WorkbenchApp {
             Command::Train { id, .. } | Command::Resume { id, .. } => Some(*id),
             _ => None,
         };
-        match self.background.send(cmd) {
+        // A run on a remote machine goes to that machine's backend.
+        let target = match &cmd {
+            Command::Train { id, .. } | Command::Resume { id, .. } | Command::StopRun { id } => {
+                self.store.get(*id).and_then(|r| r.config.machine.clone())
+            }
+            _ => None,
+        };
+        let sent = match target {
+            None => self.background.send(cmd),
+            Some(name) => match self.machines.get(&name).cloned() {
+                Some(m) => self.background.send_on(&m, cmd),
+                None => Err(format!("no machine `{name}`: add it under Remote machines")),
+            },
+        };
+        match sent {
             Ok(()) => true,
             Err(why) => {
                 if let Some(r) = run.and_then(|id| self.store.runs.iter_mut().find(|r| r.id == id))
@@ -305,17 +327,28 @@ impl WorkbenchApp {
         let deadline = Instant::now() + Duration::from_millis(4);
         loop {
             match self.background.try_recv() {
-                Ok(Some(jobs::Event::Run(e))) => self.store.apply(e),
+                Ok(Some(jobs::Event::Run(e))) => {
+                    let finished = match &e {
+                        crate::train::Event::Finished { run, .. } => Some(*run),
+                        _ => None,
+                    };
+                    self.store.apply(e);
+                    if let Some(run) = finished {
+                        self.bring_home(run);
+                    }
+                }
                 Ok(Some(jobs::Event::Job { job, update })) => self.job_update(job, update),
                 Ok(None) => break,
-                Err(why) => {
+                Err(jobs::Gone { machine, why }) => {
                     // Runs it held cannot end any more: they end here, with the reason.
                     for r in &mut self.store.runs {
-                        if r.status.is_live_here() {
+                        if r.status.is_live_here() && r.config.machine == machine {
                             r.status = runs::RunStatus::Failed(why.clone());
                         }
                     }
-                    self.playground.backend_gone(&why);
+                    if machine.is_none() {
+                        self.playground.backend_gone(&why);
+                    }
                     let why = i18n::fill(self.lang, &why, &[]);
                     self.say(why);
                     break;
@@ -329,9 +362,62 @@ impl WorkbenchApp {
         self.report_compare_batch();
     }
 
-    /// A short job's update: the playground's answers and evaluations, or the merge.
+    /// A finished run of a remote machine comes home into the runs folder, as a job.
+    fn bring_home(&mut self, id: RunId) {
+        let Some(r) = self.store.get(id) else {
+            return;
+        };
+        let (Some(name), Some(remote_dir)) = (r.config.machine.clone(), r.out_dir.clone()) else {
+            return;
+        };
+        let (Some(machine), Some(runs)) =
+            (self.machines.get(&name).cloned(), self.runs_dir.clone())
+        else {
+            return;
+        };
+        let Some(run) = Path::new(&remote_dir).file_name() else {
+            return;
+        };
+        let run = run.to_string_lossy().into_owned();
+        let job = self.background.next_job_id();
+        let dest = runs.join(&run);
+        match self.background.send(Command::Pull {
+            job,
+            machine,
+            run,
+            dest,
+        }) {
+            Ok(()) => self.pulls.push((job, id)),
+            Err(why) => self.say_t("cannot bring the run home: {}", &[&why]),
+        }
+    }
+
+    /// A short job's update: the playground's answers and evaluations, the machines'
+    /// checks, a run coming home, or the merge.
     fn job_update(&mut self, job: jobs::JobId, update: JobUpdate) {
-        if self.playground.apply(job, &update) {
+        if self.playground.apply(job, &update) || self.machines.apply(job, &update) {
+            return;
+        }
+        if let Some(i) = self.pulls.iter().position(|(j, _)| *j == job) {
+            let id = self.pulls[i].1;
+            let label = self
+                .store
+                .get(id)
+                .map(|r| r.label.clone())
+                .unwrap_or_default();
+            match update {
+                JobUpdate::Text(_) => return,
+                JobUpdate::Done(JobResult::Pulled { files, dest }) => {
+                    self.store.came_home(id, &dest);
+                    self.say_t(
+                        "{} came home ({} files) into {}",
+                        &[&label, &files, &dest.display()],
+                    );
+                }
+                JobUpdate::Done(_) | JobUpdate::Stopped => {}
+                JobUpdate::Failed(e) => self.say_t("{} did not come home: {}", &[&label, &e]),
+            }
+            self.pulls.remove(i);
             return;
         }
         if self.background.export_job() == Some(job) {
@@ -364,6 +450,19 @@ impl WorkbenchApp {
     /// trainer: what closing the window does. Later commands are refused, with the reason.
     pub fn stop_background_work(&mut self) {
         self.background.shutdown();
+    }
+
+    /// Whether the form's device is one a run can use: here, or on its remote machine as
+    /// that machine's last test found.
+    pub fn device_available(&self) -> bool {
+        match &self.form.machine {
+            None => self.devices.iter().any(|d| d.name == self.form.device),
+            Some(m) => self
+                .machines
+                .remote_devices()
+                .iter()
+                .any(|(name, d)| name == m && *d == self.form.device),
+        }
     }
 
     /// How many run folders wait in the runs folder's trash.
@@ -470,6 +569,7 @@ impl WorkbenchApp {
                 });
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     side_panel::ui(self, ui);
+                    machines::ui(self, ui, &mut actions);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
@@ -566,7 +666,8 @@ impl WorkbenchApp {
     /// Every few seconds, reads the runs another window or a CLI run finished in the runs
     /// folder since this window opened.
     fn scan_for_new_runs(&mut self) {
-        if self.last_scan.elapsed() < Duration::from_secs(3) {
+        // A run coming home appears in the folder before its job says so: not read as new.
+        if self.last_scan.elapsed() < Duration::from_secs(3) || !self.pulls.is_empty() {
             return;
         }
         self.last_scan = Instant::now();

@@ -350,23 +350,40 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
 /// at start; a CPU-only build says how to get CUDA. bf16/f16 are offered on a CUDA device
 /// only (candle's CPU products in them are slower than f32, not faster).
 fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let available = app.device_available();
+    let remote = app.machines.remote_devices();
     let f = &mut app.form;
     egui::Grid::new("device_params")
         .num_columns(2)
         .show(ui, |ui| {
             let label = ui
                 .label(tr(ui, "Device"))
-                .on_hover_text(tr(ui, "Where the run trains"));
-            let current = app
-                .devices
-                .iter()
-                .find(|d| d.name == f.device)
-                .map_or_else(|| f.device.clone(), |d| d.description.clone());
+                .on_hover_text(tr(ui, "Where the run trains: here, or on a remote machine"));
+            let current = match &f.machine {
+                Some(m) => format!("{} @ {m}", f.device),
+                None => app
+                    .devices
+                    .iter()
+                    .find(|d| d.name == f.device)
+                    .map_or_else(|| f.device.clone(), |d| d.description.clone()),
+            };
             egui::ComboBox::from_id_salt("device")
                 .selected_text(current)
                 .show_ui(ui, |ui| {
                     for d in &app.devices {
-                        ui.selectable_value(&mut f.device, d.name.clone(), &d.description);
+                        let on = f.machine.is_none() && f.device == d.name;
+                        if ui.selectable_label(on, &d.description).clicked() {
+                            f.device = d.name.clone();
+                            f.machine = None;
+                        }
+                    }
+                    // The devices a test found on each remote machine.
+                    for (m, d) in &remote {
+                        let on = f.machine.as_ref() == Some(m) && f.device == *d;
+                        if ui.selectable_label(on, format!("{d} @ {m}")).clicked() {
+                            f.device = d.clone();
+                            f.machine = Some(m.clone());
+                        }
                     }
                 })
                 .response
@@ -386,7 +403,17 @@ fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             });
             ui.end_row();
         });
-    if !app.devices.iter().any(|d| d.name == f.device) {
+    if f.machine.is_some() {
+        if !available {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                tr(
+                    ui,
+                    "Test the machine's connection first (Remote machines, below).",
+                ),
+            );
+        }
+    } else if !available {
         // A form saved by a CUDA build, opened where that device is not.
         ui.colored_label(
             ui.visuals().warn_fg_color,
@@ -394,6 +421,7 @@ fn device_and_precision(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         );
         if ui.button(tr(ui, "Use the CPU")).clicked() {
             f.device = "cpu".into();
+            f.machine = None;
             f.precision = Precision::F32;
         }
     } else if app.devices.len() == 1 {

@@ -168,6 +168,51 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
+            Command::ProbeMachine { job, machine } => {
+                self.start_job(job, move |_, _| {
+                    let probe = crate::remote::probe::Probe::run(&machine)?;
+                    let devices = probe
+                        .hello
+                        .as_ref()
+                        .map(|h| h.devices.clone())
+                        .unwrap_or_default();
+                    Ok(JobResult::Probed {
+                        text: probe.describe(&machine),
+                        devices: if probe.compatible() {
+                            devices
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                });
+                Ok(())
+            }
+            Command::HostKeys { job, machine } => {
+                self.start_job(job, move |_, _| {
+                    let (keys, fingerprints) = crate::remote::ssh::offered_keys(&machine)?;
+                    Ok(JobResult::HostKeys { keys, fingerprints })
+                });
+                Ok(())
+            }
+            Command::Trust { job, machine, keys } => {
+                self.start_job(job, move |_, _| {
+                    let file = crate::remote::ssh::trust(&machine, &keys)?;
+                    Ok(JobResult::Trusted { file })
+                });
+                Ok(())
+            }
+            Command::Pull {
+                job,
+                machine,
+                run,
+                dest,
+            } => {
+                self.start_job(job, move |_, _| {
+                    let files = crate::remote::transfer::pull(&machine, &run, &dest)?;
+                    Ok(JobResult::Pulled { files, dest })
+                });
+                Ok(())
+            }
             Command::Export { job, run_dir, out } => {
                 self.start_job(job, move |_, _| {
                     let files = crate::peft::export::export_run(&run_dir, &out)?;

@@ -69,17 +69,80 @@ pub enum Command {
         run_dir: PathBuf,
         out: PathBuf,
     },
+    /// Ask a remote machine what it is ("Test connection").
+    ProbeMachine {
+        job: JobId,
+        machine: crate::remote::Machine,
+    },
+    /// The host keys a remote machine offers, for the user to compare with the provider's.
+    HostKeys {
+        job: JobId,
+        machine: crate::remote::Machine,
+    },
+    /// Add host keys the user checked to the known_hosts file ssh uses for the machine.
+    Trust {
+        job: JobId,
+        machine: crate::remote::Machine,
+        keys: Vec<String>,
+    },
+    /// Bring the finished run `run` of a remote machine home into `dest`.
+    Pull {
+        job: JobId,
+        machine: crate::remote::Machine,
+        run: String,
+        dest: PathBuf,
+    },
     /// Stop a short job (its result is dropped; a merge writes nothing).
     StopJob { job: JobId },
 }
 
 /// Backend → window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireEvent", from = "WireEvent")]
 pub enum Event {
     /// What a run reports.
     Run(crate::train::Event),
     /// What a short job reports.
     Job { job: JobId, update: JobUpdate },
+}
+
+/// An `Event` as it crosses to another process. A run's step and evaluation points leave
+/// out their run's id when serialised (they are `metrics.jsonl`'s lines, where it means
+/// nothing), so the id travels beside the event.
+#[derive(Serialize, Deserialize)]
+enum WireEvent {
+    Run {
+        run: RunId,
+        event: crate::train::Event,
+    },
+    Job {
+        job: JobId,
+        update: JobUpdate,
+    },
+}
+
+impl From<Event> for WireEvent {
+    fn from(e: Event) -> Self {
+        match e {
+            Event::Run(event) => WireEvent::Run {
+                run: event.run(),
+                event,
+            },
+            Event::Job { job, update } => WireEvent::Job { job, update },
+        }
+    }
+}
+
+impl From<WireEvent> for Event {
+    fn from(w: WireEvent) -> Self {
+        match w {
+            WireEvent::Run { run, mut event } => {
+                event.set_run(run);
+                Event::Run(event)
+            }
+            WireEvent::Job { job, update } => Event::Job { job, update },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +174,23 @@ pub enum JobResult {
         files: usize,
         out: PathBuf,
     },
+    /// What "Test connection" shows, and the devices a run can use there.
+    Probed {
+        text: String,
+        devices: Vec<String>,
+    },
+    /// `known_hosts` lines and their fingerprints.
+    HostKeys {
+        keys: Vec<String>,
+        fingerprints: Vec<String>,
+    },
+    Trusted {
+        file: PathBuf,
+    },
+    Pulled {
+        files: usize,
+        dest: PathBuf,
+    },
 }
 
 /// Where the work is done: this process (the [`LocalBackend`]) or, later, a machine behind
@@ -132,6 +212,15 @@ pub struct Jobs {
     backend: Box<dyn Backend>,
     next_job: JobId,
     dead: Option<String>,
+    /// The remote machines connected so far, by name.
+    remotes: Vec<(String, Box<dyn Backend>)>,
+}
+
+/// A backend that has died: which (None: this machine's) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gone {
+    pub machine: Option<String>,
+    pub why: String,
 }
 
 impl Jobs {
@@ -140,6 +229,7 @@ impl Jobs {
             backend,
             next_job: 0,
             dead: None,
+            remotes: Vec::new(),
         }
     }
 
@@ -159,14 +249,56 @@ impl Jobs {
         })
     }
 
-    /// The next waiting event; `Err` once, when the backend is found dead.
-    pub fn try_recv(&mut self) -> Result<Option<Event>, String> {
-        if self.dead.is_some() {
-            return Ok(None);
-        }
-        self.backend.try_recv().inspect_err(|why| {
-            self.dead = Some(why.clone());
+    /// Sends a command to a remote machine's backend, connecting first (in the background:
+    /// commands wait until the machine has said hello) if it is not connected.
+    pub fn send_on(
+        &mut self,
+        machine: &crate::remote::Machine,
+        cmd: Command,
+        notify: crate::train::worker::Notify,
+    ) -> Result<(), String> {
+        let i = match self.remotes.iter().position(|(n, _)| *n == machine.name) {
+            Some(i) => i,
+            None => {
+                let backend = crate::remote::backend::Connecting::start(machine.clone(), notify);
+                self.remotes.push((machine.name.clone(), Box::new(backend)));
+                self.remotes.len() - 1
+            }
+        };
+        self.remotes[i].1.send(cmd).inspect_err(|_| {
+            let (_, mut gone) = self.remotes.remove(i);
+            gone.shutdown();
         })
+    }
+
+    /// The next waiting event, from this machine or a remote one; `Err` once for each
+    /// backend found dead (a remote one is dropped, and connected again when next used).
+    pub fn try_recv(&mut self) -> Result<Option<Event>, Gone> {
+        if self.dead.is_none() {
+            match self.backend.try_recv() {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => {}
+                Err(why) => {
+                    self.dead = Some(why.clone());
+                    return Err(Gone { machine: None, why });
+                }
+            }
+        }
+        for i in 0..self.remotes.len() {
+            match self.remotes[i].1.try_recv() {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => {}
+                Err(why) => {
+                    let (name, mut gone) = self.remotes.remove(i);
+                    gone.shutdown();
+                    return Err(Gone {
+                        machine: Some(name),
+                        why,
+                    });
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Why the backend takes no more work, once it has died.
@@ -175,6 +307,9 @@ impl Jobs {
     }
 
     pub fn shutdown(&mut self) {
+        for (_, r) in &mut self.remotes {
+            r.shutdown();
+        }
         self.backend.shutdown();
     }
 }

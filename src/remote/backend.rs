@@ -204,3 +204,94 @@ impl Drop for RemoteBackend {
         }
     }
 }
+
+/// A remote backend still connecting: the SSH handshake and the hello happen on a thread
+/// of their own (a window never waits for them); commands sent meanwhile wait and go once
+/// the machine has said hello.
+pub struct Connecting {
+    state: State,
+    pending: Vec<Command>,
+}
+
+enum State {
+    Waiting(Receiver<Result<RemoteBackend, String>>),
+    Ready(Box<RemoteBackend>),
+    /// The connection failed; said once by `try_recv`, then every command is refused.
+    Failed(String, bool),
+}
+
+impl Connecting {
+    pub fn start(machine: Machine, notify: crate::train::worker::Notify) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let result =
+                RemoteBackend::connect(&machine, notify.clone()).map_err(|e| crate::describe(&e));
+            let _ = tx.send(result);
+            notify();
+        });
+        Self {
+            state: State::Waiting(rx),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes the connection's outcome in, if it has come, and sends what waited.
+    fn settle(&mut self) {
+        let State::Waiting(rx) = &self.state else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(Ok(backend)) => {
+                let mut backend = Box::new(backend);
+                for cmd in self.pending.drain(..) {
+                    if let Err(why) = backend.send(cmd) {
+                        self.state = State::Failed(why, false);
+                        return;
+                    }
+                }
+                self.state = State::Ready(backend);
+            }
+            Ok(Err(why)) => self.state = State::Failed(why, false),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => {
+                self.state = State::Failed("the connection thread ended".into(), false)
+            }
+        }
+    }
+}
+
+impl Backend for Connecting {
+    fn send(&mut self, cmd: Command) -> Result<(), String> {
+        self.settle();
+        match &mut self.state {
+            State::Waiting(_) => {
+                self.pending.push(cmd);
+                Ok(())
+            }
+            State::Ready(b) => b.send(cmd),
+            State::Failed(why, _) => Err(why.clone()),
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Option<Event>, String> {
+        self.settle();
+        match &mut self.state {
+            State::Waiting(_) => Ok(None),
+            State::Ready(b) => b.try_recv(),
+            State::Failed(why, said) => {
+                if *said {
+                    Ok(None)
+                } else {
+                    *said = true;
+                    Err(why.clone())
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let State::Ready(b) = &mut self.state {
+            b.shutdown();
+        }
+    }
+}

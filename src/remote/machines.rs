@@ -92,13 +92,18 @@ pub fn config_dir() -> Result<PathBuf> {
 }
 
 impl Machines {
-    fn file() -> Result<PathBuf> {
-        Ok(config_dir()?.join("machines.toml"))
-    }
-
     /// The machines added so far (none when the file does not exist).
     pub fn load() -> Result<Self> {
-        let path = Self::file()?;
+        Self::load_in(&config_dir()?)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        self.save_in(&config_dir()?)
+    }
+
+    /// The machines kept in the config folder `dir`.
+    pub fn load_in(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("machines.toml");
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text)
                 .with_context(|| format!("{} is not a list of machines", path.display())),
@@ -107,8 +112,8 @@ impl Machines {
         }
     }
 
-    pub fn save(&self) -> Result<()> {
-        let path = Self::file()?;
+    pub fn save_in(&self, dir: &std::path::Path) -> Result<()> {
+        let path = dir.join("machines.toml");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;

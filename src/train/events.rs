@@ -68,6 +68,21 @@ pub enum Event {
 }
 
 impl Event {
+    /// Gives the event to run `id` (what a step or evaluation point read back from another
+    /// process lacks).
+    pub fn set_run(&mut self, id: RunId) {
+        match self {
+            Event::Started { run, .. }
+            | Event::Loading { run, .. }
+            | Event::Notice { run, .. }
+            | Event::Ranks { run, .. }
+            | Event::Finished { run, .. }
+            | Event::Failed { run, .. } => *run = id,
+            Event::Step(p) => p.run = id,
+            Event::Eval(p) => p.run = id,
+        }
+    }
+
     pub fn run(&self) -> RunId {
         match self {
             Event::Started { run, .. }

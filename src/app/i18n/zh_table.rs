@@ -241,7 +241,6 @@ pub const ZH: &[(&str, &str)] = &[
         "决定数据顺序和方法的初始化",
     ),
     ("Device", "设备"),
-    ("Where the run trains", "训练在哪个设备上运行"),
     ("Precision", "精度"),
     (
         "bf16/f16: frozen weights stored and multiplied in half precision, trained tensors kept in f32",
@@ -698,4 +697,49 @@ pub const ZH: &[(&str, &str)] = &[
         "适配器：降维、f、升维（+ 残差）",
     ),
     ("LM head", "语言模型头"),
+    ("Remote machines (SSH)", "远程机器（SSH）"),
+    ("Test connection", "测试连接"),
+    (
+        "System, GPUs, free disk and memory, and the peft-workbench there",
+        "系统、GPU、剩余磁盘和内存，以及那边的 peft-workbench",
+    ),
+    ("Host key…", "主机密钥……"),
+    (
+        "The fingerprints of the keys it offers, to compare with the provider's before trusting them",
+        "它提供的主机密钥指纹；信任之前请与服务商显示的核对",
+    ),
+    ("Remove", "移除"),
+    (
+        "It offers these host keys; trust them only if the provider shows the same:",
+        "它提供这些主机密钥；只有与服务商显示的一致时才信任：",
+    ),
+    ("Trust these keys", "信任这些密钥"),
+    ("Name", "名称"),
+    (
+        "SSH command, as the provider shows it",
+        "SSH 命令（照服务商给出的写）",
+    ),
+    ("Add machine", "添加机器"),
+    (
+        "Keys, agent and ~/.ssh/config are used as ssh uses them; no password is kept",
+        "密钥、ssh-agent 和 ~/.ssh/config 照 ssh 的方式使用；不保存任何密码",
+    ),
+    (
+        "A run on a remote machine trains there and comes home here when it ends.",
+        "在远程机器上的运行在那里训练，结束后回到本机。",
+    ),
+    (
+        "Where the run trains: here, or on a remote machine",
+        "运行在哪里训练：本机，或远程机器",
+    ),
+    (
+        "Test the machine's connection first (Remote machines, below).",
+        "请先测试这台机器的连接（见下方“远程机器”）。",
+    ),
+    (
+        "{} came home ({} files) into {}",
+        "{} 已回到本机（{} 个文件），在 {}",
+    ),
+    ("{} did not come home: {}", "{} 没能回到本机：{}"),
+    ("cannot bring the run home: {}", "无法把运行取回本机：{}"),
 ];

@@ -107,6 +107,9 @@ impl RunRecord {
         if config.device != "cpu" {
             label.push_str(&format!(" @{}", config.device));
         }
+        if let Some(m) = &config.machine {
+            label.push_str(&format!(" on {m}"));
+        }
         if config.precision != crate::config::Precision::F32 {
             label.push_str(&format!(" {}", config.precision.name()));
         }
@@ -264,7 +267,7 @@ impl RunRecord {
         self.eval_elapsed.truncate(n);
     }
 
-    fn table_row(&self, summary: &Summary) -> crate::compare::Row {
+    pub(super) fn table_row(&self, summary: &Summary) -> crate::compare::Row {
         let dir = self.out_dir.as_deref().map(Path::new);
         crate::compare::row(&self.label, &self.config, summary, dir)
     }

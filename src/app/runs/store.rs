@@ -187,6 +187,17 @@ impl RunStore {
         Ok(())
     }
 
+    /// A remote run has come home into `dir`: its folder and table row are the local ones.
+    pub fn came_home(&mut self, id: RunId, dir: &Path) {
+        if let Some(r) = self.runs.iter_mut().find(|r| r.id == id) {
+            r.out_dir = Some(dir.display().to_string());
+            if let Some(s) = r.summary.clone() {
+                r.row = Some(r.table_row(&s));
+            }
+            r.resumable = false;
+        }
+    }
+
     /// Forgets a run (its folder is the caller's to delete).
     pub fn remove(&mut self, id: RunId) -> Option<RunRecord> {
         let i = self.runs.iter().position(|r| r.id == id)?;
