@@ -221,6 +221,17 @@ enum RemoteCmd {
     },
     /// The machines added so far.
     List,
+    /// Install this program there (checked by SHA-256, in .peft-workbench/bin/VERSION/ in
+    /// the remote home) and use it for the machine's runs. A GPU machine takes the CUDA build
+    /// (--binary target/cuda/release/peft-workbench); the default is the running one.
+    Install {
+        name: String,
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// The folder there that holds the installed versions.
+        #[arg(long, default_value = peft_workbench::remote::install::DEFAULT_FOLDER)]
+        into: String,
+    },
     /// Forget a machine (nothing on it is touched).
     Remove { name: String },
     /// Connect and show the machine's system, GPUs, free disk and memory, and whether a
@@ -278,6 +289,52 @@ fn remote(cmd: RemoteCmd) -> Result<()> {
         RemoteCmd::Test { name } => {
             let m = machines.get(&name)?;
             println!("{}", Probe::run(m)?.describe(m));
+        }
+        RemoteCmd::Install { name, binary, into } => {
+            let m = machines.get(&name)?.clone();
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe().context("cannot find the running program")?,
+            };
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("a valid template"),
+            );
+            let version = env!("CARGO_PKG_VERSION");
+            let path = peft_workbench::remote::install::install(
+                &m,
+                &binary,
+                &into,
+                version,
+                &mut |sent, total| {
+                    bar.set_length(total);
+                    bar.set_position(sent);
+                },
+            )?;
+            bar.finish_and_clear();
+            let probe = peft_workbench::remote::probe::Probe::run(&Machine {
+                binary: Some(path.clone()),
+                ..m.clone()
+            })?;
+            if !probe.compatible() {
+                anyhow::bail!(
+                    "{path} on {name} does not answer as peft-workbench {version}: is it built for {} {}?",
+                    probe.os,
+                    probe.arch
+                );
+            }
+            for mm in &mut machines.machines {
+                if mm.name == name {
+                    mm.binary = Some(path.clone());
+                }
+            }
+            machines.save()?;
+            eprintln!(
+                "installed {} as {path} on {name}, checked; it runs there",
+                binary.display()
+            );
         }
         RemoteCmd::Runs { name } => {
             let m = machines.get(&name)?;

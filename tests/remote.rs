@@ -167,3 +167,88 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
     let o = sshd.cli(&["remote", "pull", "loop", "../x", "--runs-dir", &pulled_arg]);
     assert!(!o.status.success() && text(&o).contains("not the name of a run folder"));
 }
+
+/// A machine without the program: Test connection says so, a run is refused with what to
+/// do; a binary of another protocol there is refused by name; `remote install` puts this
+/// one there (checked by SHA-256), and then it answers and trains.
+#[test]
+fn a_machine_gets_the_program_installed() {
+    let sshd = Sshd::start();
+    let runs = sshd.path("runs");
+    sshd.add("loop", "client_key", &runs);
+    let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Another version there: a program that says hello in protocol 999.
+    let other = sshd.path("old-peft-workbench");
+    std::fs::write(
+        &other,
+        "#!/bin/sh\necho '{\"protocol\":999,\"version\":\"9.9.9\",\"devices\":[\"cpu\"]}'\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&other)
+        .status()
+        .unwrap();
+    let config = sshd.path("config/machines.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        toml.replace(sshd::bin(), &other.display().to_string()),
+    )
+    .unwrap();
+    let o = sshd.cli(&["remote", "test", "loop"]);
+    assert!(text(&o).contains("speaks protocol 999"), "{}", text(&o));
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
+    let o = sshd.cli(&["train", preset, "--steps", "2", "--on", "loop"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("protocol 999") && text(&o).contains("remote install loop"),
+        "{}",
+        text(&o)
+    );
+    // None at all.
+    std::fs::remove_file(&other).unwrap();
+    let o = sshd.cli(&["remote", "test", "loop"]);
+    assert!(
+        text(&o).contains("no peft-workbench answers"),
+        "{}",
+        text(&o)
+    );
+    let o = sshd.cli(&["train", preset, "--steps", "2", "--on", "loop"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("install it there"), "{}", text(&o));
+
+    let into = sshd.path("remote bin");
+    let into_arg = into.display().to_string();
+    let o = sshd.cli(&[
+        "remote",
+        "install",
+        "loop",
+        "--binary",
+        sshd::bin(),
+        "--into",
+        &into_arg,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let installed = into.join(env!("CARGO_PKG_VERSION")).join("peft-workbench");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(sshd::bin()).unwrap()
+    );
+    let o = sshd.cli(&["remote", "test", "loop"]);
+    assert!(text(&o).contains("(protocol 1)"), "{}", text(&o));
+    let o = sshd.cli(&[
+        "train",
+        preset,
+        "--steps",
+        "2",
+        "--set",
+        "eval_examples=4",
+        "--on",
+        "loop",
+        "--out",
+        &sshd.path("home").display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}

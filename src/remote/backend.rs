@@ -151,7 +151,7 @@ fn explain_end(machine: &Machine, stderr: &str) -> String {
         return ssh::explain(machine, stderr);
     }
     match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(l) if l.contains("not found") => format!(
+        Some(l) if l.contains("not found") || l.contains("No such file") => format!(
             "{} has no `{}` to run ({}): install it there (`peft-workbench remote install {}`)",
             machine.name,
             machine.binary(),

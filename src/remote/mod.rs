@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod backend;
+pub mod install;
 pub mod machines;
 pub mod probe;
 pub mod ssh;
