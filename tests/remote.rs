@@ -122,6 +122,7 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
     let remote_runs: Vec<PathBuf> = std::fs::read_dir(&runs)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(remote_runs.len(), 1, "{remote_runs:?}");
     let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
@@ -251,4 +252,79 @@ fn a_machine_gets_the_program_installed() {
         &sshd.path("home").display().to_string(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The connection dropped mid-run (the remote end of the session killed): the run goes on
+/// there under its daemon; the CLI connects again, shows each step once, and the run comes
+/// home whole.
+#[test]
+fn a_run_survives_a_dropped_connection() {
+    let sshd = Sshd::start();
+    let runs = sshd.path("runs");
+    sshd.add("loop", "client_key", &runs);
+    let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
+    let home = sshd.path("home");
+    let child = Command::new(sshd::bin())
+        .arg("train")
+        .args([
+            preset,
+            "--steps",
+            "60",
+            "--set",
+            "eval_every=30",
+            "--set",
+            "eval_examples=8",
+        ])
+        .args(["--on", "loop", "--out"])
+        .arg(&home)
+        .env("PEFT_WORKBENCH_CONFIG", sshd.path("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once a few steps are written there, the session's remote end goes.
+    let start = std::time::Instant::now();
+    loop {
+        let steps = std::fs::read_dir(&runs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("metrics.jsonl")).ok())
+            .map(|m| m.matches("\"type\":\"step\"").count())
+            .max()
+            .unwrap_or(0);
+        if steps >= 5 {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("pkill")
+        .arg("-f")
+        .arg(format!("attach --runs-dir {}", runs.display()))
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the session's attach was there to kill");
+    let o = child.wait_with_output().unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("connecting again"), "{said}");
+    assert_eq!(
+        said.matches("eval     30").count(),
+        1,
+        "each evaluation shown once: {said}"
+    );
+    let metrics = std::fs::read_to_string(home.join("metrics.jsonl")).unwrap();
+    for step in 1..=60 {
+        assert_eq!(
+            metrics
+                .matches(&format!("\"step\":{step},\"tokens_per_second\""))
+                .count(),
+            1,
+            "step {step} once in {metrics}"
+        );
+    }
 }

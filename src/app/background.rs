@@ -49,6 +49,11 @@ impl Background {
         self.jobs.send_on(machine, cmd, self.notify.clone())
     }
 
+    /// Connects to a remote machine again after its connection was lost.
+    pub fn reconnect(&mut self, machine: &crate::remote::Machine) {
+        self.jobs.reconnect(machine, self.notify.clone());
+    }
+
     pub fn next_job_id(&mut self) -> JobId {
         self.jobs.next_job_id()
     }

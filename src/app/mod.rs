@@ -97,6 +97,9 @@ pub struct WorkbenchApp {
     pub machines: machines::MachinesPanel,
     /// Finished remote runs coming home: the job bringing each, and the run.
     pulls: Vec<(jobs::JobId, RunId)>,
+    /// Remote machines whose connection was lost while runs trained there: when to try
+    /// again, and how many tries so far.
+    reconnects: Vec<(String, Instant, u32)>,
     /// A message about the last action (e.g. an invalid configuration).
     pub form_error: Option<String>,
     /// EMA weight of the past for the training-loss curves (0 = raw).
@@ -192,6 +195,7 @@ impl WorkbenchApp {
             ),
             machines: machines::MachinesPanel::load(None),
             pulls: Vec::new(),
+            reconnects: Vec::new(),
             runs_dir,
             form_error: None,
             smoothing: 0.6,
@@ -332,13 +336,27 @@ impl WorkbenchApp {
                         crate::train::Event::Finished { run, .. } => Some(*run),
                         _ => None,
                     };
+                    let run_id = e.run();
                     self.store.apply(e);
+                    if !self.reconnects.is_empty()
+                        && let Some(m) = self
+                            .store
+                            .get(run_id)
+                            .and_then(|r| r.config.machine.clone())
+                    {
+                        // It answers again.
+                        self.reconnects.retain(|(x, _, _)| *x != m);
+                    }
                     if let Some(run) = finished {
                         self.bring_home(run);
                     }
                 }
                 Ok(Some(jobs::Event::Job { job, update })) => self.job_update(job, update),
                 Ok(None) => break,
+                Err(jobs::Gone {
+                    machine: Some(m),
+                    why,
+                }) if self.reconnect_later(&m, &why) => break,
                 Err(jobs::Gone { machine, why }) => {
                     // Runs it held cannot end any more: they end here, with the reason.
                     for r in &mut self.store.runs {
@@ -360,6 +378,60 @@ impl WorkbenchApp {
         }
         self.background.take_outcomes();
         self.report_compare_batch();
+    }
+
+    /// After a remote machine's connection was lost while runs trained there: the daemon
+    /// there goes on, so the window tries again, waiting 2, 4, 8 … 60 s between tries, and
+    /// gives up (the runs fail with the reason) after ten.
+    fn reconnect_later(&mut self, machine: &str, why: &str) -> bool {
+        let training = self
+            .store
+            .runs
+            .iter()
+            .any(|r| r.status.is_live_here() && r.config.machine.as_deref() == Some(machine));
+        let tries = self
+            .reconnects
+            .iter()
+            .find(|(m, _, _)| m == machine)
+            .map_or(0, |(_, _, n)| *n);
+        if !training || tries >= 10 {
+            self.reconnects.retain(|(m, _, _)| m != machine);
+            return false;
+        }
+        let wait = Duration::from_secs((2u64 << tries.min(5)).min(60));
+        self.reconnects.retain(|(m, _, _)| m != machine);
+        self.reconnects
+            .push((machine.to_string(), Instant::now() + wait, tries + 1));
+        self.say_t(
+            "the connection to {} was lost ({}); its runs go on there; trying again in {} s",
+            &[&machine, &why, &wait.as_secs()],
+        );
+        true
+    }
+
+    /// Tries the lost connections whose wait is over.
+    fn reconnect_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .reconnects
+            .iter()
+            .filter(|(_, at, _)| *at <= now)
+            .map(|(m, _, _)| m.clone())
+            .collect();
+        for name in due {
+            // The try counts until the machine answers (its events arrive) or fails again.
+            if let Some((_, at, _)) = self.reconnects.iter_mut().find(|(m, _, _)| *m == name) {
+                *at = now + Duration::from_secs(3600);
+            }
+            if let Some(m) = self.machines.get(&name).cloned() {
+                self.background.reconnect(&m);
+            }
+        }
+        if !self.reconnects.is_empty()
+            && let Some(ctx) = &self.ctx
+        {
+            ctx.request_repaint_after(Duration::from_millis(500));
+        }
     }
 
     /// A finished run of a remote machine comes home into the runs folder, as a job.
@@ -547,6 +619,7 @@ impl WorkbenchApp {
             egui::Theme::Light
         });
         self.scan_for_new_runs();
+        self.reconnect_due();
         let mut actions = Vec::new();
         self.shortcuts(&ctx, &mut actions);
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar(ui));

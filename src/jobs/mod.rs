@@ -249,6 +249,19 @@ impl Jobs {
         })
     }
 
+    /// Connects to a remote machine again (in the background) after its connection was lost:
+    /// its daemon sends what happened meanwhile.
+    pub fn reconnect(
+        &mut self,
+        machine: &crate::remote::Machine,
+        notify: crate::train::worker::Notify,
+    ) {
+        if self.remotes.iter().all(|(n, _)| *n != machine.name) {
+            let backend = crate::remote::backend::Connecting::start(machine.clone(), notify);
+            self.remotes.push((machine.name.clone(), Box::new(backend)));
+        }
+    }
+
     /// Sends a command to a remote machine's backend, connecting first (in the background:
     /// commands wait until the machine has said hello) if it is not connected.
     pub fn send_on(

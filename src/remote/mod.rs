@@ -3,17 +3,20 @@
 //! already knows the user's keys, agent, `~/.ssh/config`, `ProxyJump` and `known_hosts`, on
 //! Linux, macOS and Windows alike, where an SSH crate would have to re-implement each.
 //!
-//! The remote side is this same program: `peft-workbench attach` speaks the jobs protocol
-//! (`jobs::Command` in, `jobs::Event` out, one JSON object per line) on stdin/stdout, so a
-//! [`RemoteBackend`] is a `jobs::Backend` like the local one. Commands cross as typed serde
+//! The remote side is this same program: a daemon, `peft-workbench serve`, owns the queue
+//! and the runs there, and `peft-workbench attach` relays a connection to it: the jobs
+//! protocol (`jobs::Command` in, `jobs::Event` out, one JSON object per line) on
+//! stdin/stdout, so a [`RemoteBackend`] is a `jobs::Backend` like the local one, and a
+//! dropped connection leaves the runs training. Commands cross as typed serde
 //! data, never as shell text; the few arguments that do reach the remote shell (the binary,
 //! the runs folder) are quoted by [`ssh::quote`].
 
-pub mod attach;
 pub mod backend;
 pub mod install;
 pub mod machines;
 pub mod probe;
+#[cfg(unix)]
+pub mod serve;
 pub mod ssh;
 pub mod transfer;
 

@@ -127,5 +127,10 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        // The daemons its sessions started (their runs folders are in this one's folder).
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("serve --runs-dir {}", self.dir.path().display()))
+            .status();
     }
 }

@@ -742,4 +742,8 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("{} did not come home: {}", "{} 没能回到本机：{}"),
     ("cannot bring the run home: {}", "无法把运行取回本机：{}"),
+    (
+        "the connection to {} was lost ({}); its runs go on there; trying again in {} s",
+        "与 {} 的连接断开了（{}）；那边的运行继续训练；{} 秒后重新连接",
+    ),
 ];

@@ -221,6 +221,32 @@ impl RunStore {
         let Some(r) = self.runs.iter_mut().find(|r| r.id == event.run()) else {
             return;
         };
+        // A remote machine's daemon sends a reconnected window everything again: what the
+        // run has already is skipped, and an ended run takes no more until it is resumed.
+        let ended = matches!(
+            r.status,
+            RunStatus::Finished
+                | RunStatus::Stopped
+                | RunStatus::Failed(_)
+                | RunStatus::Interrupted
+        );
+        let seen = match &event {
+            Event::Started {
+                resumed_from: Some(_),
+                ..
+            } => false,
+            _ if ended => true,
+            Event::Step(p) => r.train_loss.last().is_some_and(|l| l[0] >= p.step as f64),
+            Event::Eval(p) => r.eval_loss.last().is_some_and(|l| l[0] >= p.step as f64),
+            Event::Notice { text, .. } => r.notices.contains(text),
+            Event::Started {
+                resumed_from: None, ..
+            } => r.status == RunStatus::Running,
+            _ => false,
+        };
+        if seen {
+            return;
+        }
         match event {
             Event::Started {
                 trainable_params,

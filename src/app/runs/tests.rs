@@ -185,3 +185,68 @@ fn finished_past_runs_read_their_curves_only_when_shown() {
     assert_eq!(store.runs.iter().filter(|r| r.shown).count(), 2);
     assert!(store.runs[..2].iter().all(|r| r.shown));
 }
+
+/// A remote daemon sends a window that connected again every event since it started: what
+/// the run has is skipped, and an ended run takes no more.
+#[test]
+fn events_sent_again_after_a_reconnection_are_taken_once() {
+    let mut store = RunStore::default();
+    let id = store.add(RunConfig::default());
+    let step = |s: usize| {
+        Event::Step(StepPoint {
+            run: id,
+            step: s,
+            loss: 1.0,
+            lr: 1e-3,
+            tokens_per_second: 1.0,
+            tokens_seen: s,
+            elapsed_s: s as f64,
+        })
+    };
+    let eval = |s: usize| {
+        Event::Eval(EvalPoint {
+            run: id,
+            step: s,
+            loss: 1.0,
+            metric: 0.5,
+            elapsed_s: s as f64,
+        })
+    };
+    let started = Event::Started {
+        run: id,
+        trainable_params: 1,
+        total_params: 2,
+        steps: 3,
+        metric_name: "accuracy".into(),
+        chance: None,
+        out_dir: None,
+        resumed_from: None,
+    };
+    let notice = Event::Notice {
+        run: id,
+        text: "cut".into(),
+    };
+    let first = [started.clone(), notice.clone(), eval(0), step(1), step(2)];
+    for e in first.iter().cloned().chain(first.iter().cloned()) {
+        store.apply(e);
+    }
+    store.apply(step(3));
+    store.apply(eval(3));
+    let r = store.get(id).unwrap();
+    assert_eq!(r.train_loss.len(), 3);
+    assert_eq!(r.eval_loss.len(), 2);
+    assert_eq!(r.notices.len(), 1);
+    assert_eq!(r.status, RunStatus::Running);
+    store.apply(Event::Failed {
+        run: id,
+        error: "boom".into(),
+    });
+    store.apply(started);
+    store.apply(step(4));
+    let r = store.get(id).unwrap();
+    assert!(
+        matches!(r.status, RunStatus::Failed(_)),
+        "ended stays ended"
+    );
+    assert_eq!(r.train_loss.len(), 3);
+}
