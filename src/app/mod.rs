@@ -8,6 +8,7 @@ pub mod central;
 mod dialogs;
 pub mod frame_log;
 pub mod i18n;
+mod job_events;
 pub mod learn;
 pub mod machines;
 mod method_params;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
-use crate::jobs::{self, Command, JobResult, JobUpdate, Jobs};
+use crate::jobs::{self, Command, Jobs};
 use crate::models::{ModelConfig, ModelFiles};
 use crate::peft::MethodConfig;
 use crate::train::RunId;
@@ -323,199 +324,6 @@ impl WorkbenchApp {
             self.model_shape = Some((self.form.model.clone(), shape));
         }
         self.model_shape.as_ref().expect("filled above").1.as_ref()
-    }
-
-    /// Moves the worker's events into the run store, within a small time budget so a burst
-    /// of events never stalls a frame.
-    pub fn drain_events(&mut self) {
-        let deadline = Instant::now() + Duration::from_millis(4);
-        loop {
-            match self.background.try_recv() {
-                Ok(Some(jobs::Event::Run(e))) => {
-                    let finished = match &e {
-                        crate::train::Event::Finished { run, .. } => Some(*run),
-                        _ => None,
-                    };
-                    let run_id = e.run();
-                    self.store.apply(e);
-                    if !self.reconnects.is_empty()
-                        && let Some(m) = self
-                            .store
-                            .get(run_id)
-                            .and_then(|r| r.config.machine.clone())
-                    {
-                        // It answers again.
-                        self.reconnects.retain(|(x, _, _)| *x != m);
-                    }
-                    if let Some(run) = finished {
-                        self.bring_home(run);
-                    }
-                }
-                Ok(Some(jobs::Event::Job { job, update })) => self.job_update(job, update),
-                Ok(None) => break,
-                Err(jobs::Gone {
-                    machine: Some(m),
-                    why,
-                }) if self.reconnect_later(&m, &why) => break,
-                Err(jobs::Gone { machine, why }) => {
-                    // Runs it held cannot end any more: they end here, with the reason.
-                    for r in &mut self.store.runs {
-                        if r.status.is_live_here() && r.config.machine == machine {
-                            r.status = runs::RunStatus::Failed(why.clone());
-                        }
-                    }
-                    if machine.is_none() {
-                        self.playground.backend_gone(&why);
-                    }
-                    let why = i18n::fill(self.lang, &why, &[]);
-                    self.say(why);
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                break;
-            }
-        }
-        self.background.take_outcomes();
-        self.report_compare_batch();
-    }
-
-    /// After a remote machine's connection was lost while runs trained there: the daemon
-    /// there goes on, so the window tries again, waiting 2, 4, 8 … 60 s between tries, and
-    /// gives up (the runs fail with the reason) after ten.
-    fn reconnect_later(&mut self, machine: &str, why: &str) -> bool {
-        let training = self
-            .store
-            .runs
-            .iter()
-            .any(|r| r.status.is_live_here() && r.config.machine.as_deref() == Some(machine));
-        let tries = self
-            .reconnects
-            .iter()
-            .find(|(m, _, _)| m == machine)
-            .map_or(0, |(_, _, n)| *n);
-        if !training || tries >= 10 {
-            self.reconnects.retain(|(m, _, _)| m != machine);
-            return false;
-        }
-        let wait = Duration::from_secs((2u64 << tries.min(5)).min(60));
-        self.reconnects.retain(|(m, _, _)| m != machine);
-        self.reconnects
-            .push((machine.to_string(), Instant::now() + wait, tries + 1));
-        self.say_t(
-            "the connection to {} was lost ({}); its runs go on there; trying again in {} s",
-            &[&machine, &why, &wait.as_secs()],
-        );
-        true
-    }
-
-    /// Tries the lost connections whose wait is over.
-    fn reconnect_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .reconnects
-            .iter()
-            .filter(|(_, at, _)| *at <= now)
-            .map(|(m, _, _)| m.clone())
-            .collect();
-        for name in due {
-            // The try counts until the machine answers (its events arrive) or fails again.
-            if let Some((_, at, _)) = self.reconnects.iter_mut().find(|(m, _, _)| *m == name) {
-                *at = now + Duration::from_secs(3600);
-            }
-            if let Some(m) = self.machines.get(&name).cloned() {
-                self.background.reconnect(&m);
-            }
-        }
-        if !self.reconnects.is_empty()
-            && let Some(ctx) = &self.ctx
-        {
-            ctx.request_repaint_after(Duration::from_millis(500));
-        }
-    }
-
-    /// A finished run of a remote machine comes home into the runs folder, as a job.
-    fn bring_home(&mut self, id: RunId) {
-        let Some(r) = self.store.get(id) else {
-            return;
-        };
-        let (Some(name), Some(remote_dir)) = (r.config.machine.clone(), r.out_dir.clone()) else {
-            return;
-        };
-        let (Some(machine), Some(runs)) =
-            (self.machines.get(&name).cloned(), self.runs_dir.clone())
-        else {
-            return;
-        };
-        let Some(run) = Path::new(&remote_dir).file_name() else {
-            return;
-        };
-        let run = run.to_string_lossy().into_owned();
-        let job = self.background.next_job_id();
-        let dest = runs.join(&run);
-        match self.background.send(Command::Pull {
-            job,
-            machine,
-            run,
-            dest,
-        }) {
-            Ok(()) => self.pulls.push((job, id)),
-            Err(why) => self.say_t("cannot bring the run home: {}", &[&why]),
-        }
-    }
-
-    /// A short job's update: the playground's answers and evaluations, the machines'
-    /// checks, a run coming home, or the merge.
-    fn job_update(&mut self, job: jobs::JobId, update: JobUpdate) {
-        if self.playground.apply(job, &update) || self.machines.apply(job, &update) {
-            return;
-        }
-        if let Some(i) = self.pulls.iter().position(|(j, _)| *j == job) {
-            let id = self.pulls[i].1;
-            let label = self
-                .store
-                .get(id)
-                .map(|r| r.label.clone())
-                .unwrap_or_default();
-            match update {
-                JobUpdate::Text(_) => return,
-                JobUpdate::Done(JobResult::Pulled { files, dest }) => {
-                    self.store.came_home(id, &dest);
-                    self.say_t(
-                        "{} came home ({} files) into {}",
-                        &[&label, &files, &dest.display()],
-                    );
-                }
-                JobUpdate::Done(_) | JobUpdate::Stopped => {}
-                JobUpdate::Failed(e) => self.say_t("{} did not come home: {}", &[&label, &e]),
-            }
-            self.pulls.remove(i);
-            return;
-        }
-        if self.background.export_job() == Some(job) {
-            match update {
-                JobUpdate::Done(JobResult::Exported { files, out }) => {
-                    self.say_t("exported {} files to {}", &[&files, &out.display()])
-                }
-                JobUpdate::Failed(e) => self.say_t("export failed: {}", &[&e]),
-                _ => return,
-            }
-            self.background.end_export();
-            return;
-        }
-        if self.background.merge_job() == Some(job) {
-            match update {
-                JobUpdate::Text(_) => return,
-                JobUpdate::Done(JobResult::Merged { projections, out }) => self.say_t(
-                    "merged {} projections; model written to {}",
-                    &[&projections, &out.display()],
-                ),
-                JobUpdate::Done(_) => {}
-                JobUpdate::Failed(e) => self.say_t("merge failed: {}", &[&e]),
-                JobUpdate::Stopped => self.say_t("merge stopped; nothing was written", &[]),
-            }
-            self.background.end_merge();
-        }
     }
 
     /// Stops every run (each saves a checkpoint at its next step) and job and ends the
