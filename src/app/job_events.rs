@@ -16,12 +16,18 @@ impl WorkbenchApp {
         loop {
             match self.background.try_recv() {
                 Ok(Some(jobs::Event::Run(e))) => {
-                    let finished = match &e {
-                        crate::train::Event::Finished { run, .. } => Some(*run),
-                        _ => None,
-                    };
                     let run_id = e.run();
+                    let ended_before = self.store.get(run_id).map(|r| r.status.clone());
                     self.store.apply(e);
+                    // Finished just now (a daemon's replay of an old Finished changes nothing).
+                    let finished = self
+                        .store
+                        .get(run_id)
+                        .filter(|r| {
+                            r.status == runs::RunStatus::Finished
+                                && ended_before.as_ref() != Some(&runs::RunStatus::Finished)
+                        })
+                        .map(|r| r.id);
                     if !self.reconnects.is_empty()
                         && let Some(m) = self
                             .store
