@@ -592,8 +592,8 @@ impl Method for Adalora {
     }
 }
 
-/// Reads PEFT's `ADALORA` adapter (its SVD triplets): its tensors from `bag`, its settings from
-/// `adapter_config.json` (`cfg`), into `out`.
+/// Reads PEFT's `ADALORA` adapter (its SVD triplets) from its tensors (`bag`) and
+/// `adapter_config.json` (`cfg`) into `out`.
 pub(super) fn import_peft(
     cfg: &serde_json::Value,
     bag: &mut super::import::TensorBag,

@@ -232,8 +232,8 @@ fn output_scaled(x: &Tensor, base: &Projection, l: &Tensor) -> candle_core::Resu
     Ok(Some(y))
 }
 
-/// Reads PEFT's `IA3` adapter (its scaling vectors): its tensors from `bag`, its settings from
-/// `adapter_config.json` (`cfg`), into `out`.
+/// Reads PEFT's `IA3` adapter (its scaling vectors) from its tensors (`bag`) and
+/// `adapter_config.json` (`cfg`) into `out`.
 pub(super) fn import_peft(
     cfg: &serde_json::Value,
     bag: &mut super::import::TensorBag,

@@ -96,6 +96,17 @@ impl TensorBag {
     }
 }
 
+/// The `prompt_embeddings` tensor PEFT's prompt-learning methods save, `[n, width]` (n the
+/// config's `num_virtual_tokens`), checked and in f32.
+pub(super) fn prompt_embeddings(cfg: &Value, bag: &mut TensorBag, width: usize) -> Result<Tensor> {
+    let p = bag.take("prompt_embeddings")?;
+    let n = cfg["num_virtual_tokens"]
+        .as_u64()
+        .unwrap_or(p.dim(0)? as u64) as usize;
+    expect_shape("prompt_embeddings", &p, &[n, width])?;
+    Ok(p.to_dtype(DType::F32)?)
+}
+
 /// Checks `t` has `shape`, naming the tensor and what it was made for.
 pub(super) fn expect_shape(name: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     if t.dims() != shape {

@@ -341,8 +341,8 @@ pub fn lora_adapter_config(
     })
 }
 
-/// Reads PEFT's `LORA` adapter (LoRA, rsLoRA, per-module alphas, DoRA): its tensors from `bag`, its settings from
-/// `adapter_config.json` (`cfg`), into `out`.
+/// Reads PEFT's `LORA` adapter (LoRA, rsLoRA, per-module alphas, DoRA) from its tensors
+/// (`bag`) and `adapter_config.json` (`cfg`) into `out`.
 pub(super) fn import_peft(
     cfg: &serde_json::Value,
     bag: &mut super::import::TensorBag,

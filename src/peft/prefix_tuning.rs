@@ -254,22 +254,17 @@ impl Method for PrefixTuning {
     }
 }
 
-/// Reads PEFT's `PREFIX_TUNING` adapter (the key/value prefixes of every layer): its tensors from `bag`, its settings from
-/// `adapter_config.json` (`cfg`), into `out`.
+/// Reads PEFT's `PREFIX_TUNING` adapter (the key/value prefixes of every layer) from its
+/// tensors (`bag`) and `adapter_config.json` (`cfg`) into `out`.
 pub(super) fn import_peft(
     cfg: &serde_json::Value,
     bag: &mut super::import::TensorBag,
     model: &crate::models::ModelConfig,
     out: &mut super::import::ImportedAdapter,
 ) -> anyhow::Result<()> {
-    use super::import::expect_shape;
-    let p = bag.take("prompt_embeddings")?;
-    let n = cfg["num_virtual_tokens"]
-        .as_u64()
-        .unwrap_or(p.dim(0)? as u64) as usize;
     let width = 2 * model.num_layers() * model.kv_dim();
-    expect_shape("prompt_embeddings", &p, &[n, width])?;
-    out.hooks.kv_prefix = Some(prefix_to_kv(&p.to_dtype(candle_core::DType::F32)?, model)?);
+    let p = super::import::prompt_embeddings(cfg, bag, width)?;
+    out.hooks.kv_prefix = Some(prefix_to_kv(&p, model)?);
     Ok(())
 }
 

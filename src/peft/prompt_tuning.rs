@@ -254,25 +254,21 @@ impl Method for PromptTuning {
     }
 }
 
-/// Reads PEFT's `PROMPT_TUNING` or `P_TUNING` adapter (the virtual tokens' embeddings, which P-Tuning saves in the same form): its tensors from `bag`, its settings from
-/// `adapter_config.json` (`cfg`), into `out`.
+/// Reads PEFT's `PROMPT_TUNING` or `P_TUNING` adapter (the virtual tokens' embeddings,
+/// which P-Tuning saves in the same form) from its tensors (`bag`) and
+/// `adapter_config.json` (`cfg`) into `out`.
 pub(super) fn import_peft(
     cfg: &serde_json::Value,
     bag: &mut super::import::TensorBag,
     model: &crate::models::ModelConfig,
     out: &mut super::import::ImportedAdapter,
 ) -> anyhow::Result<()> {
-    use super::import::expect_shape;
-    let p = bag.take("prompt_embeddings")?;
-    let n = cfg["num_virtual_tokens"]
-        .as_u64()
-        .unwrap_or(p.dim(0)? as u64) as usize;
     let subs = cfg["num_transformer_submodules"].as_u64().unwrap_or(1);
     if subs != 1 {
         bail!("num_transformer_submodules = {subs}: only decoder models (1) are supported");
     }
-    expect_shape("prompt_embeddings", &p, &[n, model.hidden_size()])?;
-    out.hooks.prompt_embeds = Some(p.to_dtype(candle_core::DType::F32)?);
+    let p = super::import::prompt_embeddings(cfg, bag, model.hidden_size())?;
+    out.hooks.prompt_embeds = Some(p);
     Ok(())
 }
 
