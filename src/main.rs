@@ -273,7 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                     "training {} on {machine}",
                     cfg.method.short_label()
                 ));
-                let (summary, dir) = train_remote(&machine, cfg, &mut progress)?;
+                let (summary, dir) = train_remote(&machine, cfg.clone(), &mut progress)?;
                 progress.finish();
                 let name = std::path::Path::new(&dir)
                     .file_name()
@@ -283,7 +283,7 @@ fn run(cli: Cli) -> Result<()> {
                 let home = out.unwrap_or_else(|| runs_dir(None).join(&name));
                 let machines = peft_workbench::remote::Machines::load()?;
                 let m = machines.get(&machine)?;
-                let files = peft_workbench::remote::transfer::pull(m, &name, &home)?;
+                let files = peft_workbench::remote::transfer::pull(m, &name, &home, Some(&cfg))?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&summary)?);
                 } else {

@@ -34,9 +34,10 @@ pub enum RemoteCmd {
         name: String,
         #[arg(long)]
         binary: Option<PathBuf>,
-        /// The folder there that holds the installed versions.
-        #[arg(long, default_value = peft_workbench::remote::install::DEFAULT_FOLDER)]
-        into: String,
+        /// The folder there that holds the installed versions (default: the machine's
+        /// `install_dir`, else .peft-workbench/bin in the remote home); remembered.
+        #[arg(long)]
+        into: Option<String>,
     },
     /// Forget a machine (nothing on it is touched).
     Remove { name: String },
@@ -102,38 +103,24 @@ pub fn remote(cmd: RemoteCmd) -> Result<()> {
                 Some(b) => b,
                 None => std::env::current_exe().context("cannot find the running program")?,
             };
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .expect("a valid template"),
-            );
-            let version = env!("CARGO_PKG_VERSION");
-            let path = peft_workbench::remote::install::install(
+            let bar = bytes_bar();
+            let into = into.unwrap_or_else(|| m.install_dir().to_string());
+            let (path, _) = peft_workbench::remote::install::install_and_check(
                 &m,
                 &binary,
                 &into,
-                version,
                 &mut |sent, total| {
                     bar.set_length(total);
                     bar.set_position(sent);
                 },
             )?;
             bar.finish_and_clear();
-            let probe = peft_workbench::remote::probe::Probe::run(&Machine {
-                binary: Some(path.clone()),
-                ..m.clone()
-            })?;
-            if !probe.compatible() {
-                anyhow::bail!(
-                    "{path} on {name} does not answer as peft-workbench {version}: is it built for {} {}?",
-                    probe.os,
-                    probe.arch
-                );
-            }
             for mm in &mut machines.machines {
                 if mm.name == name {
                     mm.binary = Some(path.clone());
+                    if into != peft_workbench::remote::install::DEFAULT_FOLDER {
+                        mm.install_dir = Some(into.clone());
+                    }
                 }
             }
             machines.save()?;
@@ -169,7 +156,7 @@ pub fn remote(cmd: RemoteCmd) -> Result<()> {
                     .collect(),
             };
             for r in &wanted {
-                let n = peft_workbench::remote::transfer::pull(m, r, &local.join(r))?;
+                let n = peft_workbench::remote::transfer::pull(m, r, &local.join(r), None)?;
                 eprintln!("{r}: {n} files home in {}", local.join(r).display());
             }
             if wanted.is_empty() {
@@ -198,6 +185,14 @@ pub fn remote(cmd: RemoteCmd) -> Result<()> {
     Ok(())
 }
 
+/// A progress bar of bytes sent (an install, a run's files).
+fn bytes_bar() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("a valid template"),
+    )
+}
+
 /// The runs on `m`, from its `pack --list`.
 fn remote_runs(
     m: &peft_workbench::remote::Machine,
@@ -221,6 +216,19 @@ pub fn train_remote(
     use peft_workbench::remote::{Machines, RemoteBackend};
     let machines = Machines::load()?;
     let m = machines.get(machine)?;
+    // The dataset (and a model folder) on this machine go there first, once each.
+    let cfg = if peft_workbench::remote::upload::needs_upload(&cfg) {
+        progress.say(&format!("sending the run's files to {}", m.name));
+        let bar = bytes_bar();
+        let there = peft_workbench::remote::upload::prepare(m, &cfg, &mut |sent, total| {
+            bar.set_length(total);
+            bar.set_position(sent);
+        })?;
+        bar.finish_and_clear();
+        there
+    } else {
+        cfg
+    };
     let mut backend = RemoteBackend::connect(m, std::sync::Arc::new(|| {}))?;
     progress.say(&format!(
         "connected to {} (peft-workbench {}, devices {})",

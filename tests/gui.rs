@@ -754,13 +754,14 @@ fn a_run_on_a_remote_machine_trains_there_and_comes_home() {
     h.get_by_label("Add machine").click();
     h.run();
     assert_eq!(h.state().machines.machines.len(), 1);
-    // Where the program and its runs are there (the panel's defaults are the remote PATH's
-    // peft-workbench and its home's peft-workbench/runs).
+    // Where the program goes and its runs are there (the defaults are folders in the remote
+    // home, here the tester's own).
     {
         let m = &mut h.state_mut().machines.machines[0].machine;
-        m.binary = Some(sshd::bin().to_string());
+        m.install_dir = Some(sshd.path("remote bin").display().to_string());
         m.runs_dir = Some(sshd.path("remote runs").display().to_string());
     }
+    h.state_mut().machines.install_binary = sshd::bin().to_string();
     h.get_by_label("Host key…").click();
     h.step();
     wait_for(&mut h, "the host keys", |a| {
@@ -773,13 +774,35 @@ fn a_run_on_a_remote_machine_trains_there_and_comes_home() {
     wait_for(&mut h, "the trust", |a| {
         a.machines.machines[0].busy.is_none()
     });
+    // No program there yet: Install sends this one, with the built-in assets.
     h.get_by_label("Test connection").click();
     h.step();
     wait_for(&mut h, "the test", |a| {
+        a.machines.machines[0].busy.is_none()
+    });
+    h.run();
+    assert!(h.state().machines.machines[0].devices.is_empty());
+    h.get_by_label("Install").click();
+    h.step();
+    wait_for(&mut h, "the install", |a| {
         !a.machines.machines[0].devices.is_empty()
     });
     h.run();
-    h.get_by_label_contains("loop: Linux");
+    h.get_by_label_contains("installed as");
+    let installed = sshd.path("remote bin").join(env!("CARGO_PKG_VERSION"));
+    assert!(
+        installed
+            .join("assets/models/builtin/config.json")
+            .is_file()
+    );
+    assert_eq!(
+        h.state().machines.machines[0].machine.binary.as_deref(),
+        Some(&*installed.join("peft-workbench").display().to_string())
+    );
+    // The user's own dataset file, on this computer only: it is sent there first.
+    let data = sshd.local_dataset("my reviews 'q' $(x).jsonl");
+    h.state_mut().form.dataset = data.display().to_string();
+    h.run();
     h.get_by_label("Device").click();
     h.run();
     h.get_by_label("cpu @ loop").click();
@@ -801,6 +824,14 @@ fn a_run_on_a_remote_machine_trains_there_and_comes_home() {
     assert_eq!(r.train_loss.len(), 6, "every step streamed once");
     let home = std::path::Path::new(r.out_dir.as_ref().unwrap());
     assert!(home.join("adapter/adapter_model.safetensors").is_file());
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(config.contains("my reviews"), "named as here: {config}");
+    assert_eq!(
+        std::fs::read_dir(sshd.path("remote runs/.uploads"))
+            .unwrap()
+            .count(),
+        1
+    );
     h.get_by_label_contains("came home");
     save_snapshot(&mut h, "remote_run_home");
 }
@@ -887,6 +918,10 @@ fn learn_pages_and_the_chinese_ui() {
     h.get_by_label_contains("merges into W and bottleneck adapters do not");
     h.get_by_label("Typical hyperparameters");
     h.get_by_label_contains("Rank r (4–64");
+    h.get_by_label("Training on a rented GPU").click();
+    h.run();
+    h.get_by_label("7. The finished run comes home");
+    h.get_by_label_contains("ssh -p 23456 root@region-9.example.com");
     h.get_by_label("Prefix Tuning").click();
     h.run();
     h.get_by_label_contains("never the queries");
@@ -928,6 +963,12 @@ fn learn_pages_and_the_chinese_ui() {
     h.run();
     let image = h.render().expect("render");
     image.save(snapshot_path("learn_adalora_zh")).unwrap();
+    // The survey's last question, answered in the window: the rented-GPU guide.
+    h.get_by_label("用租的显卡训练").click();
+    h.run();
+    h.get_by_label("2. 用服务商给的 SSH 命令添加机器");
+    h.get_by_label_contains("守护进程");
+    save_snapshot(&mut h, "learn_rented_gpu_zh");
     // The language is part of what the window remembers.
     assert_eq!(
         h.state().remembered().lang,

@@ -99,6 +99,9 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
     let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
+    // The user's own dataset, on this machine only, under a name a shell would misread.
+    let data = sshd.local_dataset("my data 'x' $(touch pwned).jsonl");
+    let dataset = format!("dataset={}", data.display());
     let settings = [
         "--steps",
         "6",
@@ -106,6 +109,8 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
         "eval_every=3",
         "--set",
         "eval_examples=8",
+        "--set",
+        &dataset,
     ];
     let home = sshd.path("home/first run");
     let home_arg = home.display().to_string();
@@ -127,6 +132,17 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
     assert_eq!(remote_runs.len(), 1, "{remote_runs:?}");
     let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
     assert!(config.contains("machine = \"loop\""), "{config}");
+    // The dataset went there once, under its checksum, and the run read that copy.
+    let uploads: Vec<PathBuf> = std::fs::read_dir(runs.join(".uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let copy = uploads[0].join(data.file_name().unwrap());
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&data).unwrap());
+    // At home the run names the file here, as if it had started here.
+    assert!(config.contains("my data"), "{config}");
+    assert!(!config.contains(".uploads/"), "{config}");
     assert!(
         !home.join("checkpoint").exists(),
         "the checkpoint stays there"
@@ -222,7 +238,15 @@ fn a_machine_gets_the_program_installed() {
 
     let into = sshd.path("remote bin");
     let into_arg = into.display().to_string();
-    let o = sshd.cli(&[
+    let version_dir = into.join(env!("CARGO_PKG_VERSION"));
+    // An earlier install cut off after 1 000 bytes of a dataset: the rest is sent, not all
+    // of it again (appended whole, the file would fail its checksum there).
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let reviews = assets.join("datasets/reviews-zh.train.jsonl");
+    let part = version_dir.join("assets/datasets/reviews-zh.train.jsonl.partial");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, &std::fs::read(&reviews).unwrap()[..1000]).unwrap();
+    let install = [
         "remote",
         "install",
         "loop",
@@ -230,13 +254,36 @@ fn a_machine_gets_the_program_installed() {
         sshd::bin(),
         "--into",
         &into_arg,
-    ]);
+    ];
+    let o = sshd.cli(&install);
     assert!(o.status.success(), "{}", text(&o));
-    let installed = into.join(env!("CARGO_PKG_VERSION")).join("peft-workbench");
+    let installed = version_dir.join("peft-workbench");
     assert_eq!(
         std::fs::read(&installed).unwrap(),
         std::fs::read(sshd::bin()).unwrap()
     );
+    // The built-in model and datasets are beside it, where it looks for them first.
+    for f in [
+        "models/builtin/config.json",
+        "models/builtin/model.safetensors",
+        "models/builtin/tokenizer.json",
+        "datasets/reviews-zh.train.jsonl",
+        "datasets/sentiment.eval.jsonl",
+    ] {
+        assert!(
+            std::fs::read(version_dir.join("assets").join(f)).unwrap()
+                == std::fs::read(assets.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(!part.exists());
+    // Installed again: nothing is sent again (the files keep their times).
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before = modified(&installed);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let o = sshd.cli(&install);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(modified(&installed), before);
     let o = sshd.cli(&["remote", "test", "loop"]);
     assert!(text(&o).contains("(protocol 1)"), "{}", text(&o));
     let o = sshd.cli(&[

@@ -141,6 +141,7 @@ impl WorkbenchApp {
             return;
         };
         let run = run.to_string_lossy().into_owned();
+        let started_from = Some(Box::new(r.config.clone()));
         let job = self.background.next_job_id();
         let dest = runs.join(&run);
         match self.background.send(Command::Pull {
@@ -148,6 +149,7 @@ impl WorkbenchApp {
             machine,
             run,
             dest,
+            started_from,
         }) {
             Ok(()) => self.pulls.push((job, id)),
             Err(why) => self.say_t("cannot bring the run home: {}", &[&why]),
@@ -160,6 +162,14 @@ impl WorkbenchApp {
         if self.playground.apply(job, &update) || self.machines.apply(job, &update) {
             return;
         }
+        if let Some(i) = self.uploads.iter().position(|(j, _)| *j == job) {
+            let id = self.uploads[i].1;
+            if !matches!(update, JobUpdate::Progress { .. } | JobUpdate::Text(_)) {
+                self.uploads.remove(i);
+            }
+            self.upload_update(id, update);
+            return;
+        }
         if let Some(i) = self.pulls.iter().position(|(j, _)| *j == job) {
             let id = self.pulls[i].1;
             let label = self
@@ -168,7 +178,7 @@ impl WorkbenchApp {
                 .map(|r| r.label.clone())
                 .unwrap_or_default();
             match update {
-                JobUpdate::Text(_) => return,
+                JobUpdate::Text(_) | JobUpdate::Progress { .. } => return,
                 JobUpdate::Done(JobResult::Pulled { files, dest }) => {
                     self.store.came_home(id, &dest);
                     self.say_t(
@@ -195,7 +205,7 @@ impl WorkbenchApp {
         }
         if self.background.merge_job() == Some(job) {
             match update {
-                JobUpdate::Text(_) => return,
+                JobUpdate::Text(_) | JobUpdate::Progress { .. } => return,
                 JobUpdate::Done(JobResult::Merged { projections, out }) => self.say_t(
                     "merged {} projections; model written to {}",
                     &[&projections, &out.display()],
@@ -206,5 +216,44 @@ impl WorkbenchApp {
             }
             self.background.end_merge();
         }
+    }
+
+    /// News of a remote run's files on their way there: progress on the status line; once
+    /// they are there the run goes to the machine, naming its copies.
+    fn upload_update(&mut self, id: RunId, update: JobUpdate) {
+        let Some(r) = self.store.get(id) else {
+            return;
+        };
+        let (label, machine) = (r.label.clone(), r.config.machine.clone());
+        match update {
+            JobUpdate::Progress { done, total } => {
+                let mb = |b: u64| format!("{:.1}", b as f64 / 1e6);
+                self.say_t(
+                    "{}: sending its files to {} ({} of {} MB)",
+                    &[&label, &machine.unwrap_or_default(), &mb(done), &mb(total)],
+                );
+            }
+            JobUpdate::Done(JobResult::Uploaded { config }) => {
+                let sent = match machine.and_then(|m| self.machines.get(&m).cloned()) {
+                    Some(m) => self.background.send_on(&m, Command::Train { id, config }),
+                    None => Err("its machine was removed".to_string()),
+                };
+                if let Err(why) = sent {
+                    self.fail_run(id, why);
+                }
+            }
+            JobUpdate::Failed(why) => self.fail_run(id, why),
+            JobUpdate::Stopped => self.fail_run(id, "stopped before it started".into()),
+            JobUpdate::Text(_) | JobUpdate::Done(_) => {}
+        }
+    }
+
+    /// A run that cannot start ends failed, with the reason on the status line too.
+    fn fail_run(&mut self, id: RunId, why: String) {
+        if let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) {
+            r.status = runs::RunStatus::Failed(why.clone());
+        }
+        let why = i18n::fill(self.lang, &why, &[]);
+        self.say_t("cannot start: {}", &[&why]);
     }
 }

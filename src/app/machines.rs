@@ -33,6 +33,8 @@ pub struct MachinesPanel {
     pub new_line: String,
     /// Why the last add or the machines file failed.
     pub error: Option<String>,
+    /// The program "Install" sends (empty: this one); a GPU machine takes the CUDA build.
+    pub install_binary: String,
 }
 
 /// What the panel asks of the app.
@@ -42,6 +44,7 @@ pub enum MachineAction {
     Test(String),
     ShowHostKeys(String),
     Trust(String),
+    Install(String),
 }
 
 impl MachinesPanel {
@@ -103,6 +106,28 @@ impl MachinesPanel {
         };
         match update {
             JobUpdate::Text(_) => return true,
+            JobUpdate::Progress { done, total } => {
+                m.report = Some(format!(
+                    "sending {:.1} of {:.1} MB",
+                    *done as f64 / 1e6,
+                    *total as f64 / 1e6
+                ));
+                return true;
+            }
+            JobUpdate::Done(JobResult::Installed {
+                binary,
+                text,
+                devices,
+            }) => {
+                m.machine.binary = Some(binary.clone());
+                m.report = Some(format!("installed as {binary}; {text}"));
+                m.devices = devices.clone();
+                m.busy = None;
+                if let Err(e) = self.save() {
+                    self.error = Some(crate::describe(&e));
+                }
+                return true;
+            }
             JobUpdate::Done(JobResult::Probed { text, devices }) => {
                 m.report = Some(text.clone());
                 m.devices = devices.clone();
@@ -216,7 +241,32 @@ impl WorkbenchApp {
             MachineAction::Test(name)
             | MachineAction::ShowHostKeys(name)
             | MachineAction::Trust(name)
+            | MachineAction::Install(name)
                 if job_for(&name).is_none() => {}
+            MachineAction::Install(name) => {
+                let machine = job_for(&name).expect("checked above");
+                let binary = match panel.install_binary.trim() {
+                    "" => std::env::current_exe().ok(),
+                    path => Some(std::path::PathBuf::from(path)),
+                };
+                let Some(binary) = binary.filter(|b| b.is_file()) else {
+                    let why = format!("no program to install at `{}`", panel.install_binary.trim());
+                    if let Some(m) = panel.view(&name) {
+                        m.report = Some(why);
+                    }
+                    return;
+                };
+                let job = self.background.next_job_id();
+                self.machine_job(
+                    &name,
+                    job,
+                    Command::Install {
+                        job,
+                        machine,
+                        binary,
+                    },
+                );
+            }
             MachineAction::Test(name) => {
                 let machine = job_for(&name).expect("checked above");
                 let job = self.background.next_job_id();
@@ -278,6 +328,13 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                     {
                         actions.push(Action::Machine(MachineAction::ShowHostKeys(name.clone())));
                     }
+                    if ui
+                        .add_enabled(idle, egui::Button::new(tr(ui, "Install")))
+                        .on_hover_text(tr(ui, "Send the program below (with the built-in model and datasets) there, checked by SHA-256"))
+                        .clicked()
+                    {
+                        actions.push(Action::Machine(MachineAction::Install(name.clone())));
+                    }
                     if ui.small_button(tr(ui, "Remove")).clicked() {
                         actions.push(Action::Machine(MachineAction::Remove(name.clone())));
                     }
@@ -297,6 +354,15 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                 if let Some(report) = &m.report {
                     ui.small(report.as_str());
                 }
+                ui.separator();
+            }
+            if !panel.machines.is_empty() {
+                let label = ui.label(tr(ui, "Program to install"));
+                ui.add(
+                    egui::TextEdit::singleline(&mut panel.install_binary)
+                        .hint_text(tr(ui, "this program; a GPU machine: target/cuda/release/peft-workbench")),
+                )
+                .labelled_by(label.id);
                 ui.separator();
             }
             let label = ui.label(tr(ui, "Name"));

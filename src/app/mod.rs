@@ -98,6 +98,8 @@ pub struct WorkbenchApp {
     pub machines: machines::MachinesPanel,
     /// Finished remote runs coming home: the job bringing each, and the run.
     pulls: Vec<(jobs::JobId, RunId)>,
+    /// Remote runs whose files (dataset, model folder) are on their way there first.
+    uploads: Vec<(jobs::JobId, RunId)>,
     /// Remote machines whose connection was lost while runs trained there: when to try
     /// again, and how many tries so far.
     reconnects: Vec<(String, Instant, u32)>,
@@ -196,6 +198,7 @@ impl WorkbenchApp {
             ),
             machines: machines::MachinesPanel::load(None),
             pulls: Vec::new(),
+            uploads: Vec::new(),
             reconnects: Vec::new(),
             runs_dir,
             form_error: None,
@@ -290,10 +293,25 @@ impl WorkbenchApp {
             }
             _ => None,
         };
-        let sent = match target {
-            None => self.background.send(cmd),
-            Some(name) => match self.machines.get(&name).cloned() {
-                Some(m) => self.background.send_on(&m, cmd),
+        let sent = match (target, cmd) {
+            (None, cmd) => self.background.send(cmd),
+            (Some(name), cmd) => match self.machines.get(&name).cloned() {
+                // Files on this machine go there first (a job here); the run is sent once
+                // they have arrived (`job_events`).
+                Some(m) => match cmd {
+                    Command::Train { id, config }
+                        if crate::remote::upload::needs_upload(&config) =>
+                    {
+                        let job = self.background.next_job_id();
+                        self.uploads.push((job, id));
+                        self.background.send(Command::Upload {
+                            job,
+                            machine: m,
+                            config,
+                        })
+                    }
+                    cmd => self.background.send_on(&m, cmd),
+                },
                 None => Err(format!("no machine `{name}`: add it under Remote machines")),
             },
         };

@@ -42,6 +42,7 @@ impl Answer {
     fn apply(&mut self, update: &JobUpdate) {
         match update {
             JobUpdate::Text(piece) => self.text.push_str(piece),
+            JobUpdate::Progress { .. } => return,
             JobUpdate::Done(JobResult::Classes(classes)) => {
                 self.text = classes
                     .iter()

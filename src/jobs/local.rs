@@ -206,10 +206,60 @@ impl Backend for LocalBackend {
                 machine,
                 run,
                 dest,
+                started_from,
             } => {
                 self.start_job(job, move |_, _| {
-                    let files = crate::remote::transfer::pull(&machine, &run, &dest)?;
+                    let files = crate::remote::transfer::pull(
+                        &machine,
+                        &run,
+                        &dest,
+                        started_from.as_deref(),
+                    )?;
                     Ok(JobResult::Pulled { files, dest })
+                });
+                Ok(())
+            }
+            Command::Upload {
+                job,
+                machine,
+                config,
+            } => {
+                self.start_job(job, move |send, stopped| {
+                    let config = crate::remote::upload::prepare(
+                        &machine,
+                        &config,
+                        &mut progress_updates(send),
+                    )?;
+                    if stopped() {
+                        return Err(crate::Stopped.into());
+                    }
+                    Ok(JobResult::Uploaded {
+                        config: Box::new(config),
+                    })
+                });
+                Ok(())
+            }
+            Command::Install {
+                job,
+                machine,
+                binary,
+            } => {
+                self.start_job(job, move |send, _| {
+                    let (path, probe) = crate::remote::install::install_and_check(
+                        &machine,
+                        &binary,
+                        machine.install_dir(),
+                        &mut progress_updates(send),
+                    )?;
+                    let there = crate::remote::Machine {
+                        binary: Some(path.clone()),
+                        ..machine
+                    };
+                    Ok(JobResult::Installed {
+                        text: probe.describe(&there),
+                        devices: probe.hello.map(|h| h.devices).unwrap_or_default(),
+                        binary: path,
+                    })
                 });
                 Ok(())
             }
@@ -258,4 +308,15 @@ fn merge_run(
         &candle_core::Device::Cpu,
     )?;
     adapter.merge_into_until(&files, out, stopped)
+}
+
+/// A transfer's progress as job updates, a few a second (enough for a progress line).
+fn progress_updates(send: &dyn Fn(JobUpdate)) -> impl FnMut(u64, u64) + '_ {
+    let mut last: Option<std::time::Instant> = None;
+    move |done, total| {
+        if done == total || last.is_none_or(|t| t.elapsed().as_millis() >= 200) {
+            last = Some(std::time::Instant::now());
+            send(JobUpdate::Progress { done, total });
+        }
+    }
 }

@@ -85,12 +85,27 @@ pub enum Command {
         machine: crate::remote::Machine,
         keys: Vec<String>,
     },
-    /// Bring the finished run `run` of a remote machine home into `dest`.
+    /// Bring the finished run `run` of a remote machine home into `dest`; `started_from`,
+    /// the config it was started from here, names the files sent for it by their paths here.
     Pull {
         job: JobId,
         machine: crate::remote::Machine,
         run: String,
         dest: PathBuf,
+        started_from: Option<Box<RunConfig>>,
+    },
+    /// Send what a run of `config` on `machine` needs from this machine (its dataset, a
+    /// model folder) there; the result is the config as it reads there.
+    Upload {
+        job: JobId,
+        machine: crate::remote::Machine,
+        config: Box<RunConfig>,
+    },
+    /// Install `binary` (with the built-in assets) on `machine` and ask it what it is.
+    Install {
+        job: JobId,
+        machine: crate::remote::Machine,
+        binary: PathBuf,
     },
     /// Stop a short job (its result is dropped; a merge writes nothing).
     StopJob { job: JobId },
@@ -149,6 +164,11 @@ impl From<WireEvent> for Event {
 pub enum JobUpdate {
     /// More of a generated answer.
     Text(String),
+    /// How far a transfer has come, in bytes.
+    Progress {
+        done: u64,
+        total: u64,
+    },
     /// The job ended with its result.
     Done(JobResult),
     Failed(String),
@@ -190,6 +210,16 @@ pub enum JobResult {
     Pulled {
         files: usize,
         dest: PathBuf,
+    },
+    /// Installed at `binary` there; what the installed program answers.
+    Installed {
+        binary: String,
+        text: String,
+        devices: Vec<String>,
+    },
+    /// A run's files are on the machine; `config` names them there.
+    Uploaded {
+        config: Box<RunConfig>,
     },
 }
 

@@ -1,13 +1,12 @@
-//! Installing this program on a remote machine: the binary goes through SSH's standard
-//! input into a versioned folder (by default `.peft-workbench/bin/VERSION/` in the remote home),
-//! written under a temporary name, checked by SHA-256 there, then renamed into place.
+//! Installing this program on a remote machine: the binary and the built-in assets go through
+//! SSH into a versioned folder (by default `.peft-workbench/bin/VERSION/` in the remote
+//! home), each file written under a temporary name, checked by SHA-256 there, then renamed
+//! into place (`upload`).
 
-use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use anyhow::{Context, Result};
 use std::path::Path;
-use std::process::Stdio;
 
+use super::upload::{self, Upload};
 use super::{Machine, ssh};
 
 /// The folder versions are installed in by default, relative to the remote home.
@@ -18,21 +17,11 @@ pub fn remote_path(folder: &str, version: &str) -> String {
     format!("{}/{version}/peft-workbench", folder.trim_end_matches('/'))
 }
 
-/// Fixed shell text: `$1` the target path, `$2` the expected SHA-256. Reads the binary from
-/// standard input into `$1.partial`, checks it, makes it executable and renames it.
-const SCRIPT: &str = r#"set -e
-umask 077
-mkdir -p "$(dirname "$1")"
-cat > "$1.partial"
-got=$(sha256sum "$1.partial" | cut -d' ' -f1)
-if [ "$got" != "$2" ]; then rm -f "$1.partial"; echo "checksum mismatch: got $got" >&2; exit 3; fi
-chmod 700 "$1.partial"
-mv -f "$1.partial" "$1"
-"#;
-
-/// Uploads `binary` to `machine` as version `version`, calling `progress(sent, total)` as the
-/// bytes go; returns the remote path (relative to its home). The caller records it as the
-/// machine's binary.
+/// Uploads `binary` to `machine` as version `version`, with the built-in model and datasets
+/// in `assets/` beside it (where the binary looks for them first), calling
+/// `progress(sent, total)` as the bytes go; returns the remote path (relative to its home).
+/// Files already there with the same checksum are not sent again; an upload cut off
+/// continues where it stopped. The caller records the path as the machine's binary.
 pub fn install(
     machine: &Machine,
     binary: &Path,
@@ -40,48 +29,54 @@ pub fn install(
     version: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<String> {
-    let bytes =
-        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let target = remote_path(folder, version);
-    let mut child = ssh::command(machine, &["sh", "-c", SCRIPT, "install", &target, &sha])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run ssh: is OpenSSH's client installed?")?;
-    let mut stdin = child.stdin.take().context("ssh's input")?;
-    let total = bytes.len() as u64;
-    let mut sent = 0u64;
-    let mut write_failed = false;
-    for chunk in bytes.chunks(1 << 20) {
-        if stdin.write_all(chunk).is_err() {
-            write_failed = true;
-            break;
+    let base = target
+        .rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default();
+    let mut uploads = vec![Upload::new(binary, target.clone())?];
+    let assets = crate::assets_dir();
+    for sub in ["models/builtin", "datasets"] {
+        for file in upload::files_in(&assets.join(sub))? {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{} has no usable name", file.display()))?;
+            uploads.push(Upload::new(&file, format!("{base}/assets/{sub}/{name}"))?);
         }
-        sent += chunk.len() as u64;
-        progress(sent, total);
     }
-    drop(stdin);
-    let mut said = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut said);
+    for u in &mut uploads {
+        u.named_by_content = false;
     }
-    let status = child.wait()?;
-    match status.code() {
-        Some(0) if !write_failed => Ok(target),
-        Some(255) => bail!("{}", ssh::explain(machine, &said)),
-        _ => bail!(
-            "installing on {} failed: {}",
+    upload::send(machine, &uploads, progress)
+        .with_context(|| format!("installing on {} failed", machine.name))?;
+    ssh::run(machine, &["chmod", "700", &target])?;
+    Ok(target)
+}
+
+/// [`install`], then asks the installed program what it is: the path there and its answer.
+/// A program that does not answer as this version (built for another system?) is an error.
+pub fn install_and_check(
+    machine: &Machine,
+    binary: &Path,
+    folder: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(String, super::probe::Probe)> {
+    let version = env!("CARGO_PKG_VERSION");
+    let path = install(machine, binary, folder, version, progress)?;
+    let there = Machine {
+        binary: Some(path.clone()),
+        ..machine.clone()
+    };
+    let probe = super::probe::Probe::run(&there)?;
+    if !probe.compatible() {
+        anyhow::bail!(
+            "{path} on {} does not answer as peft-workbench {version}: is {} built for {} {}?",
             machine.name,
-            said.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("the connection ended")
-                .trim()
-        ),
+            binary.display(),
+            probe.os,
+            probe.arch
+        );
     }
+    Ok((path, probe))
 }

@@ -20,6 +20,11 @@ pub struct Machine {
     /// Where runs are written there (default: `peft-workbench/runs` in the remote home).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs_dir: Option<String>,
+    /// Where `remote install` (and the window's Install) puts versions of the program there
+    /// (default: `.peft-workbench/bin` in the remote home; a rented machine's larger data
+    /// disk is often elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_dir: Option<String>,
 }
 
 impl Machine {
@@ -53,6 +58,7 @@ impl Machine {
             ssh,
             binary: None,
             runs_dir: None,
+            install_dir: None,
         })
     }
 
@@ -62,6 +68,12 @@ impl Machine {
 
     pub fn runs_dir(&self) -> &str {
         self.runs_dir.as_deref().unwrap_or("peft-workbench/runs")
+    }
+
+    pub fn install_dir(&self) -> &str {
+        self.install_dir
+            .as_deref()
+            .unwrap_or(super::install::DEFAULT_FOLDER)
     }
 
     /// The destination, for messages (`root@region-9.example.com`).

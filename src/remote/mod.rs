@@ -19,6 +19,7 @@ pub mod probe;
 pub mod serve;
 pub mod ssh;
 pub mod transfer;
+pub mod upload;
 
 pub use backend::RemoteBackend;
 pub use machines::{Machine, Machines};

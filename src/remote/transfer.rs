@@ -208,8 +208,15 @@ pub fn list(runs: &Path) -> Result<Vec<RemoteRun>> {
 }
 
 /// Brings the run `run` of `machine` home into `dest` (which must hold no run), its
-/// `config.toml` marked with the machine it trained on.
-pub fn pull(machine: &super::Machine, run: &str, dest: &Path) -> Result<usize> {
+/// `config.toml` marked with the machine it trained on. Given the config the run was started
+/// from here, the files that were sent for it are named by their paths here again (not by
+/// their copies' there), so the run reads as started here.
+pub fn pull(
+    machine: &super::Machine,
+    run: &str,
+    dest: &Path,
+    started_from: Option<&crate::config::RunConfig>,
+) -> Result<usize> {
     check_run_name(run)?;
     let mut child = super::ssh::command(
         machine,
@@ -231,6 +238,18 @@ pub fn pull(machine: &super::Machine, run: &str, dest: &Path) -> Result<usize> {
         let path = tmp.join("config.toml");
         let mut cfg = crate::config::RunConfig::load(&path, &[])?;
         cfg.machine = Some(machine.name.clone());
+        if let Some(here) = started_from {
+            let sent = |v: &str| v.contains("/.uploads/");
+            if sent(&cfg.model) {
+                cfg.model = here.model.clone();
+            }
+            if sent(&cfg.dataset) {
+                cfg.dataset = here.dataset.clone();
+            }
+            if cfg.eval_dataset.as_deref().is_some_and(sent) {
+                cfg.eval_dataset = here.eval_dataset.clone();
+            }
+        }
         crate::files::write_atomic(&path, cfg.to_toml().as_bytes())
     });
     let done = child.wait_with_output()?;

@@ -79,6 +79,21 @@ impl Sshd {
         self.dir.path().join(name)
     }
 
+    /// A dataset file named `name` on this machine only (a copy of a built-in split), as a
+    /// user's own file that a remote run needs sent first.
+    pub fn local_dataset(&self, name: &str) -> PathBuf {
+        let data = self.path(name);
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/assets/datasets/sentiment.train.jsonl"
+            ),
+            &data,
+        )
+        .unwrap();
+        data
+    }
+
     /// The SSH line of a machine reaching this server with `key`.
     pub fn ssh_line(&self, key: &str) -> Vec<String> {
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)

@@ -746,4 +746,30 @@ pub const ZH: &[(&str, &str)] = &[
         "the connection to {} was lost ({}); its runs go on there; trying again in {} s",
         "与 {} 的连接断开了（{}）；那边的运行继续训练；{} 秒后重新连接",
     ),
+    (
+        "{}: sending its files to {} ({} of {} MB)",
+        "{}：正在把它的文件发送到 {}（{} / {} MB）",
+    ),
+    ("its machine was removed", "它的机器已被移除"),
+    ("stopped before it started", "开始之前就停止了"),
+    ("Guides", "指南"),
+    ("Training on a rented GPU", "用租的显卡训练"),
+    (
+        "The window stays on your computer; the run trains on the rented machine, reached over SSH.",
+        "窗口留在你的电脑上；运行在租来的机器上训练，通过 SSH 连接。",
+    ),
+    (
+        "The same from the command line: README.md, \"Training on a rented GPU over SSH\".",
+        "命令行的做法见 README.md 的“用租的显卡训练”一节。",
+    ),
+    ("Install", "安装"),
+    (
+        "Send the program below (with the built-in model and datasets) there, checked by SHA-256",
+        "把下面的程序（连同内置模型和数据集）发送到那边，经 SHA-256 校验",
+    ),
+    ("Program to install", "要安装的程序"),
+    (
+        "this program; a GPU machine: target/cuda/release/peft-workbench",
+        "当前程序；GPU 机器用 target/cuda/release/peft-workbench",
+    ),
 ];

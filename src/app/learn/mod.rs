@@ -9,6 +9,7 @@ use super::{Action, WorkbenchApp};
 use crate::peft::MethodConfig;
 
 mod diagram;
+mod guide;
 mod pages;
 
 use diagram::diagram;
@@ -31,7 +32,22 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                     app.learn_page = m.kind().to_string();
                 }
             }
+            ui.separator();
+            ui.heading(tr(ui, "Guides"));
+            if ui
+                .selectable_label(
+                    app.learn_page == guide::RENTED_GPU,
+                    tr(ui, "Training on a rented GPU"),
+                )
+                .clicked()
+            {
+                app.learn_page = guide::RENTED_GPU.to_string();
+            }
         });
+    if app.learn_page == guide::RENTED_GPU {
+        guide::ui(ui);
+        return;
+    }
     let Some(method) = MethodConfig::all_defaults()
         .into_iter()
         .find(|m| m.kind() == app.learn_page)
