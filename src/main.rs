@@ -215,6 +215,7 @@ enum Cmd {
 
 fn main() {
     peft_workbench::train::allocator::keep_freed_memory_for_reuse();
+    peft_workbench::train::cpu_threads::let_idle_workers_sleep();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {}", peft_workbench::describe(&e));

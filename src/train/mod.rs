@@ -4,6 +4,7 @@
 pub mod allocator;
 pub mod bench;
 pub mod checkpoint;
+pub mod cpu_threads;
 mod data_order;
 pub mod devices;
 mod evaluate;
