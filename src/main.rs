@@ -73,6 +73,10 @@ enum Cmd {
         /// written in the machine's runs folder.
         #[arg(long, value_name = "MACHINE", conflicts_with_all = ["resume", "overwrite"])]
         on: Option<String>,
+        /// With --on: return once the run has started there (it trains on under the daemon
+        /// there; `remote runs`, `remote stop` and `remote pull` follow it).
+        #[arg(long, requires = "on", conflicts_with = "out")]
+        detach: bool,
     },
     /// Pretrain a small LLaMA from scratch on a text corpus (how the built-in model was made).
     Pretrain(peft_workbench::pretrain::PretrainArgs),
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             quiet,
             on,
+            detach,
         }) => {
             let mut progress = Progress::new(quiet);
             if let Some(machine) = on {
@@ -274,13 +279,22 @@ fn run(cli: Cli) -> Result<()> {
                     "training {} on {machine}",
                     cfg.method.short_label()
                 ));
-                let (summary, dir) = train_remote(&machine, cfg.clone(), &mut progress)?;
+                let (summary, dir) = train_remote(&machine, cfg.clone(), &mut progress, detach)?;
                 progress.finish();
                 let name = std::path::Path::new(&dir)
                     .file_name()
                     .context("the remote named no run folder")?
                     .to_string_lossy()
                     .into_owned();
+                let Some(summary) = summary else {
+                    println!("{name}");
+                    progress.say(&format!(
+                        "{name} trains on {machine}; `peft-workbench remote runs {machine}` shows it, \
+                         `remote stop {machine} {name}` stops it, `remote pull {machine} {name}` \
+                         brings it home once finished"
+                    ));
+                    return Ok(());
+                };
                 let home = out.unwrap_or_else(|| runs_dir(None).join(&name));
                 let machines = peft_workbench::remote::Machines::load()?;
                 let m = machines.get(&machine)?;

@@ -55,6 +55,8 @@ pub enum RemoteCmd {
         #[arg(long)]
         runs_dir: Option<PathBuf>,
     },
+    /// Stop a run training there at its next step (it saves a checkpoint first).
+    Stop { name: String, run: String },
     /// Show the host key fingerprints the machine offers and, once you confirm they are the
     /// provider's, add them to your known_hosts.
     Trust {
@@ -163,6 +165,7 @@ pub fn remote(cmd: RemoteCmd) -> Result<()> {
                 eprintln!("no finished run on {name} that is not here already");
             }
         }
+        RemoteCmd::Stop { name, run } => stop_remote(machines.get(&name)?, &run)?,
         RemoteCmd::Trust { name, yes } => {
             let m = machines.get(&name)?;
             let (keys, fingerprints) = ssh::offered_keys(m)?;
@@ -183,6 +186,75 @@ pub fn remote(cmd: RemoteCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `remote stop MACHINE RUN`: the daemon there sends every event since it started to a new
+/// connection, so the run's id is in its `Started`; a stop for that id is sent, and the
+/// run's end awaited.
+fn stop_remote(m: &peft_workbench::remote::Machine, run: &str) -> Result<()> {
+    use peft_workbench::jobs::{Backend, Command, Event as JobEvent};
+    use std::time::{Duration, Instant};
+    peft_workbench::remote::transfer::check_run_name(run)?;
+    let mut backend =
+        peft_workbench::remote::RemoteBackend::connect(m, std::sync::Arc::new(|| {}))?;
+    let in_folder = |d: &str| {
+        std::path::Path::new(d)
+            .file_name()
+            .is_some_and(|n| n == run)
+    };
+    // The replay is written before anything new, the moment the connection opens: two
+    // seconds of events hold it whole (live steps keep coming after it, so waiting for a
+    // quiet moment would wait for the run to end).
+    let (mut id, listening) = (None, Instant::now());
+    while listening.elapsed() < Duration::from_secs(2) {
+        match backend.try_recv().map_err(anyhow::Error::msg)? {
+            Some(JobEvent::Run(e)) => match e {
+                Event::Started {
+                    run: r,
+                    out_dir: Some(d),
+                    ..
+                } if in_folder(&d) => id = Some(r),
+                Event::Finished { run: r, .. } | Event::Failed { run: r, .. } if id == Some(r) => {
+                    id = None
+                }
+                _ => {}
+            },
+            Some(JobEvent::Job { .. }) => {}
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let Some(id) = id else {
+        backend.shutdown();
+        anyhow::bail!(
+            "{run} is not training on {} (see `peft-workbench remote runs {}`)",
+            m.name,
+            m.name
+        );
+    };
+    backend
+        .send(Command::StopRun { id })
+        .map_err(anyhow::Error::msg)?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        match backend.try_recv().map_err(anyhow::Error::msg)? {
+            Some(JobEvent::Run(Event::Finished { run: r, summary })) if r == id => {
+                backend.shutdown();
+                eprintln!(
+                    "{run} stopped on {} after {} steps; its checkpoint is there",
+                    m.name, summary.steps
+                );
+                return Ok(());
+            }
+            Some(JobEvent::Run(Event::Failed { run: r, error })) if r == id => {
+                backend.shutdown();
+                anyhow::bail!("{run} ended on {}: {error}", m.name);
+            }
+            Some(_) => {}
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    backend.shutdown();
+    anyhow::bail!("{run} did not stop on {} within 5 minutes", m.name)
 }
 
 /// A progress bar of bytes sent (an install, a run's files).
@@ -206,12 +278,15 @@ fn remote_runs(
         .collect()
 }
 
-/// `train --on MACHINE`: the run trains there, its events shown here as a local run's.
+/// `train --on MACHINE`: the run trains there, its events shown here as a local run's; its
+/// summary and its folder there. Detached, it returns once the run has started there,
+/// without a summary.
 pub fn train_remote(
     machine: &str,
     cfg: RunConfig,
     progress: &mut Progress,
-) -> Result<(train::Summary, String)> {
+    detach: bool,
+) -> Result<(Option<train::Summary>, String)> {
     use peft_workbench::jobs::{Backend, Command, Event as JobEvent};
     use peft_workbench::remote::{Machines, RemoteBackend};
     let machines = Machines::load()?;
@@ -272,7 +347,14 @@ pub fn train_remote(
             Some(JobEvent::Run(e)) => match e {
                 Event::Finished { summary, .. } => {
                     backend.shutdown();
-                    return Ok((*summary, out_dir));
+                    return Ok((Some(*summary), out_dir));
+                }
+                Event::Started {
+                    out_dir: Some(d), ..
+                } if detach => {
+                    // Closing the connection leaves the run to the daemon there.
+                    backend.shutdown();
+                    return Ok((None, d));
                 }
                 Event::Failed { error, .. } => {
                     backend.shutdown();

@@ -93,11 +93,7 @@ fn host_keys_are_checked_and_failures_explained() {
 /// here. `remote runs` lists it; `remote pull` brings finished runs not here yet.
 #[test]
 fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
-    let sshd = Sshd::start();
-    let runs = sshd.path("remote runs 'q' $(touch pwned)");
-    sshd.add("loop", "client_key", &runs);
-    let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (sshd, runs) = Sshd::with_loop_machine("remote runs 'q' $(touch pwned)");
     let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
     // The user's own dataset, on this machine only, under a name a shell would misread.
     let data = sshd.local_dataset("my data 'x' $(touch pwned).jsonl");
@@ -190,11 +186,7 @@ fn a_run_trains_on_the_remote_and_comes_home_equal_to_the_local_one() {
 /// one there (checked by SHA-256), and then it answers and trains.
 #[test]
 fn a_machine_gets_the_program_installed() {
-    let sshd = Sshd::start();
-    let runs = sshd.path("runs");
-    sshd.add("loop", "client_key", &runs);
-    let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (sshd, _runs) = Sshd::with_loop_machine("runs");
     // Another version there: a program that says hello in protocol 999.
     let other = sshd.path("old-peft-workbench");
     std::fs::write(
@@ -306,11 +298,7 @@ fn a_machine_gets_the_program_installed() {
 /// home whole.
 #[test]
 fn a_run_survives_a_dropped_connection() {
-    let sshd = Sshd::start();
-    let runs = sshd.path("runs");
-    sshd.add("loop", "client_key", &runs);
-    let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let (sshd, runs) = Sshd::with_loop_machine("runs");
     let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
     let home = sshd.path("home");
     let child = Command::new(sshd::bin())
@@ -374,4 +362,49 @@ fn a_run_survives_a_dropped_connection() {
             "step {step} once in {metrics}"
         );
     }
+}
+
+/// `train --on --detach` returns as soon as the run has started there; the run trains on
+/// under the daemon, `remote runs` lists it as not finished, `remote stop` ends it at its
+/// next step (a checkpoint saved), and `remote pull` brings it home.
+#[test]
+fn a_detached_run_trains_on_and_is_stopped_by_name() {
+    let (sshd, runs) = Sshd::with_loop_machine("runs");
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/lora.toml");
+    let o = sshd.cli(&[
+        "train",
+        preset,
+        "--steps",
+        "5000",
+        "--set",
+        "eval_examples=4",
+        "--on",
+        "loop",
+        "--detach",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let name = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(text(&o).contains("remote stop loop"), "{}", text(&o));
+    assert!(runs.join(&name).join("config.toml").is_file(), "{name}");
+    let o = sshd.cli(&["remote", "runs", "loop"]);
+    assert_eq!(text(&o).trim(), format!("{name}\tlora\tnot finished"));
+    let o = sshd.cli(&["remote", "stop", "loop", "no-such-run"]);
+    assert!(!o.status.success() && text(&o).contains("is not training on loop"));
+    let o = sshd.cli(&["remote", "stop", "loop", &name]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("stopped on loop"), "{}", text(&o));
+    assert!(runs.join(&name).join("checkpoint").is_dir());
+    let o = sshd.cli(&["remote", "runs", "loop"]);
+    assert_eq!(text(&o).trim(), format!("{name}\tlora\tfinished"));
+    let pulled = sshd.path("pulled");
+    let o = sshd.cli(&[
+        "remote",
+        "pull",
+        "loop",
+        &name,
+        "--runs-dir",
+        &pulled.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(pulled.join(&name).join("summary.json").is_file());
 }

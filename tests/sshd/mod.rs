@@ -79,6 +79,17 @@ impl Sshd {
         self.dir.path().join(name)
     }
 
+    /// A server with the machine `loop` added (reaching it with the test's key, its runs in
+    /// the folder `runs` of this server's folder) and its host key trusted.
+    pub fn with_loop_machine(runs: &str) -> (Self, PathBuf) {
+        let sshd = Self::start();
+        let runs = sshd.path(runs);
+        sshd.add("loop", "client_key", &runs);
+        let o = sshd.cli(&["remote", "trust", "loop", "--yes"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (sshd, runs)
+    }
+
     /// A dataset file named `name` on this machine only (a copy of a built-in split), as a
     /// user's own file that a remote run needs sent first.
     pub fn local_dataset(&self, name: &str) -> PathBuf {
