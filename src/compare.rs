@@ -214,9 +214,9 @@ pub fn to_markdown(rows: &[Row]) -> String {
     );
     for r in &sorted {
         s.push_str(&format!(
-            "| {} | {:.0e} | {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} | {} |\n",
+            "| {} | {} | {} | {} | {:.3} % | {:.1} MB | {:.0} MB | {:.0} | {:.0} s | {:.3} → {:.3} | {} {:.3} | {} |\n",
             r.run,
-            r.learning_rate,
+            crate::config::rate_text(r.learning_rate),
             r.steps,
             r.trainable_params,
             r.trainable_percent,

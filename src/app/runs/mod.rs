@@ -100,9 +100,9 @@ impl RunRecord {
         // The rate is part of what a run was: a comparison trains each method at its own,
         // and two runs of one method at two rates must not read the same.
         let mut label = format!(
-            "#{id} {} lr {:.0e}",
+            "#{id} {} lr {}",
             config.method.short_label(),
-            config.optimizer.lr
+            crate::config::rate_text(config.optimizer.lr)
         );
         if config.device != "cpu" {
             label.push_str(&format!(" @{}", config.device));

@@ -329,7 +329,7 @@ fn run_cell(
             }
         }
         Column::LearningRate => {
-            ui.label(format!("{:.0e}", r.config.optimizer.lr));
+            ui.label(crate::config::rate_text(r.config.optimizer.lr));
         }
         Column::Steps => {
             ui.label(r.config.steps.to_string());
