@@ -498,3 +498,106 @@ fn pretraining_continues_from_a_model_and_keeps_its_history() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("same folder"), "{err}");
 }
+
+/// The data people bring: an Alpaca JSON array (with `system` and `history`), ShareGPT
+/// conversations and chat `messages` as JSONL each train a LoRA run; the metric is the
+/// perplexity of the assistant's words, and a row with an unknown role is refused by row
+/// and turn.
+#[test]
+fn alpaca_sharegpt_and_messages_files_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let alpaca: Vec<serde_json::Value> = (0..12)
+        .map(|i| {
+            serde_json::json!({
+                "instruction": format!("把 {i} 加一"),
+                "input": "",
+                "output": format!("{}", i + 1),
+                "system": "你是计算器",
+                "history": [["1+1", "2"]],
+            })
+        })
+        .collect();
+    let sharegpt: String = (0..12)
+        .map(|i| {
+            serde_json::json!({"conversations": [
+                {"from": "human", "value": format!("echo {i}")},
+                {"from": "gpt", "value": format!("{i}")},
+            ]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let messages: String = (0..12)
+        .map(|i| {
+            serde_json::json!({"messages": [
+                {"role": "system", "content": "short answers"},
+                {"role": "user", "content": format!("double {i}")},
+                {"role": "assistant", "content": format!("{}", 2 * i)},
+            ]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let files = [
+        (
+            "alpaca.json",
+            serde_json::to_string_pretty(&alpaca).unwrap(),
+        ),
+        ("sharegpt.jsonl", sharegpt),
+        ("messages.jsonl", messages),
+    ];
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = dir.path().join(format!("run-{name}"));
+        let o = bin()
+            .args([
+                "train",
+                &preset("lora.toml"),
+                "--steps",
+                "3",
+                "--json",
+                "--quiet",
+                "--set",
+            ])
+            .arg(format!("dataset={}", path.display()))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["metric_name"], "perplexity", "{name}");
+        assert!(summary["final_eval_loss"].as_f64().unwrap().is_finite());
+    }
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n\
+         {\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"robot\",\"content\":\"b\"}]}\n",
+    )
+    .unwrap();
+    let o = bin()
+        .arg("train")
+        .arg(preset("lora.toml"))
+        .args(["--quiet", "--steps=1", "--set"])
+        .arg(format!("dataset={}", bad.display()))
+        .arg("--out")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        said.contains("bad.jsonl")
+            && said.contains("line 2")
+            && said.contains("turn 2")
+            && said.contains("unknown role `robot`"),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+}

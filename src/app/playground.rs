@@ -110,6 +110,7 @@ pub fn task_prompt(dataset: &str, eval_dataset: Option<&str>) -> Option<String> 
         crate::data::Example::Completion { prompt, .. } => prompt.clone(),
         crate::data::Example::Text { text } => text.chars().take(60).collect(),
         crate::data::Example::Labeled { text, .. } => text.clone(),
+        crate::data::Example::Chat { turns } => crate::data::chat::plain_prompt(turns),
     })
 }
 

@@ -60,6 +60,24 @@ pub fn encode_all(
                     label: None,
                 }
             }
+            Example::Chat { turns } => {
+                // The plain template, piece by piece: the assistant's words and the
+                // end of sequence after each carry the loss.
+                let (mut ids, mut loss_mask) = (Vec::new(), Vec::new());
+                for (i, (piece, trained)) in super::chat::plain_pieces(turns).iter().enumerate() {
+                    let mut piece_ids = enc(piece, i == 0)?;
+                    if *trained {
+                        piece_ids.push(eos);
+                    }
+                    loss_mask.extend(std::iter::repeat_n(*trained, piece_ids.len()));
+                    ids.extend(piece_ids);
+                }
+                Encoded {
+                    ids,
+                    loss_mask,
+                    label: None,
+                }
+            }
             Example::Labeled { .. } => unreachable!("for_decoder turns labels into completions"),
         };
         if e.ids.len() > max_len {

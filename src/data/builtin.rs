@@ -153,7 +153,7 @@ pub fn generate(task: &str, seed: u64) -> Option<(Vec<Example>, Vec<Example>)> {
             Example::Completion { prompt: key, .. } | Example::Labeled { text: key, .. } => {
                 seen.insert(key.clone())
             }
-            Example::Text { .. } => true,
+            Example::Text { .. } | Example::Chat { .. } => true,
         })
         .collect();
     let eval: Vec<Example> = unique.iter().take(200).cloned().collect();
@@ -214,13 +214,14 @@ mod tests {
                 .map(|e| match e {
                     Example::Completion { prompt, .. } => prompt.clone(),
                     Example::Labeled { text, .. } | Example::Text { text } => text.clone(),
+                    Example::Chat { .. } => unreachable!("no built-in task is a conversation"),
                 })
                 .collect();
             assert!(t1.iter().all(|e| match e {
                 Example::Completion { prompt: key, .. } | Example::Labeled { text: key, .. } => {
                     !eval_prompts.contains(key)
                 }
-                Example::Text { .. } => true,
+                Example::Text { .. } | Example::Chat { .. } => true,
             }));
         }
     }

@@ -1,8 +1,10 @@
-//! Datasets: built-in tasks and user files (JSONL or CSV with `prompt`/`completion`, `text`,
-//! or `text`/`label` columns), tokenised into examples with a loss mask.
+//! Datasets: built-in tasks and user files (JSONL, a JSON array or CSV with
+//! `prompt`/`completion`, `text` or `text`/`label` columns, or conversations in the Alpaca,
+//! ShareGPT or `messages` forms), tokenised into examples with a loss mask.
 
 pub mod batch;
 pub mod builtin;
+pub mod chat;
 pub mod reviews;
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +23,9 @@ pub enum Example {
     Labeled { text: String, label: String },
     /// Plain causal language modelling: loss on every token.
     Text { text: String },
+    /// A conversation (from Alpaca, ShareGPT or `messages` rows): loss on the assistant's
+    /// turns only.
+    Chat { turns: Vec<chat::Turn> },
 }
 
 impl Example {
@@ -175,12 +180,20 @@ fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Datas
     let completion =
         |e: &Example| matches!(e, Example::Completion { .. } | Example::Labeled { .. });
     let labeled = |e: &Example| matches!(e, Example::Labeled { .. });
+    let conversation = |e: &Example| matches!(e, Example::Chat { .. });
     // Labels are a choice among a few answers: scoring which answer the model prefers has
     // a chance level (the majority share) and separates "learned the task" from "learned
     // to write a label at all". Exact match of the greedy answer conflated the two: on
     // reviews-zh, soft prompts scored 0.000 while choosing the right label of two.
     let metric = if train.iter().all(labeled) && eval.iter().all(labeled) {
         Metric::Accuracy
+    } else if train.iter().chain(&eval).any(conversation) {
+        // Long free answers: the perplexity of the assistant's words says how well they are
+        // learned; an exact match of a whole answer almost never happens.
+        if !train.iter().chain(&eval).all(conversation) {
+            bail!("{name} mixes conversations with other kinds of examples");
+        }
+        Metric::Perplexity
     } else if train.iter().all(completion) && eval.iter().all(completion) {
         Metric::ExactMatch
     } else if !train.iter().any(completion) && !eval.iter().any(completion) {
@@ -228,6 +241,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Example>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let examples = match ext {
         "csv" => parse_csv(&text),
+        "jsonl" | "json" if text.trim_start().starts_with('[') => parse_json_array(&text),
         "jsonl" | "json" => parse_jsonl(&text),
         other => bail!(
             "{}: unsupported dataset extension `.{other}` (use .jsonl or .csv)",
@@ -242,15 +256,51 @@ pub fn read_file(path: &Path) -> Result<Vec<Example>> {
 }
 
 /// A row as read, before its fields are checked.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Row {
     prompt: Option<String>,
     completion: Option<String>,
     text: Option<String>,
     label: Option<serde_json::Value>,
+    // Alpaca.
+    instruction: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+    system: Option<String>,
+    history: Option<Vec<(String, String)>>,
+    // ShareGPT and chat messages.
+    conversations: Option<serde_json::Value>,
+    messages: Option<serde_json::Value>,
 }
 
 fn row_to_example(row: Row) -> Result<Example> {
+    if let Some(list) = &row.messages {
+        let turns = chat::from_list(list, "messages", "role", "content", row.system.as_deref())?;
+        return Ok(Example::Chat { turns });
+    }
+    if let Some(list) = &row.conversations {
+        let turns = chat::from_list(
+            list,
+            "conversations",
+            "from",
+            "value",
+            row.system.as_deref(),
+        )?;
+        return Ok(Example::Chat { turns });
+    }
+    if let Some(instruction) = &row.instruction {
+        let Some(output) = &row.output else {
+            bail!("an Alpaca row needs `output` beside `instruction`");
+        };
+        let turns = chat::from_alpaca(
+            instruction,
+            row.input.as_deref(),
+            output,
+            row.system.as_deref(),
+            row.history.as_deref().unwrap_or_default(),
+        )?;
+        return Ok(Example::Chat { turns });
+    }
     match row {
         Row {
             prompt: Some(prompt),
@@ -273,8 +323,25 @@ fn row_to_example(row: Row) -> Result<Example> {
         Row {
             text: Some(text), ..
         } => Ok(Example::Text { text }),
-        _ => bail!("needs `prompt` and `completion`, or `text` (with an optional `label`)"),
+        _ => bail!(
+            "needs `prompt` and `completion`, `text` (with an optional `label`), Alpaca's `instruction` and `output`, ShareGPT's `conversations` or chat `messages`"
+        ),
     }
+}
+
+/// A file holding one JSON array of rows (as Alpaca and ShareGPT files usually are); errors
+/// name the row, counted from 1.
+pub fn parse_json_array(text: &str) -> Result<Vec<Example>> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(text)
+        .context("invalid JSON (a file starting with `[` is read as one array of rows)")?;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let row: Row = serde_json::from_value(v)
+                .with_context(|| format!("row {}: a field has the wrong type", i + 1))?;
+            row_to_example(row).with_context(|| format!("row {}", i + 1))
+        })
+        .collect()
 }
 
 pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
@@ -305,6 +372,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
             completion: get(c),
             text: get(t),
             label: get(l).map(serde_json::Value::String),
+            ..Row::default()
         };
         out.push(row_to_example(row).with_context(|| format!("line {line}"))?);
     }
@@ -314,6 +382,42 @@ pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversations_in_each_form_and_their_errors_by_row() {
+        let alpaca = r#"[{"instruction":"hi","output":"hello"},
+            {"instruction":"sum","input":"1 2","output":"3","history":[["a","b"]]}]"#;
+        let ex = parse_json_array(alpaca).unwrap();
+        let Example::Chat { turns } = &ex[1] else {
+            panic!("{ex:?}")
+        };
+        assert_eq!(turns.len(), 4);
+        assert_eq!(turns[2].content, "sum\n1 2");
+        let e = parse_json_array(r#"[{"instruction":"hi","output":"ok"},{"instruction":"x"}]"#)
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("row 2: an Alpaca row needs `output`"),
+            "{e:#}"
+        );
+        let e = parse_jsonl("{\"conversations\":[{\"from\":\"human\",\"value\":\"q\"}]}\n")
+            .unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("line 1: `conversations`: the conversation has no assistant turn"),
+            "{e:#}"
+        );
+        let e = parse_jsonl("{\"messages\":\"hi\"}\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("`messages` must be a list of turns"),
+            "{e:#}"
+        );
+        let d = finish(
+            "mixed".into(),
+            vec![ex[0].clone(), Example::Text { text: "t".into() }],
+            vec![ex[1].clone()],
+        );
+        assert!(d.unwrap_err().to_string().contains("mixes conversations"));
+    }
 
     #[test]
     fn jsonl_rows_of_each_shape() {
