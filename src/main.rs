@@ -125,6 +125,23 @@ enum Cmd {
     /// Time training steps of a method on random tokens and print one JSON object
     /// (tokens/s, ms per step, peak memory, trainable parameters).
     Bench(train::bench::BenchArgs),
+    /// What a run of a dataset on a model will see: the kinds of example and their counts,
+    /// train and eval sizes, token lengths with the max_seq_len cut, and the first examples
+    /// as tokenised with the learned tokens marked ⟦…⟧.
+    Data {
+        /// A .jsonl/.json/.csv file or a built-in dataset (builtin:reviews-zh).
+        dataset: String,
+        /// The model whose tokenizer (and template) the data goes through.
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        #[arg(long)]
+        eval_dataset: Option<String>,
+        #[arg(long, default_value_t = 128)]
+        max_seq_len: usize,
+        /// How many examples to show.
+        #[arg(long, default_value_t = 2)]
+        show: usize,
+    },
     /// Run several methods on the same model, data and steps, one after another, and write
     /// comparison.csv and comparison.md (see presets/compare-all.toml).
     Compare {
@@ -457,6 +474,23 @@ fn run(cli: Cli) -> Result<()> {
             let rows = peft_workbench::compare::compare(&cfg, &exe, &out)?;
             print!("{}", peft_workbench::compare::to_markdown(&rows));
             eprintln!("wrote {}/comparison.csv and comparison.md", out.display());
+            Ok(())
+        }
+        Some(Cmd::Data {
+            dataset,
+            model,
+            eval_dataset,
+            max_seq_len,
+            show,
+        }) => {
+            let cfg = RunConfig {
+                dataset,
+                model,
+                eval_dataset,
+                max_seq_len,
+                ..RunConfig::default()
+            };
+            print!("{}", train::data_summary::summarize(&cfg, show)?.describe());
             Ok(())
         }
         Some(Cmd::Bench(args)) => {

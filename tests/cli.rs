@@ -601,3 +601,28 @@ fn alpaca_sharegpt_and_messages_files_train() {
     );
     assert_eq!(said.trim().lines().count(), 1, "{said}");
 }
+
+/// `data` shows what a run will see: the kinds and counts, the length histogram with the
+/// cut marked, and the first example with its learned tokens between ⟦ and ⟧.
+#[test]
+fn data_shows_the_examples_as_the_model_sees_them() {
+    let o = bin()
+        .args(["data", "builtin:reviews-zh", "--show", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("13204 train, 1000 eval; metric: accuracy"),
+        "{said}"
+    );
+    assert!(said.contains("cut to max_seq_len 128"), "{said}");
+    assert!(said.contains("← max_seq_len"), "{said}");
+    assert!(
+        said.contains("Label:⟦ 差评") || said.contains("Label:⟦ 好评"),
+        "{said}"
+    );
+    let o = bin().args(["data", "no-such-file.jsonl"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-file.jsonl"));
+}

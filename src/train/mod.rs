@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cpu_threads;
 mod data_order;
+pub mod data_summary;
 pub mod devices;
 mod evaluate;
 pub mod events;
