@@ -306,12 +306,18 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "Steps over which the learning rate rises from 0",
                 egui::DragValue::new(&mut f.optimizer.warmup_steps).range(0..=10_000),
             );
-            ui.label(tr(ui, "Schedule"));
-            ui.horizontal_wrapped(|ui| {
-                for s in Schedule::ALL {
-                    ui.selectable_value(&mut f.optimizer.schedule, s, tr(ui, s.name()));
-                }
-            });
+            // A drop-down, not a wrapping row of buttons: a Grid sizes its row from the
+            // row's first line, and the wrapped third button was drawn over the next row.
+            let label = ui.label(tr(ui, "Schedule"));
+            egui::ComboBox::from_id_salt("schedule")
+                .selected_text(tr(ui, f.optimizer.schedule.name()))
+                .show_ui(ui, |ui| {
+                    for s in Schedule::ALL {
+                        ui.selectable_value(&mut f.optimizer.schedule, s, tr(ui, s.name()));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
             ui.end_row();
             row(
                 ui,
