@@ -4,7 +4,7 @@
 
 use eframe::egui;
 
-use super::i18n::tr;
+use super::i18n::{Lang, fill, tr};
 use super::{Action, WorkbenchApp};
 use crate::jobs::{Command, JobId, JobResult, JobUpdate};
 use crate::remote::{Machine, Machines};
@@ -100,17 +100,20 @@ impl MachinesPanel {
     }
 
     /// Takes in an update of one of its checks; false if the job is not the panel's.
-    pub fn apply(&mut self, job: JobId, update: &JobUpdate) -> bool {
+    pub fn apply(&mut self, job: JobId, update: &JobUpdate, lang: Lang) -> bool {
         let Some(m) = self.machines.iter_mut().find(|m| m.busy == Some(job)) else {
             return false;
         };
         match update {
             JobUpdate::Text(_) => return true,
             JobUpdate::Progress { done, total } => {
-                m.report = Some(format!(
-                    "sending {:.1} of {:.1} MB",
-                    *done as f64 / 1e6,
-                    *total as f64 / 1e6
+                m.report = Some(fill(
+                    lang,
+                    "sending {} of {} MB",
+                    &[
+                        &format!("{:.1}", *done as f64 / 1e6),
+                        &format!("{:.1}", *total as f64 / 1e6),
+                    ],
                 ));
                 return true;
             }
@@ -120,7 +123,7 @@ impl MachinesPanel {
                 devices,
             }) => {
                 m.machine.binary = Some(binary.clone());
-                m.report = Some(format!("installed as {binary}; {text}"));
+                m.report = Some(fill(lang, "installed as {}; {}", &[binary, text]));
                 m.devices = devices.clone();
                 m.busy = None;
                 if let Err(e) = self.save() {
@@ -250,7 +253,11 @@ impl WorkbenchApp {
                     path => Some(std::path::PathBuf::from(path)),
                 };
                 let Some(binary) = binary.filter(|b| b.is_file()) else {
-                    let why = format!("no program to install at `{}`", panel.install_binary.trim());
+                    let why = fill(
+                        self.lang,
+                        "no program to install at `{}`",
+                        &[&panel.install_binary.trim()],
+                    );
                     if let Some(m) = panel.view(&name) {
                         m.report = Some(why);
                     }

@@ -182,8 +182,8 @@ impl Backend for RemoteBackend {
         }
     }
 
-    /// Closes the connection's input: the remote stops its runs at their next step (each
-    /// saves a checkpoint) and ends.
+    /// Closes the connection's input: `attach` there ends, and the daemon it relayed to goes
+    /// on with its runs (closing the window or the laptop does not stop them).
     fn shutdown(&mut self) {
         self.input = None;
         for _ in 0..100 {

@@ -772,4 +772,7 @@ pub const ZH: &[(&str, &str)] = &[
         "this program; a GPU machine: target/cuda/release/peft-workbench",
         "当前程序；GPU 机器用 target/cuda/release/peft-workbench",
     ),
+    ("sending {} of {} MB", "正在发送 {} / {} MB"),
+    ("installed as {}; {}", "已安装为 {}；{}"),
+    ("no program to install at `{}`", "`{}` 处没有可安装的程序"),
 ];
