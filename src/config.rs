@@ -19,6 +19,11 @@ pub struct RunConfig {
     /// Optional separate evaluation file; without it a user dataset holds out a tenth for evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_dataset: Option<String>,
+    /// The form of the dataset's rows (`alpaca`, `sharegpt`, `messages`,
+    /// `prompt_completion`, `text`, `text_label`); unset, each row's form is read from its
+    /// fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_format: Option<crate::data::DatasetFormat>,
     /// Optimizer steps to run.
     #[serde(default = "default_steps")]
     pub steps: usize,
@@ -44,6 +49,10 @@ pub struct RunConfig {
     /// an epoch's last few examples that do not fill a batch wait for the next epoch's shuffle.
     #[serde(default)]
     pub group_by_length: bool,
+    /// For conversations: learn only the last assistant turn of each (the earlier ones are
+    /// context), instead of every assistant turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_turn_only: bool,
     /// Seed of the data order and of the method's initialisation.
     #[serde(default)]
     pub seed: u64,
@@ -241,6 +250,7 @@ impl Default for RunConfig {
             model: default_model(),
             dataset: default_dataset(),
             eval_dataset: None,
+            dataset_format: None,
             steps: default_steps(),
             batch_size: default_batch_size(),
             max_seq_len: default_max_seq_len(),
@@ -248,6 +258,7 @@ impl Default for RunConfig {
             eval_examples: default_eval_examples(),
             checkpoint_every: default_checkpoint_every(),
             group_by_length: false,
+            last_turn_only: false,
             seed: 0,
             device: default_device(),
             precision: Precision::default(),

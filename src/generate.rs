@@ -103,12 +103,16 @@ pub fn generate(
     Ok(out)
 }
 
-/// A user message in ChatML with SmolLM2-Instruct's default system line, ready for the
-/// assistant's answer.
-pub fn chatml(user: &str) -> String {
-    format!(
-        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-    )
+/// `user` as one user message in `model`'s own chat template, ready for the assistant's
+/// answer (the plain template where the model has none): what the playground and
+/// `generate --chat` send, rendered as training renders conversations.
+pub fn chat_prompt(model: &str, user: &str) -> Result<String> {
+    let files = crate::models::ModelFiles::open(model)?;
+    let chat = crate::data::template::ChatRendering::for_model(&files, false)?;
+    chat.prompt(&[crate::data::chat::Turn {
+        role: crate::data::chat::Role::User,
+        content: user.to_string(),
+    }])
 }
 
 /// Loads the model (and adapter) and continues `text`, passing each new piece of text to

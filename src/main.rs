@@ -106,7 +106,8 @@ enum Cmd {
         adapter: Option<PathBuf>,
         #[arg(long)]
         prompt: String,
-        /// Wrap the prompt in the model's chat template (ChatML, as SmolLM2-Instruct uses).
+        /// Send the prompt as a user message in the model's own chat template (the plain
+        /// template for a model without one).
         #[arg(long)]
         chat: bool,
         #[arg(long, default_value_t = 64)]
@@ -138,6 +139,13 @@ enum Cmd {
         eval_dataset: Option<String>,
         #[arg(long, default_value_t = 128)]
         max_seq_len: usize,
+        /// The form of the rows (alpaca, sharegpt, messages, prompt_completion, text,
+        /// text_label); unset, read from each row's fields.
+        #[arg(long)]
+        format: Option<String>,
+        /// For conversations: learn only the last assistant turn.
+        #[arg(long)]
+        last_turn_only: bool,
         /// How many examples to show.
         #[arg(long, default_value_t = 2)]
         show: usize,
@@ -427,7 +435,7 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
             };
             let text = if chat {
-                peft_workbench::generate::chatml(&prompt)
+                peft_workbench::generate::chat_prompt(&model, &prompt)?
             } else {
                 prompt
             };
@@ -481,13 +489,33 @@ fn run(cli: Cli) -> Result<()> {
             model,
             eval_dataset,
             max_seq_len,
+            format,
+            last_turn_only,
             show,
         }) => {
+            let dataset_format = match format {
+                Some(name) => Some(
+                    peft_workbench::data::DatasetFormat::ALL
+                        .into_iter()
+                        .find(|f| f.name() == name)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown --format `{name}` (known: {})",
+                                peft_workbench::data::DatasetFormat::ALL
+                                    .map(|f| f.name())
+                                    .join(", ")
+                            )
+                        })?,
+                ),
+                None => None,
+            };
             let cfg = RunConfig {
                 dataset,
                 model,
                 eval_dataset,
                 max_seq_len,
+                dataset_format,
+                last_turn_only,
                 ..RunConfig::default()
             };
             print!("{}", train::data_summary::summarize(&cfg, show)?.describe());

@@ -626,3 +626,70 @@ fn data_shows_the_examples_as_the_model_sees_them() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-file.jsonl"));
 }
+
+/// A Chinese Alpaca file through SmolLM2's own chat template: the tokens are ChatML as the
+/// model was tuned on, only the answers (and their end-of-turn) learned; with
+/// `--last-turn-only` the earlier answer is context; a named format a row does not have is
+/// one `error:` line naming the row and the fields it has.
+#[test]
+fn data_renders_conversations_in_the_models_chat_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alpaca_zh.json");
+    std::fs::write(
+        &file,
+        r#"[{"instruction":"1+1等于几？","output":"2","system":"你是数学老师","history":[["你好","你好！"]]},
+            {"instruction":"把这句话翻译成英文","input":"你好","output":"Hello"},
+            {"instruction":"讲个笑话","output":"好的。"}]"#,
+    )
+    .unwrap();
+    let smol = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/smollm2-135m-instruct-q4_1.gguf");
+    let data = |extra: &[&str]| {
+        let o = bin()
+            .args([
+                "data",
+                file.to_str().unwrap(),
+                "--model",
+                smol.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, said, err) = data(&["--show", "3"]);
+    assert!(ok, "{err}");
+    assert!(
+        said.contains("conversations rendered with the model's chat template"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "<|im_start|>user\n1+1等于几？<|im_end|>\n<|im_start|>assistant\n⟦2<|im_end|>\n⟧"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("<|im_start|>assistant\n⟦你好！<|im_end|>\n⟧"),
+        "{said}"
+    );
+    let (ok, said, err) = data(&["--show", "3", "--last-turn-only"]);
+    assert!(ok, "{err}");
+    assert!(
+        said.contains("<|im_start|>assistant\n你好！<|im_end|>"),
+        "{said}"
+    );
+    assert!(said.contains("⟦2<|im_end|>\n⟧"), "{said}");
+    let (ok, _, err) = data(&["--format", "sharegpt"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("row 1: dataset_format = \"sharegpt\" needs `conversations`, and this row has `instruction`, `output`, `system`, `history`"),
+        "{err}"
+    );
+}

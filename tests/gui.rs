@@ -1269,7 +1269,8 @@ fn the_runs_table_is_reached_in_a_small_window() {
         h.run();
         // The playground asks the form's task its own question: an eval review, `Label:`.
         let prompt = h.state().playground.prompt.clone();
-        let first_eval = peft_workbench::app::playground::task_prompt("builtin:reviews-zh", None);
+        let first_eval = peft_workbench::app::playground::task_prompt("builtin:reviews-zh", None)
+            .map(|(p, _)| p);
         assert_eq!(Some(&prompt), first_eval.as_ref());
         assert!(
             prompt.ends_with("\nLabel:") && !prompt.is_ascii(),

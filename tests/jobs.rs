@@ -130,6 +130,7 @@ fn commands_and_events_cross_as_serde_data() {
             model: "builtin".into(),
             adapter: Some("runs/x/adapter".into()),
             prompt: "这本书".into(),
+            chat: true,
             sampling: Default::default(),
             device: "cpu".into(),
         },

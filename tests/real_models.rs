@@ -70,6 +70,163 @@ fn lora_on_smollm2_lowers_the_eval_loss() {
     assert_eq!(s.trainable_params, 30 * 8 * ((576 + 576) + (576 + 192)));
 }
 
+/// SmolLM2's own template (from the GGUF metadata) and a Llama-2 style fixture template,
+/// rendered and tokenised as transformers' `apply_chat_template` does
+/// (tests/reference/chat_templates.py wrote the ids): the same token ids, and the learned
+/// tokens are exactly each assistant turn's.
+#[test]
+fn chat_templates_give_transformers_token_ids() {
+    use peft_workbench::data::chat::{Role, Turn};
+    use peft_workbench::data::template::ChatTemplate;
+    let files = peft_workbench::models::ModelFiles::open(smollm2().to_str().unwrap()).unwrap();
+    let tok = files.tokenizer().unwrap();
+    let own = files
+        .chat_template()
+        .unwrap()
+        .expect("SmolLM2 has a chat template");
+    assert_eq!(
+        (own.bos_token.as_str(), own.eos_token.as_str()),
+        ("<|im_start|>", "<|im_end|>")
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut llama2 = own.clone();
+    llama2.source = std::fs::read_to_string(root.join("chat_templates/llama2.jinja")).unwrap();
+    let templates = [
+        ("smollm2", ChatTemplate::new(own).unwrap()),
+        ("llama2", ChatTemplate::new(llama2).unwrap()),
+    ];
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("chat_templates.json")).unwrap())
+            .unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 12);
+    for case in cases {
+        let (_, template) = templates
+            .iter()
+            .find(|(name, _)| case["template"] == *name)
+            .unwrap();
+        let turns: Vec<Turn> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| Turn {
+                role: Role::parse(m["role"].as_str().unwrap()).unwrap(),
+                content: m["content"].as_str().unwrap().to_string(),
+            })
+            .collect();
+        let generation = case["add_generation_prompt"].as_bool().unwrap();
+        let text = template.render(&turns, generation).unwrap();
+        assert_eq!(text, case["text"].as_str().unwrap(), "{}", case["template"]);
+        let ids: Vec<u32> = tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(ids, want, "{} {text:?}", case["template"]);
+        if generation {
+            continue;
+        }
+        // The learned tokens, decoded, are the assistant turns as the template writes them.
+        let (enc_ids, mask) = template.encode(&tok, &turns, false).unwrap();
+        assert_eq!(enc_ids, want);
+        let learned: Vec<u32> = enc_ids
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| **m)
+            .map(|(id, _)| *id)
+            .collect();
+        let decoded = tok.decode(&learned, false).unwrap();
+        let answers: Vec<String> = turns
+            .iter()
+            .filter(|t| t.role == Role::Assistant)
+            .map(|t| t.content.trim().to_string())
+            .collect();
+        let mut rest = decoded.as_str();
+        for a in &answers {
+            let at = rest
+                .find(a.as_str())
+                .unwrap_or_else(|| panic!("{a:?} not learned in {decoded:?}"));
+            rest = &rest[at + a.len()..];
+        }
+        assert!(
+            !decoded.contains("[INST]") && !decoded.contains("user"),
+            "{decoded:?}"
+        );
+        assert!(
+            decoded.contains("<|im_end|>"),
+            "the end of turn is learned: {decoded:?}"
+        );
+    }
+}
+
+/// A small Chinese Alpaca-style file: LoRA on SmolLM2 through its own chat template lowers
+/// the evaluation loss, and the playground's prompt for an example is the template's.
+#[test]
+fn lora_on_smollm2_learns_a_chinese_alpaca_file_through_its_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let colours = [
+        ("苹果", "红色"),
+        ("香蕉", "黄色"),
+        ("草莓", "红色"),
+        ("柠檬", "黄色"),
+        ("葡萄", "紫色"),
+        ("橙子", "橙色"),
+        ("西瓜", "绿色"),
+        ("蓝莓", "蓝色"),
+        ("茄子", "紫色"),
+        ("黄瓜", "绿色"),
+    ];
+    let rows: Vec<serde_json::Value> = (0..60)
+        .map(|i| {
+            let (thing, colour) = colours[i % colours.len()];
+            serde_json::json!({
+                "instruction": "用一个词回答这个东西通常是什么颜色。",
+                "input": thing,
+                "output": format!("{thing}通常是{colour}。"),
+            })
+        })
+        .collect();
+    let data = dir.path().join("colours.json");
+    std::fs::write(&data, serde_json::to_string(&rows).unwrap()).unwrap();
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smollm2-lora.toml");
+    let cfg = RunConfig::load(
+        &preset,
+        &[
+            format!("model={}", smollm2().display()),
+            format!("dataset={}", data.display()),
+            "steps=12".into(),
+            "eval_every=12".into(),
+            "eval_examples=6".into(),
+            "batch_size=4".into(),
+        ],
+    )
+    .unwrap();
+    let s = peft_workbench::train::run(
+        &cfg,
+        1,
+        Some(&dir.path().join("run")),
+        None,
+        &mut |_| {},
+        &mut || false,
+    )
+    .unwrap();
+    assert!(
+        s.final_eval_loss < 0.7 * s.initial_eval_loss,
+        "eval loss {} -> {}",
+        s.initial_eval_loss,
+        s.final_eval_loss
+    );
+    let files = peft_workbench::models::ModelFiles::open(&cfg.model).unwrap();
+    let chat = peft_workbench::data::template::ChatRendering::for_model(&files, false).unwrap();
+    let d = peft_workbench::data::load(&cfg.dataset, None, 0).unwrap();
+    let peft_workbench::data::Example::Chat { turns } = &d.eval[0] else {
+        panic!("{:?}", d.eval[0])
+    };
+    let prompt = chat.prompt(turns).unwrap();
+    assert!(
+        prompt.ends_with("<|im_end|>\n<|im_start|>assistant\n")
+            && prompt.contains("用一个词回答这个东西通常是什么颜色。\n"),
+        "{prompt:?}"
+    );
+}
+
 /// The answer transformers gives greedily (ASSETS.md), through the key/value cache.
 #[test]
 fn smollm2_answers_with_the_cache_as_transformers_does() {
@@ -81,7 +238,12 @@ fn smollm2_answers_with_the_cache_as_transformers_does() {
     let answer = peft_workbench::generate::generate_text(
         model.to_str().unwrap(),
         None,
-        &peft_workbench::generate::chatml("What is the capital of France?"),
+        // The model's own template, read from the GGUF metadata.
+        &peft_workbench::generate::chat_prompt(
+            model.to_str().unwrap(),
+            "What is the capital of France?",
+        )
+        .unwrap(),
         &s,
         &common::test_device(),
         &mut |_| true,

@@ -102,15 +102,26 @@ impl Default for Playground {
 }
 
 /// The first evaluation example of `dataset` as the model is asked it (a labelled review
-/// ends in `Label:`, the task's own question), or None if the dataset cannot be read.
-pub fn task_prompt(dataset: &str, eval_dataset: Option<&str>) -> Option<String> {
+/// ends in `Label:`, the task's own question; a conversation's last question, sent in the
+/// model's chat template, as training renders it), and whether it is a conversation; None
+/// if the dataset cannot be read.
+pub fn task_prompt(dataset: &str, eval_dataset: Option<&str>) -> Option<(String, bool)> {
     let d = crate::data::load(dataset, eval_dataset, 0).ok()?;
     let first = d.eval.first().or(d.train.first())?;
     Some(match &*first.for_decoder() {
-        crate::data::Example::Completion { prompt, .. } => prompt.clone(),
-        crate::data::Example::Text { text } => text.chars().take(60).collect(),
-        crate::data::Example::Labeled { text, .. } => text.clone(),
-        crate::data::Example::Chat { turns } => crate::data::chat::plain_prompt(turns),
+        crate::data::Example::Completion { prompt, .. } => (prompt.clone(), false),
+        crate::data::Example::Text { text } => (text.chars().take(60).collect(), false),
+        crate::data::Example::Labeled { text, .. } => (text.clone(), false),
+        crate::data::Example::Chat { turns } => {
+            let last = turns
+                .iter()
+                .rposition(|t| t.role == crate::data::chat::Role::Assistant)
+                .unwrap_or(turns.len());
+            let question = turns[..last]
+                .iter()
+                .rfind(|t| t.role == crate::data::chat::Role::User)?;
+            (question.content.clone(), true)
+        }
     })
 }
 
@@ -191,11 +202,7 @@ fn start(
     jobs: &mut Jobs,
 ) {
     pg.answers.clear();
-    let text = if pg.chat {
-        crate::generate::chatml(&pg.prompt)
-    } else {
-        pg.prompt.clone()
-    };
+    let text = pg.prompt.clone();
     for (label, model, adapter) in models {
         let job = jobs.next_job_id();
         let device = device.to_string();
@@ -213,6 +220,7 @@ fn start(
                 model,
                 adapter,
                 prompt: text.clone(),
+                chat: pg.chat,
                 sampling: pg.sampling.clone(),
                 device,
             }
@@ -264,8 +272,9 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     let stale = pg.prompt_from.as_ref().map(|(d, _)| d) != Some(&form.dataset);
     if untouched && stale {
         // Read once per dataset the form shows; a prompt the user typed is kept.
-        if let Some(p) = task_prompt(&form.dataset, form.eval_dataset.as_deref()) {
+        if let Some((p, conversation)) = task_prompt(&form.dataset, form.eval_dataset.as_deref()) {
             pg.prompt = p.clone();
+            pg.chat = conversation;
             pg.prompt_from = Some((form.dataset.clone(), p));
         } else {
             pg.prompt_from = Some((form.dataset.clone(), pg.prompt.clone()));
@@ -369,7 +378,7 @@ fn sampling_controls(pg: &mut Playground, ui: &mut egui::Ui) {
     ui.checkbox(&mut pg.chat, tr(ui, "Chat template"))
         .on_hover_text(tr(
             ui,
-            "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
+            "Send the prompt as a user message in the model's own chat template, as training renders conversations (a model without one gets the plain User:/Assistant: template)",
         ));
     let l = ui.label(tr(ui, "Max tokens"));
     ui.add(egui::DragValue::new(&mut pg.sampling.max_tokens).range(1..=512))

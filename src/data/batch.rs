@@ -23,6 +23,7 @@ pub fn encode_all(
     examples: &[Example],
     eos: u32,
     max_len: usize,
+    chat: &super::template::ChatRendering,
 ) -> Result<(Vec<Encoded>, usize)> {
     let enc = |s: &str, special: bool| -> Result<Vec<u32>> {
         Ok(tok
@@ -61,17 +62,10 @@ pub fn encode_all(
                 }
             }
             Example::Chat { turns } => {
-                // The plain template, piece by piece: the assistant's words and the
-                // end of sequence after each carry the loss.
-                let (mut ids, mut loss_mask) = (Vec::new(), Vec::new());
-                for (i, (piece, trained)) in super::chat::plain_pieces(turns).iter().enumerate() {
-                    let mut piece_ids = enc(piece, i == 0)?;
-                    if *trained {
-                        piece_ids.push(eos);
-                    }
-                    loss_mask.extend(std::iter::repeat_n(*trained, piece_ids.len()));
-                    ids.extend(piece_ids);
-                }
+                let (ids, loss_mask) = match &chat.template {
+                    Some(template) => template.encode(tok, turns, chat.last_turn_only)?,
+                    None => plain_chat(turns, chat.last_turn_only, &enc, eos)?,
+                };
                 Encoded {
                     ids,
                     loss_mask,
@@ -99,6 +93,29 @@ pub fn encode_all(
         }
     }
     Ok((out, truncated))
+}
+
+/// A conversation in the plain template, piece by piece: the assistant's words and the end
+/// of sequence after each (or after the last only) carry the loss.
+fn plain_chat(
+    turns: &[super::chat::Turn],
+    last_turn_only: bool,
+    enc: &dyn Fn(&str, bool) -> Result<Vec<u32>>,
+    eos: u32,
+) -> Result<(Vec<u32>, Vec<bool>)> {
+    let pieces = super::chat::plain_pieces(turns);
+    let last_learned = pieces.iter().rposition(|(_, t)| *t);
+    let (mut ids, mut loss_mask) = (Vec::new(), Vec::new());
+    for (i, (piece, assistant)) in pieces.iter().enumerate() {
+        let mut piece_ids = enc(piece, i == 0)?;
+        if *assistant {
+            piece_ids.push(eos);
+        }
+        let learned = *assistant && (!last_turn_only || Some(i) == last_learned);
+        loss_mask.extend(std::iter::repeat_n(learned, piece_ids.len()));
+        ids.extend(piece_ids);
+    }
+    Ok((ids, loss_mask))
 }
 
 /// Evaluation examples as a run scores them.
@@ -189,7 +206,13 @@ pub fn encode_choices(
                 label: l.clone(),
             })
             .collect();
-        let (encoded, cut) = encode_all(tok, &answered, eos, max_len)?;
+        let (encoded, cut) = encode_all(
+            tok,
+            &answered,
+            eos,
+            max_len,
+            &super::template::ChatRendering::default(),
+        )?;
         // Every answer ends in end of sequence, so none is dropped as having nothing to
         // predict; the check keeps the layout `i * labels + j` honest all the same.
         if encoded.len() != labels.len() {

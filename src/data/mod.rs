@@ -6,6 +6,7 @@ pub mod batch;
 pub mod builtin;
 pub mod chat;
 pub mod reviews;
+pub mod template;
 
 use anyhow::{Context, Result, bail};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -37,6 +38,59 @@ impl Example {
                 completion: format!(" {label}"),
             }),
             other => std::borrow::Cow::Borrowed(other),
+        }
+    }
+}
+
+/// The form of a dataset's rows, when the user names it (`dataset_format` in a RunConfig);
+/// otherwise each row's form is read from the fields it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetFormat {
+    /// `prompt` and `completion`.
+    PromptCompletion,
+    /// `text` alone: plain language modelling.
+    Text,
+    /// `text` and `label`.
+    TextLabel,
+    /// `instruction`, `output`, optional `input`, `system`, `history`.
+    Alpaca,
+    /// `conversations` of `from`/`value` turns, optional `system`.
+    Sharegpt,
+    /// `messages` of `role`/`content` turns.
+    Messages,
+}
+
+impl DatasetFormat {
+    pub const ALL: [DatasetFormat; 6] = [
+        DatasetFormat::PromptCompletion,
+        DatasetFormat::Text,
+        DatasetFormat::TextLabel,
+        DatasetFormat::Alpaca,
+        DatasetFormat::Sharegpt,
+        DatasetFormat::Messages,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetFormat::PromptCompletion => "prompt_completion",
+            DatasetFormat::Text => "text",
+            DatasetFormat::TextLabel => "text_label",
+            DatasetFormat::Alpaca => "alpaca",
+            DatasetFormat::Sharegpt => "sharegpt",
+            DatasetFormat::Messages => "messages",
+        }
+    }
+
+    /// The fields a row of this form must have.
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            DatasetFormat::PromptCompletion => &["prompt", "completion"],
+            DatasetFormat::Text => &["text"],
+            DatasetFormat::TextLabel => &["text", "label"],
+            DatasetFormat::Alpaca => &["instruction", "output"],
+            DatasetFormat::Sharegpt => &["conversations"],
+            DatasetFormat::Messages => &["messages"],
         }
     }
 }
@@ -97,8 +151,19 @@ pub fn builtin_dir() -> PathBuf {
     crate::assets_dir().join("datasets")
 }
 
-/// Loads a config's `dataset` (and optional `eval_dataset`).
+/// Loads a config's `dataset` (and optional `eval_dataset`), each row's form read from its
+/// fields.
 pub fn load(dataset: &str, eval_dataset: Option<&str>, seed: u64) -> Result<Dataset> {
+    load_as(dataset, eval_dataset, seed, None)
+}
+
+/// The same, every row of a user's file read as `format` when one is named.
+pub fn load_as(
+    dataset: &str,
+    eval_dataset: Option<&str>,
+    seed: u64,
+    format: Option<DatasetFormat>,
+) -> Result<Dataset> {
     if let Some(task) = dataset.strip_prefix("builtin:") {
         if !BUILTIN_TASKS.contains(&task) {
             bail!(
@@ -111,9 +176,9 @@ pub fn load(dataset: &str, eval_dataset: Option<&str>, seed: u64) -> Result<Data
         let eval = read_file(&dir.join(format!("{task}.eval.jsonl")))?;
         return finish(dataset.to_string(), train, eval);
     }
-    let mut train = read_file(Path::new(dataset))?;
+    let mut train = read_file_as(Path::new(dataset), format)?;
     let eval = match eval_dataset {
-        Some(e) => read_file(Path::new(e))?,
+        Some(e) => read_file_as(Path::new(e), format)?,
         None => {
             // Hold out a tenth (at least one, at most 500) in a seeded order.
             train.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -216,8 +281,13 @@ fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Datas
 /// (a wrong pick, a dump) is refused by its size before any of it is read.
 pub const MAX_DATASET_BYTES: u64 = 256 << 20;
 
-/// Reads a `.jsonl` or `.csv` file of examples.
+/// Reads a `.jsonl`, `.json` or `.csv` file of examples.
 pub fn read_file(path: &Path) -> Result<Vec<Example>> {
+    read_file_as(path, None)
+}
+
+/// The same, every row read as `format` when one is named.
+pub fn read_file_as(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<Example>> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read dataset {}", path.display()))?
         .len();
@@ -240,9 +310,11 @@ pub fn read_file(path: &Path) -> Result<Vec<Example>> {
     })?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let examples = match ext {
-        "csv" => parse_csv(&text),
-        "jsonl" | "json" if text.trim_start().starts_with('[') => parse_json_array(&text),
-        "jsonl" | "json" => parse_jsonl(&text),
+        "csv" => parse_csv_as(&text, format),
+        "jsonl" | "json" if text.trim_start().starts_with('[') => {
+            parse_json_array_as(&text, format)
+        }
+        "jsonl" | "json" => parse_jsonl_as(&text, format),
         other => bail!(
             "{}: unsupported dataset extension `.{other}` (use .jsonl or .csv)",
             path.display()
@@ -273,7 +345,88 @@ struct Row {
     messages: Option<serde_json::Value>,
 }
 
-fn row_to_example(row: Row) -> Result<Example> {
+impl Row {
+    /// The fields this row has.
+    fn present(&self) -> Vec<&'static str> {
+        [
+            ("prompt", self.prompt.is_some()),
+            ("completion", self.completion.is_some()),
+            ("text", self.text.is_some()),
+            ("label", self.label.is_some()),
+            ("instruction", self.instruction.is_some()),
+            ("input", self.input.is_some()),
+            ("output", self.output.is_some()),
+            ("system", self.system.is_some()),
+            ("history", self.history.is_some()),
+            ("conversations", self.conversations.is_some()),
+            ("messages", self.messages.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, here)| here.then_some(name))
+        .collect()
+    }
+
+    /// Only the fields of `format`, after checking the row has the ones it needs.
+    fn into_format(self, format: DatasetFormat) -> Result<Row> {
+        let present = self.present();
+        if let Some(missing) = format.required().iter().find(|f| !present.contains(f)) {
+            bail!(
+                "dataset_format = \"{}\" needs `{}`, and this row has {}",
+                format.name(),
+                missing,
+                if present.is_empty() {
+                    "no known field".to_string()
+                } else {
+                    present
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+        Ok(match format {
+            DatasetFormat::PromptCompletion => Row {
+                prompt: self.prompt,
+                completion: self.completion,
+                ..Row::default()
+            },
+            DatasetFormat::Text => Row {
+                text: self.text,
+                ..Row::default()
+            },
+            DatasetFormat::TextLabel => Row {
+                text: self.text,
+                label: self.label,
+                ..Row::default()
+            },
+            DatasetFormat::Alpaca => Row {
+                instruction: self.instruction,
+                input: self.input,
+                output: self.output,
+                system: self.system,
+                history: self.history,
+                ..Row::default()
+            },
+            DatasetFormat::Sharegpt => Row {
+                conversations: self.conversations,
+                system: self.system,
+                ..Row::default()
+            },
+            DatasetFormat::Messages => Row {
+                messages: self.messages,
+                system: self.system,
+                ..Row::default()
+            },
+        })
+    }
+}
+
+fn row_to_example(row: Row, format: Option<DatasetFormat>) -> Result<Example> {
+    let row = match format {
+        Some(f) => row.into_format(f)?,
+        None => row,
+    };
     if let Some(list) = &row.messages {
         let turns = chat::from_list(list, "messages", "role", "content", row.system.as_deref())?;
         return Ok(Example::Chat { turns });
@@ -332,6 +485,10 @@ fn row_to_example(row: Row) -> Result<Example> {
 /// A file holding one JSON array of rows (as Alpaca and ShareGPT files usually are); errors
 /// name the row, counted from 1.
 pub fn parse_json_array(text: &str) -> Result<Vec<Example>> {
+    parse_json_array_as(text, None)
+}
+
+pub fn parse_json_array_as(text: &str, format: Option<DatasetFormat>) -> Result<Vec<Example>> {
     let rows: Vec<serde_json::Value> = serde_json::from_str(text)
         .context("invalid JSON (a file starting with `[` is read as one array of rows)")?;
     rows.into_iter()
@@ -339,12 +496,16 @@ pub fn parse_json_array(text: &str) -> Result<Vec<Example>> {
         .map(|(i, v)| {
             let row: Row = serde_json::from_value(v)
                 .with_context(|| format!("row {}: a field has the wrong type", i + 1))?;
-            row_to_example(row).with_context(|| format!("row {}", i + 1))
+            row_to_example(row, format).with_context(|| format!("row {}", i + 1))
         })
         .collect()
 }
 
 pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
+    parse_jsonl_as(text, None)
+}
+
+pub fn parse_jsonl_as(text: &str, format: Option<DatasetFormat>) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -352,16 +513,26 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
         }
         let row: Row =
             serde_json::from_str(line).with_context(|| format!("line {}: invalid JSON", i + 1))?;
-        out.push(row_to_example(row).with_context(|| format!("line {}", i + 1))?);
+        out.push(row_to_example(row, format).with_context(|| format!("line {}", i + 1))?);
     }
     Ok(out)
 }
 
 pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
+    parse_csv_as(text, None)
+}
+
+pub fn parse_csv_as(text: &str, format: Option<DatasetFormat>) -> Result<Vec<Example>> {
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr.headers().context("cannot read the CSV header")?.clone();
     let col = |name: &str| headers.iter().position(|h| h.trim() == name);
     let (p, c, t, l) = (col("prompt"), col("completion"), col("text"), col("label"));
+    let (ins, inp, outp, sys) = (
+        col("instruction"),
+        col("input"),
+        col("output"),
+        col("system"),
+    );
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
@@ -372,9 +543,13 @@ pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
             completion: get(c),
             text: get(t),
             label: get(l).map(serde_json::Value::String),
+            instruction: get(ins),
+            input: get(inp),
+            output: get(outp),
+            system: get(sys),
             ..Row::default()
         };
-        out.push(row_to_example(row).with_context(|| format!("line {line}"))?);
+        out.push(row_to_example(row, format).with_context(|| format!("line {line}"))?);
     }
     Ok(out)
 }
@@ -417,6 +592,30 @@ mod tests {
             vec![ex[1].clone()],
         );
         assert!(d.unwrap_err().to_string().contains("mixes conversations"));
+    }
+
+    #[test]
+    fn a_named_format_reads_only_its_fields_and_names_what_is_missing() {
+        let text = "{\"instruction\":\"q\",\"output\":\"a\",\"text\":\"t\"}\n";
+        assert!(matches!(
+            parse_jsonl_as(text, Some(DatasetFormat::Alpaca)).unwrap()[0],
+            Example::Chat { .. }
+        ));
+        assert_eq!(
+            parse_jsonl_as(text, Some(DatasetFormat::Text)).unwrap()[0],
+            Example::Text { text: "t".into() }
+        );
+        let e = parse_jsonl_as(text, Some(DatasetFormat::Messages)).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "line 1: dataset_format = \"messages\" needs `messages`, and this row has `text`, `instruction`, `output`"
+        );
+        let csv = "instruction,input,output\n翻译,你好,Hello\n";
+        let Example::Chat { turns } = &parse_csv_as(csv, Some(DatasetFormat::Alpaca)).unwrap()[0]
+        else {
+            panic!()
+        };
+        assert_eq!(turns[0].content, "翻译\n你好");
     }
 
     #[test]

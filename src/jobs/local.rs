@@ -107,11 +107,17 @@ impl Backend for LocalBackend {
                 model,
                 adapter,
                 prompt,
+                chat,
                 sampling,
                 device,
             } => {
                 self.start_job(job, move |send, stopped| {
                     let device = crate::train::device_for(&device)?;
+                    let prompt = if chat {
+                        crate::generate::chat_prompt(&model, &prompt)?
+                    } else {
+                        prompt
+                    };
                     crate::generate::generate_text(
                         &model,
                         adapter.as_deref(),

@@ -38,6 +38,9 @@ pub enum Command {
         model: String,
         adapter: Option<PathBuf>,
         prompt: String,
+        /// Send `prompt` as a user message in the model's chat template.
+        #[serde(default)]
+        chat: bool,
         sampling: Sampling,
         device: String,
     },

@@ -165,6 +165,15 @@ pub fn tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     Ok(tok)
 }
 
+/// The chat template (Jinja) in the GGUF metadata, `tokenizer.chat_template`, if any.
+pub fn chat_template(path: &Path) -> Result<Option<String>> {
+    let (c, _) = read_content(path)?;
+    Ok(match c.metadata.get("tokenizer.chat_template") {
+        Some(v) => Some(v.to_string()?.clone()),
+        None => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,6 +391,15 @@ pub struct ModelFiles {
     pub config: ModelConfig,
 }
 
+/// A chat template as the model's files hold it, with the special tokens templates use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatTemplateText {
+    /// The Jinja source.
+    pub source: String,
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSource {
     Folder(PathBuf),
@@ -472,6 +481,74 @@ impl ModelFiles {
         tok.with_truncation(None)
             .map_err(|e| anyhow::anyhow!("cannot turn off the tokenizer's truncation: {e}"))?;
         Ok(tok)
+    }
+
+    /// The model's chat template and the special tokens it refers to: `chat_template.jinja`
+    /// or `chat_template` in `tokenizer_config.json` (the template named `default` where
+    /// there are several) for a folder, `tokenizer.chat_template` for a GGUF file; `None`
+    /// for a model without one.
+    pub fn chat_template(&self) -> Result<Option<ChatTemplateText>> {
+        let (source, config) = match &self.source {
+            ModelSource::Gguf(file) => (gguf::chat_template(file)?, None),
+            ModelSource::Folder(dir) => {
+                let config: Option<serde_json::Value> =
+                    match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
+                        Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
+                            format!(
+                                "{} is not valid JSON",
+                                dir.join("tokenizer_config.json").display()
+                            )
+                        })?),
+                        Err(_) => None,
+                    };
+                let file = dir.join("chat_template.jinja");
+                let source = if file.is_file() {
+                    Some(
+                        std::fs::read_to_string(&file)
+                            .with_context(|| format!("cannot read {}", file.display()))?,
+                    )
+                } else {
+                    match config.as_ref().and_then(|c| c.get("chat_template")) {
+                        Some(serde_json::Value::String(t)) => Some(t.clone()),
+                        Some(serde_json::Value::Array(named)) => named
+                            .iter()
+                            .find(|t| t["name"] == "default")
+                            .and_then(|t| t["template"].as_str())
+                            .map(str::to_string),
+                        _ => None,
+                    }
+                };
+                (source, config)
+            }
+        };
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        // A special token as tokenizer_config.json names it (a string or an AddedToken
+        // object), else the token its id in the model's config stands for.
+        let tok = self.tokenizer()?;
+        let token = |key: &str, id: Option<u32>| -> String {
+            let named = config.as_ref().and_then(|c| match c.get(key) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(v) => v
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string),
+                None => None,
+            });
+            named
+                .or_else(|| id.and_then(|id| tok.id_to_token(id)))
+                .unwrap_or_default()
+        };
+        let bos_id = match &self.config {
+            ModelConfig::Llama(c) => c.bos_token_id,
+            _ => None,
+        };
+        Ok(Some(ChatTemplateText {
+            source,
+            bos_token: token("bos_token", bos_id),
+            eos_token: token("eos_token", self.config.eos_id()),
+        }))
     }
 
     /// Writes what a Hugging Face folder needs besides its weights into `dir`: a folder's

@@ -20,6 +20,9 @@ pub struct DataSummary {
     /// conversation`, `prompt/completion`, `text with label`, `plain text`).
     pub kinds: Vec<(&'static str, usize)>,
     pub metric: data::Metric,
+    /// How conversations are rendered (the model's chat template or the plain one), when
+    /// there are conversations.
+    pub template: Option<&'static str>,
     pub train: usize,
     pub eval: usize,
     /// Token lengths of the training examples, before any cut.
@@ -31,6 +34,10 @@ pub struct DataSummary {
     pub dropped: usize,
     /// The first training examples as tokenised.
     pub first: Vec<Vec<Piece>>,
+}
+
+fn kind_of_chat() -> &'static str {
+    kind(&Example::Chat { turns: Vec::new() })
 }
 
 fn kind(e: &Example) -> &'static str {
@@ -45,7 +52,7 @@ fn kind(e: &Example) -> &'static str {
 /// Reads `cfg.dataset` (and `cfg.eval_dataset`) and encodes it for `cfg.model` as a run
 /// would; `show` first examples are kept as pieces.
 pub fn summarize(cfg: &RunConfig, show: usize) -> Result<DataSummary> {
-    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
+    let dataset = super::load_dataset(cfg)?;
     let (files, metric) = super::open_for_task(cfg, &dataset)?;
     let tokenizer = files.tokenizer()?;
     let eos = super::pad_id(&files.config, &tokenizer)?;
@@ -56,13 +63,22 @@ pub fn summarize(cfg: &RunConfig, show: usize) -> Result<DataSummary> {
             None => kinds.push((kind(e), 1)),
         }
     }
-    let (whole, _) = super::encode_for(&files.config, &tokenizer, &dataset.train, eos, usize::MAX)?;
+    let chat = super::chat_rendering(cfg, &files, &dataset)?;
+    let (whole, _) = super::encode_for(
+        &files.config,
+        &tokenizer,
+        &dataset.train,
+        eos,
+        usize::MAX,
+        &chat,
+    )?;
     let (kept, cut) = super::encode_for(
         &files.config,
         &tokenizer,
         &dataset.train,
         eos,
         cfg.max_seq_len,
+        &chat,
     )?;
     let lengths: Vec<usize> = whole.iter().map(|e| e.ids.len()).collect();
     let classifier = matches!(files.config, ModelConfig::Bert(_));
@@ -79,10 +95,15 @@ pub fn summarize(cfg: &RunConfig, show: usize) -> Result<DataSummary> {
             pieces(&tokenizer, &e.ids, &mask)
         })
         .collect::<Result<_>>()?;
+    let template = kinds
+        .iter()
+        .any(|(k, _)| *k == kind_of_chat())
+        .then(|| chat.describe());
     Ok(DataSummary {
         dataset: cfg.dataset.clone(),
         kinds,
         metric,
+        template,
         train: dataset.train.len(),
         eval: dataset.eval.len(),
         dropped: whole.len().saturating_sub(kept.len()),
@@ -123,6 +144,9 @@ impl DataSummary {
             self.eval,
             self.metric.name()
         ));
+        if let Some(t) = self.template {
+            s.push_str(&format!("  conversations rendered with {t}\n"));
+        }
         let n = self.lengths.len().max(1);
         let mut sorted = self.lengths.clone();
         sorted.sort_unstable();

@@ -128,14 +128,15 @@ pub fn evaluate_adapter_until(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<(f64, f64)> {
     let device = device_for(&cfg.device)?;
-    let dataset = data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?;
+    let dataset = super::load_dataset(cfg)?;
     let (files, metric) = open_for_task(cfg, &dataset)?;
     let model_cfg = files.config.clone();
     let mut imported = ImportedAdapter::load(adapter, &model_cfg, &device)?;
     let loaded = LoadedModel::load(&files, &mut imported, &device)?;
     imported.check_attached()?;
     let eos = pad_id(&model_cfg, &loaded.tokenizer)?;
-    let (eval, _) = encode_eval(cfg, &model_cfg, &dataset, &loaded.tokenizer, eos)?;
+    let chat = super::chat_rendering(cfg, &files, &dataset)?;
+    let (eval, _) = encode_eval(cfg, &model_cfg, &dataset, &loaded.tokenizer, eos, &chat)?;
     let bs = cfg.batch_size.max(16);
     let (loss, exact) = evaluate_until(
         &loaded.model,

@@ -27,6 +27,7 @@ use crate::config::RunConfig;
 use crate::data::{
     self, Dataset, Metric,
     batch::{Batch, ClassBatch, Encoded, EvalSet, encode_all, encode_choices, encode_labeled},
+    template::ChatRendering,
 };
 use crate::files::{save_json, write_atomic, write_dir_atomic};
 use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles};
@@ -135,11 +136,39 @@ fn encode_for(
     examples: &[data::Example],
     eos: u32,
     max_len: usize,
+    chat: &ChatRendering,
 ) -> Result<(Vec<Encoded>, usize)> {
     match model {
         ModelConfig::Bert(c) => encode_labeled(tok, examples, &c.labels, max_len),
-        ModelConfig::Llama(_) | ModelConfig::Gpt2(_) => encode_all(tok, examples, eos, max_len),
+        ModelConfig::Llama(_) | ModelConfig::Gpt2(_) => {
+            encode_all(tok, examples, eos, max_len, chat)
+        }
     }
+}
+
+/// The run's dataset, read as `dataset_format` says (or row by row).
+fn load_dataset(cfg: &RunConfig) -> Result<Dataset> {
+    data::load_as(
+        &cfg.dataset,
+        cfg.eval_dataset.as_deref(),
+        cfg.seed,
+        cfg.dataset_format,
+    )
+}
+
+/// How `dataset`'s conversations are rendered for the run's model: its own chat template
+/// (read only when there are conversations, so a model whose template does not compile
+/// still trains on other data), or the plain one.
+fn chat_rendering(cfg: &RunConfig, files: &ModelFiles, dataset: &Dataset) -> Result<ChatRendering> {
+    let has_chat = dataset
+        .train
+        .iter()
+        .chain(&dataset.eval)
+        .any(|e| matches!(e, data::Example::Chat { .. }));
+    if !has_chat {
+        return Ok(ChatRendering::default());
+    }
+    ChatRendering::for_model(files, cfg.last_turn_only)
 }
 
 /// The first `cfg.eval_examples` evaluation examples of `dataset`, encoded as the run
@@ -151,6 +180,7 @@ fn encode_eval(
     dataset: &Dataset,
     tok: &tokenizers::Tokenizer,
     eos: u32,
+    chat: &ChatRendering,
 ) -> Result<(EvalSet, usize)> {
     let examples: Vec<_> = dataset
         .eval
@@ -163,7 +193,7 @@ fn encode_eval(
             encode_choices(tok, &examples, &dataset.labels()?, eos, cfg.max_seq_len)
         }
         _ => {
-            let (encoded, cut) = encode_for(model, tok, &examples, eos, cfg.max_seq_len)?;
+            let (encoded, cut) = encode_for(model, tok, &examples, eos, cfg.max_seq_len, chat)?;
             Ok((EvalSet::Examples(encoded), cut))
         }
     }
@@ -217,15 +247,22 @@ fn prepare(
     // and a bad dataset is reported before the weights are read.
     let dataset = match dataset {
         Some(d) => d,
-        None => data::load(&cfg.dataset, cfg.eval_dataset.as_deref(), cfg.seed)?,
+        None => load_dataset(cfg)?,
     };
     let (files, metric) = open_for_task(cfg, &dataset)?;
     let model_cfg = files.config.clone();
     let tokenizer = files.tokenizer()?;
     let eos = pad_id(&model_cfg, &tokenizer)?;
-    let (train, cut_train) =
-        encode_for(&model_cfg, &tokenizer, &dataset.train, eos, cfg.max_seq_len)?;
-    let (eval, cut_eval) = encode_eval(cfg, &model_cfg, &dataset, &tokenizer, eos)?;
+    let chat = chat_rendering(cfg, &files, &dataset)?;
+    let (train, cut_train) = encode_for(
+        &model_cfg,
+        &tokenizer,
+        &dataset.train,
+        eos,
+        cfg.max_seq_len,
+        &chat,
+    )?;
+    let (eval, cut_eval) = encode_eval(cfg, &model_cfg, &dataset, &tokenizer, eos, &chat)?;
     let longest = train
         .iter()
         .chain(eval.sequences())

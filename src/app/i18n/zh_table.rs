@@ -426,8 +426,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("Prompt", "提示"),
     ("Chat template", "对话模板"),
     (
-        "Wrap the prompt as a ChatML user message (instruct models such as SmolLM2)",
-        "把提示包装成 ChatML 用户消息（适用于 SmolLM2 等指令模型）",
+        "Send the prompt as a user message in the model's own chat template, as training renders conversations (a model without one gets the plain User:/Assistant: template)",
+        "把提示作为用户消息套入模型自带的对话模板，与训练时渲染对话的方式相同（没有模板的模型使用朴素的 User:/Assistant: 模板）",
     ),
     ("Max tokens", "最大 token 数"),
     ("Temperature", "温度"),
