@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds assets/fonts/DroidSansFallback-subset.ttf, the CJK font the window bundles for
 # its 简体中文 UI: Droid Sans Fallback (Apache-2.0, Debian's fonts-droid-fallback) cut to the
-# characters the UI shows (every non-ASCII character in src/app/) plus the 3 755 hanzi of
+# characters the UI shows (every non-ASCII character under src/app/, the translation table
+# and the Learn pages included) plus the 3 755 hanzi of
 # GB 2312 level 1, so ordinary Chinese prompts and answers render as well.
 # Needs: the font (apt install fonts-droid-fallback) and fonttools (a venv is made for it).
 set -euo pipefail
@@ -13,7 +14,7 @@ chars=$(mktemp)
 python3 - "$chars" <<'PY'
 import pathlib, sys
 text = set()
-for p in pathlib.Path("src/app").glob("*.rs"):
+for p in pathlib.Path("src/app").rglob("*.rs"):
     text |= {c for c in p.read_text(encoding="utf-8") if ord(c) > 127}
 # GB 2312 level 1: rows 0xB0-0xD7, columns 0xA1-0xFE (row 0xD7 ends at 0xF9).
 for row in range(0xB0, 0xD8):
