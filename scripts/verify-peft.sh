@@ -9,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${PEFT_VENV:-$HOME/.cache/peft-workbench/venv}"
-if ! "$venv/bin/python" -c "import torch, transformers, peft, gguf" 2>/dev/null; then
-  echo "creating the Python reference venv in $venv (torch + transformers + peft from PyPI)"
+if ! "$venv/bin/python" -c "import torch, transformers, peft, gguf, pyarrow" 2>/dev/null; then
+  echo "creating the Python reference venv in $venv (torch + transformers + peft + pyarrow from PyPI)"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q torch transformers peft safetensors gguf
+  "$venv/bin/pip" install -q torch transformers peft safetensors gguf pyarrow
 fi
 cargo build -q --bin peft-workbench
 bin=target/debug/peft-workbench

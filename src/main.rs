@@ -130,7 +130,7 @@ enum Cmd {
     /// train and eval sizes, token lengths with the max_seq_len cut, and the first examples
     /// as tokenised with the learned tokens marked ⟦…⟧.
     Data {
-        /// A .jsonl/.json/.csv file or a built-in dataset (builtin:reviews-zh).
+        /// A .jsonl/.json/.csv/.parquet file or a built-in dataset (builtin:reviews-zh).
         dataset: String,
         /// The model whose tokenizer (and template) the data goes through.
         #[arg(long, default_value = "builtin")]

@@ -693,3 +693,58 @@ fn data_renders_conversations_in_the_models_chat_template() {
         "{err}"
     );
 }
+
+/// Parquet files through `data`: one read whole (its two row groups), and each broken one
+/// refused with a single `error:` line naming the file and the place.
+#[test]
+fn data_reads_parquet_and_names_its_errors_in_one_line() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parquet");
+    let data = |file: &str, extra: &[&str]| {
+        let o = bin()
+            .arg("data")
+            .arg(fixtures.join(file))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, said, err) = data("alpaca.parquet", &[]);
+    assert!(ok, "{err}");
+    assert!(
+        said.contains("3 × conversation (Alpaca, ShareGPT or messages)"),
+        "{said}"
+    );
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        (
+            "no_known_columns.parquet",
+            &[],
+            &[
+                "no_known_columns.parquet",
+                "this file has `question`, `answer`",
+            ],
+        ),
+        (
+            "bad_role.parquet",
+            &[],
+            &["bad_role.parquet", "row group 2, row 1", "robot"],
+        ),
+        (
+            "messages.parquet",
+            &["--format", "alpaca"],
+            &["row group 1, row 1", "needs `instruction`"],
+        ),
+    ];
+    for (file, extra, needles) in cases {
+        let (ok, _, err) = data(file, extra);
+        assert!(!ok, "{file} was read");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: "), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{file}: `{n}` not in {err}");
+        }
+    }
+}

@@ -1507,3 +1507,117 @@ fn the_side_panel_keeps_its_width_and_its_rows_wrap() {
         save_snapshot(&mut h, &format!("side_panel_{lang:?}"));
     }
 }
+
+/// The Data view for an Alpaca file on the built-in model (the plain template, said in the
+/// warning colour) and a ShareGPT file on SmolLM2 (its own chat template, `<|im_start|>`
+/// visible): counts, lengths against the cut, and the examples as tokenised, in both
+/// languages.
+#[test]
+fn the_data_view_shows_an_alpaca_and_a_sharegpt_file_as_the_model_sees_them() {
+    use peft_workbench::app::data_view::DataState;
+    use peft_workbench::app::i18n::Lang;
+    let dir = tempfile::tempdir().unwrap();
+    let alpaca = dir.path().join("alpaca_zh.json");
+    let rows: Vec<serde_json::Value> = (0..12)
+        .map(|i| {
+            serde_json::json!({
+                "instruction": format!("第 {i} 家酒店怎么样？"),
+                "input": if i % 2 == 0 { "房间干净，服务热情。" } else { "" },
+                "output": "好评：值得推荐。".repeat(1 + i % 4),
+            })
+        })
+        .collect();
+    std::fs::write(&alpaca, serde_json::to_string(&rows).unwrap()).unwrap();
+    let sharegpt = dir.path().join("sharegpt.jsonl");
+    let line = |q: &str, a: &str| {
+        serde_json::json!({"conversations": [
+            {"from": "human", "value": q}, {"from": "gpt", "value": a}
+        ]})
+        .to_string()
+            + "\n"
+    };
+    std::fs::write(
+        &sharegpt,
+        (0..10)
+            .map(|i| {
+                line(
+                    &format!("Is film {i} good?"),
+                    "Yes, a warm and clever film.",
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+
+    let mut app = WorkbenchApp::new(Arc::new(|| {}), None);
+    app.form.dataset = alpaca.display().to_string();
+    app.form.max_seq_len = 34;
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Preview data…").click();
+    h.step();
+    wait_for(&mut h, "the Alpaca summary", |a| {
+        !matches!(a.data_view.state, DataState::Loading | DataState::Empty)
+    });
+    h.run();
+    let DataState::Ready(s) = &h.state().data_view.state else {
+        panic!("{:?}", h.state().data_view.state)
+    };
+    assert_eq!(s.train + s.eval, 12);
+    assert!(s.plain_template);
+    assert!(s.cut > 0, "the longest answers pass 34 tokens");
+    h.get_by_label_contains("conversations rendered with the plain template");
+    h.get_by_label_contains("cut to max_seq_len 34");
+    h.get_by_label("example 1");
+    assert_eq!(h.query_all_by_label_contains("家酒店怎么样").count(), 3);
+    save_snapshot(&mut h, "data_view_alpaca");
+    h.state_mut().lang = Lang::Zh;
+    h.run();
+    h.get_by_label_contains("对话按朴素模板（该模型没有聊天模板）渲染");
+    h.get_by_label("样本 1");
+    save_snapshot(&mut h, "data_view_alpaca_zh");
+
+    // The form changes: the view asks again, for SmolLM2's template.
+    let smol = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/smollm2-135m-instruct-q4_1.gguf");
+    assert!(
+        smol.exists(),
+        "{} is missing: run `bash scripts/fetch-models.sh` first",
+        smol.display()
+    );
+    h.state_mut().lang = Lang::En;
+    h.state_mut().form.model = smol.display().to_string();
+    h.state_mut().form.dataset = sharegpt.display().to_string();
+    h.state_mut().form.max_seq_len = 256;
+    h.step();
+    wait_for(
+        &mut h,
+        "the ShareGPT summary",
+        |a| matches!(&a.data_view.state, DataState::Ready(s) if s.dataset.ends_with("sharegpt.jsonl")),
+    );
+    h.run();
+    let DataState::Ready(s) = &h.state().data_view.state else {
+        unreachable!()
+    };
+    assert!(!s.plain_template);
+    assert_eq!((s.cut, s.dropped), (0, 0));
+    // The question is not learned, the answer and its end-of-turn token are.
+    let first = &s.first[0];
+    assert!(
+        first
+            .iter()
+            .any(|(t, learned)| !learned && t.contains("<|im_start|>user"))
+    );
+    assert!(
+        first
+            .iter()
+            .any(|(t, learned)| *learned && t.contains("warm and clever"))
+    );
+    h.get_by_label_contains("conversations rendered with the model's chat template");
+    assert!(
+        h.query_all_by_label_contains("<|im_start|>assistant")
+            .count()
+            >= 1
+    );
+    save_snapshot(&mut h, "data_view_sharegpt");
+}

@@ -157,9 +157,12 @@ impl WorkbenchApp {
     }
 
     /// A short job's update: the playground's answers and evaluations, the machines'
-    /// checks, a run coming home, or the merge.
+    /// checks, the Data view's summary, a run coming home, or the merge.
     pub(super) fn job_update(&mut self, job: jobs::JobId, update: JobUpdate) {
-        if self.playground.apply(job, &update) || self.machines.apply(job, &update, self.lang) {
+        if self.playground.apply(job, &update)
+            || self.machines.apply(job, &update, self.lang)
+            || self.data_view.apply(job, &update)
+        {
             return;
         }
         if let Some(i) = self.uploads.iter().position(|(j, _)| *j == job) {

@@ -5,6 +5,7 @@
 mod actions;
 mod background;
 pub mod central;
+pub mod data_view;
 mod dialogs;
 pub mod frame_log;
 pub mod i18n;
@@ -127,6 +128,8 @@ pub struct WorkbenchApp {
     /// then says how they ended instead of still announcing the queue.
     compare_batch: Vec<RunId>,
     pub playground: playground::Playground,
+    /// What the form's dataset looks like to the model (the Data view).
+    pub data_view: data_view::DataView,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
     pub view: View,
@@ -215,6 +218,7 @@ impl WorkbenchApp {
             selected_run: None,
             compare_batch: Vec::new(),
             playground: playground::Playground::default(),
+            data_view: data_view::DataView::default(),
             devices: crate::train::available_devices(),
             view: View::Train,
             learn_page: "lora".into(),
@@ -486,6 +490,7 @@ impl WorkbenchApp {
         if let Some(editor) = &mut self.notes_editor {
             editor.ui(ui.ctx(), &mut actions);
         }
+        data_view::window(self, ui.ctx());
         if let Some(prompt) = &mut self.path_prompt
             && let Some(outcome) = path_dialog::ui(prompt, ui.ctx())
         {

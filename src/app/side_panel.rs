@@ -107,6 +107,16 @@ fn model_and_data(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         if ui.button(tr(ui, "Open file…")).clicked() {
             ask = Some(PathPurpose::DatasetFile);
         }
+        if ui
+            .selectable_label(app.data_view.open, tr(ui, "Preview data…"))
+            .on_hover_text(tr(
+                ui,
+                "The examples as the model will see them: format, counts, token lengths against max_seq_len, the chat template, which tokens are learned",
+            ))
+            .clicked()
+        {
+            app.data_view.open = !app.data_view.open;
+        }
     });
     if !form.dataset.starts_with("builtin:") {
         ui.small(&form.dataset);

@@ -1,10 +1,11 @@
-//! Datasets: built-in tasks and user files (JSONL, a JSON array or CSV with
+//! Datasets: built-in tasks and user files (JSONL, a JSON array, CSV or Parquet with
 //! `prompt`/`completion`, `text` or `text`/`label` columns, or conversations in the Alpaca,
 //! ShareGPT or `messages` forms), tokenised into examples with a loss mask.
 
 pub mod batch;
 pub mod builtin;
 pub mod chat;
+mod parquet_rows;
 pub mod reviews;
 pub mod template;
 
@@ -281,7 +282,7 @@ fn finish(name: String, train: Vec<Example>, eval: Vec<Example>) -> Result<Datas
 /// (a wrong pick, a dump) is refused by its size before any of it is read.
 pub const MAX_DATASET_BYTES: u64 = 256 << 20;
 
-/// Reads a `.jsonl`, `.json` or `.csv` file of examples.
+/// Reads a `.jsonl`, `.json`, `.csv` or `.parquet` file of examples.
 pub fn read_file(path: &Path) -> Result<Vec<Example>> {
     read_file_as(path, None)
 }
@@ -299,6 +300,15 @@ pub fn read_file_as(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<Ex
             MAX_DATASET_BYTES >> 20
         );
     }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "parquet" {
+        let examples =
+            parquet_rows::read(path, format).with_context(|| format!("in {}", path.display()))?;
+        if examples.is_empty() {
+            bail!("{} has no examples", path.display());
+        }
+        return Ok(examples);
+    }
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -308,7 +318,6 @@ pub fn read_file_as(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<Ex
             e.utf8_error().valid_up_to()
         )
     })?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let examples = match ext {
         "csv" => parse_csv_as(&text, format),
         "jsonl" | "json" if text.trim_start().starts_with('[') => {
@@ -316,7 +325,7 @@ pub fn read_file_as(path: &Path, format: Option<DatasetFormat>) -> Result<Vec<Ex
         }
         "jsonl" | "json" => parse_jsonl_as(&text, format),
         other => bail!(
-            "{}: unsupported dataset extension `.{other}` (use .jsonl or .csv)",
+            "{}: unsupported dataset extension `.{other}` (use .jsonl, .json, .csv or .parquet)",
             path.display()
         ),
     }
@@ -592,6 +601,52 @@ mod tests {
             vec![ex[1].clone()],
         );
         assert!(d.unwrap_err().to_string().contains("mixes conversations"));
+    }
+
+    /// The files pyarrow wrote (tests/reference/parquet_datasets.py) read as the JSONL
+    /// files of the same rows do, each format; the broken ones are refused by place.
+    #[test]
+    fn parquet_files_read_as_their_jsonl_twins_and_errors_name_the_row_group() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parquet");
+        for name in ["alpaca", "sharegpt", "messages", "text_label"] {
+            let from_parquet = read_file(&dir.join(format!("{name}.parquet"))).unwrap();
+            let from_jsonl = read_file(&dir.join(format!("{name}.jsonl"))).unwrap();
+            assert_eq!(from_parquet, from_jsonl, "{name}");
+        }
+        let alpaca = read_file(&dir.join("alpaca.parquet")).unwrap();
+        assert_eq!(alpaca.len(), 3, "two row groups read whole");
+        let Example::Chat { turns } = &alpaca[1] else {
+            panic!("{alpaca:?}")
+        };
+        assert_eq!(
+            turns.len(),
+            5,
+            "system, the history's pair, the question and answer"
+        );
+        assert_eq!(
+            read_file(&dir.join("text_label.parquet")).unwrap()[0],
+            Example::Labeled {
+                text: "服务很好".into(),
+                label: "1".into()
+            }
+        );
+        let e = read_file(&dir.join("no_known_columns.parquet")).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("no_known_columns.parquet"), "{e}");
+        assert!(e.contains("this file has `question`, `answer`"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_file(&dir.join("bad_role.parquet")).unwrap_err()
+        );
+        assert!(e.contains("row group 2, row 1"), "{e}");
+        assert!(e.contains("robot"), "{e}");
+        let e =
+            read_file_as(&dir.join("messages.parquet"), Some(DatasetFormat::Alpaca)).unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("row group 1, row 1: dataset_format = \"alpaca\" needs `instruction`"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{Backend, Command, Event, JobId, JobResult, JobUpdate};
 use crate::train::worker::{self, Notify, WorkerHandle};
 
+/// How many examples the Data view shows as tokenised: enough to see the template and the
+/// loss mask repeat, few enough to read without scrolling far.
+const DATA_EXAMPLES_SHOWN: usize = 3;
+
 /// What a command to a trainer that has ended gets.
 const TRAINER_GONE: &str =
     "the trainer has stopped, so nothing more can train; restart the workbench";
@@ -159,6 +163,14 @@ impl Backend for LocalBackend {
                     let (loss, metric) =
                         crate::train::evaluate_adapter_until(&config, &adapter, stopped)?;
                     Ok(JobResult::Evaluated { loss, metric })
+                });
+                Ok(())
+            }
+            Command::SummarizeData { job, config } => {
+                self.start_job(job, move |_, _| {
+                    let summary =
+                        crate::train::data_summary::summarize(&config, DATA_EXAMPLES_SHOWN)?;
+                    Ok(JobResult::DataSummary(Box::new(summary)))
                 });
                 Ok(())
             }

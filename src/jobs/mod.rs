@@ -59,6 +59,10 @@ pub enum Command {
         config: Box<RunConfig>,
         adapter: PathBuf,
     },
+    /// What a run of `config` would train on: the examples' kinds and counts, their token
+    /// lengths against `max_seq_len`, the first examples as tokenised (the window's Data
+    /// view; `peft-workbench data` prints the same).
+    SummarizeData { job: JobId, config: Box<RunConfig> },
     /// Fold the adapter of the run in `run_dir` into `model` and write the model to `out`.
     Merge {
         job: JobId,
@@ -189,6 +193,7 @@ pub enum JobResult {
         loss: f64,
         metric: f64,
     },
+    DataSummary(Box<crate::train::data_summary::DataSummary>),
     Merged {
         projections: usize,
         out: PathBuf,

@@ -14,15 +14,19 @@ use crate::models::ModelConfig;
 /// they carry the loss.
 pub type Piece = (String, bool);
 
+/// Plain data, so the window can ask any backend for it (a `Command::SummarizeData` job).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataSummary {
     pub dataset: String,
     /// The kinds of example in the file, with their counts (`Alpaca/ShareGPT/messages
     /// conversation`, `prompt/completion`, `text with label`, `plain text`).
-    pub kinds: Vec<(&'static str, usize)>,
+    pub kinds: Vec<(String, usize)>,
     pub metric: data::Metric,
     /// How conversations are rendered (the model's chat template or the plain one), when
     /// there are conversations.
-    pub template: Option<&'static str>,
+    pub template: Option<String>,
+    /// True when that is the plain template: the model brought none.
+    pub plain_template: bool,
     pub train: usize,
     pub eval: usize,
     /// Token lengths of the training examples, before any cut.
@@ -56,11 +60,11 @@ pub fn summarize(cfg: &RunConfig, show: usize) -> Result<DataSummary> {
     let (files, metric) = super::open_for_task(cfg, &dataset)?;
     let tokenizer = files.tokenizer()?;
     let eos = super::pad_id(&files.config, &tokenizer)?;
-    let mut kinds: Vec<(&'static str, usize)> = Vec::new();
+    let mut kinds: Vec<(String, usize)> = Vec::new();
     for e in dataset.train.iter().chain(&dataset.eval) {
-        match kinds.iter_mut().find(|(k, _)| *k == kind(e)) {
+        match kinds.iter_mut().find(|(k, _)| k == kind(e)) {
             Some((_, n)) => *n += 1,
-            None => kinds.push((kind(e), 1)),
+            None => kinds.push((kind(e).to_string(), 1)),
         }
     }
     let chat = super::chat_rendering(cfg, &files, &dataset)?;
@@ -97,12 +101,13 @@ pub fn summarize(cfg: &RunConfig, show: usize) -> Result<DataSummary> {
         .collect::<Result<_>>()?;
     let template = kinds
         .iter()
-        .any(|(k, _)| *k == kind_of_chat())
-        .then(|| chat.describe());
+        .any(|(k, _)| k == kind_of_chat())
+        .then(|| chat.describe().to_string());
     Ok(DataSummary {
         dataset: cfg.dataset.clone(),
         kinds,
         metric,
+        plain_template: template.is_some() && chat.template.is_none(),
         template,
         train: dataset.train.len(),
         eval: dataset.eval.len(),
@@ -144,23 +149,12 @@ impl DataSummary {
             self.eval,
             self.metric.name()
         ));
-        if let Some(t) = self.template {
+        if let Some(t) = &self.template {
             s.push_str(&format!("  conversations rendered with {t}\n"));
         }
-        let n = self.lengths.len().max(1);
-        let mut sorted = self.lengths.clone();
-        sorted.sort_unstable();
-        let at = |q: f64| {
-            sorted
-                .get(((n - 1) as f64 * q) as usize)
-                .copied()
-                .unwrap_or(0)
-        };
+        let [median, p90, longest] = self.length_quantiles();
         s.push_str(&format!(
-            "  tokens per example: median {}, 90 % ≤ {}, longest {}; {} cut to max_seq_len {}, {} dropped (nothing left to learn once cut)\n",
-            at(0.5),
-            at(0.9),
-            sorted.last().copied().unwrap_or(0),
+            "  tokens per example: median {median}, 90 % ≤ {p90}, longest {longest}; {} cut to max_seq_len {}, {} dropped (nothing left to learn once cut)\n",
             self.cut,
             self.max_seq_len,
             self.dropped
@@ -180,15 +174,36 @@ impl DataSummary {
         s
     }
 
+    /// The median, 90th percentile and longest token length of the training examples.
+    pub fn length_quantiles(&self) -> [usize; 3] {
+        let n = self.lengths.len().max(1);
+        let mut sorted = self.lengths.clone();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            sorted
+                .get(((n - 1) as f64 * q) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        [at(0.5), at(0.9), sorted.last().copied().unwrap_or(0)]
+    }
+
+    /// The lengths in `n` bins of equal width up to the longest example: the width and each
+    /// bin's count (bin `i` holds lengths `i·width + 1 ..= (i + 1)·width`).
+    pub fn length_bins(&self, n: usize) -> (usize, Vec<usize>) {
+        let longest = self.lengths.iter().copied().max().unwrap_or(0).max(1);
+        let width = longest.div_ceil(n).max(1);
+        let mut bins = vec![0usize; n];
+        for &l in &self.lengths {
+            bins[((l.saturating_sub(1)) / width).min(n - 1)] += 1;
+        }
+        (width, bins)
+    }
+
     /// Lengths in ten bins up to the longest example, each a bar, the bin holding the cut
     /// marked.
     fn histogram(&self) -> String {
-        let longest = self.lengths.iter().copied().max().unwrap_or(0).max(1);
-        let width = longest.div_ceil(10).max(1);
-        let mut bins = [0usize; 10];
-        for &l in &self.lengths {
-            bins[((l.saturating_sub(1)) / width).min(9)] += 1;
-        }
+        let (width, bins) = self.length_bins(10);
         let most = bins.iter().copied().max().unwrap_or(1).max(1);
         let mut s = String::new();
         for (i, &count) in bins.iter().enumerate() {
@@ -238,8 +253,12 @@ mod tests {
         let s = summarize(&cfg, 9).unwrap();
         assert_eq!(
             s.kinds,
-            [("conversation (Alpaca, ShareGPT or messages)", 10)]
+            [(
+                "conversation (Alpaca, ShareGPT or messages)".to_string(),
+                10
+            )]
         );
+        assert!(s.plain_template, "the built-in model has no chat template");
         assert_eq!(s.train + s.eval, 10);
         assert_eq!(s.cut, s.lengths.iter().filter(|&&l| l > 64).count());
         assert!(s.cut >= 1);

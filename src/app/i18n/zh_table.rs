@@ -775,4 +775,47 @@ pub const ZH: &[(&str, &str)] = &[
     ("sending {} of {} MB", "正在发送 {} / {} MB"),
     ("installed as {}; {}", "已安装为 {}；{}"),
     ("no program to install at `{}`", "`{}` 处没有可安装的程序"),
+    // The Data view.
+    ("Data", "数据"),
+    ("Preview data…", "预览数据…"),
+    (
+        "The examples as the model will see them: format, counts, token lengths against max_seq_len, the chat template, which tokens are learned",
+        "模型将看到的样本：格式、数量、相对 max_seq_len 的词元长度、聊天模板、哪些词元参与学习",
+    ),
+    (
+        "reading and tokenising the dataset…",
+        "正在读取数据集并分词…",
+    ),
+    (
+        "{} train, {} eval; metric: {}",
+        "训练 {} 条，评估 {} 条；指标：{}",
+    ),
+    ("conversations rendered with {}", "对话按{}渲染"),
+    ("the model's chat template", "模型自带的聊天模板"),
+    (
+        "the plain template (the model has no chat template)",
+        "朴素模板（该模型没有聊天模板）",
+    ),
+    (
+        "tokens per example: median {}, 90 % ≤ {}, longest {}",
+        "每条样本的词元数：中位数 {}，90% ≤ {}，最长 {}",
+    ),
+    (
+        "{} cut to max_seq_len {}; {} dropped (nothing left to learn once cut)",
+        "{} 条被截断到 max_seq_len {}；{} 条被丢弃（截断后没有可学习的词元）",
+    ),
+    (
+        "The first examples as the model sees them: special tokens shown, the tokens that carry no loss greyed.",
+        "前几条样本在模型眼中的样子：特殊词元照原样显示，不计损失的词元为灰色。",
+    ),
+    ("example {}", "样本 {}"),
+    ("tokens per example", "每条样本的词元数"),
+    ("examples", "样本数"),
+    (
+        "conversation (Alpaca, ShareGPT or messages)",
+        "对话（Alpaca、ShareGPT 或 messages）",
+    ),
+    ("prompt/completion", "提示/补全"),
+    ("text with label", "带标签的文本"),
+    ("plain text", "纯文本"),
 ];
