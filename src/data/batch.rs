@@ -1,6 +1,6 @@
 //! Tokenised examples and padded batches.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use candle_core::{Device, Tensor};
 
 use super::Example;
@@ -63,7 +63,17 @@ pub fn encode_all(
             }
             Example::Chat { turns } => {
                 let (ids, loss_mask) = match &chat.template {
-                    Some(template) => template.encode(tok, turns, chat.last_turn_only)?,
+                    // Examples are shuffled and split before they are encoded, so the row
+                    // number is gone: the conversation is named by its opening words.
+                    Some(template) => template
+                        .encode(tok, turns, chat.last_turn_only)
+                        .with_context(|| {
+                            let opening: String = turns
+                                .first()
+                                .map(|t| t.content.chars().take(40).collect())
+                                .unwrap_or_default();
+                            format!("the conversation starting \"{opening}\"")
+                        })?,
                     None => plain_chat(turns, chat.last_turn_only, &enc, eos)?,
                 };
                 Encoded {
@@ -368,6 +378,53 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A template that refuses a conversation (as Llama-2's refuses a system turn) stops
+    /// the encoding with Jinja's message and the conversation's opening words.
+    #[test]
+    fn a_template_that_fails_names_the_conversation() {
+        use super::super::chat::{Role, Turn};
+        use super::super::template::{ChatRendering, ChatTemplate};
+        let tok = crate::models::ModelFiles::open("builtin")
+            .unwrap()
+            .tokenizer()
+            .unwrap();
+        let template = ChatTemplate::new(crate::models::ChatTemplateText {
+            source: "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}".into(),
+            bos_token: String::new(),
+            eos_token: String::new(),
+        })
+        .unwrap();
+        let chat = ChatRendering {
+            template: Some(template),
+            last_turn_only: false,
+        };
+        let turn = |role, content: &str| Turn {
+            role,
+            content: content.into(),
+        };
+        let fine = Example::Chat {
+            turns: vec![turn(Role::User, "q"), turn(Role::Assistant, "a")],
+        };
+        assert_eq!(
+            encode_all(&tok, &[fine.clone()], 0, 64, &chat)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        let refused = Example::Chat {
+            turns: vec![
+                turn(Role::System, "你是助手"),
+                turn(Role::User, "q"),
+                turn(Role::Assistant, "a"),
+            ],
+        };
+        let e = encode_all(&tok, &[fine, refused], 0, 64, &chat).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("System role not supported"), "{e}");
+        assert!(e.contains("the conversation starting \"你是助手\""), "{e}");
+    }
 
     #[test]
     fn batch_scores_only_masked_next_tokens() {
