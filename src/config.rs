@@ -69,6 +69,10 @@ pub struct RunConfig {
     /// The remote machine the run trained on, once it has come home (None: this one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// Stop when the evaluations stop improving, keeping the best evaluation's trained
+    /// tensors in `best/` beside `adapter/`. Unset: the run goes to `steps`, keeping no best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
     /// The fine-tuning method and its own parameters.
     #[serde(default)]
     pub method: MethodConfig,
@@ -264,8 +268,42 @@ impl Default for RunConfig {
             precision: Precision::default(),
             experiment: None,
             machine: None,
+            early_stopping: None,
             method: MethodConfig::default(),
             optimizer: OptimizerConfig::default(),
+        }
+    }
+}
+
+/// `[early_stopping]`: what is watched and how long a run waits for it to improve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// Evaluations in a row without improvement after which the run stops.
+    pub patience: usize,
+    /// An evaluation improves on the best only by more than this (in the monitored
+    /// quantity's own units).
+    #[serde(default)]
+    pub min_delta: f64,
+    #[serde(default)]
+    pub monitor: Monitor,
+}
+
+/// The quantity early stopping watches: the evaluation loss (lower is better) or the task's
+/// metric (in its own direction: accuracy up, perplexity down).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    #[default]
+    EvalLoss,
+    Metric,
+}
+
+impl Monitor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::EvalLoss => "eval_loss",
+            Monitor::Metric => "metric",
         }
     }
 }
@@ -337,6 +375,20 @@ impl RunConfig {
         }
         if self.eval_examples == 0 {
             return Err(invalid("eval_examples", "must be at least 1"));
+        }
+        if let Some(es) = &self.early_stopping {
+            if es.patience == 0 {
+                return Err(invalid(
+                    "early_stopping.patience",
+                    "must be at least 1 (evaluations without improvement)",
+                ));
+            }
+            if !es.min_delta.is_finite() || es.min_delta < 0.0 {
+                return Err(invalid(
+                    "early_stopping.min_delta",
+                    "must be a finite number >= 0",
+                ));
+            }
         }
         let o = &self.optimizer;
         if !o.lr.is_finite() || o.lr <= 0.0 {

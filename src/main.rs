@@ -173,10 +173,14 @@ enum Cmd {
     },
     /// Copy a run's exported adapter to a folder (written to a temporary name, then renamed).
     Export {
-        /// A run folder (with adapter/ inside).
+        /// A run folder (with adapter/ inside, and best/ with early stopping).
         run_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Export the last step's adapter (adapter/) even where early stopping kept a best
+        /// evaluation (best/), which is exported by default.
+        #[arg(long)]
+        last: bool,
         /// Replace what --out holds (it is kept until the new export is whole).
         #[arg(long)]
         overwrite: bool,
@@ -540,14 +544,25 @@ fn run(cli: Cli) -> Result<()> {
         Some(Cmd::Export {
             run_dir,
             out,
+            last,
             overwrite,
         }) => {
             if !overwrite {
                 peft_workbench::files::ensure_new_folder(&out, ", or add --overwrite")?;
             }
-            let files = export::export_run(&run_dir, &out)?;
+            let best = !last && run_dir.join("best").is_dir();
+            let files = export::export_run(&run_dir, &out, best)?;
+            let which = if best {
+                let step = std::fs::read_to_string(run_dir.join("best/best.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<train::BestEval>(&t).ok())
+                    .map_or(String::new(), |b| format!(", step {}", b.step));
+                format!("the best evaluation (best/{step}; --last for the last step's)")
+            } else {
+                "the last step's adapter (adapter/)".to_string()
+            };
             eprintln!(
-                "exported {} ({files} files) to {}",
+                "exported {which} of {} ({files} files) to {}",
                 run_dir.display(),
                 out.display()
             );

@@ -1315,6 +1315,12 @@ fn the_chinese_window_shows_no_untranslated_string() {
     let runs = one_tiny_past_run("adalora");
     let mut app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     app.lang = Lang::Zh;
+    // Its settings rows show only when it is on.
+    app.form.early_stopping = Some(peft_workbench::config::EarlyStopping {
+        patience: 3,
+        min_delta: 0.0,
+        monitor: peft_workbench::config::Monitor::EvalLoss,
+    });
     let mut h = harness_sized(app, 1600.0);
     h.run();
     let english: std::collections::HashSet<&str> = ZH
@@ -1620,4 +1626,54 @@ fn the_data_view_shows_an_alpaca_and_a_sharegpt_file_as_the_model_sees_them() {
             >= 1
     );
     save_snapshot(&mut h, "data_view_sharegpt");
+}
+
+/// A run with early stopping: its best evaluation is marked and listed while it trains,
+/// "Stop and keep best" ends it as finished with `best/` in its folder, and the table's
+/// Best column and the row menu's "Export best" follow.
+#[test]
+fn stop_and_keep_best_ends_a_run_with_its_best_kept() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = app_with_short_runs_in(Some(runs.path()), 2000, 2, 16);
+    app.form.early_stopping = Some(peft_workbench::config::EarlyStopping {
+        patience: 1000,
+        min_delta: 0.0,
+        monitor: peft_workbench::config::Monitor::EvalLoss,
+    });
+    let mut h = harness(app);
+    h.run();
+    assert!(
+        h.query_by_label("Stop and keep best").is_none(),
+        "no run yet"
+    );
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "a best evaluation past step 4", |a| {
+        a.store
+            .runs
+            .first()
+            .and_then(|r| r.best_step)
+            .is_some_and(|s| s >= 4)
+    });
+    h.step();
+    h.get_by_label("Stop and keep best").click();
+    h.step();
+    wait_for(&mut h, "the run to end", |a| {
+        a.store.runs[0].status == RunStatus::Finished
+    });
+    h.run();
+    let r = &h.state().store.runs[0];
+    let s = r.summary.as_ref().unwrap();
+    assert_eq!(s.ended_early, Some(peft_workbench::train::EndedEarly::User));
+    assert!(s.steps < 2000);
+    let best = r.best_eval().expect("a best evaluation");
+    let dir = std::path::PathBuf::from(r.out_dir.as_ref().unwrap());
+    assert!(dir.join("best/adapter_model.safetensors").is_file());
+    assert!(!r.resumable, "kept as finished, not resumable");
+    h.get_by_label(&format!("{:.3} @ {}", best.metric, best.step));
+    save_snapshot(&mut h, "stop_and_keep_best");
+    h.get_by_label("…").click();
+    h.run();
+    h.get_by_label(&format!("Export best (step {})…", best.step));
+    h.get_by_label("Export last…");
 }

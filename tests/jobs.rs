@@ -91,6 +91,7 @@ fn an_evaluation_and_a_merge_stop_when_asked_and_run_to_the_end_otherwise() {
             job: 6,
             run_dir: run.clone(),
             out: exported.clone(),
+            best: false,
         })
         .unwrap();
     assert!(matches!(

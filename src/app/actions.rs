@@ -22,12 +22,16 @@ pub enum Action {
     /// conventional one.
     CompareAll,
     Stop(RunId),
+    /// End a run with early stopping now, as finished, keeping its best evaluation.
+    StopKeepBest(RunId),
     /// Draw a run's curves on the plots, or stop drawing them.
     ShowRun(RunId, bool),
     /// Continue a stopped or interrupted run from its checkpoint.
     Resume(RunId),
     /// Copy a run's adapter folder to the path.
     Export(RunId, PathBuf),
+    /// Copy a run's best evaluation (`best/`, early stopping) to the path.
+    ExportBest(RunId, PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
     Merge(RunId, PathBuf),
     /// Ask before moving these runs' folders to the trash.
@@ -66,6 +70,22 @@ pub enum Action {
 }
 
 impl WorkbenchApp {
+    /// Sends the export of run `id`'s adapter (`best/` with `best`, else `adapter/`) to `to`.
+    fn export(&mut self, id: RunId, to: PathBuf, best: bool) {
+        let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
+            return;
+        };
+        let job = self.background.next_job_id();
+        if self.send(Command::Export {
+            job,
+            run_dir: PathBuf::from(dir),
+            out: to,
+            best,
+        }) {
+            self.background.start_export(job);
+        }
+    }
+
     /// Carries out what the user asked for (the panels collect actions while drawing).
     pub fn apply(&mut self, action: Action) {
         match action {
@@ -168,6 +188,9 @@ impl WorkbenchApp {
             Action::Stop(id) => {
                 self.send(Command::StopRun { id });
             }
+            Action::StopKeepBest(id) => {
+                self.send(Command::FinishRun { id });
+            }
             Action::Resume(id) => {
                 let Some(r) = self.store.runs.iter_mut().find(|r| r.id == id) else {
                     return;
@@ -181,19 +204,8 @@ impl WorkbenchApp {
                     dir: PathBuf::from(dir),
                 });
             }
-            Action::Export(id, to) => {
-                let Some(dir) = self.store.get(id).and_then(|r| r.out_dir.clone()) else {
-                    return;
-                };
-                let job = self.background.next_job_id();
-                if self.send(Command::Export {
-                    job,
-                    run_dir: PathBuf::from(dir),
-                    out: to,
-                }) {
-                    self.background.start_export(job);
-                }
-            }
+            Action::Export(id, to) => self.export(id, to, false),
+            Action::ExportBest(id, to) => self.export(id, to, true),
             Action::Merge(id, to) => {
                 let Some(r) = self.store.get(id) else {
                     return;

@@ -300,6 +300,9 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                             .style(egui_plot::LineStyle::dashed_loose()),
                     );
                 }
+                if let Some(best) = r.best_point(Curve::EvalLoss, axis) {
+                    plot.points(best_marker(&r.label, y_of(vec![best]), c));
+                }
             }
         });
         let text = tr(&cols[1], "Evaluation metric");
@@ -324,6 +327,13 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                                 .width(width),
                         );
                     }
+                    if let Some(best) = r.best_point(Curve::EvalMetric, axis) {
+                        plot.points(best_marker(
+                            &r.label,
+                            vec![best],
+                            curve_color(app, r.id, dark),
+                        ));
+                    }
                 }
                 // Each chance level the shown runs have (runs on one task share it), so a
                 // curve at chance does not read as a result.
@@ -338,6 +348,16 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         left.response.rect.union(right.response.rect)
     });
     app.plots_rect = Some(response);
+}
+
+/// Early stopping's best evaluation: a filled diamond on the run's evaluation curve, under the run's
+/// name (one legend entry per run), the step on hover.
+fn best_marker(label: &str, at: Vec<[f64; 2]>, color: egui::Color32) -> egui_plot::Points<'static> {
+    egui_plot::Points::new(label.to_string(), at)
+        .shape(egui_plot::MarkerShape::Diamond)
+        .filled(true)
+        .radius(5.5)
+        .color(color)
 }
 
 /// The distinct chance levels of `runs` (to three decimals), each with its legend name.

@@ -295,7 +295,10 @@ impl WorkbenchApp {
         };
         // A run on a remote machine goes to that machine's backend.
         let target = match &cmd {
-            Command::Train { id, .. } | Command::Resume { id, .. } | Command::StopRun { id } => {
+            Command::Train { id, .. }
+            | Command::Resume { id, .. }
+            | Command::StopRun { id }
+            | Command::FinishRun { id } => {
                 self.store.get(*id).and_then(|r| r.config.machine.clone())
             }
             _ => None,

@@ -15,6 +15,8 @@ use crate::train::RunId;
 pub enum PathPurpose {
     /// Copy a run's adapter folder there.
     Export(RunId),
+    /// Early stopping's best evaluation (`best/`) of a run.
+    ExportBest(RunId),
     /// Write the run's merged model folder there.
     Merge(RunId),
     /// Write the runs table as CSV.
@@ -43,6 +45,7 @@ impl PathPurpose {
     fn title(self) -> &'static str {
         match self {
             PathPurpose::Export(_) => "Export the adapter to",
+            PathPurpose::ExportBest(_) => "Export the best evaluation's adapter (best/) to",
             PathPurpose::Merge(_) => "Write the merged model to",
             PathPurpose::ExportTable => "Write the table (CSV) to",
             PathPurpose::SavePlots => "Save the plots (PNG) to",
@@ -55,7 +58,7 @@ impl PathPurpose {
 
     fn confirm(self) -> &'static str {
         match self {
-            PathPurpose::Export(_) => "Export",
+            PathPurpose::Export(_) | PathPurpose::ExportBest(_) => "Export",
             PathPurpose::Merge(_) => "Merge",
             PathPurpose::ExportTable | PathPurpose::SavePlots => "Save",
             PathPurpose::ModelFolder
@@ -67,12 +70,16 @@ impl PathPurpose {
 
     fn need(self) -> Need {
         match self {
-            PathPurpose::Export(_) | PathPurpose::Merge(_) => Need::NewPath,
+            PathPurpose::Export(_) | PathPurpose::ExportBest(_) | PathPurpose::Merge(_) => {
+                Need::NewPath
+            }
             // A table or image is written through a temporary file and replaces the old one.
             PathPurpose::ExportTable | PathPurpose::SavePlots => Need::NewPath,
             PathPurpose::ModelFolder | PathPurpose::LoadAdapter => Need::ExistingFolder,
             PathPurpose::GgufFile => Need::ExistingFile("GGUF models", &["gguf"]),
-            PathPurpose::DatasetFile => Need::ExistingFile("Datasets", &["jsonl", "csv"]),
+            PathPurpose::DatasetFile => {
+                Need::ExistingFile("Datasets", &["jsonl", "json", "csv", "parquet"])
+            }
         }
     }
 
@@ -80,6 +87,7 @@ impl PathPurpose {
     fn action(self, path: PathBuf) -> Action {
         match self {
             PathPurpose::Export(id) => Action::Export(id, path),
+            PathPurpose::ExportBest(id) => Action::ExportBest(id, path),
             PathPurpose::Merge(id) => Action::Merge(id, path),
             PathPurpose::ExportTable => Action::ExportTable(path),
             PathPurpose::SavePlots => Action::SavePlots(path),
@@ -121,8 +129,10 @@ impl PathPrompt {
             }
             // An adapter or a model folder never replaces what a folder holds.
             Need::NewPath
-                if matches!(self.purpose, PathPurpose::Export(_) | PathPurpose::Merge(_))
-                    && crate::files::ensure_new_folder(&path, "").is_err() =>
+                if matches!(
+                    self.purpose,
+                    PathPurpose::Export(_) | PathPurpose::ExportBest(_) | PathPurpose::Merge(_)
+                ) && crate::files::ensure_new_folder(&path, "").is_err() =>
             {
                 Err(("{} already holds files; name a new folder.", text.into()))
             }

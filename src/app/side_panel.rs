@@ -51,6 +51,28 @@ pub fn actions(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Acti
         {
             actions.push(Action::Stop(id));
         }
+        // Only a run with early stopping keeps a best to end on.
+        let keeps_best = app
+            .store
+            .active()
+            .filter(|r| r.config.early_stopping.is_some())
+            .map(|r| (r.id, r.best_step));
+        if let Some((id, best)) = keeps_best
+            && ui
+                .button(tr(ui, "Stop and keep best"))
+                .on_hover_text(match best {
+                    Some(step) => super::i18n::fill(
+                        app.lang,
+                        "End the run now as finished; its best evaluation (step {}) stays in best/",
+                        &[&step],
+                    ),
+                    None => tr(ui, "End the run now as finished; its best evaluation stays in best/")
+                        .to_string(),
+                })
+                .clicked()
+        {
+            actions.push(Action::StopKeepBest(id));
+        }
     });
     if let Some(e) = &app.form_error {
         ui.colored_label(ui.visuals().error_fg_color, e);
@@ -341,6 +363,7 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
                 "Batch examples of similar length together: less padding, so faster steps",
                 egui::Checkbox::without_text(&mut f.group_by_length),
             );
+            early_stopping(f, ui);
         });
     let suggested = crate::compare::learning_rate_for(&f.method, f);
     if f.optimizer.lr != suggested
@@ -360,6 +383,63 @@ fn training(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     }
     ui.separator();
     device_and_precision(app, ui);
+}
+
+/// `[early_stopping]`: off, or the patience, the smallest improvement that counts and what
+/// is watched.
+fn early_stopping(f: &mut crate::config::RunConfig, ui: &mut egui::Ui) {
+    use crate::config::{EarlyStopping, Monitor};
+    let mut on = f.early_stopping.is_some();
+    row(
+        ui,
+        "Early stopping",
+        "Stop when the evaluations stop improving; the best evaluation's adapter is kept in best/",
+        egui::Checkbox::without_text(&mut on),
+    );
+    match (on, &mut f.early_stopping) {
+        (false, es) => *es = None,
+        (true, None) => {
+            f.early_stopping = Some(EarlyStopping {
+                patience: 3,
+                min_delta: 0.0,
+                monitor: Monitor::EvalLoss,
+            })
+        }
+        (true, Some(es)) => {
+            row(
+                ui,
+                "Patience",
+                "Evaluations in a row without improvement before the run stops",
+                egui::DragValue::new(&mut es.patience).range(1..=1000),
+            );
+            row(
+                ui,
+                "Min. improvement",
+                "An evaluation counts as better only by more than this",
+                egui::DragValue::new(&mut es.min_delta)
+                    .range(0.0..=10.0)
+                    .speed(0.001),
+            );
+            let label = ui.label(tr(ui, "Watch"));
+            egui::ComboBox::from_id_salt("early_stopping_monitor")
+                .selected_text(tr(ui, monitor_name(es.monitor)))
+                .show_ui(ui, |ui| {
+                    for m in [Monitor::EvalLoss, Monitor::Metric] {
+                        ui.selectable_value(&mut es.monitor, m, tr(ui, monitor_name(m)));
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+        }
+    }
+}
+
+fn monitor_name(m: crate::config::Monitor) -> &'static str {
+    match m {
+        crate::config::Monitor::EvalLoss => "evaluation loss",
+        crate::config::Monitor::Metric => "metric",
+    }
 }
 
 /// Where the run trains and in what number format. The list is what the driver reported

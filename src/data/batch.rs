@@ -407,7 +407,7 @@ mod tests {
             turns: vec![turn(Role::User, "q"), turn(Role::Assistant, "a")],
         };
         assert_eq!(
-            encode_all(&tok, &[fine.clone()], 0, 64, &chat)
+            encode_all(&tok, std::slice::from_ref(&fine), 0, 64, &chat)
                 .unwrap()
                 .0
                 .len(),

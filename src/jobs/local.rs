@@ -100,6 +100,7 @@ impl Backend for LocalBackend {
             Command::Train { id, config } => self.to_trainer(Trainer::Start { id, config }),
             Command::Resume { id, dir } => self.to_trainer(Trainer::Resume { id, dir }),
             Command::StopRun { id } => self.to_trainer(Trainer::Stop { id }),
+            Command::FinishRun { id } => self.to_trainer(Trainer::Finish { id }),
             Command::StopJob { job } => {
                 if let Some(flag) = self.stops.get(&job) {
                     flag.store(true, Ordering::Release);
@@ -281,9 +282,14 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
-            Command::Export { job, run_dir, out } => {
+            Command::Export {
+                job,
+                run_dir,
+                out,
+                best,
+            } => {
                 self.start_job(job, move |_, _| {
-                    let files = crate::peft::export::export_run(&run_dir, &out)?;
+                    let files = crate::peft::export::export_run(&run_dir, &out, best)?;
                     Ok(JobResult::Exported { files, out })
                 });
                 Ok(())

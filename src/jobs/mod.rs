@@ -32,6 +32,9 @@ pub enum Command {
     Resume { id: RunId, dir: PathBuf },
     /// Stop run `id` at the end of its current step (or drop it from the queue).
     StopRun { id: RunId },
+    /// End run `id` at the end of its current step as finished, its best evaluation's
+    /// tensors in `best/` ("Stop and keep best"; not resumable, no checkpoint kept).
+    FinishRun { id: RunId },
     /// Generate an answer to `prompt`, streamed piece by piece.
     Generate {
         job: JobId,
@@ -70,11 +73,14 @@ pub enum Command {
         run_dir: PathBuf,
         out: PathBuf,
     },
-    /// Copy the adapter of the run in `run_dir` to `out` (written whole or not at all).
+    /// Copy the adapter of the run in `run_dir` to `out` (written whole or not at all): the
+    /// last step's (`adapter/`), or with `best` early stopping's best (`best/`).
     Export {
         job: JobId,
         run_dir: PathBuf,
         out: PathBuf,
+        #[serde(default)]
+        best: bool,
     },
     /// Ask a remote machine what it is ("Test connection").
     ProbeMachine {

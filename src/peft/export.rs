@@ -69,9 +69,17 @@ pub fn export_trained_base(
     )
 }
 
-/// Copies `run_dir/adapter` to `out` through a temporary folder; returns the files copied.
-pub fn export_run(run_dir: &Path, out: &Path) -> Result<usize> {
-    let src = run_dir.join("adapter");
+/// Copies `run_dir/adapter` (the last step's tensors) or, with `best`, `run_dir/best` (early
+/// stopping's best evaluation) to `out` through a temporary folder; returns the files
+/// copied.
+pub fn export_run(run_dir: &Path, out: &Path, best: bool) -> Result<usize> {
+    let src = run_dir.join(if best { "best" } else { "adapter" });
+    if best && !src.is_dir() {
+        bail!(
+            "{} has no best/ folder: only a run with [early_stopping] keeps its best evaluation",
+            run_dir.display()
+        );
+    }
     if !src.is_dir() {
         bail!(
             "{} has no adapter/ folder: not a finished run folder",

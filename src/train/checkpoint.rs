@@ -37,6 +37,10 @@ pub struct Progress {
     /// (loss, metric) before training.
     pub initial_eval: (f64, f64),
     pub peak_rss_bytes: u64,
+    /// Early stopping's best evaluation so far and its count since (absent in checkpoints
+    /// from before early stopping).
+    #[serde(default)]
+    pub early: super::EarlyStoppingState,
 }
 
 pub struct Checkpoint {

@@ -17,6 +17,9 @@ pub enum Command {
     Resume { id: RunId, dir: std::path::PathBuf },
     /// Stop the run `id` at the end of its current step (or drop it from the queue).
     Stop { id: RunId },
+    /// End the run `id` at the end of its current step as finished (no checkpoint kept,
+    /// not resumable): "Stop and keep best", its best evaluation's tensors in `best/`.
+    Finish { id: RunId },
     /// Stop everything and end the worker thread.
     Shutdown,
 }
@@ -51,6 +54,11 @@ pub enum Event {
     },
     Step(StepPoint),
     Eval(EvalPoint),
+    /// Early stopping kept a new best evaluation (its tensors are in `best/`).
+    Best {
+        run: RunId,
+        step: usize,
+    },
     /// AdaLoRA moved its rank budget.
     Ranks {
         run: RunId,
@@ -75,6 +83,7 @@ impl Event {
             Event::Started { run, .. }
             | Event::Loading { run, .. }
             | Event::Notice { run, .. }
+            | Event::Best { run, .. }
             | Event::Ranks { run, .. }
             | Event::Finished { run, .. }
             | Event::Failed { run, .. } => *run = id,
@@ -88,6 +97,7 @@ impl Event {
             Event::Started { run, .. }
             | Event::Loading { run, .. }
             | Event::Notice { run, .. }
+            | Event::Best { run, .. }
             | Event::Ranks { run, .. }
             | Event::Finished { run, .. }
             | Event::Failed { run, .. } => *run,
@@ -145,6 +155,22 @@ pub struct Summary {
     pub tokens_per_second: f64,
     pub peak_rss_bytes: u64,
     pub wall_seconds: f64,
+    /// With `[early_stopping]`: the best evaluation, whose trained tensors are in `best/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<super::BestEval>,
+    /// Why a run ended before `steps` as finished (not resumable): its patience ran out, or
+    /// the user chose "Stop and keep best".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<EndedEarly>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedEarly {
+    /// `patience` evaluations without improvement.
+    Patience,
+    /// "Stop and keep best".
+    User,
 }
 
 impl Summary {
@@ -158,10 +184,13 @@ impl Summary {
             self.trainable_params,
             self.total_params,
             self.steps,
-            if self.stopped_early {
-                " (stopped early)"
-            } else {
-                ""
+            match (self.stopped_early, self.ended_early) {
+                (true, _) => " (stopped early)",
+                (false, Some(EndedEarly::Patience)) => {
+                    " (early stopping: no improvement within its patience)"
+                }
+                (false, Some(EndedEarly::User)) => " (stopped, keeping the best)",
+                (false, None) => "",
             }
         )];
         let verdict = match self.chance {
@@ -193,6 +222,19 @@ impl Summary {
             self.tokens_per_second,
             super::memory::human_bytes(self.peak_rss_bytes)
         ));
+        if let Some(b) = &self.best {
+            lines.push(format!(
+                "best evaluation at step {}: eval loss {:.4}, {} {:.4}{}",
+                b.step,
+                b.loss,
+                self.metric_name,
+                b.metric,
+                adapter
+                    .and_then(|d| d.parent())
+                    .map(|run| format!(" (its tensors: {})", run.join("best").display()))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(dir) = adapter {
             lines.push(format!("adapter: {}", dir.display()));
         }
@@ -249,6 +291,8 @@ mod tests {
             tokens_per_second: 4411.0,
             peak_rss_bytes: 249_000_000,
             wall_seconds: 60.2,
+            best: None,
+            ended_early: None,
         };
         let text = s.describe(Some(std::path::Path::new("runs/x/adapter")));
         assert!(text.contains("(0.552 %)"), "{text}");

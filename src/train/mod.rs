@@ -8,6 +8,7 @@ pub mod cpu_threads;
 mod data_order;
 pub mod data_summary;
 pub mod devices;
+mod early_stopping;
 mod evaluate;
 pub mod events;
 pub use crate::kernels::loss;
@@ -34,9 +35,12 @@ use crate::models::{Decoder, Hooks, LoadedModel, Model, ModelConfig, ModelFiles}
 use crate::peft::{BuildContext, ExportContext, Method, import::ImportedAdapter};
 use data_order::DataOrder;
 pub use devices::{DeviceInfo, available_devices, device_for};
+pub use early_stopping::{BestEval, EarlyStoppingState};
 use evaluate::metric_value;
 pub use evaluate::{evaluate, evaluate_adapter, evaluate_adapter_until, evaluate_until};
-pub use events::{Chance, Command, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary};
+pub use events::{
+    Chance, Command, EndedEarly, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary,
+};
 pub use memory::{peak_rss_bytes, reset_peak_rss};
 
 /// The id batches are padded with: a decoder's end-of-sequence token (the config's, else
@@ -360,7 +364,31 @@ pub fn run(
     emit: &mut dyn FnMut(Event),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
-    train(cfg, run, out_dir, dataset, false, emit, stop)
+    let mut halt = || if stop() { Halt::Pause } else { Halt::No };
+    train(cfg, run, out_dir, dataset, false, emit, &mut halt)
+}
+
+/// What the stop check answers between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    /// Go on.
+    No,
+    /// Stop here keeping a checkpoint, so the run can be resumed ("Stop").
+    Pause,
+    /// End here as finished, the best evaluation's tensors in `best/` ("Stop and keep
+    /// best").
+    Finish,
+}
+
+/// `run` with the stop check's full answer (the worker's: Stop or Stop and keep best).
+pub fn run_until(
+    cfg: &RunConfig,
+    run: RunId,
+    out_dir: Option<&Path>,
+    emit: &mut dyn FnMut(Event),
+    halt: &mut dyn FnMut() -> Halt,
+) -> Result<Summary> {
+    train(cfg, run, out_dir, None, false, emit, halt)
 }
 
 /// Continues the run saved in `run_dir` from its last checkpoint to its configured number
@@ -371,12 +399,23 @@ pub fn resume(
     emit: &mut dyn FnMut(Event),
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Summary> {
+    let mut halt = || if stop() { Halt::Pause } else { Halt::No };
+    resume_until(run_dir, run, emit, &mut halt)
+}
+
+/// `resume` with the stop check's full answer.
+pub fn resume_until(
+    run_dir: &Path,
+    run: RunId,
+    emit: &mut dyn FnMut(Event),
+    halt: &mut dyn FnMut() -> Halt,
+) -> Result<Summary> {
     let cfg = RunConfig::load(&run_dir.join("config.toml"), &[])
         .with_context(|| format!("{} is not a run folder", run_dir.display()))?;
     if cfg.dataset.starts_with("pretrain:") {
         bail!("pretraining runs cannot be resumed; run `pretrain` again");
     }
-    train(&cfg, run, Some(run_dir), None, true, emit, stop)
+    train(&cfg, run, Some(run_dir), None, true, emit, halt)
 }
 
 /// Whether the run saved in `run_dir` can be continued.
@@ -420,7 +459,7 @@ fn train(
     dataset: Option<Dataset>,
     resuming: bool,
     emit: &mut dyn FnMut(Event),
-    stop: &mut dyn FnMut() -> bool,
+    halt: &mut dyn FnMut() -> Halt,
 ) -> Result<Summary> {
     let started = Instant::now();
     // Held until the run's last file is written: a second process on the same folder is
@@ -523,10 +562,63 @@ fn train(
         emit(Event::Eval(point.clone()));
         Ok((point.loss, point.metric))
     };
+    let base_model = if cfg.model == "builtin" {
+        "peft-workbench/builtin".to_string()
+    } else {
+        cfg.model.clone()
+    };
+    // The trained tensors as an adapter folder (`adapter/` at the end, `best/` at each new
+    // best evaluation), written whole or not at all.
+    // `best/` also holds `best.json`, the evaluation its tensors scored: a run killed after
+    // a new best and before its next checkpoint resumes with the checkpoint's older best in
+    // its counters, and the folder still says what it holds.
+    let export_to = |p: &Prepared, to: &Path, best: Option<&BestEval>| -> Result<()> {
+        let ctx = ExportContext {
+            base_model: &base_model,
+            trained_base: &p.loaded_trained,
+            model: &p.model_cfg,
+        };
+        write_dir_atomic(to, |d| {
+            p.method.export(d, &ctx)?;
+            crate::peft::export::finish_for_model(d, &p.model_cfg, &p.loaded_trained)?;
+            if let Some(b) = best {
+                save_json(&d.join("best.json"), &serde_json::to_value(b)?)?;
+            }
+            Ok(())
+        })
+    };
+    // With `[early_stopping]`: a better evaluation is kept in `best/` (and announced);
+    // true once the patience has run out.
+    let higher_is_better = p.metric.higher_is_better();
+    let consider = |step: usize,
+                    (loss, metric): (f64, f64),
+                    progress: &mut checkpoint::Progress,
+                    p: &Prepared,
+                    log: &mut MetricsLog,
+                    emit: &mut dyn FnMut(Event)|
+     -> Result<bool> {
+        let Some(es) = &cfg.early_stopping else {
+            return Ok(false);
+        };
+        let eval = BestEval { step, loss, metric };
+        match progress.early.observe(es, higher_is_better, eval) {
+            early_stopping::Verdict::Improved => {
+                if let Some(dir) = out_dir {
+                    export_to(p, &dir.join("best"), Some(&eval))?;
+                }
+                log.write("best", &serde_json::json!({ "step": step }))?;
+                emit(Event::Best { run, step });
+                Ok(false)
+            }
+            early_stopping::Verdict::Waiting => Ok(false),
+            early_stopping::Verdict::Stop => Ok(true),
+        }
+    };
     if !resuming {
         progress.initial_eval = eval_point(0, &p, &mut log, emit)?;
         progress.last_eval = progress.initial_eval;
         progress.last_loss = f64::NAN;
+        consider(0, progress.initial_eval, &mut progress, &p, &mut log, emit)?;
     }
 
     let lengths = cfg
@@ -559,10 +651,18 @@ fn train(
         checkpoint::save(dir, progress, &tensors)
     };
     let mut stopped_early = false;
+    let mut ended_early = None;
     for step in progress.step + 1..=cfg.steps {
-        if stop() {
-            stopped_early = true;
-            break;
+        match halt() {
+            Halt::No => {}
+            Halt::Pause => {
+                stopped_early = true;
+                break;
+            }
+            Halt::Finish => {
+                ended_early = Some(EndedEarly::User);
+                break;
+            }
         }
         let t0 = Instant::now();
         let picked: Vec<&Encoded> = order
@@ -624,6 +724,19 @@ fn train(
         if step % cfg.eval_every == 0 || step == cfg.steps {
             progress.last_eval = eval_point(step, &p, &mut log, emit)?;
             progress.last_eval_step = step;
+            if consider(step, progress.last_eval, &mut progress, &p, &mut log, emit)? {
+                ended_early = Some(EndedEarly::Patience);
+                emit(Event::Notice {
+                    run,
+                    text: format!(
+                        "early stopping: {} evaluations without improving {}; the best, at step {}, is kept in best/",
+                        progress.early.evals_since_best,
+                        cfg.early_stopping.map_or("eval_loss", |e| e.monitor.name()),
+                        progress.early.best.map_or(0, |b| b.step)
+                    ),
+                });
+                break;
+            }
         }
         if cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < cfg.steps {
             save_checkpoint(&mut progress, &opt, p.method.as_ref())?;
@@ -632,6 +745,14 @@ fn train(
     if progress.step > 0 && progress.last_eval_step != progress.step {
         progress.last_eval = eval_point(progress.step, &p, &mut log, emit)?;
         progress.last_eval_step = progress.step;
+        consider(
+            progress.step,
+            progress.last_eval,
+            &mut progress,
+            &p,
+            &mut log,
+            emit,
+        )?;
     }
     // A stopped run keeps a checkpoint at the step it reached, so it can go on later.
     if stopped_early && progress.step > 0 {
@@ -657,22 +778,11 @@ fn train(
         tokens_per_second: progress.tokens_seen as f64 / progress.train_seconds.max(1e-9),
         peak_rss_bytes: progress.peak_rss_bytes.max(peak_rss_bytes()),
         wall_seconds: elapsed(),
+        best: progress.early.best,
+        ended_early,
     };
     if let Some(dir) = out_dir {
-        let base_model = if cfg.model == "builtin" {
-            "peft-workbench/builtin".to_string()
-        } else {
-            cfg.model.clone()
-        };
-        let ctx = ExportContext {
-            base_model: &base_model,
-            trained_base: &p.loaded_trained,
-            model: &p.model_cfg,
-        };
-        write_dir_atomic(&dir.join("adapter"), |d| {
-            p.method.export(d, &ctx)?;
-            crate::peft::export::finish_for_model(d, &p.model_cfg, &p.loaded_trained)
-        })?;
+        export_to(&p, &dir.join("adapter"), None)?;
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
         if !stopped_early {
             checkpoint::remove(dir)?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::Halt;
 use super::events::{Command, Event, RunId};
 use crate::config::RunConfig;
 
@@ -100,25 +101,27 @@ struct Queue {
 }
 
 impl Queue {
-    /// Applies a command that arrives while `current` runs; true if `current` must stop.
-    fn apply(&mut self, cmd: Command, current: Option<RunId>) -> bool {
+    /// Applies a command that arrives while `current` runs; what `current` must do.
+    fn apply(&mut self, cmd: Command, current: Option<RunId>) -> Halt {
         match cmd {
             Command::Start { id, config } => {
                 self.pending.push_back((id, Job::Fresh(config)));
-                false
+                Halt::No
             }
             Command::Resume { id, dir } => {
                 self.pending.push_back((id, Job::Resume(dir)));
-                false
+                Halt::No
             }
-            Command::Stop { id } => {
+            Command::Stop { id } | Command::Finish { id } if current != Some(id) => {
                 self.pending.retain(|(p, _)| *p != id);
-                current == Some(id)
+                Halt::No
             }
+            Command::Stop { .. } => Halt::Pause,
+            Command::Finish { .. } => Halt::Finish,
             Command::Shutdown => {
                 self.shutdown = true;
                 self.pending.clear();
-                true
+                Halt::Pause
             }
         }
     }
@@ -149,12 +152,16 @@ fn worker_loop(
                 Err(_) => return,
             }
         };
-        let mut stop_requested = false;
-        let mut stop = || {
+        let mut requested = Halt::No;
+        let mut halt = || {
             while let Ok(cmd) = cmds.try_recv() {
-                stop_requested |= queue.apply(cmd, Some(id));
+                // Closing the window (Shutdown, a pause) outranks an earlier "keep best".
+                match queue.apply(cmd, Some(id)) {
+                    Halt::No => {}
+                    h => requested = h,
+                }
             }
-            stop_requested
+            requested
         };
         let mut emit = |e: Event| send(e);
         // Each run's peak memory is its own: the last run's memory went back to the system
@@ -164,9 +171,9 @@ fn worker_loop(
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
             Job::Fresh(cfg) => {
                 let out_dir = runs_dir.as_ref().map(|d| d.join(run_folder_name(id, cfg)));
-                super::run(cfg, id, out_dir.as_deref(), None, &mut emit, &mut stop)
+                super::run_until(cfg, id, out_dir.as_deref(), &mut emit, &mut halt)
             }
-            Job::Resume(dir) => super::resume(dir, id, &mut emit, &mut stop),
+            Job::Resume(dir) => super::resume_until(dir, id, &mut emit, &mut halt),
         }))
         .unwrap_or_else(|panic| {
             let what = panic

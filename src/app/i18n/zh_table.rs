@@ -818,4 +818,43 @@ pub const ZH: &[(&str, &str)] = &[
     ("prompt/completion", "提示/补全"),
     ("text with label", "带标签的文本"),
     ("plain text", "纯文本"),
+    // Early stopping.
+    ("Stop and keep best", "停止并保留最佳"),
+    (
+        "End the run now as finished; its best evaluation (step {}) stays in best/",
+        "现在结束本次运行（记为完成）；最佳评估（第 {} 步）保留在 best/",
+    ),
+    (
+        "End the run now as finished; its best evaluation stays in best/",
+        "现在结束本次运行（记为完成）；最佳评估保留在 best/",
+    ),
+    ("Best", "最佳"),
+    (
+        "best evaluation (kept in best/): step {}, eval loss {}, metric {}; the Metric and Eval loss columns are the last",
+        "最佳评估（保存在 best/）：第 {} 步，评估损失 {}，指标 {}；“指标”和“评估损失”两列是最后一次的",
+    ),
+    ("Export best (step {})…", "导出最佳（第 {} 步）…"),
+    ("Export last…", "导出最后一步…"),
+    (
+        "Export the best evaluation's adapter (best/) to",
+        "把最佳评估的适配器（best/）导出到",
+    ),
+    ("Early stopping", "早停"),
+    (
+        "Stop when the evaluations stop improving; the best evaluation's adapter is kept in best/",
+        "评估结果不再提升时停止；最佳评估的适配器保存在 best/",
+    ),
+    ("Patience", "耐心"),
+    (
+        "Evaluations in a row without improvement before the run stops",
+        "连续多少次评估没有提升后停止",
+    ),
+    ("Min. improvement", "最小提升"),
+    (
+        "An evaluation counts as better only by more than this",
+        "评估结果至少要好过这么多才算提升",
+    ),
+    ("Watch", "监视"),
+    ("evaluation loss", "评估损失"),
+    ("metric", "指标"),
 ];

@@ -76,6 +76,8 @@ pub struct RunRecord {
     pub summary: Option<Summary>,
     /// AdaLoRA's latest rank allocation and the step it was made at.
     pub ranks: Option<(usize, RankAllocation)>,
+    /// With early stopping: the step of the best evaluation so far (its tensors in `best/`).
+    pub best_step: Option<usize>,
     /// Its folder holds a checkpoint it can continue from.
     pub resumable: bool,
     /// When it began reading its model and data, until its first step can start.
@@ -134,6 +136,7 @@ impl RunRecord {
             notices: Vec::new(),
             summary: None,
             ranks: None,
+            best_step: None,
             resumable: false,
             loading_since: None,
             shown: true,
@@ -234,6 +237,7 @@ impl RunRecord {
                         self.ranks = Some((step as usize, a));
                     }
                 }
+                "best" if step.is_finite() => self.best_step = Some(step as usize),
                 _ => {}
             }
         }
@@ -265,6 +269,9 @@ impl RunRecord {
         self.eval_loss.truncate(n);
         self.eval_metric.truncate(n);
         self.eval_elapsed.truncate(n);
+        if self.best_step.is_some_and(|b| b as f64 > step) {
+            self.best_step = None;
+        }
     }
 
     pub(super) fn table_row(&self, summary: &Summary) -> crate::compare::Row {
@@ -309,6 +316,29 @@ impl RunRecord {
                     .collect()
             }
         }
+    }
+
+    /// Early stopping's best evaluation (step, loss, metric): the finished run's summary
+    /// says it, a running one's curves hold it.
+    pub fn best_eval(&self) -> Option<crate::train::BestEval> {
+        if let Some(b) = self.summary.as_ref().and_then(|s| s.best) {
+            return Some(b);
+        }
+        let step = self.best_step?;
+        let i = self.eval_loss.iter().position(|p| p[0] == step as f64)?;
+        Some(crate::train::BestEval {
+            step,
+            loss: self.eval_loss[i][1],
+            metric: self.eval_metric.get(i)?[1],
+        })
+    }
+
+    /// The best evaluation's point on an evaluation curve (early stopping's best), where
+    /// the run has one.
+    pub fn best_point(&self, which: Curve, axis: XAxis) -> Option<[f64; 2]> {
+        let best = self.best_step? as f64;
+        let i = self.eval_loss.iter().position(|p| p[0] == best)?;
+        self.curve(which, axis).get(i).copied()
     }
 
     fn has_checkpoint(&self) -> bool {

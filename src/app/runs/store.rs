@@ -291,6 +291,7 @@ impl RunStore {
             Event::Ranks {
                 step, allocation, ..
             } => r.ranks = Some((step, allocation)),
+            Event::Best { step, .. } => r.best_step = Some(step),
             Event::Finished { summary, .. } => {
                 r.status = if summary.stopped_early {
                     RunStatus::Stopped

@@ -137,6 +137,8 @@ fn finished_run(runs: &Path, name: &str, experiment: &str, steps: usize) {
         tokens_per_second: 10.0,
         peak_rss_bytes: 1 << 20,
         wall_seconds: 9.0,
+        best: None,
+        ended_early: None,
     };
     std::fs::write(
         run.join("summary.json"),

@@ -32,6 +32,8 @@ pub enum Column {
     Time,
     EvalLoss,
     Metric,
+    /// Early stopping's best evaluation: its metric, loss and step.
+    Best,
     /// The user's tags and note.
     Notes,
 }
@@ -40,10 +42,11 @@ impl Column {
     /// Results first: at 1280×800 the table is as wide as the central panel, and what a
     /// comparison is read for (which run, its metric and loss) stays in view; the costs
     /// follow and the table scrolls sideways to them.
-    const ALL: [Column; 12] = [
+    const ALL: [Column; 13] = [
         Column::Run,
         Column::Metric,
         Column::EvalLoss,
+        Column::Best,
         Column::Status,
         Column::LearningRate,
         Column::Steps,
@@ -73,6 +76,7 @@ impl Column {
             Column::Time => "Time",
             Column::EvalLoss => "Eval loss",
             Column::Metric => "Metric",
+            Column::Best => "Best",
             Column::Notes => "Tags and note",
         }
     }
@@ -93,6 +97,7 @@ fn sort_key(r: &RunRecord, c: Column) -> Option<f64> {
         Column::Time => Some(r.summary.as_ref().map_or(r.elapsed_s, |s| s.wall_seconds)),
         Column::EvalLoss => r.eval_loss_span().map(|(_, last)| last),
         Column::Metric => r.final_metric(),
+        Column::Best => r.best_eval().map(|b| b.metric),
         Column::Notes => None,
     }
 }
@@ -318,6 +323,19 @@ fn run_cell(
             match r.eval_loss_span() {
                 Some((first, last)) => ui.label(format!("{first:.3} -> {last:.3}")),
                 None => ui.label("-"),
+            };
+        }
+        Column::Best => {
+            match r.best_eval() {
+                Some(b) => ui
+                    .label(format!("{:.3} @ {}", b.metric, b.step))
+                    .on_hover_text(trf(
+                        ui,
+                        "best evaluation (kept in best/): step {}, eval loss {}, metric {}; the Metric and Eval loss columns are the last",
+                        &[&b.step, &format!("{:.4}", b.loss), &format!("{:.4}", b.metric)],
+                    )),
+                // Blank, not a dash: a run without early stopping keeps no best.
+                None => ui.label(""),
             };
         }
         Column::Status => {

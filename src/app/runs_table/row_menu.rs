@@ -3,7 +3,7 @@
 use eframe::egui;
 
 use super::super::Action;
-use super::super::i18n::tr;
+use super::super::i18n::{tr, trf};
 use super::super::path_dialog::{PathPurpose, default_target};
 use super::super::runs::{RunRecord, RunStatus};
 
@@ -57,8 +57,32 @@ fn run_folder_menu(
     ui: &mut egui::Ui,
     actions: &mut Vec<Action>,
 ) {
+    // With early stopping the best evaluation comes first (what the run was stopped for);
+    // the last step's adapter stays one click away.
+    let best = r
+        .best_eval()
+        .filter(|_| std::path::Path::new(dir).join("best").is_dir());
+    if let Some(b) = best
+        && ui
+            .button(trf(ui, "Export best (step {})…", &[&b.step]))
+            .on_hover_text(format!(
+                "Copy the best evaluation's adapter ({dir}/best) to a folder you choose"
+            ))
+            .clicked()
+    {
+        actions.push(Action::AskPath(
+            PathPurpose::ExportBest(r.id),
+            default_target(&format!("{}-best-adapter", folder_name(dir))),
+        ));
+        ui.close();
+    }
+    let export = if best.is_some() {
+        "Export last…"
+    } else {
+        "Export…"
+    };
     if ui
-        .add_enabled(has_adapter, egui::Button::new(tr(ui, "Export…")))
+        .add_enabled(has_adapter, egui::Button::new(tr(ui, export)))
         .on_hover_text(format!(
             "Copy the trained adapter ({dir}/adapter) to a folder you choose"
         ))
