@@ -1677,3 +1677,38 @@ fn stop_and_keep_best_ends_a_run_with_its_best_kept() {
     h.get_by_label(&format!("Export best (step {})…", best.step));
     h.get_by_label("Export last…");
 }
+
+/// "Where the update went" for two past runs: LoRA's map on q_proj/v_proj, then IA3's on
+/// k_proj, v_proj and down_proj, chosen by clicking each run's name.
+#[test]
+fn the_update_map_draws_for_a_lora_and_an_ia3_run() {
+    let runs = tempfile::tempdir().unwrap();
+    let small = ["steps=4", "eval_every=4", "eval_examples=4"];
+    past_run(runs.path(), "lora", 1, &small);
+    past_run(runs.path(), "ia3", 2, &small);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1100.0);
+    h.run();
+    h.get_by_label("Where the update went").click();
+    h.run();
+    let run = |h: &Harness<'static, WorkbenchApp>, kind: &str| {
+        let r = h
+            .state()
+            .store
+            .runs
+            .iter()
+            .find(|r| r.config.method.kind() == kind);
+        let r = r.unwrap();
+        (r.id, r.label.clone())
+    };
+    let ((lora_id, lora), (ia3_id, ia3)) = (run(&h, "lora"), run(&h, "ia3"));
+    // As clicking the run's name in the table picks it out.
+    h.state_mut().selected_run = Some(lora_id);
+    h.run();
+    h.get_by_label(&format!("{lora}: weight change |W' - W| / |W|"));
+    save_snapshot(&mut h, "update_map_lora");
+    h.state_mut().selected_run = Some(ia3_id);
+    h.run();
+    h.get_by_label(&format!("{ia3}: weight change |W' - W| / |W|"));
+    save_snapshot(&mut h, "update_map_ia3");
+}

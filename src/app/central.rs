@@ -113,6 +113,10 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
         rank_heat_map(r, ui);
         ui.separator();
     }
+    egui::CollapsingHeader::new(tr(ui, "Where the update went"))
+        .id_salt("update_map")
+        .show(ui, |ui| super::update_map::ui(app, ui));
+    ui.separator();
     egui::CollapsingHeader::new(tr(ui, "Trade-offs: metric against cost"))
         .id_salt("pareto")
         .default_open(

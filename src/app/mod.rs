@@ -23,6 +23,7 @@ pub mod runs;
 pub mod runs_table;
 mod side_panel;
 pub mod trash;
+mod update_map;
 
 use eframe::egui;
 use std::path::{Path, PathBuf};
@@ -130,6 +131,8 @@ pub struct WorkbenchApp {
     pub playground: playground::Playground,
     /// What the form's dataset looks like to the model (the Data view).
     pub data_view: data_view::DataView,
+    /// The update map shown ("Where the update went"), read once per chosen run.
+    update_map_cache: Option<(RunId, Option<crate::peft::update_map::UpdateMap>)>,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
     pub view: View,
@@ -219,6 +222,7 @@ impl WorkbenchApp {
             compare_batch: Vec::new(),
             playground: playground::Playground::default(),
             data_view: data_view::DataView::default(),
+            update_map_cache: None,
             devices: crate::train::available_devices(),
             view: View::Train,
             learn_page: "lora".into(),

@@ -300,6 +300,115 @@ impl ImportedAdapter {
     }
 
     /// Prompt embeddings or key/value prefixes to pass with every forward pass.
+    /// Where this adapter's update went, against the base model's `base` tensors (see
+    /// [`super::update_map`]).
+    pub fn update_map(
+        &self,
+        base: &HashMap<String, Tensor>,
+    ) -> Result<super::update_map::UpdateMap> {
+        use super::update_map::{UpdateCell, UpdateMap, layer_and_module, relative_change};
+        let mut cells = Vec::new();
+        let mut measure = None;
+        for (path, adapter) in &self.linear {
+            let wname = format!("{path}.weight");
+            let weight = base
+                .get(&wname)
+                .with_context(|| format!("the model has no `{wname}`"))?
+                .clone();
+            let projection = Projection {
+                weight: weight.clone(),
+                bias: base.get(&format!("{path}.bias")).cloned(),
+            };
+            let Some(merged) = adapter.merged(&projection)? else {
+                continue;
+            };
+            let (layer, module) = layer_and_module(path);
+            cells.push(UpdateCell {
+                layer,
+                module,
+                value: relative_change(&merged.weight, &weight)?,
+            });
+            measure.get_or_insert("weight change |W' - W| / |W|");
+        }
+        let mut replaced: Vec<(&String, &Tensor)> = self.replace.iter().collect();
+        replaced.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, new) in replaced {
+            // A classifier's new head has no base tensor to compare with.
+            let Some(old) = base.get(name) else { continue };
+            let (layer, module) = layer_and_module(name);
+            cells.push(UpdateCell {
+                layer,
+                module,
+                value: relative_change(new, old)?,
+            });
+            measure.get_or_insert("weight change |W' - W| / |W|");
+        }
+        if let Some(prompt) = &self.hooks.prompt_embeds {
+            let embeddings = base
+                .iter()
+                .find(|(n, _)| {
+                    [
+                        "embed_tokens.weight",
+                        "wte.weight",
+                        "word_embeddings.weight",
+                    ]
+                    .iter()
+                    .any(|end| n.ends_with(end))
+                })
+                .map(|(_, t)| t)
+                .context(
+                    "the model has no token embedding table to compare the virtual tokens with",
+                )?;
+            let row_norms = |t: &Tensor| -> Result<Vec<f32>> {
+                Ok(t.to_dtype(DType::F32)?
+                    .sqr()?
+                    .sum(1)?
+                    .sqrt()?
+                    .to_vec1::<f32>()?)
+            };
+            let real = row_norms(embeddings)?;
+            let mean = real.iter().map(|&x| x as f64).sum::<f64>() / real.len().max(1) as f64;
+            for (i, n) in row_norms(prompt)?.into_iter().enumerate() {
+                cells.push(UpdateCell {
+                    layer: None,
+                    module: format!("virtual token {i}"),
+                    value: n as f64 / mean.max(1e-30),
+                });
+            }
+            measure.get_or_insert("virtual token norm / mean token embedding norm");
+        }
+        if let Some(prefix) = &self.hooks.kv_prefix {
+            let rms = |t: &Tensor| -> Result<f64> {
+                Ok((t
+                    .to_dtype(DType::F32)?
+                    .sqr()?
+                    .mean_all()?
+                    .to_scalar::<f32>()? as f64)
+                    .sqrt())
+            };
+            for (layer, (k, v)) in prefix.iter().enumerate() {
+                for (module, t) in [("prefix key", k), ("prefix value", v)] {
+                    cells.push(UpdateCell {
+                        layer: Some(layer),
+                        module: module.into(),
+                        value: rms(t)?,
+                    });
+                }
+            }
+            measure.get_or_insert("RMS of the prefix entries");
+        }
+        Ok(UpdateMap {
+            measure: measure.unwrap_or("nothing measured").to_string(),
+            cells,
+            unmeasured: (!self.sublayer.is_empty()).then(|| {
+                format!(
+                    "{} bottleneck adapters change activations, not weights: not measured",
+                    self.sublayer.len()
+                )
+            }),
+        })
+    }
+
     pub fn hooks(&self) -> &Hooks {
         &self.hooks
     }

@@ -17,6 +17,7 @@ pub mod p_tuning_v2;
 pub mod prefix_tuning;
 pub mod prompt_tuning;
 pub mod published;
+pub mod update_map;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var, backprop::GradStore};

@@ -338,6 +338,9 @@ fn prepare(
     })
 }
 
+/// A finished run's update map (`crate::peft::update_map`), beside `adapter/`.
+pub const UPDATE_MAP_FILE: &str = "update_map.json";
+
 /// Appends JSON lines to `metrics.jsonl`, flushed at once so a killed run keeps its curve.
 struct MetricsLog(Option<std::fs::File>);
 
@@ -783,6 +786,18 @@ fn train(
     };
     if let Some(dir) = out_dir {
         export_to(&p, &dir.join("adapter"), None)?;
+        // Where the update went, measured from the adapter just written against the base
+        // weights (read again: the loaded model's projections carry the adapter). A map
+        // that cannot be measured leaves the run whole and says why.
+        let map = ModelFiles::open(&cfg.model)
+            .and_then(|files| crate::peft::update_map::measure(&files, &dir.join("adapter")));
+        match map {
+            Ok(map) => save_json(&dir.join(UPDATE_MAP_FILE), &serde_json::to_value(&map)?)?,
+            Err(e) => emit(Event::Notice {
+                run,
+                text: format!("no update map: {}", crate::describe(&e)),
+            }),
+        }
         save_json(&dir.join("summary.json"), &serde_json::to_value(&summary)?)?;
         if !stopped_early {
             checkpoint::remove(dir)?;

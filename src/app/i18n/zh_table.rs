@@ -857,4 +857,24 @@ pub const ZH: &[(&str, &str)] = &[
     ("Watch", "监视"),
     ("evaluation loss", "评估损失"),
     ("metric", "指标"),
+    // The update map.
+    ("Where the update went", "更新去了哪里"),
+    (
+        "A finished run's map appears here (click a run's name in the table to choose it).",
+        "已完成运行的更新图显示在这里（在表格中点击运行名称来选择）。",
+    ),
+    (
+        "{} has no update map yet (it is measured when a run ends).",
+        "{} 还没有更新图（运行结束时才测量）。",
+    ),
+    (
+        "weight change |W' - W| / |W|",
+        "权重的相对变化 |W' - W| / |W|",
+    ),
+    (
+        "virtual token norm / mean token embedding norm",
+        "虚拟词元的范数 / 真实词元嵌入的平均范数",
+    ),
+    ("RMS of the prefix entries", "前缀各元素的均方根"),
+    ("input", "输入"),
 ];

@@ -1,0 +1,186 @@
+//! "Where the update went": a finished run's update map (`update_map.json`, measured when
+//! the run ended) as a heat map of layers × modules, each cell's colour its share of the
+//! largest value and its number written in it; virtual tokens sit on an "input" row.
+
+use eframe::egui;
+
+use super::WorkbenchApp;
+use super::central::run_color;
+use super::i18n::{tr, trf};
+use crate::peft::update_map::UpdateMap;
+use crate::train::RunId;
+
+/// The run whose map is shown: the picked-out run, else the newest shown run with a map.
+fn chosen(app: &WorkbenchApp) -> Option<(RunId, String, std::path::PathBuf)> {
+    let with_map = |r: &&super::runs::RunRecord| {
+        r.out_dir.as_ref().is_some_and(|d| {
+            std::path::Path::new(d)
+                .join(crate::train::UPDATE_MAP_FILE)
+                .is_file()
+        })
+    };
+    let r = match app.selected_run {
+        Some(id) => app.store.runs.iter().find(|r| r.id == id),
+        None => app
+            .store
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| r.shown)
+            .find(with_map),
+    }?;
+    let dir = std::path::PathBuf::from(r.out_dir.as_ref()?);
+    Some((
+        r.id,
+        r.label.clone(),
+        dir.join(crate::train::UPDATE_MAP_FILE),
+    ))
+}
+
+pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
+    let Some((id, label, file)) = chosen(app) else {
+        ui.label(tr(
+            ui,
+            "A finished run's map appears here (click a run's name in the table to choose it).",
+        ));
+        return;
+    };
+    // Read again for another run, or once the chosen run's map has been written.
+    let stale = match &app.update_map_cache {
+        Some((cached, map)) => *cached != id || (map.is_none() && file.is_file()),
+        None => true,
+    };
+    if stale {
+        let map = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<UpdateMap>(&t).ok());
+        app.update_map_cache = Some((id, map));
+    }
+    let Some((_, Some(map))) = &app.update_map_cache else {
+        ui.label(trf(
+            ui,
+            "{} has no update map yet (it is measured when a run ends).",
+            &[&label],
+        ));
+        return;
+    };
+    ui.label(trf(ui, "{}: {}", &[&label, &tr(ui, &map.measure)]));
+    if let Some(note) = &map.unmeasured {
+        ui.small(note);
+    }
+    let base = run_color(id, ui.visuals().dark_mode);
+    egui::ScrollArea::horizontal()
+        .id_salt("update_map_scroll")
+        .show(ui, |ui| heat_map(map, base, ui));
+}
+
+fn heat_map(map: &UpdateMap, base: egui::Color32, ui: &mut egui::Ui) {
+    let mut columns: Vec<&str> = Vec::new();
+    for c in &map.cells {
+        if !columns.contains(&c.module.as_str()) {
+            columns.push(&c.module);
+        }
+    }
+    // Rows: "input" (cells before the layers) first, then each layer.
+    let input_row = map.cells.iter().any(|c| c.layer.is_none());
+    let layers = map
+        .cells
+        .iter()
+        .filter_map(|c| c.layer)
+        .max()
+        .map_or(0, |l| l + 1);
+    let rows = layers + input_row as usize;
+    let row_of = |layer: Option<usize>| match layer {
+        None => 0,
+        Some(l) => l + input_row as usize,
+    };
+    let largest = map.cells.iter().map(|c| c.value).fold(0.0f64, f64::max);
+    let (cell_w, cell_h, label_w, head_h) = (92.0, 18.0, 64.0, 18.0);
+    let size = egui::vec2(
+        label_w + cell_w * columns.len() as f32,
+        head_h + cell_h * rows as f32,
+    );
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let text = ui.visuals().text_color();
+    let font = egui::FontId::proportional(11.5);
+    for (j, name) in columns.iter().enumerate() {
+        painter.text(
+            egui::pos2(
+                rect.left() + label_w + cell_w * (j as f32 + 0.5),
+                rect.top() + head_h / 2.0,
+            ),
+            egui::Align2::CENTER_CENTER,
+            // The module's last name: `self_attn.q_proj` reads `q_proj`.
+            name.rsplit('.')
+                .find(|p| *p != "weight" && *p != "bias")
+                .unwrap_or(name),
+            font.clone(),
+            text,
+        );
+    }
+    for row in 0..rows {
+        let name = if input_row && row == 0 {
+            tr(ui, "input").to_string()
+        } else {
+            trf(ui, "layer {}", &[&(row - input_row as usize)])
+        };
+        painter.text(
+            egui::pos2(
+                rect.left() + 4.0,
+                rect.top() + head_h + cell_h * (row as f32 + 0.5),
+            ),
+            egui::Align2::LEFT_CENTER,
+            name,
+            font.clone(),
+            text,
+        );
+    }
+    let cell_rect = |row: usize, col: usize| {
+        egui::Rect::from_min_size(
+            egui::pos2(
+                rect.left() + label_w + cell_w * col as f32,
+                rect.top() + head_h + cell_h * row as f32,
+            ),
+            egui::vec2(cell_w, cell_h),
+        )
+        .shrink(1.0)
+    };
+    let mut hovered = None;
+    for c in &map.cells {
+        let col = columns.iter().position(|m| *m == c.module).unwrap_or(0);
+        let cell = cell_rect(row_of(c.layer), col);
+        let share = if largest > 0.0 {
+            (c.value / largest) as f32
+        } else {
+            0.0
+        };
+        painter.rect_filled(cell, 2.0, base.gamma_multiply(0.08 + 0.92 * share));
+        painter.text(
+            cell.center(),
+            egui::Align2::CENTER_CENTER,
+            format!("{:.3}", c.value),
+            font.clone(),
+            if share > 0.5 {
+                egui::Color32::WHITE
+            } else {
+                text
+            },
+        );
+        if response.hover_pos().is_some_and(|p| cell.contains(p)) {
+            hovered = Some(c);
+        }
+    }
+    if let Some(c) = hovered {
+        let layer = c.layer.map_or_else(
+            || tr(ui, "input").to_string(),
+            |l| trf(ui, "layer {}", &[&l]),
+        );
+        response.on_hover_text_at_pointer(format!(
+            "{layer} · {}: {:.5} ({:.0} % of the largest)",
+            c.module,
+            c.value,
+            100.0 * c.value / largest.max(1e-30)
+        ));
+    }
+}
