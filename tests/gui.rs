@@ -1678,14 +1678,15 @@ fn stop_and_keep_best_ends_a_run_with_its_best_kept() {
     h.get_by_label("Export last…");
 }
 
-/// "Where the update went" for two past runs: LoRA's map on q_proj/v_proj, then IA3's on
-/// k_proj, v_proj and down_proj, chosen by clicking each run's name.
+/// "Where the update went" for past runs: LoRA's map on q_proj/v_proj, IA3's on k_proj,
+/// v_proj and down_proj, and a prompt's virtual tokens with their nearest tokens.
 #[test]
 fn the_update_map_draws_for_a_lora_and_an_ia3_run() {
     let runs = tempfile::tempdir().unwrap();
     let small = ["steps=4", "eval_every=4", "eval_examples=4"];
     past_run(runs.path(), "lora", 1, &small);
     past_run(runs.path(), "ia3", 2, &small);
+    past_run(runs.path(), "prompt-tuning", 3, &small);
     let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
     let mut h = harness_sized(app, 1100.0);
     h.run();
@@ -1711,4 +1712,12 @@ fn the_update_map_draws_for_a_lora_and_an_ia3_run() {
     h.run();
     h.get_by_label(&format!("{ia3}: weight change |W' - W| / |W|"));
     save_snapshot(&mut h, "update_map_ia3");
+    // A soft prompt: its virtual tokens on the input row, and what each reads as.
+    let (pt_id, pt) = run(&h, "prompt-tuning");
+    h.state_mut().selected_run = Some(pt_id);
+    h.run();
+    h.get_by_label_contains(&format!("{pt}: virtual token norm"));
+    h.get_by_label("virtual token 0");
+    h.get_by_label_contains("What the soft prompt says");
+    save_snapshot(&mut h, "update_map_prompt_tuning");
 }

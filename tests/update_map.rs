@@ -169,3 +169,30 @@ fn soft_prompts_and_prefixes_are_measured_per_token_and_per_layer() {
     assert_eq!(map.cells.len(), 6 * 2, "a key and a value prefix per layer");
     assert!(map.cells.iter().all(|c| c.value > 0.0 && c.layer.is_some()));
 }
+
+/// Lester et al.'s reading of a soft prompt: initialised from a text, each virtual token's
+/// nearest vocabulary token at step 0 is the text's own token there (similarity 1).
+#[test]
+fn a_text_initialised_prompt_reads_as_its_text_at_step_0() {
+    let cfg = config("prompt-tuning.toml", &["steps=5"]);
+    let peft_workbench::peft::MethodConfig::PromptTuning(pt) = &cfg.method else {
+        panic!("{:?}", cfg.method)
+    };
+    let text = pt.init_text.clone();
+    assert!(!text.is_empty(), "the preset starts from a text");
+    let d = tempfile::tempdir().unwrap();
+    let (map, _) = trained(&cfg, 0, d.path());
+    assert_eq!(map.nearest.len(), map.cells.len());
+    let tok = ModelFiles::open("builtin").unwrap().tokenizer().unwrap();
+    let ids = tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+    for n in &map.nearest {
+        let (token, sim) = &n.nearest[0];
+        let expected = tok
+            .decode(&[ids[n.virtual_token % ids.len()]], false)
+            .unwrap();
+        assert_eq!(token, &expected, "virtual token {}", n.virtual_token);
+        assert!(*sim > 0.999, "{sim}");
+        assert_eq!(n.nearest.len(), 5);
+        assert!(n.nearest.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+}

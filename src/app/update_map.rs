@@ -72,6 +72,36 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
     egui::ScrollArea::horizontal()
         .id_salt("update_map_scroll")
         .show(ui, |ui| heat_map(map, base, ui));
+    if !map.nearest.is_empty() {
+        nearest_table(map, ui);
+    }
+}
+
+/// What the soft prompt says: each virtual token's nearest vocabulary tokens, with their
+/// cosine similarity.
+fn nearest_table(map: &UpdateMap, ui: &mut egui::Ui) {
+    ui.add_space(6.0);
+    ui.label(tr(
+        ui,
+        "What the soft prompt says: each virtual token's nearest vocabulary tokens (cosine similarity of input embeddings)",
+    ));
+    egui::ScrollArea::both()
+        .id_salt("nearest_tokens_scroll")
+        .max_height(220.0)
+        .show(ui, |ui| {
+            egui::Grid::new("nearest_tokens")
+                .striped(true)
+                .show(ui, |ui| {
+                    for n in &map.nearest {
+                        ui.label(trf(ui, "virtual token {}", &[&n.virtual_token]));
+                        for (token, sim) in &n.nearest {
+                            // Quoted and escaped: a token may be a space or a line break.
+                            ui.monospace(format!("{token:?} {sim:.2}"));
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
 }
 
 fn heat_map(map: &UpdateMap, base: egui::Color32, ui: &mut egui::Ui) {

@@ -21,6 +21,22 @@ use crate::models::{
     Site, SublayerAdapter,
 };
 
+/// The model's input token embedding table among its tensors.
+pub fn token_embeddings(base: &HashMap<String, Tensor>) -> Result<&Tensor> {
+    base.iter()
+        .find(|(n, _)| {
+            [
+                "embed_tokens.weight",
+                "wte.weight",
+                "word_embeddings.weight",
+            ]
+            .iter()
+            .any(|end| n.ends_with(end))
+        })
+        .map(|(_, t)| t)
+        .context("the model has no token embedding table to compare the virtual tokens with")
+}
+
 /// An adapter read from disk, ready to attach while a model is built.
 pub struct ImportedAdapter {
     /// What was read, for messages (e.g. "PEFT LORA, 12 projections").
@@ -344,21 +360,7 @@ impl ImportedAdapter {
             measure.get_or_insert("weight change |W' - W| / |W|");
         }
         if let Some(prompt) = &self.hooks.prompt_embeds {
-            let embeddings = base
-                .iter()
-                .find(|(n, _)| {
-                    [
-                        "embed_tokens.weight",
-                        "wte.weight",
-                        "word_embeddings.weight",
-                    ]
-                    .iter()
-                    .any(|end| n.ends_with(end))
-                })
-                .map(|(_, t)| t)
-                .context(
-                    "the model has no token embedding table to compare the virtual tokens with",
-                )?;
+            let embeddings = token_embeddings(base)?;
             let row_norms = |t: &Tensor| -> Result<Vec<f32>> {
                 Ok(t.to_dtype(DType::F32)?
                     .sqr()?
@@ -400,6 +402,7 @@ impl ImportedAdapter {
         Ok(UpdateMap {
             measure: measure.unwrap_or("nothing measured").to_string(),
             cells,
+            nearest: Vec::new(),
             unmeasured: (!self.sublayer.is_empty()).then(|| {
                 format!(
                     "{} bottleneck adapters change activations, not weights: not measured",

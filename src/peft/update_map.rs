@@ -38,6 +38,67 @@ pub struct UpdateMap {
     /// Trained parts the map does not measure (bottleneck adapters), said in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmeasured: Option<String>,
+    /// Prompt Tuning and P-Tuning: each virtual token's nearest vocabulary tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nearest: Vec<NearestTokens>,
+}
+
+/// A virtual token's nearest tokens of the vocabulary by cosine similarity to their input
+/// embeddings (the reading of soft prompts in Lester et al., 2021), best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NearestTokens {
+    pub virtual_token: usize,
+    pub nearest: Vec<(String, f64)>,
+}
+
+/// How many nearest tokens are kept per virtual token.
+pub const NEAREST: usize = 5;
+
+/// The `k` nearest rows of `embeddings` `[V, h]` to each row of `prompt` `[n, h]` by
+/// cosine similarity, named by the tokenizer.
+pub fn nearest_tokens(
+    prompt: &Tensor,
+    embeddings: &Tensor,
+    tokenizer: &tokenizers::Tokenizer,
+    k: usize,
+) -> Result<Vec<NearestTokens>> {
+    let unit = |t: &Tensor| -> Result<Tensor> {
+        let t = t.to_dtype(DType::F32)?;
+        let norms = t.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+        Ok(t.broadcast_div(&norms)?)
+    };
+    let sims = unit(prompt)?
+        .matmul(&unit(embeddings)?.t()?)?
+        .to_vec2::<f32>()?;
+    sims.into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            let k = k.min(row.len());
+            order.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| row[b].total_cmp(&row[a]));
+            order.truncate(k);
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let nearest = order
+                .into_iter()
+                .map(|id| {
+                    let text = tokenizer
+                        .decode(&[id as u32], false)
+                        .map_err(|e| anyhow::anyhow!("cannot decode token {id}: {e}"))?;
+                    // A token holding part of a character (a byte of a hanzi's UTF-8)
+                    // decodes to U+FFFD alone: it is named by its vocabulary entry instead.
+                    let text = match tokenizer.id_to_token(id as u32) {
+                        Some(raw) if text.contains('\u{FFFD}') => raw,
+                        _ => text,
+                    };
+                    Ok((text, row[id] as f64))
+                })
+                .collect::<Result<_>>()?;
+            Ok(NearestTokens {
+                virtual_token: i,
+                nearest,
+            })
+        })
+        .collect()
 }
 
 /// A tensor path's layer and module: `model.layers.3.self_attn.q_proj` → (3,
@@ -64,7 +125,12 @@ pub fn measure(model: &ModelFiles, adapter_dir: &Path) -> Result<UpdateMap> {
     let adapter = ImportedAdapter::load(adapter_dir, &model.config, &device)
         .with_context(|| format!("cannot read the adapter in {}", adapter_dir.display()))?;
     let weights = model.weights(&device)?;
-    adapter.update_map(weights.tensors())
+    let mut map = adapter.update_map(weights.tensors())?;
+    if let Some(prompt) = &adapter.hooks().prompt_embeds {
+        let embeddings = super::import::token_embeddings(weights.tensors())?;
+        map.nearest = nearest_tokens(prompt, embeddings, &model.tokenizer()?, NEAREST)?;
+    }
+    Ok(map)
 }
 
 #[cfg(test)]

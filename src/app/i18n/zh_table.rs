@@ -877,4 +877,9 @@ pub const ZH: &[(&str, &str)] = &[
     ),
     ("RMS of the prefix entries", "前缀各元素的均方根"),
     ("input", "输入"),
+    (
+        "What the soft prompt says: each virtual token's nearest vocabulary tokens (cosine similarity of input embeddings)",
+        "软提示说了什么：每个虚拟词元在词表中最接近的词元（输入嵌入的余弦相似度）",
+    ),
+    ("virtual token {}", "虚拟词元 {}"),
 ];
