@@ -275,6 +275,22 @@ impl Default for RunConfig {
     }
 }
 
+/// The keys of `configs` side by side: each key any of them has, its value in each (None:
+/// that config leaves it out), and whether they differ.
+pub fn side_by_side(configs: &[&RunConfig]) -> Vec<(String, Vec<Option<String>>, bool)> {
+    let flat: Vec<_> = configs.iter().map(|c| c.flat_keys()).collect();
+    let mut keys: Vec<&String> = flat.iter().flat_map(|f| f.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|k| {
+            let values: Vec<Option<String>> = flat.iter().map(|f| f.get(k).cloned()).collect();
+            let differs = values.windows(2).any(|w| w[0] != w[1]);
+            (k.clone(), values, differs)
+        })
+        .collect()
+}
+
 /// `[early_stopping]`: what is watched and how long a run waits for it to improve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -357,6 +373,37 @@ impl RunConfig {
     /// The resolved configuration as TOML, as written to a run's `config.toml`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("RunConfig always serialises")
+    }
+
+    /// Every key of the configuration with its value as TOML writes it, nested tables
+    /// flattened (`optimizer.lr`, `method.target_modules`), in key order. Keys a config
+    /// leaves out (an unset `eval_dataset`) are absent.
+    pub fn flat_keys(&self) -> std::collections::BTreeMap<String, String> {
+        fn walk(
+            prefix: &str,
+            v: &toml::Value,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        let value = toml::Value::try_from(self).expect("RunConfig always serialises");
+        walk("", &value, &mut out);
+        out
     }
 
     /// Checks every value a run depends on; the error names the key.
@@ -511,6 +558,35 @@ pub struct WindowOptions {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn side_by_side_lists_exactly_the_keys_that_differ() {
+        let a = RunConfig::default();
+        let mut b = RunConfig::default();
+        b.optimizer.lr = 2e-3;
+        b.seed = 7;
+        b.eval_dataset = Some("eval.jsonl".into());
+        let rows = side_by_side(&[&a, &b]);
+        let differing: Vec<&str> = rows.iter().filter(|r| r.2).map(|r| r.0.as_str()).collect();
+        assert_eq!(differing, ["eval_dataset", "optimizer.lr", "seed"]);
+        let lr = rows.iter().find(|r| r.0 == "optimizer.lr").unwrap();
+        assert_eq!(
+            lr.1,
+            [Some(a.optimizer.lr.to_string()), Some("0.002".into())]
+        );
+        let ed = rows.iter().find(|r| r.0 == "eval_dataset").unwrap();
+        assert_eq!(ed.1[0], None);
+        // A method's own parameters are keys too; another method differs in its kind.
+        let mut c = RunConfig::default();
+        c.method = crate::peft::MethodConfig::all_defaults()
+            .into_iter()
+            .find(|m| m.kind() == "ia3")
+            .unwrap();
+        let rows = side_by_side(&[&a, &c]);
+        assert!(rows.iter().any(|r| r.0 == "method.kind" && r.2));
+        assert!(rows.iter().all(|r| r.0.starts_with("method.") || !r.2));
+    }
+
     use super::*;
 
     #[test]

@@ -1721,3 +1721,36 @@ fn the_update_map_draws_for_a_lora_and_an_ia3_run() {
     h.get_by_label_contains("What the soft prompt says");
     save_snapshot(&mut h, "update_map_prompt_tuning");
 }
+
+/// Two past runs that differ in their rate and seed: with both on the plots, "How the
+/// plotted runs differ" lists exactly those keys (and all of them on request), and their
+/// results with the second's difference from the first.
+#[test]
+fn two_plotted_runs_show_how_they_differ() {
+    let runs = tempfile::tempdir().unwrap();
+    let small = ["steps=4", "eval_every=4", "eval_examples=4"];
+    past_run(runs.path(), "lora", 1, &small);
+    let mut other = small.to_vec();
+    other.extend(["optimizer.lr=1e-2", "seed=5"]);
+    past_run(runs.path(), "lora", 2, &other);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1100.0);
+    h.run();
+    for r in &mut h.state_mut().store.runs {
+        r.shown = true;
+    }
+    h.get_by_label("How the plotted runs differ").click();
+    h.run();
+    h.get_by_label("optimizer.lr");
+    h.get_by_label("seed");
+    assert!(
+        h.query_by_label("batch_size").is_none(),
+        "equal keys are left out"
+    );
+    h.get_by_label("metric (last)");
+    save_snapshot(&mut h, "run_diff");
+    h.get_by_label("all keys, not only those that differ")
+        .click();
+    h.run();
+    h.get_by_label("batch_size");
+}

@@ -113,6 +113,10 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
         rank_heat_map(r, ui);
         ui.separator();
     }
+    egui::CollapsingHeader::new(tr(ui, "How the plotted runs differ"))
+        .id_salt("run_diff")
+        .show(ui, |ui| super::run_diff::ui(app, ui));
+    ui.separator();
     egui::CollapsingHeader::new(tr(ui, "Where the update went"))
         .id_salt("update_map")
         .show(ui, |ui| super::update_map::ui(app, ui));

@@ -17,6 +17,7 @@ mod notes_editor;
 pub mod pareto;
 pub mod path_dialog;
 pub mod playground;
+mod run_diff;
 pub mod run_filter;
 pub mod run_notes;
 pub mod runs;
@@ -133,6 +134,8 @@ pub struct WorkbenchApp {
     pub data_view: data_view::DataView,
     /// The update map shown ("Where the update went"), read once per chosen run.
     update_map_cache: Option<(RunId, Option<crate::peft::update_map::UpdateMap>)>,
+    /// The run comparison lists every configuration key, not only those that differ.
+    pub diff_all_keys: bool,
     /// The devices a run can choose, asked of the driver once at start.
     pub devices: Vec<crate::train::DeviceInfo>,
     pub view: View,
@@ -223,6 +226,7 @@ impl WorkbenchApp {
             playground: playground::Playground::default(),
             data_view: data_view::DataView::default(),
             update_map_cache: None,
+            diff_all_keys: false,
             devices: crate::train::available_devices(),
             view: View::Train,
             learn_page: "lora".into(),

@@ -882,4 +882,22 @@ pub const ZH: &[(&str, &str)] = &[
         "软提示说了什么：每个虚拟词元在词表中最接近的词元（输入嵌入的余弦相似度）",
     ),
     ("virtual token {}", "虚拟词元 {}"),
+    // How runs differ.
+    ("How the plotted runs differ", "图上各运行的差别"),
+    (
+        "Tick two to {} runs in the table's Plot column: their curves alone on the plots, and here how they differ.",
+        "在表格的“绘制”列勾选 2 到 {} 个运行：图上只画它们的曲线，这里列出它们的差别。",
+    ),
+    (
+        "all keys, not only those that differ",
+        "显示全部设置，而不只是不同的",
+    ),
+    ("setting", "设置"),
+    ("the configurations are the same", "各运行的配置相同"),
+    ("metric (last)", "指标（最后）"),
+    ("eval loss (last)", "评估损失（最后）"),
+    ("best metric", "最佳指标"),
+    ("trainable parameters", "可训练参数"),
+    ("time (s)", "时间（秒）"),
+    ("tokens/s", "词元/秒"),
 ];
