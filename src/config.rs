@@ -577,11 +577,13 @@ mod tests {
         let ed = rows.iter().find(|r| r.0 == "eval_dataset").unwrap();
         assert_eq!(ed.1[0], None);
         // A method's own parameters are keys too; another method differs in its kind.
-        let mut c = RunConfig::default();
-        c.method = crate::peft::MethodConfig::all_defaults()
-            .into_iter()
-            .find(|m| m.kind() == "ia3")
-            .unwrap();
+        let c = RunConfig {
+            method: crate::peft::MethodConfig::all_defaults()
+                .into_iter()
+                .find(|m| m.kind() == "ia3")
+                .unwrap(),
+            ..RunConfig::default()
+        };
         let rows = side_by_side(&[&a, &c]);
         assert!(rows.iter().any(|r| r.0 == "method.kind" && r.2));
         assert!(rows.iter().all(|r| r.0.starts_with("method.") || !r.2));
