@@ -77,6 +77,7 @@ fn lora_is_zero_at_step_0_then_measured_where_it_is_attached() {
         map0.cells.iter().all(|c| c.value == 0.0),
         "B = 0 at the start: {map0:?}"
     );
+    assert!(map0.cells.iter().all(|c| c.effective_rank() == Some(0.0)));
 
     let d = tempfile::tempdir().unwrap();
     let (map, tensors) = trained(&cfg, 20, d.path());
@@ -101,6 +102,24 @@ fn lora_is_zero_at_step_0_then_measured_where_it_is_attached() {
                 (direct - mapped).abs() <= 1e-4 * direct,
                 "layer {layer} {m}: map {mapped}, direct {direct}"
             );
+            // Its singular values: r of them, their squares summing to ‖s·BA‖²_F.
+            let cell = map
+                .cells
+                .iter()
+                .find(|c| c.layer == Some(layer) && c.module == format!("self_attn.{m}"))
+                .unwrap();
+            assert_eq!(cell.singular_values.len(), 8);
+            let frob2 = delta
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64;
+            let sum2: f64 = cell.singular_values.iter().map(|s| s * s).sum();
+            assert!((sum2 - frob2).abs() <= 1e-4 * frob2, "{sum2} vs {frob2}");
+            let er = cell.effective_rank().unwrap();
+            assert!(er > 0.0 && er <= 8.0, "{er}");
         }
     }
 }

@@ -206,11 +206,40 @@ fn heat_map(map: &UpdateMap, base: egui::Color32, ui: &mut egui::Ui) {
             || tr(ui, "input").to_string(),
             |l| trf(ui, "layer {}", &[&l]),
         );
-        response.on_hover_text_at_pointer(format!(
+        let head = format!(
             "{layer} · {}: {:.5} ({:.0} % of the largest)",
             c.module,
             c.value,
             100.0 * c.value / largest.max(1e-30)
-        ));
+        );
+        response.on_hover_ui_at_pointer(|ui| {
+            ui.label(head);
+            if let Some(er) = c.effective_rank() {
+                ui.label(trf(
+                    ui,
+                    "effective rank {} of {}: its singular values",
+                    &[&format!("{er:.2}"), &c.singular_values.len()],
+                ));
+                singular_value_bars(&c.singular_values, base, ui);
+            }
+        });
+    }
+}
+
+/// A small bar chart of singular values, largest first, each bar's height its share of the
+/// largest.
+fn singular_value_bars(sv: &[f64], color: egui::Color32, ui: &mut egui::Ui) {
+    let largest = sv.first().copied().unwrap_or(0.0).max(1e-30);
+    let (w, h) = (14.0f32, 48.0f32);
+    let (rect, _) =
+        ui.allocate_exact_size(egui::vec2(w * sv.len() as f32, h), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    for (i, s) in sv.iter().enumerate() {
+        let height = (s / largest) as f32 * h;
+        let bar = egui::Rect::from_min_max(
+            egui::pos2(rect.left() + w * i as f32 + 1.0, rect.bottom() - height),
+            egui::pos2(rect.left() + w * (i as f32 + 1.0) - 1.0, rect.bottom()),
+        );
+        painter.rect_filled(bar, 1.0, color);
     }
 }

@@ -58,6 +58,13 @@ pub trait LinearAdapter: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// `(B, A)` with the low-rank update `B·A` (`[out, r]`, `[r, in]`, scaling folded into
+    /// B) for a low-rank adapter (LoRA, DoRA's direction, AdaLoRA's `PΛ`, `Q`); None for
+    /// others. The update map reads its singular values from them.
+    fn low_rank_factors(&self) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
+
     /// `Some(l)` when this adapter only scales the projection's input column by column,
     /// `y = (x ⊙ l) Wᵀ + b` (IA3 on a feed-forward projection): the scaling can then join
     /// an op fused with the step before.

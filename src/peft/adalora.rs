@@ -221,6 +221,11 @@ pub(crate) struct SvdBranch {
 }
 
 impl LinearAdapter for SvdBranch {
+    fn low_rank_factors(&self) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+        let qe = self.a.as_tensor().broadcast_mul(self.e.as_tensor())?;
+        Ok(Some(((self.b.as_tensor() * self.scale)?, qe)))
+    }
+
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
         let xd = if train && self.dropout > 0.0 {
             candle_nn::ops::dropout(x, self.dropout)?

@@ -44,6 +44,10 @@ impl DoraBranch {
 }
 
 impl LinearAdapter for DoraBranch {
+    fn low_rank_factors(&self) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+        self.lora.low_rank_factors()
+    }
+
     fn forward(&self, x: &Tensor, base: &Projection, train: bool) -> candle_core::Result<Tensor> {
         let direction = (base.forward_no_bias(x)? + self.lora.delta(x, train)?)?;
         let y = direction.broadcast_mul(&self.row_scale(base)?)?;

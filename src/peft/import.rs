@@ -339,10 +339,15 @@ impl ImportedAdapter {
                 continue;
             };
             let (layer, module) = layer_and_module(path);
+            let singular_values = match adapter.low_rank_factors()? {
+                Some((b, a)) => super::update_map::low_rank_singular_values(&b, &a)?,
+                None => Vec::new(),
+            };
             cells.push(UpdateCell {
                 layer,
                 module,
                 value: relative_change(&merged.weight, &weight)?,
+                singular_values,
             });
             measure.get_or_insert("weight change |W' - W| / |W|");
         }
@@ -356,6 +361,7 @@ impl ImportedAdapter {
                 layer,
                 module,
                 value: relative_change(new, old)?,
+                singular_values: Vec::new(),
             });
             measure.get_or_insert("weight change |W' - W| / |W|");
         }
@@ -375,6 +381,7 @@ impl ImportedAdapter {
                     layer: None,
                     module: format!("virtual token {i}"),
                     value: n as f64 / mean.max(1e-30),
+                    singular_values: Vec::new(),
                 });
             }
             measure.get_or_insert("virtual token norm / mean token embedding norm");
@@ -394,6 +401,7 @@ impl ImportedAdapter {
                         layer: Some(layer),
                         module: module.into(),
                         value: rms(t)?,
+                        singular_values: Vec::new(),
                     });
                 }
             }

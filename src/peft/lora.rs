@@ -179,6 +179,13 @@ impl LinearAdapter for LoraBranch {
         base.forward(x)? + self.delta(x, train)?
     }
 
+    fn low_rank_factors(&self) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+        Ok(Some((
+            (self.b.as_tensor() * self.scaling)?,
+            self.a.as_tensor().clone(),
+        )))
+    }
+
     /// `W + s·B·A`, as PEFT's `merge`.
     fn merged(&self, base: &Projection) -> candle_core::Result<Option<Projection>> {
         Ok(Some(Projection {

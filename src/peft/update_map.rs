@@ -28,6 +28,121 @@ pub struct UpdateCell {
     pub layer: Option<usize>,
     pub module: String,
     pub value: f64,
+    /// A low-rank update's singular values, largest first (LoRA, DoRA, AdaLoRA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub singular_values: Vec<f64>,
+}
+
+impl UpdateCell {
+    /// How many directions the update uses: exp of the entropy of its normalised singular
+    /// values (Roy and Vetterli's effective rank), between 1 and the rank; 0 for no update.
+    pub fn effective_rank(&self) -> Option<f64> {
+        effective_rank(&self.singular_values)
+    }
+}
+
+pub fn effective_rank(sv: &[f64]) -> Option<f64> {
+    if sv.is_empty() {
+        return None;
+    }
+    let total: f64 = sv.iter().sum();
+    if total <= 0.0 {
+        return Some(0.0);
+    }
+    let entropy: f64 = sv
+        .iter()
+        .map(|s| s / total)
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    Some(entropy.exp())
+}
+
+/// The singular values of `B·A` (`[out, r]`, `[r, in]`), largest first, without forming it:
+/// they are the square roots of the eigenvalues of `Lᵀ(BᵀB)L`, with `LLᵀ` the Cholesky
+/// factor of `AAᵀ` (r × r matrices, a Jacobi eigen-solve in f64).
+pub fn low_rank_singular_values(b: &Tensor, a: &Tensor) -> Result<Vec<f64>> {
+    let gram = |t: &Tensor| -> Result<Vec<Vec<f64>>> {
+        let t = t.to_dtype(DType::F64)?;
+        Ok(t.t()?.matmul(&t)?.to_vec2::<f64>()?)
+    };
+    let s = gram(b)?; // BᵀB
+    let t = gram(&a.t()?)?; // AAᵀ
+    let r = s.len();
+    // Cholesky of AAᵀ, nudged on its diagonal so a pruned (zero) rank does not stop it.
+    let trace: f64 = (0..r).map(|i| t[i][i]).sum();
+    let jitter = 1e-12 * trace.max(1e-300);
+    let mut l = vec![vec![0.0f64; r]; r];
+    for i in 0..r {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                l[i][i] = (t[i][i] + jitter - sum).max(0.0).sqrt();
+            } else {
+                l[i][j] = if l[j][j] > 0.0 {
+                    (t[i][j] - sum) / l[j][j]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    // C = Lᵀ S L.
+    let mut sl = vec![vec![0.0f64; r]; r];
+    for i in 0..r {
+        for j in 0..r {
+            sl[i][j] = (0..r).map(|k| s[i][k] * l[k][j]).sum();
+        }
+    }
+    let mut c = vec![vec![0.0f64; r]; r];
+    for i in 0..r {
+        for j in 0..r {
+            c[i][j] = (0..r).map(|k| l[k][i] * sl[k][j]).sum();
+        }
+    }
+    let mut sv: Vec<f64> = jacobi_eigenvalues(c)
+        .into_iter()
+        .map(|x| x.max(0.0).sqrt())
+        .collect();
+    sv.sort_by(|x, y| y.total_cmp(x));
+    Ok(sv)
+}
+
+/// Eigenvalues of a small symmetric matrix by cyclic Jacobi rotations.
+fn jacobi_eigenvalues(mut m: Vec<Vec<f64>>) -> Vec<f64> {
+    let n = m.len();
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i][j] * m[i][j])
+            .sum();
+        let scale: f64 = (0..n).map(|i| m[i][i] * m[i][i]).sum::<f64>().max(1e-300);
+        if off <= 1e-24 * scale {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                if m[p][q] == 0.0 {
+                    continue;
+                }
+                let theta = (m[q][q] - m[p][p]) / (2.0 * m[p][q]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let (cos, sin) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
+                for k in 0..n {
+                    let (mkp, mkq) = (m[k][p], m[k][q]);
+                    m[k][p] = cos * mkp - sin * mkq;
+                    m[k][q] = sin * mkp + cos * mkq;
+                }
+                for k in 0..n {
+                    let (mpk, mqk) = (m[p][k], m[q][k]);
+                    m[p][k] = cos * mpk - sin * mqk;
+                    m[q][k] = sin * mpk + cos * mqk;
+                }
+            }
+        }
+    }
+    (0..n).map(|i| m[i][i]).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +251,49 @@ pub fn measure(model: &ModelFiles, adapter_dir: &Path) -> Result<UpdateMap> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// B = U·diag(σ), A = Vᵀ with orthonormal U, V: B·A has exactly the singular values σ.
+    #[test]
+    fn singular_values_of_a_low_rank_product() {
+        let dev = Device::Cpu;
+        // Orthonormal columns from a rotation: U [6, 3], V [5, 3].
+        let (c, s) = (0.6f64, 0.8f64);
+        let u = Tensor::new(
+            &[
+                [c, -s, 0.0],
+                [s, c, 0.0],
+                [0.0, 0.0, 1.0],
+                [0.0; 3],
+                [0.0; 3],
+                [0.0; 3],
+            ],
+            &dev,
+        )
+        .unwrap();
+        let v = Tensor::new(
+            &[
+                [0.0, 1.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [0.0, 0.0, c],
+                [0.0, 0.0, s],
+                [0.0; 3],
+            ],
+            &dev,
+        )
+        .unwrap();
+        let sigma = Tensor::new(&[3.0f64, 0.5, 0.0], &dev).unwrap();
+        let b = u.broadcast_mul(&sigma).unwrap();
+        let a = v.t().unwrap();
+        let sv = low_rank_singular_values(&b, &a).unwrap();
+        for (got, want) in sv.iter().zip([3.0, 0.5, 0.0]) {
+            assert!((got - want).abs() < 1e-6, "{sv:?}");
+        }
+        // Two directions used, unequally: between 1 and 2.
+        let er = effective_rank(&sv).unwrap();
+        assert!(er > 1.0 && er < 2.0, "{er}");
+        assert_eq!(effective_rank(&[0.0, 0.0]), Some(0.0));
+        assert!((effective_rank(&[1.0, 1.0, 1.0, 1.0]).unwrap() - 4.0).abs() < 1e-12);
+    }
 
     #[test]
     fn paths_split_into_layer_and_module() {

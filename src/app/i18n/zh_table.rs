@@ -900,4 +900,8 @@ pub const ZH: &[(&str, &str)] = &[
     ("trainable parameters", "可训练参数"),
     ("time (s)", "时间（秒）"),
     ("tokens/s", "词元/秒"),
+    (
+        "effective rank {} of {}: its singular values",
+        "有效秩 {}（共 {}）：各奇异值",
+    ),
 ];
