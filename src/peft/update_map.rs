@@ -129,15 +129,17 @@ fn jacobi_eigenvalues(mut m: Vec<Vec<f64>>) -> Vec<f64> {
                 let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let (cos, sin) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k][p], m[k][q]);
-                    m[k][p] = cos * mkp - sin * mkq;
-                    m[k][q] = sin * mkp + cos * mkq;
+                // Columns p and q, then rows p and q (p < q).
+                for row in m.iter_mut() {
+                    let (x, y) = (row[p], row[q]);
+                    row[p] = cos * x - sin * y;
+                    row[q] = sin * x + cos * y;
                 }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p][k], m[q][k]);
-                    m[p][k] = cos * mpk - sin * mqk;
-                    m[q][k] = sin * mpk + cos * mqk;
+                let (upper, lower) = m.split_at_mut(q);
+                for (a, b) in upper[p].iter_mut().zip(lower[0].iter_mut()) {
+                    let (x, y) = (*a, *b);
+                    *a = cos * x - sin * y;
+                    *b = sin * x + cos * y;
                 }
             }
         }
