@@ -1648,6 +1648,9 @@ fn stop_and_keep_best_ends_a_run_with_its_best_kept() {
     );
     h.get_by_label("Start").click();
     h.step();
+    wait_for(&mut h, "a live update map", |a| {
+        a.store.runs.first().is_some_and(|r| r.live_map.is_some())
+    });
     wait_for(&mut h, "a best evaluation past step 4", |a| {
         a.store
             .runs

@@ -215,3 +215,46 @@ fn a_text_initialised_prompt_reads_as_its_text_at_step_0() {
         assert!(n.nearest.windows(2).all(|w| w[0].1 >= w[1].1));
     }
 }
+
+/// A run measures its map at every evaluation (step 0 included, all zero for LoRA), and
+/// the last one is the map it writes when it ends.
+#[test]
+fn the_map_is_measured_at_each_evaluation() {
+    let cfg = config("lora.toml", &["steps=10", "eval_every=5"]);
+    let d = tempfile::tempdir().unwrap();
+    let mut maps = Vec::new();
+    train::run(
+        &cfg,
+        1,
+        Some(d.path()),
+        None,
+        &mut |e| {
+            if let train::Event::UpdateMap { step, map, .. } = e {
+                maps.push((step, map));
+            }
+        },
+        &mut || false,
+    )
+    .unwrap();
+    assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 5, 10]);
+    assert!(maps[0].1.cells.iter().all(|c| c.value == 0.0));
+    assert!(maps[1].1.cells.iter().all(|c| c.value > 0.0));
+    let written: UpdateMap = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join(train::UPDATE_MAP_FILE)).unwrap(),
+    )
+    .unwrap();
+    // Equal up to the last digit JSON keeps.
+    let last = &maps[2].1;
+    assert_eq!(last.cells.len(), written.cells.len());
+    for (a, b) in last.cells.iter().zip(&written.cells) {
+        assert_eq!((a.layer, &a.module), (b.layer, &b.module));
+        assert!((a.value - b.value).abs() <= 1e-12 * b.value);
+        for (x, y) in a.singular_values.iter().zip(&b.singular_values) {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1e-30));
+        }
+    }
+    assert!(
+        !d.path().join(".update-map").exists(),
+        "the scratch folder is gone"
+    );
+}

@@ -1,5 +1,6 @@
-//! "Where the update went": a finished run's update map (`update_map.json`, measured when
-//! the run ended) as a heat map of layers × modules, each cell's colour its share of the
+//! "Where the update went": a run's update map — measured at each evaluation of a run
+//! training in this window (small enough runs), or read from `update_map.json`, written when
+//! a run ends — as a heat map of layers × modules, each cell's colour its share of the
 //! largest value and its number written in it; virtual tokens sit on an "input" row.
 
 use eframe::egui;
@@ -13,11 +14,12 @@ use crate::train::RunId;
 /// The run whose map is shown: the picked-out run, else the newest shown run with a map.
 fn chosen(app: &WorkbenchApp) -> Option<(RunId, String, std::path::PathBuf)> {
     let with_map = |r: &&super::runs::RunRecord| {
-        r.out_dir.as_ref().is_some_and(|d| {
-            std::path::Path::new(d)
-                .join(crate::train::UPDATE_MAP_FILE)
-                .is_file()
-        })
+        r.live_map.is_some()
+            || r.out_dir.as_ref().is_some_and(|d| {
+                std::path::Path::new(d)
+                    .join(crate::train::UPDATE_MAP_FILE)
+                    .is_file()
+            })
     };
     let r = match app.selected_run {
         Some(id) => app.store.runs.iter().find(|r| r.id == id),
@@ -45,6 +47,25 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         ));
         return;
     };
+    // A run training here: its latest evaluation's map, until it ends and writes its file.
+    if let Some(r) = app.store.get(id)
+        && r.summary.is_none()
+        && let Some((step, map)) = &r.live_map
+    {
+        ui.label(trf(
+            ui,
+            "{} at step {}: {}",
+            &[&label, step, &tr(ui, &map.measure)],
+        ));
+        let base = run_color(id, ui.visuals().dark_mode);
+        egui::ScrollArea::horizontal()
+            .id_salt("update_map_scroll")
+            .show(ui, |ui| heat_map(map, base, ui));
+        if !map.nearest.is_empty() {
+            nearest_table(map, ui);
+        }
+        return;
+    }
     // Read again for another run, or once the chosen run's map has been written.
     let stale = match &app.update_map_cache {
         Some((cached, map)) => *cached != id || (map.is_none() && file.is_file()),

@@ -238,13 +238,22 @@ pub fn relative_change(new: &Tensor, base: &Tensor) -> Result<f64> {
 
 /// The map of the adapter in `adapter_dir` (ours or PEFT's) on `model`.
 pub fn measure(model: &ModelFiles, adapter_dir: &Path) -> Result<UpdateMap> {
-    let device = Device::Cpu;
-    let adapter = ImportedAdapter::load(adapter_dir, &model.config, &device)
+    let weights = model.weights(&Device::Cpu)?;
+    measure_against(model, weights.tensors(), adapter_dir)
+}
+
+/// The same against base tensors already read (a run measuring at each evaluation reads
+/// them once).
+pub fn measure_against(
+    model: &ModelFiles,
+    base: &std::collections::HashMap<String, Tensor>,
+    adapter_dir: &Path,
+) -> Result<UpdateMap> {
+    let adapter = ImportedAdapter::load(adapter_dir, &model.config, &Device::Cpu)
         .with_context(|| format!("cannot read the adapter in {}", adapter_dir.display()))?;
-    let weights = model.weights(&device)?;
-    let mut map = adapter.update_map(weights.tensors())?;
+    let mut map = adapter.update_map(base)?;
     if let Some(prompt) = &adapter.hooks().prompt_embeds {
-        let embeddings = super::import::token_embeddings(weights.tensors())?;
+        let embeddings = super::import::token_embeddings(base)?;
         map.nearest = nearest_tokens(prompt, embeddings, &model.tokenizer()?, NEAREST)?;
     }
     Ok(map)

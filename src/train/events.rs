@@ -59,6 +59,12 @@ pub enum Event {
         run: RunId,
         step: usize,
     },
+    /// Where the update went, measured at an evaluation.
+    UpdateMap {
+        run: RunId,
+        step: usize,
+        map: Box<crate::peft::update_map::UpdateMap>,
+    },
     /// AdaLoRA moved its rank budget.
     Ranks {
         run: RunId,
@@ -84,6 +90,7 @@ impl Event {
             | Event::Loading { run, .. }
             | Event::Notice { run, .. }
             | Event::Best { run, .. }
+            | Event::UpdateMap { run, .. }
             | Event::Ranks { run, .. }
             | Event::Finished { run, .. }
             | Event::Failed { run, .. } => *run = id,
@@ -98,6 +105,7 @@ impl Event {
             | Event::Loading { run, .. }
             | Event::Notice { run, .. }
             | Event::Best { run, .. }
+            | Event::UpdateMap { run, .. }
             | Event::Ranks { run, .. }
             | Event::Finished { run, .. }
             | Event::Failed { run, .. } => *run,

@@ -341,6 +341,12 @@ fn prepare(
 /// A finished run's update map (`crate::peft::update_map`), beside `adapter/`.
 pub const UPDATE_MAP_FILE: &str = "update_map.json";
 
+/// The update map is measured at every evaluation only up to these sizes (trained and
+/// whole-model parameters), each costing an export of the trained tensors and a copy of the
+/// base weights; larger runs are measured when they end.
+const LIVE_MAP_MAX_TRAINED: usize = 20_000_000;
+const LIVE_MAP_MAX_BASE: usize = 200_000_000;
+
 /// Appends JSON lines to `metrics.jsonl`, flushed at once so a killed run keeps its curve.
 struct MetricsLog(Option<std::fs::File>);
 
@@ -617,11 +623,43 @@ fn train(
             early_stopping::Verdict::Stop => Ok(true),
         }
     };
+    // Where the update went, at each evaluation: measured from the trained tensors exported
+    // to a scratch folder against the base weights read once, while both are small enough
+    // for that to take a moment (LoRA on SmolLM2: a few MB exported, the 135 M base read
+    // once); larger runs are measured once, when they end.
+    let map_base = match out_dir {
+        Some(_) if trainable <= LIVE_MAP_MAX_TRAINED && p.total_params <= LIVE_MAP_MAX_BASE => {
+            ModelFiles::open(&cfg.model).ok().and_then(|files| {
+                let base = files.weights(&Device::Cpu).ok()?.tensors().clone();
+                Some((files, base))
+            })
+        }
+        _ => None,
+    };
+    let live_map = |step: usize, p: &Prepared, emit: &mut dyn FnMut(Event)| -> Result<()> {
+        let (Some(dir), Some((files, base))) = (out_dir, &map_base) else {
+            return Ok(());
+        };
+        let scratch = dir.join(".update-map");
+        export_to(p, &scratch, None)?;
+        let map = crate::peft::update_map::measure_against(files, base, &scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        // A map that cannot be measured is not worth stopping a run for; the end says why.
+        if let Ok(map) = map {
+            emit(Event::UpdateMap {
+                run,
+                step,
+                map: Box::new(map),
+            });
+        }
+        Ok(())
+    };
     if !resuming {
         progress.initial_eval = eval_point(0, &p, &mut log, emit)?;
         progress.last_eval = progress.initial_eval;
         progress.last_loss = f64::NAN;
         consider(0, progress.initial_eval, &mut progress, &p, &mut log, emit)?;
+        live_map(0, &p, emit)?;
     }
 
     let lengths = cfg
@@ -727,6 +765,7 @@ fn train(
         if step % cfg.eval_every == 0 || step == cfg.steps {
             progress.last_eval = eval_point(step, &p, &mut log, emit)?;
             progress.last_eval_step = step;
+            live_map(step, &p, emit)?;
             if consider(step, progress.last_eval, &mut progress, &p, &mut log, emit)? {
                 ended_early = Some(EndedEarly::Patience);
                 emit(Event::Notice {
@@ -748,6 +787,7 @@ fn train(
     if progress.step > 0 && progress.last_eval_step != progress.step {
         progress.last_eval = eval_point(progress.step, &p, &mut log, emit)?;
         progress.last_eval_step = progress.step;
+        live_map(progress.step, &p, emit)?;
         consider(
             progress.step,
             progress.last_eval,

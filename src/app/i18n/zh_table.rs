@@ -904,4 +904,5 @@ pub const ZH: &[(&str, &str)] = &[
         "effective rank {} of {}: its singular values",
         "有效秩 {}（共 {}）：各奇异值",
     ),
+    ("{} at step {}: {}", "{}（第 {} 步）：{}"),
 ];

@@ -78,6 +78,8 @@ pub struct RunRecord {
     pub ranks: Option<(usize, RankAllocation)>,
     /// With early stopping: the step of the best evaluation so far (its tensors in `best/`).
     pub best_step: Option<usize>,
+    /// The update map measured at the latest evaluation of a run trained in this window.
+    pub live_map: Option<(usize, Box<crate::peft::update_map::UpdateMap>)>,
     /// Its folder holds a checkpoint it can continue from.
     pub resumable: bool,
     /// When it began reading its model and data, until its first step can start.
@@ -137,6 +139,7 @@ impl RunRecord {
             summary: None,
             ranks: None,
             best_step: None,
+            live_map: None,
             resumable: false,
             loading_since: None,
             shown: true,

@@ -292,6 +292,7 @@ impl RunStore {
                 step, allocation, ..
             } => r.ranks = Some((step, allocation)),
             Event::Best { step, .. } => r.best_step = Some(step),
+            Event::UpdateMap { step, map, .. } => r.live_map = Some((step, map)),
             Event::Finished { summary, .. } => {
                 r.status = if summary.stopped_early {
                     RunStatus::Stopped
