@@ -316,6 +316,33 @@ impl ImportedAdapter {
     }
 
     /// Prompt embeddings or key/value prefixes to pass with every forward pass.
+    /// The base tensors `update_map` reads: the adapted projections' weights and biases, the
+    /// replaced tensors, and the token embedding table when there are virtual tokens.
+    pub fn base_tensors_read(&self, base: &HashMap<String, Tensor>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .linear
+            .keys()
+            .flat_map(|p| [format!("{p}.weight"), format!("{p}.bias")])
+            .chain(self.replace.keys().cloned())
+            .collect();
+        if self.hooks.prompt_embeds.is_some() {
+            names.extend(
+                base.keys()
+                    .filter(|n| {
+                        [
+                            "embed_tokens.weight",
+                            "wte.weight",
+                            "word_embeddings.weight",
+                        ]
+                        .iter()
+                        .any(|end| n.ends_with(end))
+                    })
+                    .cloned(),
+            );
+        }
+        names
+    }
+
     /// Where this adapter's update went, against the base model's `base` tensors (see
     /// [`super::update_map`]).
     pub fn update_map(

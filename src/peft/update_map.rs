@@ -242,6 +242,17 @@ pub fn measure(model: &ModelFiles, adapter_dir: &Path) -> Result<UpdateMap> {
     measure_against(model, weights.tensors(), adapter_dir)
 }
 
+/// The names of the base tensors measuring the adapter in `adapter_dir` reads (a run that
+/// measures at each evaluation keeps only those).
+pub fn base_tensors_read(
+    model: &ModelFiles,
+    base: &std::collections::HashMap<String, Tensor>,
+    adapter_dir: &Path,
+) -> Result<Vec<String>> {
+    let adapter = ImportedAdapter::load(adapter_dir, &model.config, &Device::Cpu)?;
+    Ok(adapter.base_tensors_read(base))
+}
+
 /// The same against base tensors already read (a run measuring at each evaluation reads
 /// them once).
 pub fn measure_against(
