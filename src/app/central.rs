@@ -113,14 +113,6 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
         rank_heat_map(r, ui);
         ui.separator();
     }
-    egui::CollapsingHeader::new(tr(ui, "How the plotted runs differ"))
-        .id_salt("run_diff")
-        .show(ui, |ui| super::run_diff::ui(app, ui));
-    ui.separator();
-    egui::CollapsingHeader::new(tr(ui, "Where the update went"))
-        .id_salt("update_map")
-        .show(ui, |ui| super::update_map::ui(app, ui));
-    ui.separator();
     egui::CollapsingHeader::new(tr(ui, "Trade-offs: metric against cost"))
         .id_salt("pareto")
         .default_open(
@@ -147,6 +139,16 @@ fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>)
     }
     ui.separator();
     super::runs_table::run_list(app, ui, actions);
+    // Below the table, where runs are ticked and picked out: at 1024×700 with the
+    // playground open, the table's header must stay reachable above them.
+    ui.separator();
+    egui::CollapsingHeader::new(tr(ui, "How the plotted runs differ"))
+        .id_salt("run_diff")
+        .show(ui, |ui| super::run_diff::ui(app, ui));
+    ui.separator();
+    egui::CollapsingHeader::new(tr(ui, "Where the update went"))
+        .id_salt("update_map")
+        .show(ui, |ui| super::update_map::ui(app, ui));
 }
 
 fn progress(app: &WorkbenchApp, ui: &mut egui::Ui) {
