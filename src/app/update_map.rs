@@ -52,18 +52,12 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         && r.summary.is_none()
         && let Some((step, map)) = &r.live_map
     {
-        ui.label(trf(
+        let title = trf(
             ui,
             "{} at step {}: {}",
             &[&label, step, &tr(ui, &map.measure)],
-        ));
-        let base = run_color(id, ui.visuals().dark_mode);
-        egui::ScrollArea::horizontal()
-            .id_salt("update_map_scroll")
-            .show(ui, |ui| heat_map(map, base, ui));
-        if !map.nearest.is_empty() {
-            nearest_table(map, ui);
-        }
+        );
+        show(id, title, map, ui);
         return;
     }
     // Read again for another run, or once the chosen run's map has been written.
@@ -85,7 +79,14 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
         ));
         return;
     };
-    ui.label(trf(ui, "{}: {}", &[&label, &tr(ui, &map.measure)]));
+    let title = trf(ui, "{}: {}", &[&label, &tr(ui, &map.measure)]);
+    show(id, title, map, ui);
+}
+
+/// A map under its title: what it leaves unmeasured, the heat map in run `id`'s colour, and
+/// a soft prompt's nearest tokens.
+fn show(id: RunId, title: String, map: &UpdateMap, ui: &mut egui::Ui) {
+    ui.label(title);
     if let Some(note) = &map.unmeasured {
         ui.small(note);
     }
