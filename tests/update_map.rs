@@ -1,7 +1,8 @@
 //! The update map of real runs on the built-in model, each value checked against a direct
 //! computation from the files the run saved: LoRA's ‖s·BA‖/‖W‖ (zero at step 0, non-zero
 //! after training, only on the projections LoRA is attached to), IA3's ‖W·l − W‖/‖W‖,
-//! Prompt Tuning's virtual-token norms, and prefix RMS per layer.
+//! Prompt Tuning's virtual-token norms, prefix RMS per layer, and bottleneck adapters' share
+//! of the residual stream.
 
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::path::Path;
 
 use peft_workbench::config::RunConfig;
 use peft_workbench::models::ModelFiles;
-use peft_workbench::peft::update_map::{UpdateMap, relative_change};
+use peft_workbench::peft::update_map::{ACTIVATION_MEASURE, UpdateMap, relative_change};
 use peft_workbench::train;
 
 fn config(preset: &str, overrides: &[&str]) -> RunConfig {
@@ -257,4 +258,52 @@ fn the_map_is_measured_at_each_evaluation() {
         !d.path().join(".update-map").exists(),
         "the scratch folder is gone"
     );
+}
+
+/// Bottleneck adapters are measured on the evaluation passes: one cell per adapter (two per
+/// layer for Houlsby), exactly zero at step 0 (`up` starts at zero, so nothing is added),
+/// non-zero once trained, and the map written at the end is the last evaluation's.
+#[test]
+fn adapters_are_measured_against_the_residual_stream_while_the_run_evaluates() {
+    let cfg = config("adapter.toml", &["steps=6", "eval_every=3"]);
+    let d = tempfile::tempdir().unwrap();
+    let mut maps = Vec::new();
+    train::run(
+        &cfg,
+        1,
+        Some(d.path()),
+        None,
+        &mut |e| {
+            if let train::Event::UpdateMap { step, map, .. } = e {
+                maps.push((step, map));
+            }
+        },
+        &mut || false,
+    )
+    .unwrap();
+    assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 3, 6]);
+    let layers = 6;
+    for (_, map) in &maps {
+        assert_eq!(map.measure, ACTIVATION_MEASURE);
+        assert_eq!(map.unmeasured, None);
+        assert_eq!(map.cells.len(), 2 * layers, "{map:?}");
+        for layer in 0..layers {
+            for module in ["attention_adapter", "output_adapter"] {
+                value(map, Some(layer), module);
+            }
+        }
+    }
+    assert!(maps[0].1.cells.iter().all(|c| c.value == 0.0));
+    assert!(maps[2].1.cells.iter().all(|c| c.value > 0.0));
+    let written: UpdateMap = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join(train::UPDATE_MAP_FILE)).unwrap(),
+    )
+    .unwrap();
+    // Equal up to the last digit JSON keeps.
+    assert_eq!(written.cells.len(), maps[2].1.cells.len());
+    for (a, b) in maps[2].1.cells.iter().zip(&written.cells) {
+        assert_eq!((a.layer, &a.module), (b.layer, &b.module));
+        assert!((a.value - b.value).abs() <= 1e-12 * b.value);
+    }
+    assert_eq!(written.unmeasured, None);
 }

@@ -274,7 +274,7 @@ impl Layer {
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let a = self.attn_out.forward(&ctx, train)?;
         let a = match &self.after_attn {
-            Some(ad) => ad.forward(&a, train)?,
+            Some(ad) => ad.forward(&a, x, train)?,
             None => a,
         };
         let x = self.attn_norm.forward(&(a + x)?)?;
@@ -286,7 +286,7 @@ impl Layer {
         };
         let m = self.output.forward(&inner, train)?;
         let m = match &self.after_mlp {
-            Some(ad) => ad.forward(&m, train)?,
+            Some(ad) => ad.forward(&m, &x, train)?,
             None => m,
         };
         Ok((self.out_norm.forward(&(m + x)?)?, (k, v)))

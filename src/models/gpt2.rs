@@ -247,7 +247,7 @@ impl Block {
             release(&ctx)?;
         }
         let a = match &self.after_attn {
-            Some(ad) => ad.forward(&a, train)?,
+            Some(ad) => ad.forward(&a, x, train)?,
             None => a,
         };
         let x = (x + &a)?;
@@ -268,7 +268,7 @@ impl Block {
             release(&activated)?;
         }
         let m = match &self.after_mlp {
-            Some(ad) => ad.forward(&m, train)?,
+            Some(ad) => ad.forward(&m, &x, train)?,
             None => m,
         };
         let out = (&x + &m)?;

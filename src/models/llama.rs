@@ -451,7 +451,7 @@ impl Block {
         let normed = self.input_layernorm.forward(x)?;
         let (a, kv) = attn.forward(&normed, rotary, prefix, train)?;
         let a = match &self.after_attn {
-            Some(ad) => ad.forward(&a, train)?,
+            Some(ad) => ad.forward(&a, x, train)?,
             None => a,
         };
         let x = (x + &a)?;
@@ -471,7 +471,7 @@ impl Block {
             release(&normed)?;
         }
         let m = match &self.after_mlp {
-            Some(ad) => ad.forward(&m, train)?,
+            Some(ad) => ad.forward(&m, &x, train)?,
             None => m,
         };
         let out = (&x + &m)?;

@@ -29,9 +29,10 @@ pub enum Site {
     AfterMlp,
 }
 
-/// A module applied to a sub-layer's output (adapter tuning).
+/// A module applied to a sub-layer's output (adapter tuning). It is also given the residual
+/// stream the output joins, so it can say how large its contribution is beside it.
 pub trait SublayerAdapter: Send + Sync + std::fmt::Debug {
-    fn forward(&self, h: &Tensor, train: bool) -> Result<Tensor>;
+    fn forward(&self, h: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor>;
 }
 
 /// How a method attaches to a model while it is built. Every hook defaults to nothing, so

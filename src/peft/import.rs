@@ -304,6 +304,7 @@ impl ImportedAdapter {
                                 down,
                                 up,
                                 activation,
+                                probe: None,
                             }),
                         );
                     }
@@ -440,7 +441,7 @@ impl ImportedAdapter {
             nearest: Vec::new(),
             unmeasured: (!self.sublayer.is_empty()).then(|| {
                 format!(
-                    "{} bottleneck adapters change activations, not weights: not measured",
+                    "{} bottleneck adapters change activations, not weights: they are measured while a run evaluates, not from its files",
                     self.sublayer.len()
                 )
             }),

@@ -479,6 +479,12 @@ pub trait Method: Injector + Send + Sync {
     }
     /// Writes the trained weights into `dir` (which exists and is empty).
     fn export(&self, dir: &Path, ctx: &ExportContext) -> Result<()>;
+    /// Parts whose effect is an activation rather than a weight (bottleneck adapters),
+    /// measured over the evaluation passes since the last call: one update-map cell each,
+    /// empty when nothing was recorded.
+    fn take_activation_cells(&self) -> Vec<update_map::UpdateCell> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@
 //! - Key/value prefixes (Prefix Tuning, P-Tuning v2): per layer, the prefix keys' and
 //!   values' root-mean-square entry.
 //!
-//! Bottleneck adapters (Houlsby, Pfeiffer) add layers whose effect is an activation, not a
-//! weight change; they are not measured here.
+//! - Bottleneck adapters (Houlsby, Pfeiffer) add layers whose effect is an activation, not a
+//!   weight change: each is measured while the run evaluates, as the RMS of what it adds
+//!   over the RMS of the residual stream it joins (`Method::take_activation_cells`), and
+//!   joined to the map with [`UpdateMap::with_activations`]. An adapter folder alone cannot
+//!   say that, so a map measured from files only lists them as unmeasured.
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -158,6 +161,24 @@ pub struct UpdateMap {
     /// Prompt Tuning and P-Tuning: each virtual token's nearest vocabulary tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nearest: Vec<NearestTokens>,
+}
+
+/// What the activation cells of bottleneck adapters measure.
+pub const ACTIVATION_MEASURE: &str = "adapter output RMS / residual stream RMS (eval batch)";
+
+impl UpdateMap {
+    /// The map with the activation cells measured while the run evaluated (none: as it is).
+    pub fn with_activations(mut self, cells: &[UpdateCell]) -> Self {
+        if cells.is_empty() {
+            return self;
+        }
+        if self.cells.is_empty() {
+            self.measure = ACTIVATION_MEASURE.to_string();
+        }
+        self.cells.extend_from_slice(cells);
+        self.unmeasured = None;
+        self
+    }
 }
 
 /// A virtual token's nearest tokens of the vocabulary by cosine similarity to their input

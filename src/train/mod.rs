@@ -645,13 +645,21 @@ fn train(
         }
         _ => None,
     };
+    // Bottleneck adapters are measured on the evaluation passes themselves: the latest
+    // evaluation's cells, for the live map and the one written at the end.
+    let activation_cells = std::cell::RefCell::new(Vec::new());
     let live_map = |step: usize, p: &Prepared, emit: &mut dyn FnMut(Event)| -> Result<()> {
+        let cells = p.method.take_activation_cells();
+        if !cells.is_empty() {
+            *activation_cells.borrow_mut() = cells;
+        }
         let (Some(dir), Some((files, base))) = (out_dir, &map_base) else {
             return Ok(());
         };
         let scratch = dir.join(".update-map");
         export_to(p, &scratch, None)?;
-        let map = crate::peft::update_map::measure_against(files, base, &scratch);
+        let map = crate::peft::update_map::measure_against(files, base, &scratch)
+            .map(|map| map.with_activations(&activation_cells.borrow()));
         let _ = std::fs::remove_dir_all(&scratch);
         // A map that cannot be measured is not worth stopping a run for; the end says why.
         if let Ok(map) = map {
@@ -839,7 +847,8 @@ fn train(
         // weights (read again: the loaded model's projections carry the adapter). A map
         // that cannot be measured leaves the run whole and says why.
         let map = ModelFiles::open(&cfg.model)
-            .and_then(|files| crate::peft::update_map::measure(&files, &dir.join("adapter")));
+            .and_then(|files| crate::peft::update_map::measure(&files, &dir.join("adapter")))
+            .map(|map| map.with_activations(&activation_cells.borrow()));
         match map {
             Ok(map) => save_json(&dir.join(UPDATE_MAP_FILE), &serde_json::to_value(&map)?)?,
             Err(e) => emit(Event::Notice {

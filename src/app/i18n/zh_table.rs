@@ -876,6 +876,10 @@ pub const ZH: &[(&str, &str)] = &[
         "虚拟词元的范数 / 真实词元嵌入的平均范数",
     ),
     ("RMS of the prefix entries", "前缀各元素的均方根"),
+    (
+        "adapter output RMS / residual stream RMS (eval batch)",
+        "适配器输出的均方根 / 残差流的均方根（评估批次）",
+    ),
     ("input", "输入"),
     (
         "What the soft prompt says: each virtual token's nearest vocabulary tokens (cosine similarity of input embeddings)",
