@@ -1725,6 +1725,63 @@ fn the_update_map_draws_for_a_lora_and_an_ia3_run() {
     save_snapshot(&mut h, "update_map_prompt_tuning");
 }
 
+/// The Learn page's diagram coloured by a past run's update map: LoRA's change on q and v
+/// (and nothing else), an adapter run's on its two bottlenecks; "what the method trains"
+/// brings back the plain diagram.
+#[test]
+fn the_learn_diagram_shows_a_runs_measured_change() {
+    let runs = tempfile::tempdir().unwrap();
+    let small = ["steps=4", "eval_every=4", "eval_examples=4"];
+    past_run(runs.path(), "lora", 1, &small);
+    past_run(runs.path(), "adapter", 2, &small);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 1100.0);
+    h.state_mut().view = peft_workbench::app::View::Learn;
+    h.state_mut().learn_page = "lora".into();
+    h.run();
+    let lora = h
+        .state()
+        .store
+        .runs
+        .iter()
+        .find(|r| r.config.method.kind() == "lora")
+        .unwrap()
+        .label
+        .clone();
+    h.get_by_value(&format!("the change measured in {lora}"));
+    let line = h
+        .get_by_label_contains("weight change |W' - W| / |W|, mean over layers: ")
+        .accesskit_node()
+        .value()
+        .unwrap_or_default();
+    let parts: Vec<&str> = line
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split(" · ")
+        .map(|p| p.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(parts, ["q", "v"], "{line}");
+    save_snapshot(&mut h, "learn_measured_lora");
+    h.state_mut().learn_page = "adapter".into();
+    h.run();
+    h.get_by_label_contains(
+        "adapter output RMS / residual stream RMS (eval batch), mean over layers: adapter after attention ",
+    );
+    h.get_by_label_contains(" · adapter after the MLP ");
+    save_snapshot(&mut h, "learn_measured_adapter");
+    h.get_by_label("简体中文").click();
+    h.run();
+    h.get_by_label_contains("适配器输出的均方根");
+    save_snapshot(&mut h, "learn_measured_adapter_zh");
+    h.get_by_label("English").click();
+    h.run();
+    h.state_mut().learn_diagram_run = peft_workbench::app::learn::DiagramRun::Off;
+    h.run();
+    assert!(h.query_by_label_contains("mean over layers").is_none());
+    h.get_by_value("what the method trains");
+}
+
 /// Two past runs that differ in their rate and seed: with both on the plots, "How the
 /// plotted runs differ" lists exactly those keys (and all of them on request), and their
 /// results with the second's difference from the first.

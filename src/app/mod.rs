@@ -141,6 +141,8 @@ pub struct WorkbenchApp {
     pub view: View,
     /// The method the Learn view shows.
     pub learn_page: String,
+    /// Which run's measured change colours the Learn view's diagram.
+    pub learn_diagram_run: learn::DiagramRun,
     pub lang: Lang,
     pub dark: bool,
     fonts_installed: bool,
@@ -230,6 +232,7 @@ impl WorkbenchApp {
             devices: crate::train::available_devices(),
             view: View::Train,
             learn_page: "lora".into(),
+            learn_diagram_run: learn::DiagramRun::default(),
             lang: Lang::En,
             dark: true,
             fonts_installed: false,

@@ -40,27 +40,43 @@ fn chosen(app: &WorkbenchApp) -> Option<(RunId, String, std::path::PathBuf)> {
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
-    let Some((id, label, file)) = chosen(app) else {
+    let Some((id, label, _)) = chosen(app) else {
         ui.label(tr(
             ui,
             "A finished run's map appears here (click a run's name in the table to choose it).",
         ));
         return;
     };
-    // A run training here: its latest evaluation's map, until it ends and writes its file.
-    if let Some(r) = app.store.get(id)
-        && r.summary.is_none()
-        && let Some((step, map)) = &r.live_map
-    {
-        let title = trf(
+    let Some((live_step, map)) = map_of(app, id) else {
+        ui.label(trf(
+            ui,
+            "{} has no update map yet (it is measured when a run ends).",
+            &[&label],
+        ));
+        return;
+    };
+    let title = match live_step {
+        Some(step) => trf(
             ui,
             "{} at step {}: {}",
-            &[&label, step, &tr(ui, &map.measure)],
-        );
-        show(id, title, map, ui);
-        return;
+            &[&label, &step, &tr(ui, &map.measure)],
+        ),
+        None => trf(ui, "{}: {}", &[&label, &tr(ui, &map.measure)]),
+    };
+    show(id, title, &map, ui);
+}
+
+/// Run `id`'s map: its latest evaluation's (with that step) while it trains in this
+/// window, else the one its folder holds — read once and kept until another run's is asked
+/// for or the chosen run writes its own.
+pub(super) fn map_of(app: &mut WorkbenchApp, id: RunId) -> Option<(Option<usize>, UpdateMap)> {
+    let r = app.store.get(id)?;
+    if r.summary.is_none()
+        && let Some((step, map)) = &r.live_map
+    {
+        return Some((Some(*step), (**map).clone()));
     }
-    // Read again for another run, or once the chosen run's map has been written.
+    let file = std::path::Path::new(r.out_dir.as_ref()?).join(crate::train::UPDATE_MAP_FILE);
     let stale = match &app.update_map_cache {
         Some((cached, map)) => *cached != id || (map.is_none() && file.is_file()),
         None => true,
@@ -71,16 +87,10 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
             .and_then(|t| serde_json::from_str::<UpdateMap>(&t).ok());
         app.update_map_cache = Some((id, map));
     }
-    let Some((_, Some(map))) = &app.update_map_cache else {
-        ui.label(trf(
-            ui,
-            "{} has no update map yet (it is measured when a run ends).",
-            &[&label],
-        ));
-        return;
-    };
-    let title = trf(ui, "{}: {}", &[&label, &tr(ui, &map.measure)]);
-    show(id, title, map, ui);
+    match &app.update_map_cache {
+        Some((_, Some(map))) => Some((None, map.clone())),
+        _ => None,
+    }
 }
 
 /// A map under its title: what it leaves unmeasured, the heat map in run `id`'s colour, and

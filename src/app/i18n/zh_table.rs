@@ -909,4 +909,18 @@ pub const ZH: &[(&str, &str)] = &[
         "有效秩 {}（共 {}）：各奇异值",
     ),
     ("{} at step {}: {}", "{}（第 {} 步）：{}"),
+    // The Learn diagram coloured by a run's update map.
+    ("Colour the diagram by", "图示的着色依据"),
+    ("what the method trains", "方法训练的部分"),
+    ("the change measured in {}", "{} 中测得的变化"),
+    ("{}, mean over layers: {}", "{}，各层平均：{}"),
+    ("largest: {}", "最大：{}"),
+    ("not measured", "未测量"),
+    (
+        "{}: {} (mean of {} measured cells)",
+        "{}：{}（{} 个测量单元的平均）",
+    ),
+    ("adapter after attention", "注意力之后的适配器"),
+    ("adapter after the MLP", "MLP 之后的适配器"),
+    ("norms", "归一化层"),
 ];

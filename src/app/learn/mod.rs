@@ -4,7 +4,7 @@
 
 use eframe::egui;
 
-use super::i18n::{lang, tr};
+use super::i18n::{lang, tr, trf};
 use super::{Action, WorkbenchApp};
 use crate::peft::MethodConfig;
 
@@ -12,7 +12,18 @@ mod diagram;
 mod guide;
 mod pages;
 
-use diagram::diagram;
+use diagram::{Measured, diagram};
+
+/// Which run colours the diagram: the newest of the page's method with a measured update
+/// map (the default: a student who has just trained sees it), one the student picked, or
+/// none (the parts the method trains).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiagramRun {
+    #[default]
+    Newest,
+    Run(crate::train::RunId),
+    Off,
+}
 pub use pages::{Page, Text, page, pages, preset_text};
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
@@ -59,8 +70,9 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         ui.heading(tr(ui, method.display_name()));
         ui.label(page.mechanism.get(l));
         ui.add_space(6.0);
+        let measured = diagram_run_choice(app, ui, method.kind());
         ui.horizontal_top(|ui| {
-            diagram(ui, &page.trained);
+            diagram(ui, &page.trained, measured.as_ref());
             ui.vertical(|ui| {
                 ui.set_max_width(420.0);
                 ui.strong(tr(ui, "Forward pass"));
@@ -122,6 +134,78 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         published_results(ui, &method);
         measured_runs(app, ui, method.kind());
     });
+}
+
+/// The runs of `kind` with an update map (newest first), a choice among them, and the
+/// chosen one's map gathered onto the diagram's parts, said in one line as well.
+fn diagram_run_choice(app: &mut WorkbenchApp, ui: &mut egui::Ui, kind: &str) -> Option<Measured> {
+    let candidates: Vec<(crate::train::RunId, String)> = app
+        .store
+        .runs
+        .iter()
+        .rev()
+        .filter(|r| r.config.method.kind() == kind)
+        .filter(|r| {
+            r.live_map.is_some()
+                || r.out_dir.as_ref().is_some_and(|d| {
+                    std::path::Path::new(d)
+                        .join(crate::train::UPDATE_MAP_FILE)
+                        .is_file()
+                })
+        })
+        .map(|r| (r.id, r.label.clone()))
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let chosen = match app.learn_diagram_run {
+        DiagramRun::Off => None,
+        DiagramRun::Run(id) if candidates.iter().any(|(c, _)| *c == id) => Some(id),
+        _ => Some(candidates[0].0),
+    };
+    let name_of = |id| {
+        candidates
+            .iter()
+            .find(|(c, _)| *c == id)
+            .map(|(_, l)| l.clone())
+    };
+    let off = tr(ui, "what the method trains").to_string();
+    ui.horizontal(|ui| {
+        let label = ui.label(tr(ui, "Colour the diagram by"));
+        let selected = chosen
+            .and_then(name_of)
+            .map_or(off.clone(), |l| trf(ui, "the change measured in {}", &[&l]));
+        egui::ComboBox::from_id_salt("learn_diagram_run")
+            .selected_text(selected)
+            .show_ui(ui, |ui| {
+                let mut choice = app.learn_diagram_run;
+                ui.selectable_value(&mut choice, DiagramRun::Off, &off);
+                for (id, label) in &candidates {
+                    ui.selectable_value(
+                        &mut choice,
+                        DiagramRun::Run(*id),
+                        trf(ui, "the change measured in {}", &[label]),
+                    );
+                }
+                app.learn_diagram_run = choice;
+            })
+            .response
+            .labelled_by(label.id);
+    });
+    let id = chosen?;
+    let (_, map) = super::update_map::map_of(app, id)?;
+    let measured = Measured::new(&map);
+    let values: Vec<String> = measured
+        .parts
+        .iter()
+        .map(|(p, v, _)| format!("{} {v:.4}", tr(ui, p.name())))
+        .collect();
+    ui.small(trf(
+        ui,
+        "{}, mean over layers: {}",
+        &[&tr(ui, &measured.measure), &values.join(" · ").as_str()],
+    ));
+    Some(measured)
 }
 
 /// PEFT's published numbers for the method, with their source, so a student can set the
