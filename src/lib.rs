@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod models;
 pub mod peft;
 pub mod pretrain;
+pub mod recipe;
 pub mod remote;
 pub mod train;
 

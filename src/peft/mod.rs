@@ -443,6 +443,51 @@ pub struct RankAllocation {
     pub ranks: Vec<(String, usize)>,
 }
 
+/// How a recipe for Hugging Face PEFT in PyTorch (`peft-workbench recipe`) starts a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipeStart {
+    /// PEFT loads this method's step-0 export and trains it: the same initial tensors as
+    /// ours, so the two trainers can be compared step for step.
+    OurTensors,
+    /// PEFT builds the method from the exported configuration with its own random
+    /// initialisation (the reason: why our initial tensors cannot be handed over).
+    PeftInit(&'static str),
+    /// No PEFT: the named base tensors train (full fine-tuning, Freeze, BitFit).
+    BaseTensors,
+    /// Not written (the reason).
+    Refused(&'static str),
+}
+
+impl MethodConfig {
+    /// How a recipe starts this method: an exhaustive match, so a new method says how it
+    /// leaves for PyTorch.
+    pub fn recipe_start(&self) -> RecipeStart {
+        match self {
+            MethodConfig::Full(_) | MethodConfig::Freeze(_) => RecipeStart::BaseTensors,
+            MethodConfig::Bitfit(b) if b.add_missing_biases => RecipeStart::Refused(
+                "BitFit with add_missing_biases adds bias tensors that transformers' model classes have no place for; set method.add_missing_biases = false to train only the biases and norms the model has",
+            ),
+            MethodConfig::Bitfit(_) => RecipeStart::BaseTensors,
+            MethodConfig::Lora(_)
+            | MethodConfig::Dora(_)
+            | MethodConfig::Adalora(_)
+            | MethodConfig::Ia3(_)
+            | MethodConfig::PromptTuning(_)
+            | MethodConfig::PTuningV2(_) => RecipeStart::OurTensors,
+            MethodConfig::PrefixTuning(p) if p.prefix_projection => RecipeStart::PeftInit(
+                "PEFT saves a projected prefix as the MLP's output only, so the MLP the run trains cannot be handed over",
+            ),
+            MethodConfig::PrefixTuning(_) => RecipeStart::OurTensors,
+            MethodConfig::PTuning(_) => RecipeStart::PeftInit(
+                "PEFT saves P-Tuning's virtual tokens as the prompt encoder's output only, so the encoder the run trains cannot be handed over",
+            ),
+            MethodConfig::Adapter(_) => RecipeStart::Refused(
+                "Hugging Face PEFT has no bottleneck adapters, and the workbench has not verified that AdapterHub's `adapters` library computes the same bottleneck (its residual and layer-norm placement differ by model), so no recipe is written for it",
+            ),
+        }
+    }
+}
+
 /// A method attached to a model.
 pub trait Method: Injector + Send + Sync {
     /// The method's own trainable tensors, named as they are exported.

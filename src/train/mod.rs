@@ -14,6 +14,7 @@ pub mod events;
 pub use crate::kernels::loss;
 pub mod memory;
 pub mod optim;
+pub mod recipe_data;
 pub mod run_dir;
 pub mod schedule;
 pub mod worker;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Checks `peft-workbench recipe` against the workbench's own trainer, step for step: for
+# LoRA, DoRA, IA3, Prompt Tuning, Prefix Tuning (trained directly: PEFT keeps only the
+# output of a projected prefix) and full fine-tuning on the built-in model, 20 steps on the
+# CPU in f32, each step's loss of the recipe's PyTorch + PEFT loop within 1e-3 (relative)
+# of ours, and the same trainable count.
+#
+# At a tenth of each preset's learning rate: at the presets' own rates the two trainers
+# part by up to 2e-2 within 20 steps, as much as PyTorch parts from itself run on 1 thread
+# instead of 2 (the rounding of a reduction, amplified by Adam and a fast-moving loss).
+#
+# Then the distributed engine, really run: the LoRA recipe under torchrun with 2 processes
+# (DDP, gloo, CPU) takes the same steps as one process, and the adapter it saves gives
+# PEFT's logits under `peft-workbench logits --adapter` (<= 1e-4).
+#
+# Uses the Python venv of scripts/verify-peft.sh ($PEFT_VENV), which builds it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${PEFT_VENV:-$HOME/.cache/peft-workbench/venv}"
+if ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
+  echo "no Python venv with torch, transformers and peft in $venv: run scripts/verify-peft.sh first" >&2
+  exit 1
+fi
+cargo build -q --bin peft-workbench
+bin=$PWD/target/debug/peft-workbench
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export HF_HUB_OFFLINE=1 PYTHONWARNINGS=ignore
+check=tests/reference/recipe_check.py
+for m in lora dora ia3 prompt-tuning prefix-tuning full; do
+  lr=$(sed -n 's/^lr *= *//p' "presets/$m.toml")
+  sets=(--set steps=20 --set eval_every=20 --set eval_examples=8 --set "optimizer.lr=$(python3 -c "print($lr / 10)")")
+  [ "$m" = prefix-tuning ] && sets+=(--set method.prefix_projection=false)
+  "$bin" train "presets/$m.toml" "${sets[@]}" --out "$work/$m/ours" -q >/dev/null
+  "$bin" recipe "presets/$m.toml" "${sets[@]}" --out "$work/$m/recipe" 2>/dev/null
+  (cd "$work/$m/recipe" && "$venv/bin/python" train.py > ../py.log 2>&1) \
+    || { echo "the $m recipe failed:"; tail -20 "$work/$m/py.log"; exit 1; }
+  "$venv/bin/python" "$check" steps "$work/$m/ours" "$work/$m/recipe/output" "$work/$m/recipe"
+done
+
+r="$work/lora/recipe"
+PYTHON="$venv/bin/python" bash "$r/launch.sh" --nproc 2 -- --out "$work/lora/ddp" > "$work/lora/ddp.log" 2>&1 \
+  || { echo "the LoRA recipe under torchrun failed:"; tail -20 "$work/lora/ddp.log"; exit 1; }
+"$venv/bin/python" "$check" same "$r/output" "$work/lora/ddp"
+"$venv/bin/python" "$check" logits "$bin" "$work/lora/ddp/adapter"

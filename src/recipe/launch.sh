@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs train.py on this machine: one process, or one per GPU (or N on CPUs with gloo) under
+# torchrun, or this machine's share of several nodes. Results go to output/.
+#
+#   bash launch.sh                      every GPU here (one process without a GPU)
+#   bash launch.sh --nproc 2            two processes (DDP; gloo on CPUs, NCCL on GPUs)
+#   bash launch.sh --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --nproc 8
+#                                       node 0 of 2 (run the same with --node-rank 1 there)
+# Anything after -- goes to train.py (e.g. -- --bf16 --base-model /models/llama).
+# The Python is $PYTHON (default python3), with requirements.txt installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+python="${PYTHON:-python3}"
+nproc="" nnodes=1 node_rank=0 master_addr=127.0.0.1 master_port=29500
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nproc) nproc="$2"; shift 2 ;;
+    --nnodes) nnodes="$2"; shift 2 ;;
+    --node-rank) node_rank="$2"; shift 2 ;;
+    --master-addr) master_addr="$2"; shift 2 ;;
+    --master-port) master_port="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "launch.sh: unknown option $1 (see the top of this file)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$nproc" ]; then
+  nproc=$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))')
+fi
+case "$nproc$nnodes$node_rank" in
+  *[!0-9]*) echo "launch.sh: --nproc, --nnodes and --node-rank take whole numbers" >&2; exit 2 ;;
+esac
+if [ "$nproc" -eq 1 ] && [ "$nnodes" -eq 1 ]; then
+  exec "$python" train.py "$@"
+fi
+exec "$python" -m torch.distributed.run --nproc_per_node "$nproc" --nnodes "$nnodes" \
+  --node_rank "$node_rank" --master_addr "$master_addr" --master_port "$master_port" \
+  train.py "$@"

@@ -1,0 +1,200 @@
+//! A run handed to PyTorch: `peft-workbench recipe` writes a folder that trains the same
+//! run with Hugging Face transformers + PEFT (`train.py`), on one GPU, several, several
+//! nodes or CPU processes (`launch.sh`), from the run's own initial tensors, examples and
+//! batch order — so the two trainers can be compared step for step, and a method explored
+//! here on a small model can be taken to a large one with the engines that scale.
+//!
+//! The folder: `recipe.json` (the run's facts), `train.py`, `launch.sh`,
+//! `requirements.txt`, `README.md`, `train.jsonl`/`eval.jsonl` (token ids and loss masks),
+//! `order.json` (each step's examples), `init_adapter/` (the step-0 PEFT adapter), and
+//! `base_model/` when the run's base is the built-in model.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+use crate::config::{RunConfig, Schedule};
+use crate::files::{ensure_new_folder, save_json, write_dir_atomic};
+use crate::models::{ModelFiles, ModelSource};
+use crate::peft::RecipeStart;
+use crate::train::recipe_data;
+
+const TRAIN_PY: &str = include_str!("train.py");
+const LAUNCH_SH: &str = include_str!("launch.sh");
+
+/// The Python stack the recipe was verified with (`scripts/verify-peft.sh`'s venv).
+const REQUIREMENTS: &str = "\
+# The stack peft-workbench verified this recipe with (CPU, f32). On a GPU machine install
+# the torch build for its CUDA version (https://pytorch.org/get-started/locally/).
+torch==2.15.0
+transformers==5.25.0
+peft==0.21.2
+safetensors
+";
+
+/// What was written, for the command's report.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub start: RecipeStart,
+    pub trainable_params: usize,
+    pub steps: usize,
+}
+
+/// Writes the recipe of the run `cfg` describes into `out`, a new folder (written whole or
+/// not at all). `base_model` names the base for the recipe (a folder or a hub id); without
+/// it a model folder is named by its path and the built-in model is copied in.
+pub fn write(cfg: &RunConfig, out: &Path, base_model: Option<&str>) -> Result<Written> {
+    ensure_new_folder(out, "")?;
+    let files = ModelFiles::open(&cfg.model)?;
+    let base = match (base_model, &files.source) {
+        (Some(name), _) => name.to_string(),
+        (None, _) if cfg.model == "builtin" => "base_model".to_string(),
+        (None, ModelSource::Folder(dir)) => std::path::absolute(dir)?.display().to_string(),
+        (None, ModelSource::Gguf(path)) => bail!(
+            "{} is a GGUF file, which transformers does not train from: name the model's Hugging Face folder or hub id with --base-model",
+            path.display()
+        ),
+    };
+    let start = cfg.method.recipe_start();
+    let mut written = None;
+    write_dir_atomic(out, |d| {
+        let data = recipe_data::write(cfg, d)?;
+        if cfg.model == "builtin" && base_model.is_none() {
+            let from = crate::models::builtin_model_dir();
+            std::fs::create_dir(d.join("base_model"))?;
+            for f in [
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "tokenizer_config.json",
+            ] {
+                std::fs::copy(from.join(f), d.join("base_model").join(f))
+                    .with_context(|| format!("cannot copy the built-in model's {f}"))?;
+            }
+        }
+        let o = &cfg.optimizer;
+        let (start_name, start_note) = match start {
+            RecipeStart::OurTensors => ("our_tensors", None),
+            RecipeStart::PeftInit(why) => ("peft_init", Some(why)),
+            RecipeStart::BaseTensors => ("base_tensors", None),
+            RecipeStart::Refused(why) => bail!("no recipe: {why}"),
+        };
+        save_json(
+            &d.join("recipe.json"),
+            &serde_json::json!({
+                "format": "peft-workbench/recipe-v1",
+                "method": cfg.method.kind(),
+                "start": start_name,
+                "start_note": start_note,
+                "base_model": base,
+                "steps": cfg.steps,
+                "batch_size": cfg.batch_size,
+                "eval_every": cfg.eval_every,
+                "seed": cfg.seed,
+                "pad": data.pad,
+                "trainable_base": data.trainable_base,
+                "trainable_params": data.trainable_params,
+                "train_examples": data.train_examples,
+                "eval_examples": data.eval_examples,
+                "optimizer": {
+                    "lr": o.lr,
+                    "beta1": o.beta1,
+                    "beta2": o.beta2,
+                    "eps": o.eps,
+                    "weight_decay": o.weight_decay,
+                    "warmup_steps": o.warmup_steps,
+                    "schedule": match o.schedule {
+                        Schedule::Cosine => "cosine",
+                        Schedule::Linear => "linear",
+                        Schedule::Constant => "constant",
+                    },
+                    "max_grad_norm": o.max_grad_norm,
+                },
+                "config": cfg,
+            }),
+        )?;
+        std::fs::write(d.join("train.py"), TRAIN_PY)?;
+        std::fs::write(d.join("launch.sh"), LAUNCH_SH)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.join("launch.sh"), std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::fs::write(d.join("requirements.txt"), REQUIREMENTS)?;
+        std::fs::write(d.join("README.md"), readme(cfg, start_note))?;
+        written = Some(Written {
+            start,
+            trainable_params: data.trainable_params,
+            steps: cfg.steps,
+        });
+        Ok(())
+    })?;
+    written.context("the recipe was not written")
+}
+
+fn readme(cfg: &RunConfig, start_note: Option<&str>) -> String {
+    let start = match start_note {
+        None => "It starts from the run's own step-0 tensors, so its loss at every step can be \
+                 compared with the run's metrics.jsonl (on the CPU in f32 they agree to about 1e-5)."
+            .to_string(),
+        Some(why) => format!(
+            "It starts from PEFT's own initialisation of the same configuration: {why}. \
+             Its losses follow the run's in kind, not step for step."
+        ),
+    };
+    format!(
+        "# {method} on {model}: a peft-workbench run as a PyTorch recipe
+
+This folder trains the run with PyTorch, Hugging Face transformers and PEFT, as peft-workbench \
+trained it: the same examples (`train.jsonl`: token ids and loss mask), the same batches in \
+the same order (`order.json`), the same loss, AdamW, schedule and clipping (`recipe.json`). \
+{start}
+
+| File | What it is |
+|---|---|
+| `train.py` | the training loop (one process, or one of several under torchrun) |
+| `launch.sh` | runs it: `bash launch.sh` (every GPU, or one CPU process), `bash launch.sh --nproc 2`, several nodes with `--nnodes N --node-rank I --master-addr HOST` |
+| `recipe.json` | the run's facts: method, steps, batch, optimizer, schedule, seed |
+| `init_adapter/` | the method's PEFT adapter at step 0 (and its `adapter_config.json`) |
+| `base_model/` | the built-in model, when the run used it |
+| `requirements.txt` | the Python packages, pinned to the versions verified |
+
+Results go to `output/`: `trainer_state.json` (the loss of every step in `log_history`, as \
+transformers' Trainer writes it) and the adapter in `output/adapter/` (full fine-tuning, \
+Freeze and BitFit: the model in `output/model/`). `peft-workbench logits --adapter \
+output/adapter` reads it back.
+
+On a larger model: pass it with `-- --base-model NAME` (the data must then be written again \
+with its tokenizer: `peft-workbench recipe` with `--set model=...`); use `-- --bf16` on GPUs; \
+with N processes each takes 1/N of every batch, so the steps stay the same — raise \
+`batch_size` in the run for more throughput. DeepSpeed and FSDP need the loop to run under \
+their engines, which this one does not (yet): it is plain DDP.
+
+---
+
+# {method}（{model}）：peft-workbench 运行导出的 PyTorch 训练配方
+
+本文件夹用 PyTorch、Hugging Face transformers 和 PEFT 重现该运行：相同的样本（`train.jsonl`：\
+token id 与损失掩码）、相同顺序的相同批次（`order.json`）、相同的损失、AdamW、学习率计划和梯度裁剪\
+（`recipe.json`）。{start_zh}
+
+- `train.py`：训练循环（单进程，或 torchrun 下的多进程之一）
+- `launch.sh`：启动脚本：`bash launch.sh`（使用全部 GPU；无 GPU 时单个 CPU 进程）、`bash launch.sh --nproc 2`、\
+多节点用 `--nnodes N --node-rank I --master-addr HOST`
+- `recipe.json`：运行的参数：方法、步数、批大小、优化器、学习率计划、随机种子
+- `init_adapter/`：方法在第 0 步的 PEFT 适配器
+- `base_model/`：内置模型（若运行使用了它）
+- `requirements.txt`：固定版本的 Python 依赖
+
+结果写入 `output/`：`trainer_state.json`（`log_history` 中每一步的损失，与 transformers Trainer 的格式相同）\
+和 `output/adapter/` 中的适配器（全参数微调、Freeze、BitFit 为 `output/model/`）。\
+换更大的模型：`-- --base-model 名称`（需用其分词器重新生成数据）；GPU 上加 `-- --bf16`；\
+N 个进程各取每批的 1/N，步数不变。DeepSpeed 与 FSDP 需要在其引擎下运行循环，本脚本目前是普通 DDP。
+",
+        method = cfg.method.display_name(),
+        model = cfg.model,
+        start_zh = match start_note {
+            None => "它从该运行第 0 步的张量出发，因此每一步的损失都可与运行的 metrics.jsonl 对比。",
+            Some(_) => "它从 PEFT 自己的初始化出发（我们的初始张量无法交给 PEFT），损失只在趋势上可比。",
+        },
+    )
+}

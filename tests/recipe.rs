@@ -1,0 +1,164 @@
+//! `peft-workbench recipe`: what the folder holds for each method, how it starts, and what
+//! is refused with its reason. (The recipe's PyTorch run against ours, step for step, is
+//! `scripts/verify-recipe.sh`, which needs the Python venv.)
+
+use candle_core::Device;
+use std::path::Path;
+
+use peft_workbench::config::RunConfig;
+use peft_workbench::peft::{MethodConfig, RecipeStart};
+use peft_workbench::{recipe, train};
+
+fn config(preset: &str, overrides: &[&str]) -> RunConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("presets")
+        .join(preset);
+    let mut o: Vec<String> = vec![
+        "steps=6".into(),
+        "eval_every=6".into(),
+        "eval_examples=4".into(),
+    ];
+    o.extend(overrides.iter().map(|s| s.to_string()));
+    RunConfig::load(&path, &o).unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every method either gets a folder with what train.py reads, started as its fact says,
+/// or is refused with a reason and leaves nothing behind.
+#[test]
+fn every_method_gets_a_recipe_or_a_reason() {
+    for method in MethodConfig::all_defaults() {
+        let preset = format!("{}.toml", method.kind());
+        let cfg = config(&preset, &[]);
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("recipe");
+        let written = recipe::write(&cfg, &out, None);
+        match cfg.method.recipe_start() {
+            RecipeStart::Refused(why) => {
+                let e = format!("{:#}", written.unwrap_err());
+                assert!(e.contains(why), "{e}");
+                assert!(!out.exists(), "a refused recipe leaves no folder");
+                continue;
+            }
+            start => {
+                let w = written.unwrap_or_else(|e| panic!("{}: {e:#}", method.kind()));
+                assert_eq!(w.start, start);
+            }
+        }
+        for f in [
+            "recipe.json",
+            "train.py",
+            "launch.sh",
+            "requirements.txt",
+            "README.md",
+            "train.jsonl",
+            "eval.jsonl",
+            "order.json",
+            "base_model/model.safetensors",
+        ] {
+            assert!(out.join(f).is_file(), "{}: no {f}", method.kind());
+        }
+        let r = json(&out.join("recipe.json"));
+        assert_eq!(r["method"], method.kind());
+        assert_eq!(r["steps"], cfg.steps);
+        assert_eq!(r["batch_size"], cfg.batch_size);
+        assert_eq!(r["seed"], cfg.seed);
+        assert_eq!(r["optimizer"]["lr"], cfg.optimizer.lr);
+        assert_eq!(r["optimizer"]["max_grad_norm"], cfg.optimizer.max_grad_norm);
+        assert_eq!(
+            r["trainable_params"],
+            cfg.method.trainable_params(
+                &peft_workbench::models::ModelFiles::open("builtin")
+                    .unwrap()
+                    .config,
+            )
+        );
+        let expected_start = match cfg.method.recipe_start() {
+            RecipeStart::OurTensors => "our_tensors",
+            RecipeStart::PeftInit(_) => "peft_init",
+            RecipeStart::BaseTensors => "base_tensors",
+            RecipeStart::Refused(_) => unreachable!(),
+        };
+        assert_eq!(r["start"], expected_start);
+        assert_eq!(
+            out.join("init_adapter/adapter_config.json").is_file(),
+            expected_start != "base_tensors",
+            "{}",
+            method.kind()
+        );
+        // One batch of example indices per step, each the run's batch size.
+        let order = json(&out.join("order.json"));
+        let order = order.as_array().unwrap();
+        assert_eq!(order.len(), cfg.steps);
+        let examples = std::fs::read_to_string(out.join("train.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+        for b in order {
+            let b = b.as_array().unwrap();
+            assert_eq!(b.len(), cfg.batch_size);
+            assert!(b.iter().all(|i| (i.as_u64().unwrap() as usize) < examples));
+        }
+    }
+}
+
+/// The recipe's initial adapter is the run's step 0: the same tensors as the adapter of the
+/// same run stopped before its first step.
+#[test]
+fn the_initial_adapter_is_the_runs_step_0() {
+    let cfg = config("lora.toml", &[]);
+    let d = tempfile::tempdir().unwrap();
+    recipe::write(&cfg, &d.path().join("recipe"), None).unwrap();
+    train::run(
+        &cfg,
+        1,
+        Some(&d.path().join("run")),
+        None,
+        &mut |_| {},
+        &mut || true,
+    )
+    .unwrap();
+    let load = |p: &Path| candle_core::safetensors::load(p, &Device::Cpu).unwrap();
+    let init = load(
+        &d.path()
+            .join("recipe/init_adapter/adapter_model.safetensors"),
+    );
+    let run = load(&d.path().join("run/adapter/adapter_model.safetensors"));
+    assert_eq!(init.len(), run.len());
+    for (name, t) in &init {
+        let diff = (t - &run[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{name}");
+    }
+}
+
+/// A recipe never writes over a folder that holds something, and BitFit without added biases
+/// (what transformers' model has) is written.
+#[test]
+fn refusals_name_their_reason() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("keep.txt"), "mine").unwrap();
+    let e = recipe::write(&config("lora.toml", &[]), d.path(), None).unwrap_err();
+    assert!(format!("{e:#}").contains("already holds files"), "{e:#}");
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("keep.txt")).unwrap(),
+        "mine"
+    );
+    let bitfit = config("bitfit.toml", &["method.add_missing_biases=false"]);
+    let out = d.path().join("bitfit");
+    let w = recipe::write(&bitfit, &out, None).unwrap();
+    assert_eq!(w.start, RecipeStart::BaseTensors);
+    let r = json(&out.join("recipe.json"));
+    let names = r["trainable_base"].as_array().unwrap();
+    assert!(!names.is_empty());
+    assert!(names.iter().all(|n| n.as_str().unwrap().contains("norm")));
+}
