@@ -1220,6 +1220,43 @@ fn a_merge_shows_its_progress_then_where_the_model_went() {
     assert!(to.join("config.json").is_file());
 }
 
+/// A past run's menu writes it as a PyTorch recipe, in the background while the window
+/// goes on.
+#[test]
+fn a_run_leaves_as_a_pytorch_recipe_from_its_menu() {
+    let runs = tempfile::tempdir().unwrap();
+    let small = ["steps=4", "eval_every=4", "eval_examples=4"];
+    past_run(runs.path(), "lora", 1, &small);
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("…").click();
+    h.run();
+    h.get_by_label("Export as PyTorch recipe…").click();
+    h.run();
+    h.get_by_label("Write the PyTorch recipe (a new folder) to");
+    let proposed = h.state().path_prompt.as_ref().unwrap().path.clone();
+    assert!(proposed.ends_with("-recipe"), "{proposed}");
+    let to = runs.path().join("recipe");
+    h.state_mut().path_prompt.as_mut().unwrap().path = to.display().to_string();
+    h.get_by_label("Write").click();
+    h.step();
+    let written = to.join("recipe.json");
+    wait_for(&mut h, "the recipe", move |_| written.is_file());
+    for _ in 0..50 {
+        h.run();
+        if h.query_by_label_contains("PyTorch recipe written to")
+            .is_some()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.get_by_label_contains("a 4-step PyTorch recipe written to");
+    assert!(to.join("init_adapter/adapter_model.safetensors").is_file());
+    assert!(to.join("launch.sh").is_file());
+}
+
 /// With a BERT or GPT-2 model chosen, the side panel's model card and each Learn page say
 /// what the model is and how the LLaMA diagram maps onto it, in both languages.
 #[test]

@@ -32,6 +32,8 @@ pub enum Action {
     Export(RunId, PathBuf),
     /// Copy a run's best evaluation (`best/`, early stopping) to the path.
     ExportBest(RunId, PathBuf),
+    /// Write the run as a PyTorch recipe there.
+    WriteRecipe(RunId, PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
     Merge(RunId, PathBuf),
     /// Ask before moving these runs' folders to the trash.
@@ -206,6 +208,19 @@ impl WorkbenchApp {
             }
             Action::Export(id, to) => self.export(id, to, false),
             Action::ExportBest(id, to) => self.export(id, to, true),
+            Action::WriteRecipe(id, to) => {
+                let Some(config) = self.store.get(id).map(|r| Box::new(r.config.clone())) else {
+                    return;
+                };
+                let job = self.background.next_job_id();
+                if self.send(Command::WriteRecipe {
+                    job,
+                    config,
+                    out: to,
+                }) {
+                    self.background.start_export(job);
+                }
+            }
             Action::Merge(id, to) => {
                 let Some(r) = self.store.get(id) else {
                     return;

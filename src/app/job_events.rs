@@ -200,6 +200,10 @@ impl WorkbenchApp {
                 JobUpdate::Done(JobResult::Exported { files, out }) => {
                     self.say_t("exported {} files to {}", &[&files, &out.display()])
                 }
+                JobUpdate::Done(JobResult::RecipeWritten { steps, out }) => self.say_t(
+                    "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
+                    &[&steps, &out.display()],
+                ),
                 JobUpdate::Failed(e) => self.say_t("export failed: {}", &[&e]),
                 _ => return,
             }

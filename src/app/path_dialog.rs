@@ -17,6 +17,8 @@ pub enum PathPurpose {
     Export(RunId),
     /// Early stopping's best evaluation (`best/`) of a run.
     ExportBest(RunId),
+    /// Write a run as a PyTorch recipe folder.
+    Recipe(RunId),
     /// Write the run's merged model folder there.
     Merge(RunId),
     /// Write the runs table as CSV.
@@ -46,6 +48,7 @@ impl PathPurpose {
         match self {
             PathPurpose::Export(_) => "Export the adapter to",
             PathPurpose::ExportBest(_) => "Export the best evaluation's adapter (best/) to",
+            PathPurpose::Recipe(_) => "Write the PyTorch recipe (a new folder) to",
             PathPurpose::Merge(_) => "Write the merged model to",
             PathPurpose::ExportTable => "Write the table (CSV) to",
             PathPurpose::SavePlots => "Save the plots (PNG) to",
@@ -59,6 +62,7 @@ impl PathPurpose {
     fn confirm(self) -> &'static str {
         match self {
             PathPurpose::Export(_) | PathPurpose::ExportBest(_) => "Export",
+            PathPurpose::Recipe(_) => "Write",
             PathPurpose::Merge(_) => "Merge",
             PathPurpose::ExportTable | PathPurpose::SavePlots => "Save",
             PathPurpose::ModelFolder
@@ -70,9 +74,10 @@ impl PathPurpose {
 
     fn need(self) -> Need {
         match self {
-            PathPurpose::Export(_) | PathPurpose::ExportBest(_) | PathPurpose::Merge(_) => {
-                Need::NewPath
-            }
+            PathPurpose::Export(_)
+            | PathPurpose::ExportBest(_)
+            | PathPurpose::Recipe(_)
+            | PathPurpose::Merge(_) => Need::NewPath,
             // A table or image is written through a temporary file and replaces the old one.
             PathPurpose::ExportTable | PathPurpose::SavePlots => Need::NewPath,
             PathPurpose::ModelFolder | PathPurpose::LoadAdapter => Need::ExistingFolder,
@@ -88,6 +93,7 @@ impl PathPurpose {
         match self {
             PathPurpose::Export(id) => Action::Export(id, path),
             PathPurpose::ExportBest(id) => Action::ExportBest(id, path),
+            PathPurpose::Recipe(id) => Action::WriteRecipe(id, path),
             PathPurpose::Merge(id) => Action::Merge(id, path),
             PathPurpose::ExportTable => Action::ExportTable(path),
             PathPurpose::SavePlots => Action::SavePlots(path),
@@ -131,7 +137,10 @@ impl PathPrompt {
             Need::NewPath
                 if matches!(
                     self.purpose,
-                    PathPurpose::Export(_) | PathPurpose::ExportBest(_) | PathPurpose::Merge(_)
+                    PathPurpose::Export(_)
+                        | PathPurpose::ExportBest(_)
+                        | PathPurpose::Recipe(_)
+                        | PathPurpose::Merge(_)
                 ) && crate::files::ensure_new_folder(&path, "").is_err() =>
             {
                 Err(("{} already holds files; name a new folder.", text.into()))

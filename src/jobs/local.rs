@@ -294,6 +294,16 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
+            Command::WriteRecipe { job, config, out } => {
+                self.start_job(job, move |_, _| {
+                    let written = crate::recipe::write(&config, &out, None)?;
+                    Ok(JobResult::RecipeWritten {
+                        steps: written.steps,
+                        out,
+                    })
+                });
+                Ok(())
+            }
         }
     }
 

@@ -82,6 +82,12 @@ pub enum Command {
         #[serde(default)]
         best: bool,
     },
+    /// Write the run `config` describes as a PyTorch recipe (`crate::recipe`) into `out`.
+    WriteRecipe {
+        job: JobId,
+        config: Box<RunConfig>,
+        out: PathBuf,
+    },
     /// Ask a remote machine what it is ("Test connection").
     ProbeMachine {
         job: JobId,
@@ -206,6 +212,10 @@ pub enum JobResult {
     },
     Exported {
         files: usize,
+        out: PathBuf,
+    },
+    RecipeWritten {
+        steps: usize,
         out: PathBuf,
     },
     /// What "Test connection" shows, and the devices a run can use there.

@@ -923,4 +923,19 @@ pub const ZH: &[(&str, &str)] = &[
     ("adapter after attention", "注意力之后的适配器"),
     ("adapter after the MLP", "MLP 之后的适配器"),
     ("norms", "归一化层"),
+    // PyTorch recipes.
+    ("Export as PyTorch recipe…", "导出为 PyTorch 训练配方…"),
+    (
+        "A folder that trains this run with transformers + PEFT (train.py; launch.sh for one GPU, several, or torchrun on CPUs), from its step-0 tensors and its batches in order",
+        "生成一个用 transformers + PEFT 训练此运行的文件夹（train.py；launch.sh 可用单 GPU、多 GPU 或在 CPU 上用 torchrun），从第 0 步的张量和相同顺序的批次开始",
+    ),
+    (
+        "Write the PyTorch recipe (a new folder) to",
+        "将 PyTorch 训练配方（新文件夹）写入",
+    ),
+    ("Write", "写入"),
+    (
+        "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
+        "已将 {} 步的 PyTorch 训练配方写入 {}：在该处运行 bash launch.sh",
+    ),
 ];

@@ -110,6 +110,29 @@ fn run_folder_menu(
         ));
         ui.close();
     }
+    // The same run in PyTorch + PEFT, for a larger model or several GPUs; a method PEFT
+    // cannot express says why instead.
+    let recipe = ui.add_enabled(
+        !matches!(
+            r.config.method.recipe_start(),
+            crate::peft::RecipeStart::Refused(_)
+        ),
+        egui::Button::new(tr(ui, "Export as PyTorch recipe…")),
+    );
+    let recipe = match r.config.method.recipe_start() {
+        crate::peft::RecipeStart::Refused(why) => recipe.on_disabled_hover_text(why),
+        _ => recipe.on_hover_text(tr(
+            ui,
+            "A folder that trains this run with transformers + PEFT (train.py; launch.sh for one GPU, several, or torchrun on CPUs), from its step-0 tensors and its batches in order",
+        )),
+    };
+    if recipe.clicked() {
+        actions.push(Action::AskPath(
+            PathPurpose::Recipe(r.id),
+            default_target(&format!("{}-recipe", folder_name(dir))),
+        ));
+        ui.close();
+    }
     if ui.button(tr(ui, "Tags and note…")).clicked() {
         actions.push(Action::EditNotes(r.id));
         ui.close();
