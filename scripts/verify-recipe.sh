@@ -11,7 +11,8 @@
 #
 # Then the distributed engine, really run: the LoRA recipe under torchrun with 2 processes
 # (DDP, gloo, CPU) takes the same steps as one process, and the adapter it saves gives
-# PEFT's logits under `peft-workbench logits --adapter` (<= 1e-4).
+# PEFT's logits under `peft-workbench logits --adapter` (<= 1e-4). Last, the recipe's output
+# comes back with `import-run` as a run of ours with the same losses.
 #
 # Uses the Python venv of scripts/verify-peft.sh ($PEFT_VENV), which builds it.
 set -euo pipefail
@@ -43,3 +44,8 @@ PYTHON="$venv/bin/python" bash "$r/launch.sh" --nproc 2 -- --out "$work/lora/ddp
   || { echo "the LoRA recipe under torchrun failed:"; tail -20 "$work/lora/ddp.log"; exit 1; }
 "$venv/bin/python" "$check" same "$r/output" "$work/lora/ddp"
 "$venv/bin/python" "$check" logits "$bin" "$work/lora/ddp/adapter"
+
+# And back: the recipe's output imported as a run of ours.
+"$bin" import-run "$r/output" --out "$work/imported" 2>/dev/null
+"$venv/bin/python" "$check" imported "$r/output" "$work/imported"
+"$bin" logits --adapter "$work/imported/adapter" --text "Review: good." >/dev/null

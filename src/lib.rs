@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod files;
 pub mod generate;
+pub mod import_run;
 pub mod jobs;
 pub mod kernels;
 pub mod models;

@@ -260,6 +260,19 @@ enum Cmd {
         #[arg(long)]
         base_model: Option<String>,
     },
+    /// Bring a run trained elsewhere into the comparison: a transformers Trainer output
+    /// folder (trainer_state.json + PEFT adapter), LLaMA-Factory's (trainer_log.jsonl), or a
+    /// recipe's output/.
+    ImportRun {
+        /// The outside run's output folder.
+        dir: PathBuf,
+        /// The run folder to write (new); default: a new folder in the runs folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The runs folder (default: $PEFT_WORKBENCH_RUNS, else ./runs).
+        #[arg(long)]
+        runs_dir: Option<PathBuf>,
+    },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
         #[arg(long, default_value = "assets/datasets")]
@@ -688,6 +701,24 @@ fn run(cli: Cli) -> Result<()> {
                 w.trainable_params,
                 out.display(),
                 out.display()
+            );
+            Ok(())
+        }
+        Some(Cmd::ImportRun {
+            dir,
+            out,
+            runs_dir: runs,
+        }) => {
+            let out = out.unwrap_or_else(|| {
+                peft_workbench::import_run::default_folder(&runs_dir(runs), &dir)
+            });
+            let i = peft_workbench::import_run::import(&dir, &out)?;
+            eprintln!(
+                "imported {} training steps and {} evaluations from {} into {}",
+                i.steps,
+                i.evals,
+                i.source,
+                i.out.display()
             );
             Ok(())
         }

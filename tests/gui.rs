@@ -1257,6 +1257,58 @@ fn a_run_leaves_as_a_pytorch_recipe_from_its_menu() {
     assert!(to.join("launch.sh").is_file());
 }
 
+/// "Import run…" brings a transformers Trainer folder into the table beside a run trained
+/// here; its curves overlay, and what its log does not say is blank, never "NaN" or 0.
+#[test]
+fn an_imported_trainer_run_joins_the_table_and_the_plots() {
+    let runs = tempfile::tempdir().unwrap();
+    let small = ["steps=4", "eval_every=4", "eval_examples=4"];
+    let ours = past_run(runs.path(), "lora", 1, &small);
+    let outside = tempfile::tempdir().unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(ours.join("adapter").join(f), outside.path().join(f)).unwrap();
+    }
+    let history: Vec<serde_json::Value> = (1..=4)
+        .map(|s| serde_json::json!({"step": s, "loss": 9.0 - s as f64, "learning_rate": 3e-3}))
+        .chain([serde_json::json!({"step": 4, "eval_loss": 7.5})])
+        .collect();
+    std::fs::write(
+        outside.path().join("trainer_state.json"),
+        serde_json::json!({"log_history": history, "train_batch_size": 8}).to_string(),
+    )
+    .unwrap();
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("Import run…").click();
+    h.run();
+    h.get_by_label("Output folder of the run to import");
+    h.state_mut().path_prompt.as_mut().unwrap().path = outside.path().display().to_string();
+    h.get_by_label("Import").click();
+    h.step();
+    wait_for(&mut h, "the imported run", |a| a.store.runs.len() == 2);
+    h.run();
+    h.get_by_label_contains("imported a run of 4 logged steps into");
+    for r in &mut h.state_mut().store.runs {
+        r.shown = true;
+    }
+    h.run();
+    let imported = h
+        .state()
+        .store
+        .runs
+        .iter()
+        .find(|r| {
+            r.out_dir
+                .as_deref()
+                .is_some_and(|d| d.contains("-imported-"))
+        })
+        .expect("the imported run is listed");
+    assert_eq!(imported.train_loss.len(), 4, "its curve is read");
+    assert!(h.query_by_label_contains("NaN").is_none());
+    save_snapshot(&mut h, "imported_run");
+}
+
 /// With a BERT or GPT-2 model chosen, the side panel's model card and each Learn page say
 /// what the model is and how the LLaMA diagram maps onto it, in both languages.
 #[test]

@@ -34,6 +34,8 @@ pub enum Action {
     ExportBest(RunId, PathBuf),
     /// Write the run as a PyTorch recipe there.
     WriteRecipe(RunId, PathBuf),
+    /// Import the outside run in this folder into the runs folder.
+    ImportRun(PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
     Merge(RunId, PathBuf),
     /// Ask before moving these runs' folders to the trash.
@@ -208,6 +210,17 @@ impl WorkbenchApp {
             }
             Action::Export(id, to) => self.export(id, to, false),
             Action::ExportBest(id, to) => self.export(id, to, true),
+            Action::ImportRun(dir) => {
+                let Some(runs) = self.runs_dir.clone() else {
+                    self.say_t("no runs folder to import into", &[]);
+                    return;
+                };
+                let job = self.background.next_job_id();
+                let out = crate::import_run::default_folder(&runs, &dir);
+                if self.send(Command::ImportRun { job, dir, out }) {
+                    self.background.start_export(job);
+                }
+            }
             Action::WriteRecipe(id, to) => {
                 let Some(config) = self.store.get(id).map(|r| Box::new(r.config.clone())) else {
                     return;

@@ -200,6 +200,15 @@ impl WorkbenchApp {
                 JobUpdate::Done(JobResult::Exported { files, out }) => {
                     self.say_t("exported {} files to {}", &[&files, &out.display()])
                 }
+                JobUpdate::Done(JobResult::RunImported { steps, out }) => {
+                    if let Some(dir) = self.runs_dir.clone() {
+                        self.store.load_new(&dir);
+                    }
+                    self.say_t(
+                        "imported a run of {} logged steps into {}",
+                        &[&steps, &out.display()],
+                    )
+                }
                 JobUpdate::Done(JobResult::RecipeWritten { steps, out }) => self.say_t(
                     "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
                     &[&steps, &out.display()],

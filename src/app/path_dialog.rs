@@ -19,6 +19,8 @@ pub enum PathPurpose {
     ExportBest(RunId),
     /// Write a run as a PyTorch recipe folder.
     Recipe(RunId),
+    /// A Trainer or LLaMA-Factory output folder to import as a run.
+    ImportRun,
     /// Write the run's merged model folder there.
     Merge(RunId),
     /// Write the runs table as CSV.
@@ -49,6 +51,7 @@ impl PathPurpose {
             PathPurpose::Export(_) => "Export the adapter to",
             PathPurpose::ExportBest(_) => "Export the best evaluation's adapter (best/) to",
             PathPurpose::Recipe(_) => "Write the PyTorch recipe (a new folder) to",
+            PathPurpose::ImportRun => "Output folder of the run to import",
             PathPurpose::Merge(_) => "Write the merged model to",
             PathPurpose::ExportTable => "Write the table (CSV) to",
             PathPurpose::SavePlots => "Save the plots (PNG) to",
@@ -69,6 +72,7 @@ impl PathPurpose {
             | PathPurpose::GgufFile
             | PathPurpose::DatasetFile
             | PathPurpose::LoadAdapter => "Open",
+            PathPurpose::ImportRun => "Import",
         }
     }
 
@@ -80,7 +84,9 @@ impl PathPurpose {
             | PathPurpose::Merge(_) => Need::NewPath,
             // A table or image is written through a temporary file and replaces the old one.
             PathPurpose::ExportTable | PathPurpose::SavePlots => Need::NewPath,
-            PathPurpose::ModelFolder | PathPurpose::LoadAdapter => Need::ExistingFolder,
+            PathPurpose::ModelFolder | PathPurpose::LoadAdapter | PathPurpose::ImportRun => {
+                Need::ExistingFolder
+            }
             PathPurpose::GgufFile => Need::ExistingFile("GGUF models", &["gguf"]),
             PathPurpose::DatasetFile => {
                 Need::ExistingFile("Datasets", &["jsonl", "json", "csv", "parquet"])
@@ -94,6 +100,7 @@ impl PathPurpose {
             PathPurpose::Export(id) => Action::Export(id, path),
             PathPurpose::ExportBest(id) => Action::ExportBest(id, path),
             PathPurpose::Recipe(id) => Action::WriteRecipe(id, path),
+            PathPurpose::ImportRun => Action::ImportRun(path),
             PathPurpose::Merge(id) => Action::Merge(id, path),
             PathPurpose::ExportTable => Action::ExportTable(path),
             PathPurpose::SavePlots => Action::SavePlots(path),

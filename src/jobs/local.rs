@@ -294,6 +294,16 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
+            Command::ImportRun { job, dir, out } => {
+                self.start_job(job, move |_, _| {
+                    let imported = crate::import_run::import(&dir, &out)?;
+                    Ok(JobResult::RunImported {
+                        steps: imported.steps,
+                        out,
+                    })
+                });
+                Ok(())
+            }
             Command::WriteRecipe { job, config, out } => {
                 self.start_job(job, move |_, _| {
                     let written = crate::recipe::write(&config, &out, None)?;

@@ -88,6 +88,13 @@ pub enum Command {
         config: Box<RunConfig>,
         out: PathBuf,
     },
+    /// Turn the outside run in `dir` (a Trainer or LLaMA-Factory output folder) into the
+    /// run folder `out` (`crate::import_run`).
+    ImportRun {
+        job: JobId,
+        dir: PathBuf,
+        out: PathBuf,
+    },
     /// Ask a remote machine what it is ("Test connection").
     ProbeMachine {
         job: JobId,
@@ -215,6 +222,10 @@ pub enum JobResult {
         out: PathBuf,
     },
     RecipeWritten {
+        steps: usize,
+        out: PathBuf,
+    },
+    RunImported {
         steps: usize,
         out: PathBuf,
     },

@@ -141,6 +141,12 @@ pub struct EvalPoint {
     pub elapsed_s: f64,
 }
 
+/// A number that may be `null`: what serde_json writes for NaN, which stands for "not
+/// known" (a run imported from another trainer's log).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// What a finished run reports, written as `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -150,18 +156,25 @@ pub struct Summary {
     pub steps: usize,
     /// True when the run was stopped before its last step.
     pub stopped_early: bool,
+    #[serde(deserialize_with = "nan_if_null")]
     pub initial_eval_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub final_train_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub final_eval_loss: f64,
     pub metric_name: String,
+    #[serde(deserialize_with = "nan_if_null")]
     pub initial_metric_value: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub metric_value: f64,
     /// The metric's chance level (see `Event::Started`); absent in runs from before it was
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chance: Option<Chance>,
+    #[serde(deserialize_with = "nan_if_null")]
     pub tokens_per_second: f64,
     pub peak_rss_bytes: u64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub wall_seconds: f64,
     /// With `[early_stopping]`: the best evaluation, whose trained tensors are in `best/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,9 @@
       PyTorch found against ours (recipe.json); prints the worst difference and its step.
   recipe_check.py same OUTPUT_A OUTPUT_B [TOL]
       two recipe runs (one process and two under torchrun) took the same steps.
+  recipe_check.py imported OUTPUT_DIR RUN_DIR
+      `peft-workbench import-run` of OUTPUT_DIR made RUN_DIR: the same step losses, the
+      recipe's own configuration.
   recipe_check.py logits BINARY ADAPTER [TOL]
       `BINARY logits --adapter ADAPTER` against PEFT's logits for the adapter (<= 1e-4).
 """
@@ -59,6 +62,22 @@ def same(a_dir, b_dir, tol):
         sys.exit(f"step {step} differs by {worst:.2e} > {tol}")
 
 
+def imported(output, run_dir):
+    theirs, _ = recipe_losses(output)
+    ours = {}
+    for line in open(pathlib.Path(run_dir) / "metrics.jsonl"):
+        e = json.loads(line)
+        if e.get("type") == "step":
+            ours[e["step"]] = e["loss"]
+    if ours != theirs:
+        sys.exit(f"the imported run's losses differ from {output}'s")
+    summary = json.loads((pathlib.Path(run_dir) / "summary.json").read_text())
+    recipe = json.loads((pathlib.Path(output).parent / "recipe.json").read_text())
+    if summary["method"] != recipe["method"] or summary["trainable_params"] != recipe["trainable_params"]:
+        sys.exit(f"the imported run says {summary['method']} / {summary['trainable_params']}")
+    print(f"imported {len(ours)} steps of {output} into {run_dir} ({summary['method']})")
+
+
 def logits(binary, adapter, tol):
     import torch
     from peft import PeftModel
@@ -89,6 +108,8 @@ if __name__ == "__main__":
         steps(*args[:3], float(args[3]) if len(args) > 3 else 1e-3)
     elif cmd == "same":
         same(*args[:2], float(args[2]) if len(args) > 2 else 1e-5)
+    elif cmd == "imported":
+        imported(*args[:2])
     elif cmd == "logits":
         logits(*args[:2], float(args[2]) if len(args) > 2 else 1e-4)
     else:

@@ -938,4 +938,20 @@ pub const ZH: &[(&str, &str)] = &[
         "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
         "已将 {} 步的 PyTorch 训练配方写入 {}：在该处运行 bash launch.sh",
     ),
+    // Importing outside runs.
+    ("Import run…", "导入运行…"),
+    (
+        "A run trained elsewhere: a transformers Trainer output folder (trainer_state.json and the PEFT adapter), LLaMA-Factory's (trainer_log.jsonl), or a recipe's output/",
+        "在别处训练的运行：transformers Trainer 的输出文件夹（trainer_state.json 与 PEFT 适配器）、LLaMA-Factory 的（trainer_log.jsonl），或训练配方的 output/",
+    ),
+    (
+        "Output folder of the run to import",
+        "要导入的运行的输出文件夹",
+    ),
+    ("Import", "导入"),
+    (
+        "imported a run of {} logged steps into {}",
+        "已导入一个记录了 {} 步的运行到 {}",
+    ),
+    ("no runs folder to import into", "没有可导入的运行文件夹"),
 ];

@@ -156,6 +156,19 @@ pub fn run_list(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Act
                 default_target("comparison.csv"),
             ));
         }
+        if ui
+            .button(tr(ui, "Import run…"))
+            .on_hover_text(tr(
+                ui,
+                "A run trained elsewhere: a transformers Trainer output folder (trainer_state.json and the PEFT adapter), LLaMA-Factory's (trainer_log.jsonl), or a recipe's output/",
+            ))
+            .clicked()
+        {
+            actions.push(Action::AskPath(
+                PathPurpose::ImportRun,
+                std::env::current_dir().unwrap_or_default(),
+            ));
+        }
         ui.menu_button(tr(ui, "Columns"), |ui| column_choice(app, ui))
             .response
             .on_hover_text(tr(ui, "Show or hide the table's columns"));
@@ -320,9 +333,15 @@ fn run_cell(
         }
         Column::Metric => metric_cell(r, ui),
         Column::EvalLoss => {
+            // A run imported from another trainer's log seldom evaluated at step 0: then
+            // its last evaluation alone, not a span that starts later than the others'.
+            let from_start = r.eval_loss.first().is_none_or(|p| p[0] == 0.0);
             match r.eval_loss_span() {
-                Some((first, last)) => ui.label(format!("{first:.3} -> {last:.3}")),
-                None => ui.label("-"),
+                Some((first, last)) if from_start && first.is_finite() => {
+                    ui.label(format!("{first:.3} -> {last:.3}"))
+                }
+                Some((_, last)) if last.is_finite() => ui.label(format!("{last:.3}")),
+                _ => ui.label("-"),
             };
         }
         Column::Best => {
@@ -363,23 +382,34 @@ fn run_cell(
                 ui.label("-");
             }
         }
+        // Blank where a run imported from another trainer's log does not say.
         Column::Time => {
-            ui.label(duration(
-                r.summary
-                    .as_ref()
-                    .map(|s| s.wall_seconds)
-                    .unwrap_or(r.elapsed_s),
-            ));
+            let seconds = r
+                .summary
+                .as_ref()
+                .map(|s| s.wall_seconds)
+                .unwrap_or(r.elapsed_s);
+            ui.label(if seconds.is_finite() {
+                duration(seconds)
+            } else {
+                String::new()
+            });
         }
         Column::TokensPerSecond => {
-            ui.label(format!("{:.0}", r.tokens_per_second));
+            ui.label(if r.tokens_per_second.is_finite() {
+                format!("{:.0}", r.tokens_per_second)
+            } else {
+                String::new()
+            });
         }
         Column::PeakMemory => {
-            ui.label(
-                r.row
-                    .as_ref()
-                    .map_or("-".into(), |row| memory::human_bytes(row.peak_rss_bytes)),
-            );
+            ui.label(r.row.as_ref().map_or("-".into(), |row| {
+                if row.peak_rss_bytes > 0 {
+                    memory::human_bytes(row.peak_rss_bytes)
+                } else {
+                    String::new()
+                }
+            }));
         }
         Column::Adapter => {
             ui.label(
@@ -423,6 +453,11 @@ fn metric_cell(r: &RunRecord, ui: &mut egui::Ui) {
         ui.label("-");
         return;
     };
+    if !m.is_finite() {
+        // Not measured (a run imported from another trainer's log).
+        ui.label("");
+        return;
+    }
     let text = format!("{m:.3}");
     match r.chance {
         Some(c) => {
