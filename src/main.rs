@@ -28,6 +28,8 @@ struct Cli {
 enum RecipeTarget {
     /// PyTorch + Hugging Face transformers and PEFT, under torchrun for several processes.
     Transformers,
+    /// A LLaMA-Factory training YAML and its dataset (LoRA, DoRA, rsLoRA, Freeze, full).
+    Llamafactory,
 }
 
 #[derive(Subcommand)]
@@ -674,7 +676,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Cmd::Recipe {
             source,
-            to: RecipeTarget::Transformers,
+            to,
             out,
             overrides,
             base_model,
@@ -685,6 +687,15 @@ fn run(cli: Cli) -> Result<()> {
                 source.clone()
             };
             let cfg = peft_workbench::config::RunConfig::load(&file, &overrides)?;
+            if let RecipeTarget::Llamafactory = to {
+                let base = peft_workbench::recipe::base_model_name(&cfg, base_model.as_deref())?;
+                let n = peft_workbench::recipe::llamafactory::write(&cfg, &out, &base)?;
+                eprintln!(
+                    "wrote a LLaMA-Factory recipe ({n} training examples) to {}; run it there with: llamafactory-cli train train.yaml",
+                    out.display()
+                );
+                return Ok(());
+            }
             let w = peft_workbench::recipe::write(&cfg, &out, base_model.as_deref())?;
             let start = match w.start {
                 peft_workbench::peft::RecipeStart::OurTensors => {

@@ -162,3 +162,39 @@ fn refusals_name_their_reason() {
     assert!(!names.is_empty());
     assert!(names.iter().all(|n| n.as_str().unwrap().contains("norm")));
 }
+
+/// `--to llamafactory`: LoRA's YAML carries the run's method and training values, its data
+/// the run's examples in Alpaca form; a method LLaMA-Factory lacks is refused by name.
+#[test]
+fn a_llama_factory_recipe_for_lora_and_a_refusal_for_ia3() {
+    use peft_workbench::recipe::llamafactory;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config("dora.toml", &["method.rank=4", "optimizer.lr=2e-5"]);
+    let out = d.path().join("lf");
+    let n = llamafactory::write(&cfg, &out, "/models/base").unwrap();
+    let yaml = std::fs::read_to_string(out.join("train.yaml")).unwrap();
+    for line in [
+        "model_name_or_path: \"/models/base\"",
+        "finetuning_type: lora",
+        "lora_rank: 4",
+        "use_dora: true",
+        "lora_target: \"q_proj,v_proj\"",
+        "learning_rate: 0.00002",
+        "max_steps: 6",
+        "per_device_train_batch_size: 8",
+        "template: empty",
+    ] {
+        assert!(yaml.lines().any(|l| l == line), "no `{line}` in\n{yaml}");
+    }
+    let train = json(&out.join("data/train.json"));
+    assert_eq!(train.as_array().unwrap().len(), n);
+    assert!(train[0]["instruction"].is_string() && train[0]["output"].is_string());
+    let info = json(&out.join("data/dataset_info.json"));
+    assert_eq!(info["workbench_train"]["file_name"], "train.json");
+    let e = llamafactory::write(&config("ia3.toml", &[]), &d.path().join("ia3"), "x").unwrap_err();
+    assert!(
+        format!("{e:#}").contains("LLaMA-Factory has no IA3"),
+        "{e:#}"
+    );
+    assert!(!d.path().join("ia3").exists());
+}

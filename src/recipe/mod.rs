@@ -18,6 +18,8 @@ use crate::models::{ModelFiles, ModelSource};
 use crate::peft::RecipeStart;
 use crate::train::recipe_data;
 
+pub mod llamafactory;
+
 const TRAIN_PY: &str = include_str!("train.py");
 const LAUNCH_SH: &str = include_str!("launch.sh");
 
@@ -39,20 +41,32 @@ pub struct Written {
     pub steps: usize,
 }
 
+/// The base model as a recipe outside this program names it: `base_model` if given, else the
+/// run's model folder by its absolute path (the built-in model's too); a GGUF file needs a
+/// name, since transformers does not train from one.
+pub fn base_model_name(cfg: &RunConfig, base_model: Option<&str>) -> Result<String> {
+    if let Some(name) = base_model {
+        return Ok(name.to_string());
+    }
+    match ModelFiles::open(&cfg.model)?.source {
+        ModelSource::Folder(dir) => Ok(std::path::absolute(dir)?.display().to_string()),
+        ModelSource::Gguf(path) => bail!(
+            "{} is a GGUF file, which transformers does not train from: name the model's Hugging Face folder or hub id with --base-model",
+            path.display()
+        ),
+    }
+}
+
 /// Writes the recipe of the run `cfg` describes into `out`, a new folder (written whole or
 /// not at all). `base_model` names the base for the recipe (a folder or a hub id); without
 /// it a model folder is named by its path and the built-in model is copied in.
 pub fn write(cfg: &RunConfig, out: &Path, base_model: Option<&str>) -> Result<Written> {
     ensure_new_folder(out, "")?;
-    let files = ModelFiles::open(&cfg.model)?;
-    let base = match (base_model, &files.source) {
-        (Some(name), _) => name.to_string(),
-        (None, _) if cfg.model == "builtin" => "base_model".to_string(),
-        (None, ModelSource::Folder(dir)) => std::path::absolute(dir)?.display().to_string(),
-        (None, ModelSource::Gguf(path)) => bail!(
-            "{} is a GGUF file, which transformers does not train from: name the model's Hugging Face folder or hub id with --base-model",
-            path.display()
-        ),
+    // The built-in model travels in the folder, so the recipe runs anywhere.
+    let base = if cfg.model == "builtin" && base_model.is_none() {
+        "base_model".to_string()
+    } else {
+        base_model_name(cfg, base_model)?
     };
     let start = cfg.method.recipe_start();
     let mut written = None;
