@@ -239,7 +239,7 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
     let mut table = toml::Table::new();
     // Our own exports name the built-in model so.
     let model = match a["base_model_name_or_path"].as_str() {
-        Some("peft-workbench/builtin") => "builtin",
+        Some(crate::train::BUILTIN_EXPORT_NAME) => "builtin",
         Some(name) => name,
         None => "unknown",
     };

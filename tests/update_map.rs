@@ -217,17 +217,13 @@ fn a_text_initialised_prompt_reads_as_its_text_at_step_0() {
     }
 }
 
-/// A run measures its map at every evaluation (step 0 included, all zero for LoRA), and
-/// the last one is the map it writes when it ends.
-#[test]
-fn the_map_is_measured_at_each_evaluation() {
-    let cfg = config("lora.toml", &["steps=10", "eval_every=5"]);
-    let d = tempfile::tempdir().unwrap();
+/// Trains `cfg` into `dir`, returning the maps it announced, by step.
+fn live_maps(cfg: &RunConfig, dir: &Path) -> Vec<(usize, Box<UpdateMap>)> {
     let mut maps = Vec::new();
     train::run(
-        &cfg,
+        cfg,
         1,
-        Some(d.path()),
+        Some(dir),
         None,
         &mut |e| {
             if let train::Event::UpdateMap { step, map, .. } = e {
@@ -237,6 +233,16 @@ fn the_map_is_measured_at_each_evaluation() {
         &mut || false,
     )
     .unwrap();
+    maps
+}
+
+/// A run measures its map at every evaluation (step 0 included, all zero for LoRA), and
+/// the last one is the map it writes when it ends.
+#[test]
+fn the_map_is_measured_at_each_evaluation() {
+    let cfg = config("lora.toml", &["steps=10", "eval_every=5"]);
+    let d = tempfile::tempdir().unwrap();
+    let maps = live_maps(&cfg, d.path());
     assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 5, 10]);
     assert!(maps[0].1.cells.iter().all(|c| c.value == 0.0));
     assert!(maps[1].1.cells.iter().all(|c| c.value > 0.0));
@@ -267,20 +273,7 @@ fn the_map_is_measured_at_each_evaluation() {
 fn adapters_are_measured_against_the_residual_stream_while_the_run_evaluates() {
     let cfg = config("adapter.toml", &["steps=6", "eval_every=3"]);
     let d = tempfile::tempdir().unwrap();
-    let mut maps = Vec::new();
-    train::run(
-        &cfg,
-        1,
-        Some(d.path()),
-        None,
-        &mut |e| {
-            if let train::Event::UpdateMap { step, map, .. } = e {
-                maps.push((step, map));
-            }
-        },
-        &mut || false,
-    )
-    .unwrap();
+    let maps = live_maps(&cfg, d.path());
     assert_eq!(maps.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 3, 6]);
     let layers = 6;
     for (_, map) in &maps {

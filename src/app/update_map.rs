@@ -12,15 +12,7 @@ use crate::peft::update_map::UpdateMap;
 use crate::train::RunId;
 
 /// The run whose map is shown: the picked-out run, else the newest shown run with a map.
-fn chosen(app: &WorkbenchApp) -> Option<(RunId, String, std::path::PathBuf)> {
-    let with_map = |r: &&super::runs::RunRecord| {
-        r.live_map.is_some()
-            || r.out_dir.as_ref().is_some_and(|d| {
-                std::path::Path::new(d)
-                    .join(crate::train::UPDATE_MAP_FILE)
-                    .is_file()
-            })
-    };
+fn chosen(app: &WorkbenchApp) -> Option<(RunId, String)> {
     let r = match app.selected_run {
         Some(id) => app.store.runs.iter().find(|r| r.id == id),
         None => app
@@ -29,18 +21,14 @@ fn chosen(app: &WorkbenchApp) -> Option<(RunId, String, std::path::PathBuf)> {
             .iter()
             .rev()
             .filter(|r| r.shown)
-            .find(with_map),
+            .find(|r| r.has_update_map()),
     }?;
-    let dir = std::path::PathBuf::from(r.out_dir.as_ref()?);
-    Some((
-        r.id,
-        r.label.clone(),
-        dir.join(crate::train::UPDATE_MAP_FILE),
-    ))
+    r.out_dir.as_ref()?;
+    Some((r.id, r.label.clone()))
 }
 
 pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui) {
-    let Some((id, label, _)) = chosen(app) else {
+    let Some((id, label)) = chosen(app) else {
         ui.label(tr(
             ui,
             "A finished run's map appears here (click a run's name in the table to choose it).",

@@ -339,6 +339,19 @@ fn prepare(
     })
 }
 
+/// How exports name the built-in model as their base (`base_model_name_or_path`).
+pub const BUILTIN_EXPORT_NAME: &str = "peft-workbench/builtin";
+
+/// The base model as an export names it: the config's `model`, the built-in one by
+/// [`BUILTIN_EXPORT_NAME`].
+pub fn exported_base_name(model: &str) -> String {
+    if model == "builtin" {
+        BUILTIN_EXPORT_NAME.to_string()
+    } else {
+        model.to_string()
+    }
+}
+
 /// A finished run's update map (`crate::peft::update_map`), beside `adapter/`.
 pub const UPDATE_MAP_FILE: &str = "update_map.json";
 
@@ -573,11 +586,7 @@ fn train(
         emit(Event::Eval(point.clone()));
         Ok((point.loss, point.metric))
     };
-    let base_model = if cfg.model == "builtin" {
-        "peft-workbench/builtin".to_string()
-    } else {
-        cfg.model.clone()
-    };
+    let base_model = exported_base_name(&cfg.model);
     // The trained tensors as an adapter folder (`adapter/` at the end, `best/` at each new
     // best evaluation), written whole or not at all.
     // `best/` also holds `best.json`, the evaluation its tensors scored: a run killed after

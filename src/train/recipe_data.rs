@@ -69,11 +69,7 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
         .map(|_| order.next_batch(cfg.batch_size))
         .collect();
     crate::files::save_json(&dir.join(ORDER_FILE), &serde_json::to_value(&batches)?)?;
-    let base_model = if cfg.model == "builtin" {
-        "peft-workbench/builtin".to_string()
-    } else {
-        cfg.model.clone()
-    };
+    let base_model = super::exported_base_name(&cfg.model);
     let mut trainable_base = Vec::new();
     let mut trainable_params = 0;
     match start {

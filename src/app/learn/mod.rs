@@ -144,15 +144,7 @@ fn diagram_run_choice(app: &mut WorkbenchApp, ui: &mut egui::Ui, kind: &str) -> 
         .runs
         .iter()
         .rev()
-        .filter(|r| r.config.method.kind() == kind)
-        .filter(|r| {
-            r.live_map.is_some()
-                || r.out_dir.as_ref().is_some_and(|d| {
-                    std::path::Path::new(d)
-                        .join(crate::train::UPDATE_MAP_FILE)
-                        .is_file()
-                })
-        })
+        .filter(|r| r.config.method.kind() == kind && r.has_update_map())
         .map(|r| (r.id, r.label.clone()))
         .collect();
     if candidates.is_empty() {

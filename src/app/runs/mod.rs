@@ -162,6 +162,16 @@ impl RunRecord {
         }
     }
 
+    /// Whether it has an update map: measured live while it trains here, or written in its
+    /// folder when it ended.
+    pub fn has_update_map(&self) -> bool {
+        self.live_map.is_some()
+            || self
+                .out_dir
+                .as_ref()
+                .is_some_and(|d| Path::new(d).join(crate::train::UPDATE_MAP_FILE).is_file())
+    }
+
     /// The first and the last evaluation loss, likewise.
     pub fn eval_loss_span(&self) -> Option<(f64, f64)> {
         match (self.eval_loss.first(), self.eval_loss.last()) {
