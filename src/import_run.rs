@@ -15,11 +15,23 @@ use crate::config::RunConfig;
 use crate::files::{ensure_new_folder, save_json, write_dir_atomic};
 use crate::train::Summary;
 
-/// The curves of an outside run: (step, training loss, learning rate, seconds since the
-/// start), and (step, evaluation loss).
+/// One logged training step of an outside run; what its log leaves out is `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutsideStep {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: Option<f64>,
+    /// Seconds since the start.
+    pub elapsed_s: Option<f64>,
+    /// Input tokens seen so far (the Trainer's `num_input_tokens_seen`, LLaMA-Factory's
+    /// `total_tokens`): the x axis by tokens.
+    pub tokens_seen: Option<f64>,
+}
+
+/// The curves of an outside run: its training steps, and (step, evaluation loss).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct OutsideLog {
-    pub steps: Vec<(usize, f64, Option<f64>, Option<f64>)>,
+    pub steps: Vec<OutsideStep>,
     pub evals: Vec<(usize, f64)>,
     pub runtime_s: Option<f64>,
     pub tokens_per_second: Option<f64>,
@@ -62,8 +74,13 @@ pub fn read_trainer_state(path: &Path) -> Result<OutsideLog> {
         };
         if let Some(loss) = e.get("loss") {
             let loss = number(loss).with_context(|| format!("{}: `loss` is not a number", at()))?;
-            log.steps
-                .push((step()?, loss, e.get("learning_rate").and_then(number), None));
+            log.steps.push(OutsideStep {
+                step: step()?,
+                loss,
+                lr: e.get("learning_rate").and_then(number),
+                elapsed_s: None,
+                tokens_seen: e.get("num_input_tokens_seen").and_then(number),
+            });
         } else if let Some(loss) = e.get("eval_loss") {
             let loss =
                 number(loss).with_context(|| format!("{}: `eval_loss` is not a number", at()))?;
@@ -122,8 +139,13 @@ pub fn read_trainer_log(path: &Path) -> Result<OutsideLog> {
         }
         if let Some(loss) = e.get("loss").filter(|v| !v.is_null()) {
             let loss = number(loss).with_context(|| format!("{at}: `loss` is not a number"))?;
-            log.steps
-                .push((step, loss, e.get("lr").and_then(number), elapsed));
+            log.steps.push(OutsideStep {
+                step,
+                loss,
+                lr: e.get("lr").and_then(number),
+                elapsed_s: elapsed,
+                tokens_seen: e.get("total_tokens").and_then(number),
+            });
         }
         if let Some(t) = e.get("throughput").and_then(number) {
             log.tokens_per_second = Some(t);
@@ -137,12 +159,28 @@ pub fn read_trainer_log(path: &Path) -> Result<OutsideLog> {
 }
 
 /// The outside run's log: `trainer_state.json` where there is one (the Trainer writes it
-/// at the end, LLaMA-Factory too), else LLaMA-Factory's `trainer_log.jsonl`.
+/// at the end, LLaMA-Factory too), else LLaMA-Factory's `trainer_log.jsonl`. Where both
+/// are, the state's steps take the clock, tokens and throughput of LLaMA-Factory's lines
+/// (the Trainer's log history has no time per step).
 pub fn read_log(dir: &Path) -> Result<OutsideLog> {
     let state = dir.join("trainer_state.json");
     let factory = dir.join("trainer_log.jsonl");
     let mut log = if state.is_file() {
-        read_trainer_state(&state)?
+        let mut log = read_trainer_state(&state)?;
+        if factory.is_file() {
+            let lines = read_trainer_log(&factory)?;
+            let by_step: std::collections::HashMap<usize, &OutsideStep> =
+                lines.steps.iter().map(|s| (s.step, s)).collect();
+            for s in &mut log.steps {
+                if let Some(line) = by_step.get(&s.step) {
+                    s.elapsed_s = s.elapsed_s.or(line.elapsed_s);
+                    s.tokens_seen = s.tokens_seen.or(line.tokens_seen);
+                }
+            }
+            log.tokens_per_second = log.tokens_per_second.or(lines.tokens_per_second);
+            log.source = "LLaMA-Factory (trainer_state.json, trainer_log.jsonl)";
+        }
+        log
     } else if factory.is_file() {
         read_trainer_log(&factory)?
     } else {
@@ -168,8 +206,12 @@ pub fn read_log(dir: &Path) -> Result<OutsideLog> {
 pub fn find_adapter(dir: &Path) -> Option<PathBuf> {
     [dir.join("adapter"), dir.to_path_buf()]
         .into_iter()
-        .find(|d| d.join("adapter_config.json").is_file())
+        .find(|d| d.join("adapter_config.json").is_file() || d.join(OUR_METHOD_FILE).is_file())
 }
+
+/// Our own adapter format's description (methods PEFT lacks: a bottleneck-adapter
+/// recipe's output is written in it).
+const OUR_METHOD_FILE: &str = "method.json";
 
 /// The run's configuration: our recipe's own (`../recipe.json` beside `output/`), else what
 /// the adapter's `adapter_config.json` and the log say, the rest left at our defaults.
@@ -182,6 +224,12 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
         let cfg: RunConfig = serde_json::from_value(r["config"].clone())
             .with_context(|| format!("{}: its `config` is not a run", recipe.display()))?;
         return Ok(cfg);
+    }
+    if let Ok(text) = std::fs::read_to_string(adapter.join(OUR_METHOD_FILE)) {
+        let file = adapter.join(OUR_METHOD_FILE);
+        let m: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        return outside_config(&m["method"], m["base_model_name_or_path"].as_str(), log);
     }
     let file = adapter.join("adapter_config.json");
     let a: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
@@ -234,11 +282,17 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
             file.display()
         ),
     };
-    let lr = log.steps.iter().filter_map(|s| s.2).fold(0.0f64, f64::max);
-    let steps = log.steps.last().map_or(1, |s| s.0).max(1);
+    outside_config(&method, a["base_model_name_or_path"].as_str(), log)
+}
+
+/// A run configuration for an outside run: its method, base model, and the peak rate,
+/// steps and batch its log shows; the rest at our defaults.
+fn outside_config(method: &Value, base_model: Option<&str>, log: &OutsideLog) -> Result<RunConfig> {
+    let lr = log.steps.iter().filter_map(|s| s.lr).fold(0.0f64, f64::max);
+    let steps = log.steps.last().map_or(1, |s| s.step).max(1);
     let mut table = toml::Table::new();
     // Our own exports name the built-in model so.
-    let model = match a["base_model_name_or_path"].as_str() {
+    let model = match base_model {
         Some(crate::train::BUILTIN_EXPORT_NAME) => "builtin",
         Some(name) => name,
         None => "unknown",
@@ -250,7 +304,7 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
         "batch_size".into(),
         (log.batch_size.unwrap_or(1).max(1) as i64).into(),
     );
-    let method: toml::Value = serde_json::from_value(method)?;
+    let method: toml::Value = serde_json::from_value(method.clone())?;
     table.insert("method".into(), method);
     if lr > 0.0 {
         let mut o = toml::Table::new();
@@ -290,7 +344,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
     let log = read_log(dir)?;
     let adapter = find_adapter(dir).with_context(|| {
         format!(
-            "{} holds no PEFT adapter (adapter_config.json there or in adapter/)",
+            "{} holds no adapter (PEFT's adapter_config.json, or the workbench's method.json, there or in adapter/)",
             dir.display()
         )
     })?;
@@ -310,7 +364,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
         .map(|m| m.config.param_count() + trainable)
         .unwrap_or(0);
     let nan = f64::NAN;
-    let last_step = log.steps.last().map_or(0, |s| s.0);
+    let last_step = log.steps.last().map_or(0, |s| s.step);
     let summary = Summary {
         method: cfg.method.kind().into(),
         trainable_params: trainable,
@@ -318,7 +372,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
         steps: last_step,
         stopped_early: false,
         initial_eval_loss: log.evals.first().filter(|e| e.0 == 0).map_or(nan, |e| e.1),
-        final_train_loss: log.steps.last().map_or(nan, |s| s.1),
+        final_train_loss: log.steps.last().map_or(nan, |s| s.loss),
         final_eval_loss: log.evals.last().map_or(nan, |e| e.1),
         metric_name: "eval_loss".into(),
         initial_metric_value: nan,
@@ -342,10 +396,12 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
             line(serde_json::json!({"type": "eval", "step": step, "loss": loss, "metric": null}))?;
         }
         let mut evals = log.evals.iter().filter(|e| e.0 > 0).peekable();
-        for &(step, loss, lr, elapsed) in &log.steps {
+        for s in &log.steps {
+            let step = s.step;
             line(serde_json::json!({
-                "type": "step", "step": step, "loss": loss, "lr": lr,
-                "elapsed_s": elapsed, "tokens_per_second": log.tokens_per_second,
+                "type": "step", "step": step, "loss": s.loss, "lr": s.lr,
+                "elapsed_s": s.elapsed_s, "tokens_seen": s.tokens_seen,
+                "tokens_per_second": log.tokens_per_second,
             }))?;
             while let Some(&&(s, l)) = evals.peek()
                 && s <= step
@@ -365,9 +421,9 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
         for entry in std::fs::read_dir(&adapter)? {
             let entry = entry?;
             let name = entry.file_name();
-            let keep = name
-                .to_str()
-                .is_some_and(|n| n.starts_with("adapter_") || n.ends_with(".json"));
+            let keep = name.to_str().is_some_and(|n| {
+                n.starts_with("adapter_") || n.ends_with(".json") || n == "model.safetensors"
+            });
             if entry.file_type()?.is_file() && keep {
                 std::fs::copy(entry.path(), copy.join(&name))?;
             }

@@ -87,6 +87,10 @@ fn a_trainer_folder_becomes_a_run() {
             ("eval", 4)
         ]
     );
+    assert!(
+        lines.iter().all(|l| l["tokens_seen"].is_null()),
+        "no tokens counted, none made up"
+    );
     assert!(out.join("adapter/adapter_model.safetensors").is_file());
     assert!(read(&out, "notes.json").contains("imported"));
     // A second import never writes over the first.
@@ -100,7 +104,7 @@ fn a_llama_factory_folder_becomes_a_run_and_a_bad_line_is_named() {
     let outside = d.path().join("saves");
     lora_adapter_into(&outside);
     let log = [
-        r#"{"current_steps": 5, "total_steps": 10, "loss": 2.5, "lr": 5e-05, "epoch": 0.5, "percentage": 50.0, "elapsed_time": "0:00:30", "remaining_time": "0:00:30"}"#,
+        r#"{"current_steps": 5, "total_steps": 10, "loss": 2.5, "lr": 5e-05, "epoch": 0.5, "percentage": 50.0, "elapsed_time": "0:00:30", "remaining_time": "0:00:30", "throughput": 40.0, "total_tokens": 1200}"#,
         r#"{"current_steps": 10, "total_steps": 10, "loss": 2.0, "lr": 0.0, "epoch": 1.0, "percentage": 100.0, "elapsed_time": "0:01:05", "remaining_time": "0:00:00"}"#,
         r#"{"current_steps": 10, "total_steps": 10, "eval_loss": 2.2, "epoch": 1.0, "elapsed_time": "0:01:10"}"#,
     ];
@@ -115,6 +119,8 @@ fn a_llama_factory_folder_becomes_a_run_and_a_bad_line_is_named() {
     let first: serde_json::Value =
         serde_json::from_str(read(&out, "metrics.jsonl").lines().next().unwrap()).unwrap();
     assert_eq!(first["elapsed_s"], 30.0);
+    // The tokens axis, where the log counts tokens (include_num_input_tokens_seen).
+    assert_eq!(first["tokens_seen"], 1200.0);
 
     std::fs::write(
         outside.join("trainer_log.jsonl"),

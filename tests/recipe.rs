@@ -58,6 +58,10 @@ fn every_method_gets_a_recipe_or_a_reason() {
             "eval.jsonl",
             "order.json",
             "base_model/model.safetensors",
+            "accelerate/ddp.yaml",
+            "accelerate/fsdp.yaml",
+            "accelerate/zero2.yaml",
+            "accelerate/zero3.yaml",
         ] {
             assert!(out.join(f).is_file(), "{}: no {f}", method.kind());
         }
@@ -80,14 +84,26 @@ fn every_method_gets_a_recipe_or_a_reason() {
             RecipeStart::OurTensors => "our_tensors",
             RecipeStart::PeftInit(_) => "peft_init",
             RecipeStart::BaseTensors => "base_tensors",
+            RecipeStart::AdapterHub => "adapterhub",
             RecipeStart::Refused(_) => unreachable!(),
         };
         assert_eq!(r["start"], expected_start);
+        // PEFT's format, or ours for the bottleneck adapters AdapterHub trains.
+        let init_file = match expected_start {
+            "adapterhub" => "init_adapter/method.json",
+            _ => "init_adapter/adapter_config.json",
+        };
         assert_eq!(
-            out.join("init_adapter/adapter_config.json").is_file(),
+            out.join(init_file).is_file(),
             expected_start != "base_tensors",
             "{}",
             method.kind()
+        );
+        let requirements = std::fs::read_to_string(out.join("requirements.txt")).unwrap();
+        assert_eq!(
+            requirements.contains("adapters=="),
+            expected_start == "adapterhub",
+            "{requirements}"
         );
         // One batch of example indices per step, each the run's batch size.
         let order = json(&out.join("order.json"));
@@ -197,4 +213,58 @@ fn a_llama_factory_recipe_for_lora_and_a_refusal_for_ia3() {
         "{e:#}"
     );
     assert!(!d.path().join("ia3").exists());
+}
+
+/// An encoder classifier's recipe: its examples carry their class, recipe.json names the
+/// classes, the count includes the head (PEFT's modules_to_save), and full fine-tuning's
+/// head travels as init_head.safetensors; bottleneck adapters on BERT are refused.
+#[test]
+fn a_bert_classifier_gets_a_classification_recipe() {
+    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2");
+    assert!(
+        minilm.join("model.safetensors").is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh` first",
+        minilm.display()
+    );
+    let model = format!("model={}", minilm.display());
+    let on_bert = [
+        model.as_str(),
+        "dataset=builtin:sentiment-labels",
+        "max_seq_len=64",
+    ];
+    let d = tempfile::tempdir().unwrap();
+    let lora = config("minilm-lora-sentiment.toml", &on_bert);
+    let w = recipe::write(&lora, &d.path().join("lora"), None).unwrap();
+    assert_eq!(w.start, RecipeStart::OurTensors);
+    let r = json(&d.path().join("lora/recipe.json"));
+    assert_eq!(r["task"], "classification");
+    assert_eq!(r["labels"].as_array().unwrap().len(), 2);
+    // LoRA on query and value of 6 layers (r = 8, h = 384), and the head 384 × 2 + 2.
+    assert_eq!(r["trainable_params"], 6 * 2 * 8 * (384 + 384) + 384 * 2 + 2);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(d.path().join("lora/train.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(first["label"].as_u64().unwrap() < 2 && first.get("loss_mask").is_none());
+
+    let full = config("full.toml", &on_bert);
+    recipe::write(&full, &d.path().join("full"), None).unwrap();
+    let head =
+        candle_core::safetensors::load(d.path().join("full/init_head.safetensors"), &Device::Cpu)
+            .unwrap();
+    let mut names: Vec<_> = head.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["classifier.bias", "classifier.weight"]);
+
+    let e = recipe::llamafactory::write(&lora, &d.path().join("factory"), "minilm").unwrap_err();
+    assert!(format!("{e:#}").contains("encoder classifier"), "{e:#}");
+
+    let adapter = config("adapter.toml", &on_bert);
+    let e = recipe::write(&adapter, &d.path().join("adapter"), None).unwrap_err();
+    assert!(format!("{e:#}").contains("AdapterHub's BERT"), "{e:#}");
+    assert!(!d.path().join("adapter").exists());
 }

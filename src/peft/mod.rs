@@ -454,6 +454,10 @@ pub enum RecipeStart {
     PeftInit(&'static str),
     /// No PEFT: the named base tensors train (full fine-tuning, Freeze, BitFit).
     BaseTensors,
+    /// Not PEFT, which has no bottleneck adapters, but AdapterHub's `adapters` library, with
+    /// a configuration that computes ours (`res + h + up(act(down(h)))` on a sub-layer's
+    /// output `h`), loaded with our step-0 tensors.
+    AdapterHub,
     /// Not written (the reason).
     Refused(&'static str),
 }
@@ -481,9 +485,7 @@ impl MethodConfig {
             MethodConfig::PTuning(_) => RecipeStart::PeftInit(
                 "PEFT saves P-Tuning's virtual tokens as the prompt encoder's output only, so the encoder the run trains cannot be handed over",
             ),
-            MethodConfig::Adapter(_) => RecipeStart::Refused(
-                "Hugging Face PEFT has no bottleneck adapters, and the workbench has not verified that AdapterHub's `adapters` library computes the same bottleneck (its residual and layer-norm placement differ by model), so no recipe is written for it",
-            ),
+            MethodConfig::Adapter(_) => RecipeStart::AdapterHub,
         }
     }
 }

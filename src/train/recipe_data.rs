@@ -24,6 +24,9 @@ pub struct RecipeData {
     pub trainable_params: usize,
     pub train_examples: usize,
     pub eval_examples: usize,
+    /// An encoder classifier's class names (its examples carry a `label`); empty for a
+    /// decoder, whose examples carry a loss mask.
+    pub labels: Vec<String>,
 }
 
 /// File names inside a recipe folder.
@@ -31,13 +34,19 @@ pub const TRAIN_FILE: &str = "train.jsonl";
 pub const EVAL_FILE: &str = "eval.jsonl";
 pub const ORDER_FILE: &str = "order.json";
 pub const INIT_ADAPTER: &str = "init_adapter";
+/// A classifier's head at step 0, for recipes that train base tensors: the base model's
+/// folder has no head (transformers would draw its own).
+pub const INIT_HEAD: &str = "init_head.safetensors";
 
 fn write_examples(path: &Path, examples: &[Encoded]) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for e in examples {
         serde_json::to_writer(
             &mut out,
-            &serde_json::json!({ "input_ids": e.ids, "loss_mask": e.loss_mask }),
+            &match e.label {
+                Some(label) => serde_json::json!({ "input_ids": e.ids, "label": label }),
+                None => serde_json::json!({ "input_ids": e.ids, "loss_mask": e.loss_mask }),
+            },
         )?;
         out.write_all(b"\n")?;
     }
@@ -53,9 +62,15 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
         bail!("no recipe for {}: {why}", cfg.method.display_name());
     }
     let p = prepare(cfg, None, &mut |_| {}, 0)?;
-    if let Model::Bert(_) = p.model {
+    let labels = match &p.model_cfg {
+        crate::models::ModelConfig::Bert(b) => b.labels.clone(),
+        _ => Vec::new(),
+    };
+    if let Model::Bert(_) = p.model
+        && start == RecipeStart::AdapterHub
+    {
         bail!(
-            "no recipe for an encoder classifier yet: recipes are written for decoder models (LLaMA, GPT-2)"
+            "no recipe for bottleneck adapters on an encoder classifier: AdapterHub's BERT places its adapters around the block's layer norms, which has not been checked against ours"
         );
     }
     write_examples(&dir.join(TRAIN_FILE), &p.train)?;
@@ -73,7 +88,7 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
     let mut trainable_base = Vec::new();
     let mut trainable_params = 0;
     match start {
-        RecipeStart::OurTensors | RecipeStart::PeftInit(_) => {
+        RecipeStart::OurTensors | RecipeStart::PeftInit(_) | RecipeStart::AdapterHub => {
             // PeftInit still writes it: PEFT reads the method's configuration from it.
             let ctx = ExportContext {
                 base_model: &base_model,
@@ -84,12 +99,26 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
                 p.method.export(d, &ctx)?;
                 crate::peft::export::finish_for_model(d, &p.model_cfg, &p.loaded_trained)
             })?;
-            trainable_params = p.method.vars().iter().map(|(_, v)| v.elem_count()).sum();
+            // A classifier's head trains beside the method (PEFT's modules_to_save).
+            trainable_params = p
+                .method
+                .vars()
+                .iter()
+                .chain(p.loaded_trained.iter())
+                .map(|(_, v)| v.elem_count())
+                .sum();
         }
         RecipeStart::BaseTensors => {
+            let mut head = Vec::new();
             for (name, var) in p.loaded_trained.iter().chain(p.method.vars().iter()) {
                 trainable_base.push(name.clone());
                 trainable_params += var.elem_count();
+                if name.starts_with("classifier.") {
+                    head.push((name.clone(), var.as_tensor().clone()));
+                }
+            }
+            if !head.is_empty() {
+                crate::peft::export::save_safetensors(&dir.join(INIT_HEAD), &head)?;
             }
         }
         RecipeStart::Refused(_) => unreachable!("refused above"),
@@ -100,5 +129,6 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
         trainable_params,
         train_examples: p.train.len(),
         eval_examples: p.eval.sequences().len(),
+        labels,
     })
 }

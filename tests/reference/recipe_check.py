@@ -9,6 +9,15 @@
   recipe_check.py imported OUTPUT_DIR RUN_DIR
       `peft-workbench import-run` of OUTPUT_DIR made RUN_DIR: the same step losses, the
       recipe's own configuration.
+  recipe_check.py engines RECIPE_DIR
+      accelerate reads the recipe's accelerate/*.yaml as meant (its own launcher's parsing
+      and plugins): DDP; FSDP 2 wrapping decoder layers; ZeRO-2 and ZeRO-3 clipping at the
+      run's max_grad_norm. FSDP and DeepSpeed run only on GPUs, so this is what a CPU
+      machine can check of them.
+  recipe_check.py adapterhub BINARY OUTPUT_DIR [TOL]
+      (in a venv with AdapterHub's `adapters`) a bottleneck-adapter recipe's output: the
+      base model with AdapterHub's saved adapter (OUTPUT_DIR/adapterhub) gives the logits
+      `BINARY logits --adapter OUTPUT_DIR/adapter` gives (<= 1e-4).
   recipe_check.py logits BINARY ADAPTER [TOL]
       `BINARY logits --adapter ADAPTER` against PEFT's logits for the adapter (<= 1e-4).
 """
@@ -32,12 +41,16 @@ def worst_relative(a, b):
 
 
 def steps(ours_dir, output, recipe_dir, tol):
-    ours = {}
+    ours, our_tokens = {}, {}
     for line in open(pathlib.Path(ours_dir) / "metrics.jsonl"):
         e = json.loads(line)
         if e.get("type") == "step":
             ours[e["step"]] = e["loss"]
+            our_tokens[e["step"]] = e["tokens_seen"]
     theirs, state = recipe_losses(output)
+    their_tokens = {e["step"]: e["num_input_tokens_seen"] for e in state["log_history"] if "loss" in e}
+    if their_tokens != our_tokens:
+        sys.exit(f"the recipe counted other tokens seen than ours: {their_tokens} against {our_tokens}")
     recipe = json.loads((pathlib.Path(recipe_dir) / "recipe.json").read_text())
     worst, step = worst_relative(ours, theirs)
     counts = (state["trainable_params"], recipe["trainable_params"])
@@ -60,6 +73,9 @@ def same(a_dir, b_dir, tol):
     )
     if worst > tol:
         sys.exit(f"step {step} differs by {worst:.2e} > {tol}")
+    seen = [[e["num_input_tokens_seen"] for e in s["log_history"] if "loss" in e] for s in (sa, sb)]
+    if seen[0] != seen[1]:
+        sys.exit(f"the runs counted other tokens seen: {seen[0]} and {seen[1]}")
 
 
 def imported(output, run_dir):
@@ -71,6 +87,10 @@ def imported(output, run_dir):
             ours[e["step"]] = e["loss"]
     if ours != theirs:
         sys.exit(f"the imported run's losses differ from {output}'s")
+    tokens = [json.loads(line).get("tokens_seen") for line in open(pathlib.Path(run_dir) / "metrics.jsonl")]
+    state = json.loads((pathlib.Path(output) / "trainer_state.json").read_text())
+    if [t for t in tokens if t is not None] != [e["num_input_tokens_seen"] for e in state["log_history"] if "loss" in e]:
+        sys.exit("the imported run lost the tokens seen of its steps")
     summary = json.loads((pathlib.Path(run_dir) / "summary.json").read_text())
     recipe = json.loads((pathlib.Path(output).parent / "recipe.json").read_text())
     if summary["method"] != recipe["method"] or summary["trainable_params"] != recipe["trainable_params"]:
@@ -78,15 +98,78 @@ def imported(output, run_dir):
     print(f"imported {len(ours)} steps of {output} into {run_dir} ({summary['method']})")
 
 
+def engines(recipe_dir):
+    import os
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    recipe_dir = pathlib.Path(recipe_dir)
+    clip = json.loads((recipe_dir / "recipe.json").read_text())["optimizer"]["max_grad_norm"]
+    os.chdir(recipe_dir)
+    seen = {}
+    for engine in ("ddp", "fsdp", "zero2", "zero3"):
+        argv = ["--config_file", f"accelerate/{engine}.yaml", "--num_processes", "2", "train.py"]
+        args, defaults, _ = _validate_launch_command(launch_command_parser().parse_args(argv))
+        if args.use_deepspeed:
+            args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+            env = prepare_deepspeed_cmd_env(args)[1]
+        else:
+            env = prepare_multi_gpu_env(args)
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            if engine == "ddp":
+                got = (args.multi_gpu, args.use_fsdp, args.use_deepspeed, env["ACCELERATE_MIXED_PRECISION"])
+                want = (True, False, False, "no")
+            elif engine == "fsdp":
+                p = FullyShardedDataParallelPlugin()
+                got = (p.fsdp_version, p.auto_wrap_policy.__name__, p.state_dict_type.name)
+                want = (2, "transformer_auto_wrap_policy", "FULL_STATE_DICT")
+            else:
+                p = DeepSpeedPlugin()
+                got = (p.zero_stage, float(p.gradient_clipping), p.deepspeed_config["gradient_clipping"])
+                want = (int(engine[-1]), float(clip), clip)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        if got != want:
+            sys.exit(f"accelerate reads accelerate/{engine}.yaml as {got}, not {want}")
+        seen[engine] = got
+    print(f"accelerate reads the recipe's engines as meant: {seen}")
+
+
+def adapterhub(binary, output, tol):
+    import adapters
+
+    output = pathlib.Path(output)
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from peft_roundtrip import base_model
+
+    model = base_model()
+    adapters.init(model)
+    name = model.load_adapter(str(output / "adapterhub"))
+    model.set_active_adapters(name)
+    compare_logits(binary, model.eval(), str(output / "adapter"), tol, "AdapterHub's")
+
+
 def logits(binary, adapter, tol):
-    import torch
     from peft import PeftModel
 
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    from peft_roundtrip import TEXTS, base_model, last_logits, tokenizer
+    from peft_roundtrip import base_model
+
+    compare_logits(binary, PeftModel.from_pretrained(base_model(), adapter).eval(), adapter, tol, "PEFT's")
+
+
+def compare_logits(binary, model, adapter, tol, whose):
+    """`BINARY logits --adapter ADAPTER` against `model`'s on the round-trip texts."""
+    import torch
+
+    from peft_roundtrip import TEXTS, last_logits, tokenizer
 
     tok = tokenizer()
-    model = PeftModel.from_pretrained(base_model(), adapter).eval()
     worst = 0.0
     for text in TEXTS:
         ids, ref = last_logits(model, tok, text)
@@ -97,7 +180,7 @@ def logits(binary, adapter, tol):
         if ours["token_ids"] != ids:
             sys.exit(f"token ids differ for {text!r}")
         worst = max(worst, (torch.tensor(ours["logits"]) - ref).abs().max().item())
-    print(f"{adapter}: `logits --adapter` against PEFT's, max |diff| {worst:.2e}")
+    print(f"{adapter}: `logits --adapter` against {whose}, max |diff| {worst:.2e}")
     if worst > tol:
         sys.exit(f"logits differ by {worst:.2e} > {tol}")
 
@@ -110,6 +193,10 @@ if __name__ == "__main__":
         same(*args[:2], float(args[2]) if len(args) > 2 else 1e-5)
     elif cmd == "imported":
         imported(*args[:2])
+    elif cmd == "engines":
+        engines(args[0])
+    elif cmd == "adapterhub":
+        adapterhub(*args[:2], float(args[2]) if len(args) > 2 else 1e-4)
     elif cmd == "logits":
         logits(*args[:2], float(args[2]) if len(args) > 2 else 1e-4)
     else:
