@@ -23,15 +23,6 @@ struct Cli {
     command: Option<Cmd>,
 }
 
-/// An engine `recipe` writes for.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum RecipeTarget {
-    /// PyTorch + Hugging Face transformers and PEFT, under torchrun for several processes.
-    Transformers,
-    /// A LLaMA-Factory training YAML and its dataset (LoRA, DoRA, rsLoRA, Freeze, full).
-    Llamafactory,
-}
-
 #[derive(Subcommand)]
 enum Cmd {
     /// Open the workbench window (the default).
@@ -250,7 +241,7 @@ enum Cmd {
         source: PathBuf,
         /// The engine to write for.
         #[arg(long, value_enum, default_value = "transformers")]
-        to: RecipeTarget,
+        to: peft_workbench::recipe::Target,
         /// The recipe's folder (new).
         #[arg(long)]
         out: PathBuf,
@@ -298,7 +289,26 @@ fn main() {
     }
 }
 
+/// Commands that print for a pipe (`logits | head`) end quietly when the reader closes it,
+/// as Unix tools do, instead of panicking in `println!`. Not for the window, the daemon or
+/// `attach`, which handle a closed connection themselves.
+#[allow(unsafe_code)]
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: signal() with SIG_DFL restores the default action of one signal and takes no
+    // pointer; it runs before the command prints or starts threads of its own.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if matches!(
+        cli.command,
+        Some(Cmd::Logits { .. } | Cmd::Generate { .. } | Cmd::Data { .. } | Cmd::Bench(_))
+    ) {
+        end_quietly_on_closed_pipe();
+    }
     match cli.command {
         None => open_window(runs_dir(None), Default::default()),
         Some(Cmd::Gui {
@@ -687,7 +697,7 @@ fn run(cli: Cli) -> Result<()> {
                 source.clone()
             };
             let cfg = peft_workbench::config::RunConfig::load(&file, &overrides)?;
-            if let RecipeTarget::Llamafactory = to {
+            if let peft_workbench::recipe::Target::LlamaFactory = to {
                 let base = peft_workbench::recipe::base_model_name(&cfg, base_model.as_deref())?;
                 let n = peft_workbench::recipe::llamafactory::write(&cfg, &out, &base)?;
                 eprintln!(
@@ -703,6 +713,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 peft_workbench::peft::RecipeStart::PeftInit(why) => {
                     format!("from PEFT's own initialisation ({why})")
+                }
+                peft_workbench::peft::RecipeStart::AdapterHub => {
+                    "from the run's step-0 tensors, in AdapterHub's adapters library".to_string()
                 }
                 _ => "from the base model's tensors".to_string(),
             };

@@ -1255,6 +1255,62 @@ fn a_run_leaves_as_a_pytorch_recipe_from_its_menu() {
     h.get_by_label_contains("a 4-step PyTorch recipe written to");
     assert!(to.join("init_adapter/adapter_model.safetensors").is_file());
     assert!(to.join("launch.sh").is_file());
+    assert!(to.join("accelerate/zero3.yaml").is_file());
+
+    // The same run for LLaMA-Factory, from the same menu.
+    h.get_by_label("…").click();
+    h.run();
+    h.get_by_label("Export as LLaMA-Factory recipe…").click();
+    h.run();
+    h.get_by_label("Write the LLaMA-Factory recipe (a new folder) to");
+    let proposed = h.state().path_prompt.as_ref().unwrap().path.clone();
+    assert!(proposed.ends_with("-llamafactory"), "{proposed}");
+    let to = runs.path().join("factory");
+    h.state_mut().path_prompt.as_mut().unwrap().path = to.display().to_string();
+    h.get_by_label("Write").click();
+    h.step();
+    let written = to.join("data/dataset_info.json");
+    wait_for(&mut h, "the LLaMA-Factory recipe", move |_| {
+        written.is_file()
+    });
+    for _ in 0..50 {
+        h.run();
+        if h.query_by_label_contains("LLaMA-Factory recipe written to")
+            .is_some()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    h.get_by_label_contains("a 4-step LLaMA-Factory recipe written to");
+    let yaml = std::fs::read_to_string(to.join("train.yaml")).unwrap();
+    assert!(
+        yaml.contains("finetuning_type: lora") && yaml.contains("max_steps: 4"),
+        "{yaml}"
+    );
+}
+
+/// A method LLaMA-Factory lacks cannot leave for it: the menu item is disabled (its hover
+/// says why), while the PyTorch recipe stays open to it.
+#[test]
+fn a_method_llama_factory_lacks_has_its_export_disabled() {
+    let runs = tempfile::tempdir().unwrap();
+    past_run(
+        runs.path(),
+        "ia3",
+        1,
+        &["steps=2", "eval_every=2", "eval_examples=4"],
+    );
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("…").click();
+    h.run();
+    let disabled = |h: &Harness<'_, WorkbenchApp>, label: &str| {
+        h.get_by_label(label).accesskit_node().is_disabled()
+    };
+    assert!(disabled(&h, "Export as LLaMA-Factory recipe…"));
+    assert!(!disabled(&h, "Export as PyTorch recipe…"));
 }
 
 /// "Import run…" brings a transformers Trainer folder into the table beside a run trained

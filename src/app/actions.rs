@@ -33,7 +33,7 @@ pub enum Action {
     /// Copy a run's best evaluation (`best/`, early stopping) to the path.
     ExportBest(RunId, PathBuf),
     /// Write the run as a PyTorch recipe there.
-    WriteRecipe(RunId, PathBuf),
+    WriteRecipe(RunId, PathBuf, crate::recipe::Target),
     /// Import the outside run in this folder into the runs folder.
     ImportRun(PathBuf),
     /// Fold a run's adapter into its base model and write the model folder to the path.
@@ -221,7 +221,7 @@ impl WorkbenchApp {
                     self.background.start_export(job);
                 }
             }
-            Action::WriteRecipe(id, to) => {
+            Action::WriteRecipe(id, to, target) => {
                 let Some(config) = self.store.get(id).map(|r| Box::new(r.config.clone())) else {
                     return;
                 };
@@ -230,6 +230,7 @@ impl WorkbenchApp {
                     job,
                     config,
                     out: to,
+                    target,
                 }) {
                     self.background.start_export(job);
                 }

@@ -209,10 +209,16 @@ impl WorkbenchApp {
                         &[&steps, &out.display()],
                     )
                 }
-                JobUpdate::Done(JobResult::RecipeWritten { steps, out }) => self.say_t(
-                    "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
-                    &[&steps, &out.display()],
-                ),
+                JobUpdate::Done(JobResult::RecipeWritten { steps, out, target }) => match target {
+                    crate::recipe::Target::Transformers => self.say_t(
+                        "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
+                        &[&steps, &out.display()],
+                    ),
+                    crate::recipe::Target::LlamaFactory => self.say_t(
+                        "a {}-step LLaMA-Factory recipe written to {}: run llamafactory-cli train train.yaml there",
+                        &[&steps, &out.display()],
+                    ),
+                },
                 JobUpdate::Failed(e) => self.say_t("export failed: {}", &[&e]),
                 _ => return,
             }

@@ -18,7 +18,7 @@ pub enum PathPurpose {
     /// Early stopping's best evaluation (`best/`) of a run.
     ExportBest(RunId),
     /// Write a run as a PyTorch recipe folder.
-    Recipe(RunId),
+    Recipe(RunId, crate::recipe::Target),
     /// A Trainer or LLaMA-Factory output folder to import as a run.
     ImportRun,
     /// Write the run's merged model folder there.
@@ -50,7 +50,12 @@ impl PathPurpose {
         match self {
             PathPurpose::Export(_) => "Export the adapter to",
             PathPurpose::ExportBest(_) => "Export the best evaluation's adapter (best/) to",
-            PathPurpose::Recipe(_) => "Write the PyTorch recipe (a new folder) to",
+            PathPurpose::Recipe(_, crate::recipe::Target::Transformers) => {
+                "Write the PyTorch recipe (a new folder) to"
+            }
+            PathPurpose::Recipe(_, crate::recipe::Target::LlamaFactory) => {
+                "Write the LLaMA-Factory recipe (a new folder) to"
+            }
             PathPurpose::ImportRun => "Output folder of the run to import",
             PathPurpose::Merge(_) => "Write the merged model to",
             PathPurpose::ExportTable => "Write the table (CSV) to",
@@ -65,7 +70,7 @@ impl PathPurpose {
     fn confirm(self) -> &'static str {
         match self {
             PathPurpose::Export(_) | PathPurpose::ExportBest(_) => "Export",
-            PathPurpose::Recipe(_) => "Write",
+            PathPurpose::Recipe(..) => "Write",
             PathPurpose::Merge(_) => "Merge",
             PathPurpose::ExportTable | PathPurpose::SavePlots => "Save",
             PathPurpose::ModelFolder
@@ -80,7 +85,7 @@ impl PathPurpose {
         match self {
             PathPurpose::Export(_)
             | PathPurpose::ExportBest(_)
-            | PathPurpose::Recipe(_)
+            | PathPurpose::Recipe(..)
             | PathPurpose::Merge(_) => Need::NewPath,
             // A table or image is written through a temporary file and replaces the old one.
             PathPurpose::ExportTable | PathPurpose::SavePlots => Need::NewPath,
@@ -99,7 +104,7 @@ impl PathPurpose {
         match self {
             PathPurpose::Export(id) => Action::Export(id, path),
             PathPurpose::ExportBest(id) => Action::ExportBest(id, path),
-            PathPurpose::Recipe(id) => Action::WriteRecipe(id, path),
+            PathPurpose::Recipe(id, target) => Action::WriteRecipe(id, path, target),
             PathPurpose::ImportRun => Action::ImportRun(path),
             PathPurpose::Merge(id) => Action::Merge(id, path),
             PathPurpose::ExportTable => Action::ExportTable(path),
@@ -146,7 +151,7 @@ impl PathPrompt {
                     self.purpose,
                     PathPurpose::Export(_)
                         | PathPurpose::ExportBest(_)
-                        | PathPurpose::Recipe(_)
+                        | PathPurpose::Recipe(..)
                         | PathPurpose::Merge(_)
                 ) && crate::files::ensure_new_folder(&path, "").is_err() =>
             {

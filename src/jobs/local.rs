@@ -304,12 +304,23 @@ impl Backend for LocalBackend {
                 });
                 Ok(())
             }
-            Command::WriteRecipe { job, config, out } => {
+            Command::WriteRecipe {
+                job,
+                config,
+                out,
+                target,
+            } => {
                 self.start_job(job, move |_, _| {
-                    let written = crate::recipe::write(&config, &out, None)?;
+                    if target == crate::recipe::Target::LlamaFactory {
+                        let base = crate::recipe::base_model_name(&config, None)?;
+                        crate::recipe::llamafactory::write(&config, &out, &base)?;
+                    } else {
+                        crate::recipe::write(&config, &out, None)?;
+                    }
                     Ok(JobResult::RecipeWritten {
-                        steps: written.steps,
+                        steps: config.steps,
                         out,
+                        target,
                     })
                 });
                 Ok(())

@@ -87,6 +87,8 @@ pub enum Command {
         job: JobId,
         config: Box<RunConfig>,
         out: PathBuf,
+        #[serde(default)]
+        target: crate::recipe::Target,
     },
     /// Turn the outside run in `dir` (a Trainer or LLaMA-Factory output folder) into the
     /// run folder `out` (`crate::import_run`).
@@ -224,6 +226,8 @@ pub enum JobResult {
     RecipeWritten {
         steps: usize,
         out: PathBuf,
+        #[serde(default)]
+        target: crate::recipe::Target,
     },
     RunImported {
         steps: usize,

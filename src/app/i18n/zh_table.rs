@@ -954,4 +954,20 @@ pub const ZH: &[(&str, &str)] = &[
         "已导入一个记录了 {} 步的运行到 {}",
     ),
     ("no runs folder to import into", "没有可导入的运行文件夹"),
+    (
+        "Export as LLaMA-Factory recipe…",
+        "导出为 LLaMA-Factory 训练配方…",
+    ),
+    (
+        "A LLaMA-Factory train.yaml with this run's method, rate, schedule, batch and steps, and its data in Alpaca form",
+        "一个 LLaMA-Factory 的 train.yaml，含此运行的方法、学习率、学习率计划、批大小和步数，数据为 Alpaca 格式",
+    ),
+    (
+        "Write the LLaMA-Factory recipe (a new folder) to",
+        "将 LLaMA-Factory 训练配方（新文件夹）写入",
+    ),
+    (
+        "a {}-step LLaMA-Factory recipe written to {}: run llamafactory-cli train train.yaml there",
+        "已将 {} 步的 LLaMA-Factory 训练配方写入 {}：在该处运行 llamafactory-cli train train.yaml",
+    ),
 ];

@@ -6,6 +6,7 @@ use super::super::Action;
 use super::super::i18n::{tr, trf};
 use super::super::path_dialog::{PathPurpose, default_target};
 use super::super::runs::{RunRecord, RunStatus};
+use crate::recipe::Target;
 
 /// Stop for a run this window trains; who writes it for one another process trains; Resume
 /// and the folder's menu for one on disk.
@@ -110,28 +111,35 @@ fn run_folder_menu(
         ));
         ui.close();
     }
-    // The same run in PyTorch + PEFT, for a larger model or several GPUs; a method PEFT
-    // cannot express says why instead.
-    let recipe = ui.add_enabled(
-        !matches!(
-            r.config.method.recipe_start(),
-            crate::peft::RecipeStart::Refused(_)
-        ),
-        egui::Button::new(tr(ui, "Export as PyTorch recipe…")),
-    );
-    let recipe = match r.config.method.recipe_start() {
-        crate::peft::RecipeStart::Refused(why) => recipe.on_disabled_hover_text(why),
-        _ => recipe.on_hover_text(tr(
-            ui,
+    // The same run in PyTorch + PEFT or LLaMA-Factory, for a larger model or several GPUs;
+    // a method the engine cannot express says why instead.
+    for (target, label, hover, suffix) in [
+        (
+            Target::Transformers,
+            "Export as PyTorch recipe…",
             "A folder that trains this run with transformers + PEFT (train.py; launch.sh for one GPU, several, or torchrun on CPUs), from its step-0 tensors and its batches in order",
-        )),
-    };
-    if recipe.clicked() {
-        actions.push(Action::AskPath(
-            PathPurpose::Recipe(r.id),
-            default_target(&format!("{}-recipe", folder_name(dir))),
-        ));
-        ui.close();
+            "recipe",
+        ),
+        (
+            Target::LlamaFactory,
+            "Export as LLaMA-Factory recipe…",
+            "A LLaMA-Factory train.yaml with this run's method, rate, schedule, batch and steps, and its data in Alpaca form",
+            "llamafactory",
+        ),
+    ] {
+        let refusal = target.refusal(&r.config.method);
+        let button = ui.add_enabled(refusal.is_none(), egui::Button::new(tr(ui, label)));
+        let button = match &refusal {
+            Some(why) => button.on_disabled_hover_text(why),
+            None => button.on_hover_text(tr(ui, hover)),
+        };
+        if button.clicked() {
+            actions.push(Action::AskPath(
+                PathPurpose::Recipe(r.id, target),
+                default_target(&format!("{}-{suffix}", folder_name(dir))),
+            ));
+            ui.close();
+        }
     }
     if ui.button(tr(ui, "Tags and note…")).clicked() {
         actions.push(Action::EditNotes(r.id));
