@@ -1115,17 +1115,23 @@ fn two_queued_runs_fill_a_sortable_table_that_exports_as_csv() {
     save_snapshot(&mut h, "two_runs_table");
 }
 
+/// The BERT classifier all-MiniLM-L6-v2, which scripts/fetch-models.sh fetches.
+fn minilm_dir() -> std::path::PathBuf {
+    let minilm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2");
+    assert!(
+        minilm.join("model.safetensors").is_file(),
+        "run `bash scripts/fetch-models.sh` first"
+    );
+    minilm
+}
+
 /// A BERT classifier (MiniLM, from scripts/fetch-models.sh) as a person would use it: the
 /// model card says what it is, a LoRA run on the labelled reviews reports accuracy, and
 /// the playground answers with class probabilities, the trained run's beside the base
 /// model's untrained head.
 #[test]
 fn a_classifier_trains_and_answers_with_class_probabilities() {
-    let minilm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2");
-    assert!(
-        minilm.join("model.safetensors").is_file(),
-        "run `bash scripts/fetch-models.sh` first"
-    );
+    let minilm = minilm_dir();
     // Saved runs, so the finished run's adapter can answer in the playground.
     let runs = tempfile::tempdir().unwrap();
     let mut app = app_with_short_runs_in(Some(runs.path()), 40, 20, 64);
@@ -1311,6 +1317,43 @@ fn a_method_llama_factory_lacks_has_its_export_disabled() {
     };
     assert!(disabled(&h, "Export as LLaMA-Factory recipe…"));
     assert!(!disabled(&h, "Export as PyTorch recipe…"));
+}
+
+/// A bottleneck-adapter run on a BERT classifier can leave for neither engine (LLaMA-Factory
+/// trains decoders; AdapterHub's BERT adapters are not ours), and its menu says so before
+/// a job would fail.
+#[test]
+fn a_classifier_run_has_the_exports_it_cannot_take_disabled() {
+    let minilm = minilm_dir();
+    let runs = tempfile::tempdir().unwrap();
+    let model = format!("model={}", minilm.display());
+    past_run(
+        runs.path(),
+        "adapter",
+        1,
+        &[
+            &model,
+            "dataset=builtin:sentiment-labels",
+            "max_seq_len=32",
+            "steps=1",
+            "eval_every=1",
+            "eval_examples=4",
+        ],
+    );
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("…").click();
+    h.run();
+    for label in [
+        "Export as LLaMA-Factory recipe…",
+        "Export as PyTorch recipe…",
+    ] {
+        assert!(
+            h.get_by_label(label).accesskit_node().is_disabled(),
+            "{label} is offered"
+        );
+    }
 }
 
 /// "Import run…" brings a transformers Trainer folder into the table beside a run trained

@@ -267,4 +267,14 @@ fn a_bert_classifier_gets_a_classification_recipe() {
     let e = recipe::write(&adapter, &d.path().join("adapter"), None).unwrap_err();
     assert!(format!("{e:#}").contains("AdapterHub's BERT"), "{e:#}");
     assert!(!d.path().join("adapter").exists());
+
+    // The window asks the same question before it offers an export.
+    use peft_workbench::recipe::Target;
+    let why = |t: Target, cfg: &peft_workbench::config::RunConfig, classifier| {
+        t.refusal(&cfg.method, classifier).unwrap_or_default()
+    };
+    assert!(why(Target::Transformers, &adapter, true).contains("AdapterHub's BERT"));
+    assert!(why(Target::LlamaFactory, &lora, true).contains("encoder classifier"));
+    assert_eq!(Target::Transformers.refusal(&adapter.method, false), None);
+    assert_eq!(Target::LlamaFactory.refusal(&lora.method, false), None);
 }

@@ -58,8 +58,14 @@ fn method_lines(method: &MethodConfig) -> Result<Vec<String>> {
     })
 }
 
-/// Why LLaMA-Factory cannot train `method`, or `None` when it can.
-pub fn refusal(method: &MethodConfig) -> Option<String> {
+/// Why LLaMA-Factory cannot train `method` on a model that is (`classifier`) or is not an
+/// encoder classifier, or `None` when it can.
+pub fn refusal(method: &MethodConfig, classifier: bool) -> Option<String> {
+    if classifier {
+        return Some(
+            "LLaMA-Factory fine-tunes decoder language models, and this model is an encoder classifier; use the PyTorch recipe (--to transformers)".into(),
+        );
+    }
     method_lines(method).err().map(|e| e.to_string())
 }
 
@@ -85,16 +91,13 @@ fn alpaca(examples: &[Example], what: &str) -> Result<Vec<serde_json::Value>> {
 /// returns the training examples written.
 pub fn write(cfg: &RunConfig, out: &Path, base_model: &str) -> Result<usize> {
     ensure_new_folder(out, "")?;
-    let method = method_lines(&cfg.method)?;
-    if crate::models::ModelFiles::open(&cfg.model)?
+    let classifier = crate::models::ModelFiles::open(&cfg.model)?
         .config
-        .is_classifier()
-    {
-        bail!(
-            "LLaMA-Factory fine-tunes decoder language models, and {} is an encoder classifier; use --to transformers",
-            cfg.model
-        );
+        .is_classifier();
+    if let Some(why) = refusal(&cfg.method, classifier) {
+        bail!("{why}");
     }
+    let method = method_lines(&cfg.method)?;
     let data = crate::data::load_as(
         &cfg.dataset,
         cfg.eval_dataset.as_deref(),

@@ -46,14 +46,18 @@ pub enum Target {
 }
 
 impl Target {
-    /// Why the method cannot leave for this engine, or `None` when it can.
-    pub fn refusal(self, method: &crate::peft::MethodConfig) -> Option<String> {
+    /// Why the method cannot leave for this engine on a model that is (`classifier`) or is
+    /// not an encoder classifier, or `None` when it can.
+    pub fn refusal(self, method: &crate::peft::MethodConfig, classifier: bool) -> Option<String> {
         match self {
             Target::Transformers => match method.recipe_start() {
                 RecipeStart::Refused(why) => Some(why.to_string()),
+                RecipeStart::AdapterHub if classifier => {
+                    Some(recipe_data::ADAPTERHUB_ON_ENCODER.to_string())
+                }
                 _ => None,
             },
-            Target::LlamaFactory => llamafactory::refusal(method),
+            Target::LlamaFactory => llamafactory::refusal(method, classifier),
         }
     }
 }

@@ -54,6 +54,9 @@ fn write_examples(path: &Path, examples: &[Encoded]) -> Result<()> {
     Ok(())
 }
 
+/// Why bottleneck adapters on an encoder classifier get no recipe.
+pub const ADAPTERHUB_ON_ENCODER: &str = "no recipe for bottleneck adapters on an encoder classifier: AdapterHub's BERT places its adapters around the block's layer norms, which has not been checked against ours";
+
 /// Writes the run's data, its batch order for every step and (for a method PEFT can start
 /// from our tensors) its step-0 adapter into `dir`, which exists.
 pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
@@ -69,9 +72,7 @@ pub fn write(cfg: &RunConfig, dir: &Path) -> Result<RecipeData> {
     if let Model::Bert(_) = p.model
         && start == RecipeStart::AdapterHub
     {
-        bail!(
-            "no recipe for bottleneck adapters on an encoder classifier: AdapterHub's BERT places its adapters around the block's layer norms, which has not been checked against ours"
-        );
+        bail!("{ADAPTERHUB_ON_ENCODER}");
     }
     write_examples(&dir.join(TRAIN_FILE), &p.train)?;
     write_examples(&dir.join(EVAL_FILE), p.eval.sequences())?;

@@ -95,6 +95,9 @@ pub struct RunRecord {
     pub notes: RunNotes,
     /// When it began, in seconds since the Unix epoch (its config file's time for a past run).
     pub started_unix: Option<u64>,
+    /// Whether its model is an encoder classifier: read from the model's files the first time
+    /// it is asked (its menu's recipe exports), not for each of hundreds of past runs.
+    model_is_classifier: std::cell::OnceCell<bool>,
 }
 
 impl RunRecord {
@@ -146,7 +149,17 @@ impl RunRecord {
             curves_loaded: true,
             notes: RunNotes::default(),
             started_unix: Some(now_unix()),
+            model_is_classifier: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Whether its model is an encoder classifier (false when the model cannot be read: then
+    /// whatever needs the model says why itself).
+    pub fn model_is_classifier(&self) -> bool {
+        *self.model_is_classifier.get_or_init(|| {
+            crate::models::ModelFiles::open(&self.config.model)
+                .is_ok_and(|f| f.config.is_classifier())
+        })
     }
 
     /// The experiment the run belongs to ("" for runs made before experiments existed).

@@ -127,7 +127,7 @@ fn run_folder_menu(
             "llamafactory",
         ),
     ] {
-        let refusal = target.refusal(&r.config.method);
+        let refusal = target.refusal(&r.config.method, r.model_is_classifier());
         let button = ui.add_enabled(refusal.is_none(), egui::Button::new(tr(ui, label)));
         let button = match &refusal {
             Some(why) => button.on_disabled_hover_text(why),
