@@ -1354,6 +1354,12 @@ fn a_classifier_run_has_the_exports_it_cannot_take_disabled() {
             "{label} is offered"
         );
     }
+    // The reason, on hover, in the window's language.
+    h.state_mut().lang = peft_workbench::app::i18n::Lang::Zh;
+    h.run();
+    h.get_by_label("导出为 LLaMA-Factory 训练配方…").hover();
+    h.run();
+    h.get_by_label_contains("而此模型是编码器分类模型");
 }
 
 /// "Import run…" brings a transformers Trainer folder into the table beside a run trained

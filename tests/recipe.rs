@@ -271,7 +271,9 @@ fn a_bert_classifier_gets_a_classification_recipe() {
     // The window asks the same question before it offers an export.
     use peft_workbench::recipe::Target;
     let why = |t: Target, cfg: &peft_workbench::config::RunConfig, classifier| {
-        t.refusal(&cfg.method, classifier).unwrap_or_default()
+        t.refusal(&cfg.method, classifier)
+            .map(|r| r.to_string())
+            .unwrap_or_default()
     };
     assert!(why(Target::Transformers, &adapter, true).contains("AdapterHub's BERT"));
     assert!(why(Target::LlamaFactory, &lora, true).contains("encoder classifier"));

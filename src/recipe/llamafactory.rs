@@ -13,6 +13,7 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
+use super::Refusal;
 use crate::config::{RunConfig, Schedule};
 use crate::data::Example;
 use crate::files::{ensure_new_folder, save_json, write_dir_atomic};
@@ -51,22 +52,24 @@ fn method_lines(method: &MethodConfig) -> Result<Vec<String>> {
             lines
         }
         MethodConfig::Full(_) => vec!["finetuning_type: full".into()],
-        other => bail!(
-            "LLaMA-Factory has no {} (its fine-tuning types are lora — with use_dora and use_rslora — freeze and full); use --to transformers",
-            other.display_name()
-        ),
+        other => bail!("{}", Refusal::naming(NO_SUCH_TYPE, other.display_name())),
     })
 }
 
+const NO_SUCH_TYPE: &str = "LLaMA-Factory has no {} (its fine-tuning types are lora — with use_dora and use_rslora — freeze and full); use the PyTorch recipe (--to transformers)";
+
+const ENCODER_CLASSIFIER: &str = "LLaMA-Factory fine-tunes decoder language models, and this model is an encoder classifier; use the PyTorch recipe (--to transformers)";
+
 /// Why LLaMA-Factory cannot train `method` on a model that is (`classifier`) or is not an
 /// encoder classifier, or `None` when it can.
-pub fn refusal(method: &MethodConfig, classifier: bool) -> Option<String> {
+pub fn refusal(method: &MethodConfig, classifier: bool) -> Option<Refusal> {
     if classifier {
-        return Some(
-            "LLaMA-Factory fine-tunes decoder language models, and this model is an encoder classifier; use the PyTorch recipe (--to transformers)".into(),
-        );
+        Some(Refusal::new(ENCODER_CLASSIFIER))
+    } else if method_lines(method).is_err() {
+        Some(Refusal::naming(NO_SUCH_TYPE, method.display_name()))
+    } else {
+        None
     }
-    method_lines(method).err().map(|e| e.to_string())
 }
 
 /// Alpaca rows (`instruction`, `input`, `output`) of `examples`, as a decoder is taught them.

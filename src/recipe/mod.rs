@@ -48,16 +48,50 @@ pub enum Target {
 impl Target {
     /// Why the method cannot leave for this engine on a model that is (`classifier`) or is
     /// not an encoder classifier, or `None` when it can.
-    pub fn refusal(self, method: &crate::peft::MethodConfig, classifier: bool) -> Option<String> {
+    pub fn refusal(self, method: &crate::peft::MethodConfig, classifier: bool) -> Option<Refusal> {
         match self {
             Target::Transformers => match method.recipe_start() {
-                RecipeStart::Refused(why) => Some(why.to_string()),
+                RecipeStart::Refused(why) => Some(Refusal::new(why)),
                 RecipeStart::AdapterHub if classifier => {
-                    Some(recipe_data::ADAPTERHUB_ON_ENCODER.to_string())
+                    Some(Refusal::new(recipe_data::ADAPTERHUB_ON_ENCODER))
                 }
                 _ => None,
             },
             Target::LlamaFactory => llamafactory::refusal(method, classifier),
+        }
+    }
+}
+
+/// Why a run cannot leave for an engine: a fixed English sentence, with at most one `{}`
+/// hole for a name, so the window can show it in its own language (the sentence is the key
+/// of its translation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub template: &'static str,
+    pub name: Option<String>,
+}
+
+impl Refusal {
+    pub fn new(template: &'static str) -> Self {
+        Self {
+            template,
+            name: None,
+        }
+    }
+
+    pub fn naming(template: &'static str, name: &str) -> Self {
+        Self {
+            template,
+            name: Some(name.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => f.write_str(&self.template.replacen("{}", name, 1)),
+            None => f.write_str(self.template),
         }
     }
 }

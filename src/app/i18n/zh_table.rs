@@ -970,4 +970,20 @@ pub const ZH: &[(&str, &str)] = &[
         "a {}-step LLaMA-Factory recipe written to {}: run llamafactory-cli train train.yaml there",
         "已将 {} 步的 LLaMA-Factory 训练配方写入 {}：在该处运行 llamafactory-cli train train.yaml",
     ),
+    (
+        "BitFit with add_missing_biases adds bias tensors that transformers' model classes have no place for; set method.add_missing_biases = false to train only the biases and norms the model has",
+        "开启 add_missing_biases 的 BitFit 会添加 transformers 模型类中没有位置的偏置张量；设置 method.add_missing_biases = false，只训练模型已有的偏置和归一化参数",
+    ),
+    (
+        "no recipe for bottleneck adapters on an encoder classifier: AdapterHub's BERT places its adapters around the block's layer norms, which has not been checked against ours",
+        "不为编码器分类模型上的瓶颈适配器生成训练配方：AdapterHub 的 BERT 把适配器放在块的层归一化周围，尚未与本工具的实现核对",
+    ),
+    (
+        "LLaMA-Factory has no {} (its fine-tuning types are lora — with use_dora and use_rslora — freeze and full); use the PyTorch recipe (--to transformers)",
+        "LLaMA-Factory 没有 {}（它的微调类型只有 lora——含 use_dora 和 use_rslora——freeze 和 full）；请使用 PyTorch 训练配方（--to transformers）",
+    ),
+    (
+        "LLaMA-Factory fine-tunes decoder language models, and this model is an encoder classifier; use the PyTorch recipe (--to transformers)",
+        "LLaMA-Factory 微调的是解码器语言模型，而此模型是编码器分类模型；请使用 PyTorch 训练配方（--to transformers）",
+    ),
 ];

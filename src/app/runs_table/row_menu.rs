@@ -130,7 +130,10 @@ fn run_folder_menu(
         let refusal = target.refusal(&r.config.method, r.model_is_classifier());
         let button = ui.add_enabled(refusal.is_none(), egui::Button::new(tr(ui, label)));
         let button = match &refusal {
-            Some(why) => button.on_disabled_hover_text(why),
+            Some(why) => {
+                let name = why.name.as_deref().map(|n| tr(ui, n)).unwrap_or_default();
+                button.on_disabled_hover_text(trf(ui, why.template, &[&name]))
+            }
             None => button.on_hover_text(tr(ui, hover)),
         };
         if button.clicked() {
