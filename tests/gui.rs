@@ -1412,6 +1412,50 @@ fn an_imported_trainer_run_joins_the_table_and_the_plots() {
     assert_eq!(imported.train_loss.len(), 4, "its curve is read");
     assert!(h.query_by_label_contains("NaN").is_none());
     save_snapshot(&mut h, "imported_run");
+
+    // A recipe's output (recipe.json beside it names the run's data) comes with its task
+    // metric, measured here, and joins the trade-off view beside the run trained here; the
+    // Trainer's run, whose metric nobody knows, does not.
+    let recipe = tempfile::tempdir().unwrap();
+    let output = recipe.path().join("output");
+    std::fs::create_dir(&output).unwrap();
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "trainer_state.json",
+    ] {
+        std::fs::copy(outside.path().join(f), output.join(f)).unwrap();
+    }
+    let cfg = peft_workbench::config::RunConfig::load(&ours.join("config.toml"), &[]).unwrap();
+    std::fs::write(
+        recipe.path().join("recipe.json"),
+        serde_json::json!({ "config": cfg }).to_string(),
+    )
+    .unwrap();
+    h.get_by_label("Import run…").click();
+    h.run();
+    h.state_mut().path_prompt.as_mut().unwrap().path = output.display().to_string();
+    h.get_by_label("Import").click();
+    h.step();
+    wait_for(&mut h, "the imported recipe run", |a| {
+        a.store.runs.len() == 3
+    });
+    h.run();
+    h.get_by_label_contains("measured here on the run's evaluation examples");
+    for r in &mut h.state_mut().store.runs {
+        r.shown = true;
+    }
+    h.run();
+    let placed = peft_workbench::app::pareto::placed(&h.state().store.runs);
+    let placed: Vec<&str> = placed
+        .iter()
+        .filter_map(|(r, _)| r.out_dir.as_deref())
+        .collect();
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    assert!(
+        placed.iter().any(|d| d.contains("-imported-output")),
+        "{placed:?}"
+    );
 }
 
 /// With a BERT or GPT-2 model chosen, the side panel's model card and each Learn page say

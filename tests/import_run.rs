@@ -8,20 +8,27 @@ use peft_workbench::config::RunConfig;
 use peft_workbench::import_run::import;
 use peft_workbench::train::{self, Summary};
 
-/// A LoRA adapter in PEFT's format, from a short run of ours, copied into `dir`.
-fn lora_adapter_into(dir: &Path) {
+/// A finished LoRA run of ours of `steps` steps (evaluated at its end on 8 examples), and
+/// its configuration.
+fn short_lora_run(steps: usize) -> (RunConfig, tempfile::TempDir) {
     let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/lora.toml");
     let cfg = RunConfig::load(
         &preset,
         &[
-            "steps=2".into(),
-            "eval_every=2".into(),
-            "eval_examples=4".into(),
+            format!("steps={steps}"),
+            format!("eval_every={steps}"),
+            "eval_examples=8".into(),
         ],
     )
     .unwrap();
     let run = tempfile::tempdir().unwrap();
     train::run(&cfg, 1, Some(run.path()), None, &mut |_| {}, &mut || false).unwrap();
+    (cfg, run)
+}
+
+/// A LoRA adapter in PEFT's format, from a short run of ours, copied into `dir`.
+fn lora_adapter_into(dir: &Path) {
+    let (_, run) = short_lora_run(2);
     std::fs::create_dir_all(dir).unwrap();
     for f in ["adapter_config.json", "adapter_model.safetensors"] {
         std::fs::copy(run.path().join("adapter").join(f), dir.join(f)).unwrap();
@@ -53,8 +60,18 @@ fn a_trainer_folder_becomes_a_run() {
     )
     .unwrap();
     let out = d.path().join("runs/imported");
-    let i = import(&outside, &out).unwrap();
+    let i = import(&outside, &out, Some(&|| false)).unwrap();
     assert_eq!((i.steps, i.evals), (4, 1));
+    // Asked to measure, but a Trainer's log does not say what it evaluated on.
+    assert!(i.measured.is_none());
+    assert!(
+        i.not_measured
+            .as_deref()
+            .unwrap()
+            .contains("evaluation examples"),
+        "{:?}",
+        i.not_measured
+    );
     let cfg = RunConfig::load(&out.join("config.toml"), &[]).unwrap();
     assert_eq!(cfg.method.kind(), "lora");
     assert_eq!(cfg.steps, 4);
@@ -94,7 +111,7 @@ fn a_trainer_folder_becomes_a_run() {
     assert!(out.join("adapter/adapter_model.safetensors").is_file());
     assert!(read(&out, "notes.json").contains("imported"));
     // A second import never writes over the first.
-    let e = import(&outside, &out).unwrap_err();
+    let e = import(&outside, &out, None).unwrap_err();
     assert!(format!("{e:#}").contains("already holds files"), "{e:#}");
 }
 
@@ -110,7 +127,7 @@ fn a_llama_factory_folder_becomes_a_run_and_a_bad_line_is_named() {
     ];
     std::fs::write(outside.join("trainer_log.jsonl"), log.join("\n")).unwrap();
     let out = d.path().join("run");
-    let i = import(&outside, &out).unwrap();
+    let i = import(&outside, &out, None).unwrap();
     assert_eq!((i.steps, i.evals), (2, 1));
     assert!(i.source.contains("LLaMA-Factory"));
     let s: Summary = serde_json::from_str(&read(&out, "summary.json")).unwrap();
@@ -128,7 +145,71 @@ fn a_llama_factory_folder_becomes_a_run_and_a_bad_line_is_named() {
     )
     .unwrap();
     let bad = d.path().join("bad");
-    let e = format!("{:#}", import(&outside, &bad).unwrap_err());
+    let e = format!("{:#}", import(&outside, &bad, None).unwrap_err());
     assert!(e.contains("trainer_log.jsonl line 2"), "{e}");
     assert!(!bad.exists(), "nothing half-imported stays");
+}
+
+/// A recipe's output keeps its run's configuration, so on import its adapter is evaluated
+/// as our runs are at their end and its task metric joins the table and the trade-off view:
+/// the same adapter scores what our run reported. Without measuring it stays blank.
+#[test]
+fn a_recipe_output_has_its_metric_measured_on_import() {
+    let (cfg, run) = short_lora_run(4);
+    let ours: Summary = serde_json::from_str(&read(run.path(), "summary.json")).unwrap();
+    // The folder train.py leaves: recipe.json beside output/ (trainer_state.json, adapter/).
+    let d = tempfile::tempdir().unwrap();
+    let output = d.path().join("recipe/output");
+    std::fs::create_dir_all(output.join("adapter")).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(
+            run.path().join("adapter").join(f),
+            output.join("adapter").join(f),
+        )
+        .unwrap();
+    }
+    let history: Vec<serde_json::Value> = (1..=4)
+        .map(|s| serde_json::json!({"step": s, "loss": 9.0 - s as f64}))
+        .collect();
+    std::fs::write(
+        output.join("trainer_state.json"),
+        serde_json::json!({"log_history": history}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("recipe/recipe.json"),
+        serde_json::json!({"config": cfg}).to_string(),
+    )
+    .unwrap();
+
+    let out = d.path().join("measured");
+    let i = import(&output, &out, Some(&|| false)).unwrap();
+    assert_eq!(i.not_measured, None);
+    let m = i.measured.unwrap();
+    assert_eq!(m.metric_name, ours.metric_name);
+    assert!(
+        (m.loss - ours.final_eval_loss).abs() <= 1e-4 * ours.final_eval_loss,
+        "our run ended at eval loss {}, its adapter measured on import {}",
+        ours.final_eval_loss,
+        m.loss
+    );
+    assert!((m.metric - ours.metric_value).abs() < 1e-9);
+    let s: Summary = serde_json::from_str(&read(&out, "summary.json")).unwrap();
+    assert_eq!(s.metric_name, ours.metric_name);
+    assert_eq!(s.metric_value, m.metric);
+    assert_eq!(s.final_eval_loss, m.loss, "its log has no evaluation");
+    assert_eq!(s.chance, ours.chance);
+    let last: serde_json::Value =
+        serde_json::from_str(read(&out, "metrics.jsonl").lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["step"].as_u64()),
+        (Some("eval"), Some(4))
+    );
+    assert_eq!(last["metric"].as_f64(), Some(m.metric));
+
+    let blank = d.path().join("blank");
+    let i = import(&output, &blank, None).unwrap();
+    assert!(i.measured.is_none() && i.not_measured.is_none());
+    let s: Summary = serde_json::from_str(&read(&blank, "summary.json")).unwrap();
+    assert!(s.metric_value.is_nan() && s.final_eval_loss.is_nan());
 }

@@ -200,14 +200,20 @@ impl WorkbenchApp {
                 JobUpdate::Done(JobResult::Exported { files, out }) => {
                     self.say_t("exported {} files to {}", &[&files, &out.display()])
                 }
-                JobUpdate::Done(JobResult::RunImported { steps, out }) => {
+                JobUpdate::Done(JobResult::RunImported { steps, out, metric }) => {
                     if let Some(dir) = self.runs_dir.clone() {
                         self.store.load_new(&dir);
                     }
-                    self.say_t(
-                        "imported a run of {} logged steps into {}",
-                        &[&steps, &out.display()],
-                    )
+                    match metric {
+                        Some((name, value)) => self.say_t(
+                            "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
+                            &[&steps, &out.display(), &name, &format!("{value:.3}")],
+                        ),
+                        None => self.say_t(
+                            "imported a run of {} logged steps into {}",
+                            &[&steps, &out.display()],
+                        ),
+                    }
                 }
                 JobUpdate::Done(JobResult::RecipeWritten { steps, out, target }) => match target {
                     crate::recipe::Target::Transformers => self.say_t(

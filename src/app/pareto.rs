@@ -38,7 +38,8 @@ impl Cost {
                 (row.trainable_params > 0).then(|| (row.trainable_params as f64).log10())
             }
             Cost::PeakMemory => (row.peak_rss_bytes > 0).then(|| row.peak_rss_bytes as f64 / 1e6),
-            Cost::WallTime => Some(row.wall_seconds),
+            // An imported run's log may not say how long it took.
+            Cost::WallTime => row.wall_seconds.is_finite().then_some(row.wall_seconds),
         }
     }
 }

@@ -295,11 +295,14 @@ impl Backend for LocalBackend {
                 Ok(())
             }
             Command::ImportRun { job, dir, out } => {
-                self.start_job(job, move |_, _| {
-                    let imported = crate::import_run::import(&dir, &out)?;
+                self.start_job(job, move |_, stopped| {
+                    let imported = crate::import_run::import(&dir, &out, Some(stopped))?;
                     Ok(JobResult::RunImported {
                         steps: imported.steps,
                         out,
+                        metric: imported
+                            .measured
+                            .map(|m| (m.metric_name.to_string(), m.metric)),
                     })
                 });
                 Ok(())

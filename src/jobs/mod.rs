@@ -232,6 +232,9 @@ pub enum JobResult {
     RunImported {
         steps: usize,
         out: PathBuf,
+        /// Its adapter's task metric (name, value), measured on import.
+        #[serde(default)]
+        metric: Option<(String, f64)>,
     },
     /// What "Test connection" shows, and the devices a run can use there.
     Probed {

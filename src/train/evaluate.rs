@@ -127,6 +127,28 @@ pub fn evaluate_adapter_until(
     adapter: &Path,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<(f64, f64)> {
+    let e = measure_adapter(cfg, adapter, stop)?;
+    Ok((e.loss, e.metric))
+}
+
+/// What [`measure_adapter`] found.
+#[derive(Debug, Clone)]
+pub struct AdapterEvaluation {
+    pub loss: f64,
+    /// The task's metric and its name, as a run of `cfg` reports them.
+    pub metric: f64,
+    pub metric_name: &'static str,
+    /// The metric's chance level on these examples, where it has one.
+    pub chance: Option<Chance>,
+}
+
+/// [`evaluate_adapter_until`] with what a run's summary says beside the numbers: the
+/// metric's name and its chance level.
+pub fn measure_adapter(
+    cfg: &RunConfig,
+    adapter: &Path,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<AdapterEvaluation> {
     let device = device_for(&cfg.device)?;
     let dataset = super::load_dataset(cfg)?;
     let (files, metric) = open_for_task(cfg, &dataset)?;
@@ -147,5 +169,13 @@ pub fn evaluate_adapter_until(
         &device,
         stop,
     )?;
-    Ok((loss, metric_value(metric, loss, exact)))
+    Ok(AdapterEvaluation {
+        loss,
+        metric: metric_value(metric, loss, exact),
+        metric_name: metric.name(),
+        chance: eval.chance_level().map(|level| Chance {
+            level,
+            examples: eval.len(),
+        }),
+    })
 }

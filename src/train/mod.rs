@@ -38,7 +38,10 @@ use data_order::DataOrder;
 pub use devices::{DeviceInfo, available_devices, device_for};
 pub use early_stopping::{BestEval, EarlyStoppingState};
 use evaluate::metric_value;
-pub use evaluate::{evaluate, evaluate_adapter, evaluate_adapter_until, evaluate_until};
+pub use evaluate::{
+    AdapterEvaluation, evaluate, evaluate_adapter, evaluate_adapter_until, evaluate_until,
+    measure_adapter,
+};
 pub use events::{
     Chance, Command, EndedEarly, EvalPoint, Event, RankAllocation, RunId, StepPoint, Summary,
 };

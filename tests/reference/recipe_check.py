@@ -9,6 +9,10 @@
   recipe_check.py imported OUTPUT_DIR RUN_DIR
       `peft-workbench import-run` of OUTPUT_DIR made RUN_DIR: the same step losses, the
       recipe's own configuration.
+  recipe_check.py measured OURS_RUN_DIR RUN_DIR
+      the import RUN_DIR of a recipe's output carries the task metric measured on import:
+      the same metric, value and chance level as our run of the same config (the two
+      trainers' adapters agree to ~1e-7, so no evaluation example changes its answer).
   recipe_check.py engines RECIPE_DIR
       accelerate reads the recipe's accelerate/*.yaml as meant (its own launcher's parsing
       and plugins): DDP; FSDP 2 wrapping decoder layers; ZeRO-2 and ZeRO-3 clipping at the
@@ -96,6 +100,15 @@ def imported(output, run_dir):
     if summary["method"] != recipe["method"] or summary["trainable_params"] != recipe["trainable_params"]:
         sys.exit(f"the imported run says {summary['method']} / {summary['trainable_params']}")
     print(f"imported {len(ours)} steps of {output} into {run_dir} ({summary['method']})")
+
+
+def measured(ours_dir, run_dir):
+    ours = json.loads((pathlib.Path(ours_dir) / "summary.json").read_text())
+    theirs = json.loads((pathlib.Path(run_dir) / "summary.json").read_text())
+    seen = {k: (ours.get(k), theirs.get(k)) for k in ("metric_name", "metric_value", "chance")}
+    if any(a != b for a, b in seen.values()) or theirs["metric_value"] is None:
+        sys.exit(f"the metric measured on import is not our run's: {seen}")
+    print(f"the recipe's adapter, measured on import: {theirs['metric_name']} {theirs['metric_value']} = ours")
 
 
 def engines(recipe_dir):
@@ -193,6 +206,8 @@ if __name__ == "__main__":
         same(*args[:2], float(args[2]) if len(args) > 2 else 1e-5)
     elif cmd == "imported":
         imported(*args[:2])
+    elif cmd == "measured":
+        measured(*args[:2])
     elif cmd == "engines":
         engines(args[0])
     elif cmd == "adapterhub":

@@ -986,4 +986,8 @@ pub const ZH: &[(&str, &str)] = &[
         "LLaMA-Factory fine-tunes decoder language models, and this model is an encoder classifier; use the PyTorch recipe (--to transformers)",
         "LLaMA-Factory 微调的是解码器语言模型，而此模型是编码器分类模型；请使用 PyTorch 训练配方（--to transformers）",
     ),
+    (
+        "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
+        "已将记录了 {} 步的运行导入 {}；其适配器在该运行评估样本上的 {}（在本机测得）：{}",
+    ),
 ];
