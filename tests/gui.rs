@@ -1362,6 +1362,27 @@ fn a_classifier_run_has_the_exports_it_cannot_take_disabled() {
     h.get_by_label_contains("而此模型是编码器分类模型");
 }
 
+/// An import that cannot be done says why as an import (not as an export), and the status
+/// line's spinner and Stop go away.
+#[test]
+fn a_failed_import_says_why() {
+    let runs = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let app = WorkbenchApp::new(Arc::new(|| {}), Some(runs.path().to_path_buf()));
+    let mut h = harness_sized(app, 900.0);
+    h.run();
+    h.get_by_label("Import run…").click();
+    h.run();
+    h.state_mut().path_prompt.as_mut().unwrap().path = empty.path().display().to_string();
+    h.get_by_label("Import").click();
+    h.step();
+    wait_for(&mut h, "the import to end", |a| a.long_job().is_none());
+    h.run();
+    h.get_by_label_contains("import failed: ");
+    assert!(h.state().store.runs.is_empty());
+    assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 0);
+}
+
 /// "Import run…" brings a transformers Trainer folder into the table beside a run trained
 /// here; its curves overlay, and what its log does not say is blank, never "NaN" or 0.
 #[test]

@@ -217,8 +217,11 @@ impl WorkbenchApp {
                 };
                 let job = self.background.next_job_id();
                 let out = crate::import_run::default_folder(&runs, &dir);
+                let shown = dir.display().to_string();
                 if self.send(Command::ImportRun { job, dir, out }) {
-                    self.background.start_export(job);
+                    self.say_t("importing {}…", &[&shown]);
+                    self.background
+                        .start_long_job(job, super::background::LongJob::Import);
                 }
             }
             Action::WriteRecipe(id, to, target) => {
@@ -250,7 +253,8 @@ impl WorkbenchApp {
                     out: to.clone(),
                 }) {
                     self.say_t("merging into {}…", &[&to.display()]);
-                    self.background.start_merge(job);
+                    self.background
+                        .start_long_job(job, super::background::LongJob::Merge);
                 }
             }
             Action::AskPath(purpose, start) => {

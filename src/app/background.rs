@@ -16,12 +16,21 @@ pub struct Background {
         crossbeam_channel::Sender<Said>,
         crossbeam_channel::Receiver<Said>,
     ),
-    /// The merge in progress and when it began.
-    merging: Option<(JobId, Instant)>,
+    /// The merge or import in progress, when it began and which it is.
+    long_job: Option<(JobId, Instant, LongJob)>,
     /// The export in progress.
     exporting: Option<JobId>,
     /// Asks the window for a frame (given to remote connections).
     notify: crate::train::worker::Notify,
+}
+
+/// The jobs that may take minutes, so the status line offers to stop them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongJob {
+    /// Folding an adapter into its base model.
+    Merge,
+    /// Importing an outside run, whose adapter is evaluated here (a large model's takes long).
+    Import,
 }
 
 impl Background {
@@ -31,7 +40,7 @@ impl Background {
             jobs,
             status,
             outcomes: crossbeam_channel::unbounded(),
-            merging: None,
+            long_job: None,
             exporting: None,
         }
     }
@@ -63,7 +72,7 @@ impl Background {
     pub fn try_recv(&mut self) -> Result<Option<jobs::Event>, jobs::Gone> {
         self.jobs.try_recv().inspect_err(|gone| {
             if gone.machine.is_none() {
-                self.merging = None;
+                self.long_job = None;
                 self.exporting = None;
             }
         })
@@ -99,21 +108,18 @@ impl Background {
         }
     }
 
-    pub fn start_merge(&mut self, job: JobId) {
-        self.merging = Some((job, Instant::now()));
+    /// A job the status line shows with a spinner, its seconds and Stop, until it ends.
+    pub fn start_long_job(&mut self, job: JobId, kind: LongJob) {
+        self.long_job = Some((job, Instant::now(), kind));
     }
 
-    /// When the merge in progress began.
-    pub fn merging_since(&self) -> Option<Instant> {
-        self.merging.map(|(_, since)| since)
+    /// The merge or import in progress, when it began and which it is.
+    pub fn long_job(&self) -> Option<(JobId, Instant, LongJob)> {
+        self.long_job
     }
 
-    pub fn merge_job(&self) -> Option<JobId> {
-        self.merging.map(|(job, _)| job)
-    }
-
-    pub fn end_merge(&mut self) {
-        self.merging = None;
+    pub fn end_long_job(&mut self) {
+        self.long_job = None;
     }
 
     pub fn start_export(&mut self, job: JobId) {

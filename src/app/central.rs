@@ -85,18 +85,22 @@ pub fn ui(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
 
 fn content(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
     let status = app.status_text();
-    let merging = app.merging_since();
+    let long_job = app.long_job();
     if let Some(s) = status {
         ui.horizontal(|ui| {
-            if let Some(since) = merging {
+            if let Some((since, kind)) = long_job {
                 ui.spinner();
                 ui.label(format!("{s} {:.0} s", since.elapsed().as_secs_f64()));
+                let what = match kind {
+                    super::background::LongJob::Merge => "Stop the merge; nothing is written",
+                    super::background::LongJob::Import => "Stop the import; nothing is imported",
+                };
                 if ui
                     .small_button(tr(ui, "Stop"))
-                    .on_hover_text(tr(ui, "Stop the merge; nothing is written"))
+                    .on_hover_text(tr(ui, what))
                     .clicked()
                 {
-                    app.stop_merge();
+                    app.stop_long_job();
                 }
                 ui.ctx()
                     .request_repaint_after(std::time::Duration::from_millis(250));

@@ -200,21 +200,6 @@ impl WorkbenchApp {
                 JobUpdate::Done(JobResult::Exported { files, out }) => {
                     self.say_t("exported {} files to {}", &[&files, &out.display()])
                 }
-                JobUpdate::Done(JobResult::RunImported { steps, out, metric }) => {
-                    if let Some(dir) = self.runs_dir.clone() {
-                        self.store.load_new(&dir);
-                    }
-                    match metric {
-                        Some((name, value)) => self.say_t(
-                            "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
-                            &[&steps, &out.display(), &name, &format!("{value:.3}")],
-                        ),
-                        None => self.say_t(
-                            "imported a run of {} logged steps into {}",
-                            &[&steps, &out.display()],
-                        ),
-                    }
-                }
                 JobUpdate::Done(JobResult::RecipeWritten { steps, out, target }) => match target {
                     crate::recipe::Target::Transformers => self.say_t(
                         "a {}-step PyTorch recipe written to {}: run it with bash launch.sh there",
@@ -231,18 +216,42 @@ impl WorkbenchApp {
             self.background.end_export();
             return;
         }
-        if self.background.merge_job() == Some(job) {
-            match update {
-                JobUpdate::Text(_) | JobUpdate::Progress { .. } => return,
-                JobUpdate::Done(JobResult::Merged { projections, out }) => self.say_t(
+        if let Some((long, _, kind)) = self.background.long_job()
+            && long == job
+        {
+            use super::background::LongJob;
+            match (kind, update) {
+                (_, JobUpdate::Text(_) | JobUpdate::Progress { .. }) => return,
+                (_, JobUpdate::Done(JobResult::Merged { projections, out })) => self.say_t(
                     "merged {} projections; model written to {}",
                     &[&projections, &out.display()],
                 ),
-                JobUpdate::Done(_) => {}
-                JobUpdate::Failed(e) => self.say_t("merge failed: {}", &[&e]),
-                JobUpdate::Stopped => self.say_t("merge stopped; nothing was written", &[]),
+                (_, JobUpdate::Done(JobResult::RunImported { steps, out, metric })) => {
+                    if let Some(dir) = self.runs_dir.clone() {
+                        self.store.load_new(&dir);
+                    }
+                    match metric {
+                        Some((name, value)) => self.say_t(
+                            "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
+                            &[&steps, &out.display(), &name, &format!("{value:.3}")],
+                        ),
+                        None => self.say_t(
+                            "imported a run of {} logged steps into {}",
+                            &[&steps, &out.display()],
+                        ),
+                    }
+                }
+                (_, JobUpdate::Done(_)) => {}
+                (LongJob::Merge, JobUpdate::Failed(e)) => self.say_t("merge failed: {}", &[&e]),
+                (LongJob::Import, JobUpdate::Failed(e)) => self.say_t("import failed: {}", &[&e]),
+                (LongJob::Merge, JobUpdate::Stopped) => {
+                    self.say_t("merge stopped; nothing was written", &[])
+                }
+                (LongJob::Import, JobUpdate::Stopped) => {
+                    self.say_t("import stopped; nothing was imported", &[])
+                }
             }
-            self.background.end_merge();
+            self.background.end_long_job();
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod actions;
 mod background;
+pub use background::LongJob;
 pub mod central;
 pub mod data_view;
 mod dialogs;
@@ -389,15 +390,24 @@ impl WorkbenchApp {
         self.trash_count
     }
 
-    /// When the merge in progress began (the status line shows a spinner, the seconds and
-    /// Stop while it runs).
-    pub fn merging_since(&self) -> Option<Instant> {
-        self.background.merging_since()
+    /// The merge or import in progress: when it began and which (the status line shows a
+    /// spinner, the seconds and Stop while it runs).
+    pub fn long_job(&self) -> Option<(Instant, LongJob)> {
+        self.background
+            .long_job()
+            .map(|(_, since, kind)| (since, kind))
     }
 
-    /// Stops the merge in progress (nothing is written).
-    pub fn stop_merge(&mut self) {
-        if let Some(job) = self.background.merge_job() {
+    /// When the merge in progress began.
+    pub fn merging_since(&self) -> Option<Instant> {
+        self.long_job()
+            .filter(|(_, kind)| *kind == LongJob::Merge)
+            .map(|(since, _)| since)
+    }
+
+    /// Stops the merge or import in progress (nothing is written).
+    pub fn stop_long_job(&mut self) {
+        if let Some((job, _, _)) = self.background.long_job() {
             self.send(Command::StopJob { job });
         }
     }

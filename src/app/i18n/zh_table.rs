@@ -990,4 +990,14 @@ pub const ZH: &[(&str, &str)] = &[
         "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
         "已将记录了 {} 步的运行导入 {}；其适配器在该运行评估样本上的 {}（在本机测得）：{}",
     ),
+    (
+        "Stop the import; nothing is imported",
+        "停止导入；不会导入任何内容",
+    ),
+    ("importing {}…", "正在导入 {}…"),
+    ("import failed: {}", "导入失败：{}"),
+    (
+        "import stopped; nothing was imported",
+        "导入已停止；未导入任何内容",
+    ),
 ];
