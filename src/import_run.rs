@@ -221,8 +221,17 @@ fn config_for(dir: &Path, adapter: &Path, log: &OutsideLog) -> Result<RunConfig>
     {
         let r: Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", recipe.display()))?;
-        let cfg: RunConfig = serde_json::from_value(r["config"].clone())
+        let mut cfg: RunConfig = serde_json::from_value(r["config"].clone())
             .with_context(|| format!("{}: its `config` is not a run", recipe.display()))?;
+        // The run may name its model relative to where it was trained; the recipe names a
+        // model folder by its absolute path, which holds wherever the import runs.
+        if let Some(base) = r["base_model"].as_str().map(Path::new)
+            && cfg.model != "builtin"
+            && base.is_absolute()
+            && base.is_dir()
+        {
+            cfg.model = base.display().to_string();
+        }
         return Ok(cfg);
     }
     if let Ok(text) = std::fs::read_to_string(adapter.join(OUR_METHOD_FILE)) {

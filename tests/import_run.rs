@@ -176,9 +176,24 @@ fn a_recipe_output_has_its_metric_measured_on_import() {
         serde_json::json!({"log_history": history}).to_string(),
     )
     .unwrap();
+    // The run named its model relative to where it trained (here: nowhere); the recipe names
+    // the model folder by its absolute path, as `recipe` does for a folder.
+    let base = d.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    let builtin = peft_workbench::models::builtin_model_dir();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(builtin.join(f), base.join(f)).unwrap();
+    }
+    let mut trained = cfg.clone();
+    trained.model = "trained-elsewhere/base".into();
     std::fs::write(
         d.path().join("recipe/recipe.json"),
-        serde_json::json!({"config": cfg}).to_string(),
+        serde_json::json!({"config": trained, "base_model": base}).to_string(),
     )
     .unwrap();
 

@@ -231,13 +231,13 @@ impl WorkbenchApp {
                         self.store.load_new(&dir);
                     }
                     match metric {
-                        Some((name, value)) => self.say_t(
+                        Ok((name, value)) => self.say_t(
                             "imported a run of {} logged steps into {}; its adapter's {}, measured here on the run's evaluation examples: {}",
                             &[&steps, &out.display(), &name, &format!("{value:.3}")],
                         ),
-                        None => self.say_t(
-                            "imported a run of {} logged steps into {}",
-                            &[&steps, &out.display()],
+                        Err(why) => self.say_t(
+                            "imported a run of {} logged steps into {}; its metric is left blank: {}",
+                            &[&steps, &out.display(), &why],
                         ),
                     }
                 }

@@ -300,9 +300,10 @@ impl Backend for LocalBackend {
                     Ok(JobResult::RunImported {
                         steps: imported.steps,
                         out,
-                        metric: imported
-                            .measured
-                            .map(|m| (m.metric_name.to_string(), m.metric)),
+                        metric: match (imported.measured, imported.not_measured) {
+                            (Some(m), _) => Ok((m.metric_name.to_string(), m.metric)),
+                            (None, why) => Err(why.unwrap_or_default()),
+                        },
                     })
                 });
                 Ok(())

@@ -232,9 +232,8 @@ pub enum JobResult {
     RunImported {
         steps: usize,
         out: PathBuf,
-        /// Its adapter's task metric (name, value), measured on import.
-        #[serde(default)]
-        metric: Option<(String, f64)>,
+        /// Its adapter's task metric (name, value), measured on import, or why not.
+        metric: Result<(String, f64), String>,
     },
     /// What "Test connection" shows, and the devices a run can use there.
     Probed {

@@ -949,10 +949,6 @@ pub const ZH: &[(&str, &str)] = &[
         "要导入的运行的输出文件夹",
     ),
     ("Import", "导入"),
-    (
-        "imported a run of {} logged steps into {}",
-        "已导入一个记录了 {} 步的运行到 {}",
-    ),
     ("no runs folder to import into", "没有可导入的运行文件夹"),
     (
         "Export as LLaMA-Factory recipe…",
@@ -999,5 +995,9 @@ pub const ZH: &[(&str, &str)] = &[
     (
         "import stopped; nothing was imported",
         "导入已停止；未导入任何内容",
+    ),
+    (
+        "imported a run of {} logged steps into {}; its metric is left blank: {}",
+        "已将记录了 {} 步的运行导入 {}；其指标留空：{}",
     ),
 ];
