@@ -271,12 +271,20 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             "Many runs: the table below is the legend (names in their curves' colours); click a name to pick its curves out.",
         ));
     }
-    let with_legend = |plot: Plot<'static>| {
+    // Each legend sits in the corner its curves do not end in: losses fall to the lower right,
+    // accuracy and exact match rise to the upper right, where a legend there hid the results
+    // the plot is for (seen at 1280×800). Perplexity falls like a loss.
+    let with_legend = |plot: Plot<'static>, corner: egui_plot::Corner| {
         if legend {
-            plot.legend(Legend::default())
+            plot.legend(Legend::default().position(corner))
         } else {
             plot
         }
+    };
+    let metric_corner = if shown.iter().all(|r| r.metric_name == "perplexity") {
+        egui_plot::Corner::RightTop
+    } else {
+        egui_plot::Corner::RightBottom
     };
     let response = ui.columns(2, |cols| {
         let text = tr(
@@ -284,7 +292,7 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
             "Training loss (solid) and evaluation loss (dashed)",
         );
         cols[0].label(text);
-        let mut loss_plot = with_legend(Plot::new("loss_plot"))
+        let mut loss_plot = with_legend(Plot::new("loss_plot"), egui_plot::Corner::RightTop)
             .height(height)
             .x_axis_label(tr(&cols[0], axis.name()));
         if log_y {
@@ -304,11 +312,14 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
                     let train = downsample_min_max(&y_of(ema(&train, smoothing)), columns);
                     plot.line(Line::new(r.label.clone(), train).color(c).width(width));
                 }
-                let eval = r.curve(Curve::EvalLoss, axis);
+                let eval = y_of(r.curve(Curve::EvalLoss, axis));
+                if let [only] = eval[..] {
+                    plot.points(lone_point(&r.label, only, c));
+                }
                 if !eval.is_empty() {
                     // Same name as the training curve: one legend entry per run toggles both.
                     plot.line(
-                        Line::new(r.label.clone(), y_of(eval))
+                        Line::new(r.label.clone(), eval)
                             .color(c)
                             .width(width)
                             .style(egui_plot::LineStyle::dashed_loose()),
@@ -323,12 +334,15 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         cols[1].label(text);
         let chance_lines = chance_lines(&shown, &cols[1]);
         let chance_color = cols[1].visuals().weak_text_color();
-        let right = with_legend(Plot::new("metric_plot"))
+        let right = with_legend(Plot::new("metric_plot"), metric_corner)
             .height(height)
             .x_axis_label(tr(&cols[1], axis.name()))
             .show(&mut cols[1], |plot| {
                 for r in &shown {
                     let points = r.curve(Curve::EvalMetric, axis);
+                    if let [only] = points[..] {
+                        plot.points(lone_point(&r.label, only, curve_color(app, r.id, dark)));
+                    }
                     if !points.is_empty() {
                         let width = if app.selected_run == Some(r.id) {
                             3.0
@@ -362,6 +376,15 @@ fn curves(app: &mut WorkbenchApp, ui: &mut egui::Ui, actions: &mut Vec<Action>) 
         left.response.rect.union(right.response.rect)
     });
     app.plots_rect = Some(response);
+}
+
+/// A curve of one evaluation (an imported run's metric, measured at its end) as a dot: a line
+/// through one point draws nothing.
+fn lone_point(label: &str, at: [f64; 2], color: egui::Color32) -> egui_plot::Points<'static> {
+    egui_plot::Points::new(label.to_string(), vec![at])
+        .filled(true)
+        .radius(3.5)
+        .color(color)
 }
 
 /// Early stopping's best evaluation: a filled diamond on the run's evaluation curve, under the run's
