@@ -5,7 +5,7 @@
 use eframe::egui;
 use egui_plot::{HoverPosition, Plot, Points};
 
-use super::i18n::tr;
+use super::i18n::{tr, trf};
 use super::runs::RunRecord;
 use crate::compare::Row;
 
@@ -62,6 +62,21 @@ pub fn placed(runs: &[RunRecord]) -> Vec<(&RunRecord, &Row)> {
         .collect()
 }
 
+/// How many runs `placed` leaves out because they are scored by another metric than the
+/// placed ones (a classifier's accuracy beside generation's exact match, say): the view says
+/// so, instead of their silently missing.
+pub fn other_metrics(runs: &[RunRecord]) -> usize {
+    let placed = placed(runs);
+    let Some(metric) = placed.first().map(|(_, row)| row.metric_name.as_str()) else {
+        return 0;
+    };
+    runs.iter()
+        .filter(|r| r.shown)
+        .filter_map(|r| r.row.as_ref())
+        .filter(|row| row.metric.is_finite() && row.metric_name != metric)
+        .count()
+}
+
 /// Human-readable parameter counts on the log axis: 10^4 → "10 k".
 fn log_count(v: f64) -> String {
     super::central::human(10f64.powf(v).round() as usize)
@@ -77,7 +92,18 @@ pub fn ui(runs: &[RunRecord], color: impl Fn(u64) -> egui::Color32, ui: &mut egu
         return;
     }
     let metric = placed[0].1.metric_name.clone();
-    ui.label(format!("{} {metric}", tr(ui, "y: final")));
+    let y = format!("{} {metric}", tr(ui, "y: final"));
+    match other_metrics(runs) {
+        0 => ui.label(y),
+        n => ui.label(format!(
+            "{y} · {}",
+            trf(
+                ui,
+                "shown runs scored by another metric, not placed here: {}",
+                &[&n]
+            )
+        )),
+    };
     let height = 180.0;
     ui.columns(Cost::ALL.len(), |cols| {
         for (col, cost) in cols.iter_mut().zip(Cost::ALL) {
@@ -118,4 +144,46 @@ pub fn ui(runs: &[RunRecord], color: impl Fn(u64) -> egui::Color32, ui: &mut egu
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(id: u64, metric_name: &str, metric: f64) -> RunRecord {
+        let mut r = RunRecord::new(id, crate::config::RunConfig::default());
+        r.row = Some(Row {
+            run: format!("#{id}"),
+            method: "lora".into(),
+            learning_rate: 1e-3,
+            steps: 10,
+            trainable_params: 1000,
+            trainable_percent: 0.1,
+            adapter_bytes: 4000,
+            peak_rss_bytes: 1 << 20,
+            tokens_per_second: 100.0,
+            wall_seconds: 5.0,
+            initial_eval_loss: 2.0,
+            final_eval_loss: 1.0,
+            metric_name: metric_name.into(),
+            metric,
+            chance: None,
+        });
+        r
+    }
+
+    #[test]
+    fn runs_of_another_metric_are_counted_not_placed() {
+        let mut runs = vec![
+            finished(1, "exact_match", 0.5),
+            finished(2, "accuracy", 0.8),
+            finished(3, "exact_match", 0.25),
+            // No metric at all (an imported Trainer run): neither placed nor counted.
+            finished(4, "eval_loss", f64::NAN),
+        ];
+        assert_eq!(placed(&runs).len(), 2);
+        assert_eq!(other_metrics(&runs), 1);
+        runs[1].shown = false;
+        assert_eq!(other_metrics(&runs), 0);
+    }
 }

@@ -1000,4 +1000,8 @@ pub const ZH: &[(&str, &str)] = &[
         "imported a run of {} logged steps into {}; its metric is left blank: {}",
         "已将记录了 {} 步的运行导入 {}；其指标留空：{}",
     ),
+    (
+        "shown runs scored by another metric, not placed here: {}",
+        "使用其他指标、未放入此图的显示中运行：{}",
+    ),
 ];
