@@ -61,17 +61,18 @@ impl Sshd {
             .unwrap()
             .success();
         assert!(ok, "sshd started");
+        // sshd creates its pid file before it writes the number: wait for the number (CI
+        // once read the file empty and failed to parse it).
         let pid_file = d.join("sshd.pid");
         let start = std::time::Instant::now();
-        while !pid_file.exists() {
+        let pid = loop {
+            let read = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if let Ok(pid) = read.trim().parse() {
+                break pid;
+            }
             assert!(start.elapsed().as_secs() < 10, "sshd wrote no pid file");
             std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let pid = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        };
         Self { dir, port, pid }
     }
 
